@@ -1,0 +1,33 @@
+"""Where the files shipped with the package live, in a checkout and in an installed wheel alike.
+
+In a checkout (or an editable install) they are the top-level folders ``firmware_configs/`` and
+``models/``; a wheel carries the same folders as ``appliance.firmware_configs`` and
+``appliance.model_files`` (see ``[tool.setuptools.package-dir]`` in pyproject.toml).
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+_CHECKOUT = Path(__file__).resolve().parent.parent
+
+
+def _shipped_dir(top_level: str, package: str) -> Path:
+    in_checkout = _CHECKOUT / top_level
+    if in_checkout.is_dir():
+        return in_checkout
+    return Path(str(resources.files(package)))
+
+
+def firmware_configs_dir() -> Path:
+    return _shipped_dir("firmware_configs", "appliance.firmware_configs")
+
+
+def models_dir() -> Path:
+    return _shipped_dir("models", "appliance.model_files")
+
+
+def sample_clip() -> Path:
+    """The bundled sample clip (trimmed from OpenCV's vtest.avi) that ``appliance run`` uses by default."""
+    return Path(__file__).resolve().parent / "data" / "sample_vtest.mp4"
