@@ -36,10 +36,8 @@ def expand_boxes(boxes: np.ndarray, margin_ratio: float, width: int, height: int
     b = boxes.astype(np.float32)
     w = b[:, 2] - b[:, 0]
     h = b[:, 3] - b[:, 1]
-    grown = np.stack(
-        [b[:, 0] - w * margin_ratio, b[:, 1] - h * margin_ratio, b[:, 2] + w * margin_ratio, b[:, 3] + h * margin_ratio],
-        axis=1,
-    )
+    dx, dy = w * margin_ratio, h * margin_ratio
+    grown = np.stack([b[:, 0] - dx, b[:, 1] - dy, b[:, 2] + dx, b[:, 3] + dy], axis=1)
     grown[:, [0, 2]] = np.clip(grown[:, [0, 2]], 0, width)
     grown[:, [1, 3]] = np.clip(grown[:, [1, 3]], 0, height)
     # Floor the top-left and ceil the bottom-right so rounding never shrinks a region.
