@@ -28,6 +28,11 @@ def models_dir() -> Path:
     return _shipped_dir("models", "appliance.model_files")
 
 
+def data_file(name: str) -> Path:
+    """A file of ``appliance/data/`` (see its README for origins and licences)."""
+    return Path(__file__).resolve().parent / "data" / name
+
+
 def sample_clip() -> Path:
     """The bundled sample clip (trimmed from OpenCV's vtest.avi) that ``appliance run`` uses by default."""
-    return Path(__file__).resolve().parent / "data" / "sample_vtest.mp4"
+    return data_file("sample_vtest.mp4")
