@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Set up a development or field install in ./.venv: system packages (when we can install them),
+# then the appliance with its test extras. Idempotent: a second run only checks.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+command -v mosquitto >/dev/null 2>&1 || need_apt+=(mosquitto mosquitto-clients)
+python3 -c "import venv, ensurepip" >/dev/null 2>&1 || need_apt+=(python3-venv)
+if [ ${#need_apt[@]} -gt 0 ]; then
+    if [ "$(id -u)" -eq 0 ]; then SUDO=""; elif command -v sudo >/dev/null 2>&1; then SUDO="sudo"; else SUDO=""; fi
+    if [ "$(id -u)" -eq 0 ] || [ -n "$SUDO" ]; then
+        echo "setup: installing ${need_apt[*]} with apt-get" >&2
+        $SUDO apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
+    else
+        echo "setup: please install ${need_apt[*]} (apt-get); continuing without" >&2
+    fi
+fi
+
+if [ ! -x .venv/bin/python ]; then
+    python3 -m venv .venv
+fi
+.venv/bin/python -m pip install -q --upgrade pip >/dev/null
+.venv/bin/python -m pip install -q -e '.[test]'
+echo "setup: ready. Try: .venv/bin/appliance run --max-frames 100" >&2

@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# The project's test command (README, and .ci/run calls exactly this): set up, lint, test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+.venv/bin/ruff check appliance tests scripts
+.venv/bin/python -m pytest -q -p no:cacheprovider "$@"
