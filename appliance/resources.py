@@ -7,6 +7,7 @@ In a checkout (or an editable install) they are the top-level folders ``firmware
 
 from __future__ import annotations
 
+import os
 from importlib import resources
 from pathlib import Path
 
@@ -25,6 +26,10 @@ def firmware_configs_dir() -> Path:
 
 
 def models_dir() -> Path:
+    """The models folder; ``APPLIANCE_MODELS_DIR`` points elsewhere (e.g. models provisioned on a data partition)."""
+    override = os.environ.get("APPLIANCE_MODELS_DIR")
+    if override:
+        return Path(override)
     return _shipped_dir("models", "appliance.model_files")
 
 
