@@ -1,0 +1,60 @@
+"""Capture: files end, folders are read in order, frames arrive at the working resolution."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from appliance.capture import open_source
+from appliance.config.schema import CaptureConfig
+from appliance.errors import InputError
+from appliance.resources import sample_clip
+
+
+def test_sample_clip_is_read_to_its_end_at_the_working_size_on_the_media_clock() -> None:
+    source = open_source("sample", CaptureConfig(), (640, 480))
+    frames = []
+    while (frame := source.read()) is not None:
+        frames.append(frame)
+    assert source.state == "ended"
+    assert len(frames) == 300
+    assert frames[0].image.shape == (480, 640, 3)
+    assert [f.index for f in frames[:3]] == [0, 1, 2]
+    # 10 fps media clock, however fast the frames were decoded.
+    assert frames[10].timestamp_s - frames[0].timestamp_s == pytest.approx(1.0)
+
+
+def test_file_source_loops_when_asked() -> None:
+    source = open_source(str(sample_clip()), CaptureConfig(loop=True), None)
+    for _ in range(305):
+        assert source.read() is not None
+    source.close()
+
+
+def test_image_folder_in_name_order_and_unreadable_files_skipped(tmp_path: Path) -> None:
+    for name, value in (("b.png", 20), ("a.png", 10)):
+        cv2.imwrite(str(tmp_path / name), np.full((40, 60, 3), value, np.uint8))
+    (tmp_path / "c.jpg").write_bytes(b"not a jpeg")
+    source = open_source(str(tmp_path), CaptureConfig(), (64, 64))
+    first, second = source.read(), source.read()
+    assert first is not None and second is not None
+    assert int(first.image.mean()) == 10 and int(second.image.mean()) == 20
+    assert first.image.shape == (64, 64, 3)
+    assert source.read() is None
+    assert source.stats().frames_skipped == 1
+
+
+@pytest.mark.parametrize("spec", ["/no/such/clip.mp4", "/no/such/folder/"])
+def test_missing_path_is_an_input_error_naming_it(spec: str) -> None:
+    with pytest.raises(InputError, match=spec.rstrip("/")):
+        open_source(spec, CaptureConfig(), None)
+
+
+def test_a_file_that_is_not_video_is_an_input_error(tmp_path: Path) -> None:
+    bogus = tmp_path / "clip.mp4"
+    bogus.write_bytes(b"\x00" * 100)
+    with pytest.raises(InputError, match=r"clip\.mp4"):
+        open_source(str(bogus), CaptureConfig(), None)
