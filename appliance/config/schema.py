@@ -189,11 +189,139 @@ class HealthConfig(Strict):
     )
 
 
-class AnomaliesConfig(Strict):
-    """Thresholds for anomaly flags other than overcrowding (which lives on each zone)."""
+class RapidChangeConfig(Strict):
+    """Sudden gathering or dispersal: the frame count jumps far outside its recent rolling baseline."""
 
-    camera_tamper: bool = Field(True, description="Flag covered, moved, defocused or lost cameras")
-    tamper_hold_s: float = Field(3.0, ge=0)
+    enabled: bool = True
+    short_s: float = Field(2.0, gt=0, description="The current level is the median count over this window")
+    baseline_s: float = Field(60.0, gt=0, description="Rolling baseline: median and MAD over this window before it")
+    warmup_s: float = Field(20.0, ge=0, description="No flag until this much baseline has been seen")
+    z_threshold: float = Field(4.0, gt=0, description="Robust z-score (change / (1.4826 * MAD)) to raise")
+    min_change: float = Field(4.0, ge=0, description="And the level must differ from the baseline by this many people")
+    min_scale: float = Field(
+        1.0, gt=0, description="Floor of the MAD-based scale (people), so a flat baseline is not hair-trigger"
+    )
+    hold_s: float = Field(1.0, ge=0)
+    clear_hysteresis_ratio: float = Field(0.5, gt=0, le=1, description="Clears when |z| falls below z_threshold * this")
+
+
+class AbnormalMotionConfig(Strict):
+    """Running or a stampede: track speeds (in body heights per second) far above the learned scene baseline."""
+
+    enabled: bool = True
+    quantile: float = Field(0.75, gt=0, le=1, description="Per-frame statistic: this quantile of track speeds")
+    speed_ratio: float = Field(2.0, gt=1, description="Raise when the statistic exceeds the baseline by this factor")
+    min_speed_heights_per_s: float = Field(
+        1.5, ge=0, description="And exceeds this absolute speed (walking is about 0.5-1, running 2+)"
+    )
+    default_baseline_heights_per_s: float = Field(
+        0.7, gt=0, description="Baseline used until the scene's own has been learned"
+    )
+    baseline_s: float = Field(300.0, gt=0, description="Learned baseline: median statistic over this much normal time")
+    warmup_s: float = Field(30.0, ge=0, description="Seconds of normal motion before the learned baseline is trusted")
+    min_tracks: int = Field(2, ge=1, description="Fewer moving tracks than this: no statistic for the frame")
+    hold_s: float = Field(1.5, ge=0)
+    clear_hysteresis_ratio: float = Field(0.8, gt=0, le=1)
+
+
+class CounterflowConfig(Strict):
+    """A share of tracks moving against a zone's ``flow_direction_deg`` (zones without one are not checked)."""
+
+    enabled: bool = True
+    against_angle_deg: float = Field(
+        120.0, ge=90, le=180, description="A track further than this from the zone's direction moves against it"
+    )
+    min_speed_heights_per_s: float = Field(0.3, ge=0, description="Slower tracks (standing, jitter) are ignored")
+    min_tracks: int = Field(2, ge=1, description="At least this many tracks must move against the flow")
+    min_share: float = Field(0.5, gt=0, le=1, description="Share of moving tracks in the zone that move against it")
+    hold_s: float = Field(2.0, ge=0)
+    clear_hysteresis_ratio: float = Field(0.6, gt=0, le=1)
+
+
+class CameraTamperConfig(Strict):
+    """Lens covered or blacked out, view moved, image defocused, or the signal lost."""
+
+    enabled: bool = True
+    hold_s: float = Field(3.0, ge=0, description="A check must fail this long before the flag is raised")
+    clear_hold_s: float = Field(2.0, ge=0, description="And pass this long before it is cleared")
+    analysis_width_px: int = Field(160, ge=32, le=640, description="Frames are downscaled to this width (in memory)")
+    dark_level: float = Field(20.0, ge=0, le=255, description="Mean grey level below this: covered or black")
+    min_contrast: float = Field(6.0, ge=0, description="Grey-level standard deviation below this: covered")
+    defocus_ratio: float = Field(0.35, gt=0, lt=1, description="Sharpness below this fraction of the reference")
+    moved_similarity: float = Field(
+        0.5, gt=-1, lt=1, description="Edge correlation with the reference view below this: view moved"
+    )
+    reference_s: float = Field(5.0, gt=0, description="Seconds of frames averaged into the first reference view")
+    reference_update_s: float = Field(
+        120.0, gt=0, description="Time constant of the reference's slow update (only while no check fails)"
+    )
+
+
+class AnomaliesConfig(Strict):
+    """Thresholds for anomaly flags other than overcrowding (which lives on each zone).
+
+    ``camera_tamper: false`` (a plain bool, the older form) is still accepted and means ``enabled: false``.
+    """
+
+    rapid_change: RapidChangeConfig = Field(default_factory=RapidChangeConfig)
+    abnormal_motion: AbnormalMotionConfig = Field(default_factory=AbnormalMotionConfig)
+    counterflow: CounterflowConfig = Field(default_factory=CounterflowConfig)
+    camera_tamper: CameraTamperConfig = Field(default_factory=CameraTamperConfig)
+
+    @field_validator("rapid_change", "abnormal_motion", "counterflow", "camera_tamper", mode="before")
+    @classmethod
+    def _bool_means_enabled(cls, v: object) -> object:
+        return {"enabled": v} if isinstance(v, bool) else v
+
+
+class TrackerConfig(Strict):
+    """SORT/ByteTrack-style tracker. Tracks live in memory only and are never published."""
+
+    high_score: float = Field(
+        0.5, gt=0, lt=1, description="Detections at or above this score may start tracks; lower ones only extend them"
+    )
+    min_hits: int = Field(3, ge=1, description="Detections in a row before a track is confirmed (counted on lines)")
+    max_age_s: float = Field(1.0, gt=0, description="A track unseen this long is deleted")
+    min_iou: float = Field(0.1, ge=0, lt=1, description="A pair overlapping less is matched by distance only")
+    max_distance_ratio: float = Field(
+        1.0, gt=0, description="Farthest centre distance for a match, in predicted box heights"
+    )
+
+
+class HeatmapConfig(Strict):
+    """Coarse occupancy grid per window: person anchors counted per cell, never an image."""
+
+    enabled: bool = False
+    rows: int = Field(6, ge=1, le=32)
+    cols: int = Field(8, ge=1, le=32)
+
+
+class GroundPlaneConfig(Strict):
+    """Four image points and where they are on the ground (metres), for density without measured zone areas."""
+
+    image_points: List[Point] = Field(min_length=4, max_length=4, description="Fractions of frame width/height")
+    world_points_m: List[Tuple[float, float]] = Field(
+        min_length=4, max_length=4, description="The same points on the ground plane, in metres"
+    )
+
+    @field_validator("image_points")
+    @classmethod
+    def _in_frame(cls, v: List[Point]) -> List[Point]:
+        for x, y in v:
+            if not (0 <= x <= 1 and 0 <= y <= 1):
+                raise ValueError(f"point ({x}, {y}) is outside 0..1")
+        return v
+
+
+class AnalyticsConfig(Strict):
+    tracker: TrackerConfig = Field(default_factory=TrackerConfig)
+    heatmap: HeatmapConfig = Field(default_factory=HeatmapConfig)
+    ground_plane: Optional[GroundPlaneConfig] = Field(
+        None, description="Zones without area_m2 get their area from this homography"
+    )
+    dwell_exit_grace_s: float = Field(
+        1.0, ge=0, description="A track must be outside a zone this long before its visit ends (border jitter)"
+    )
 
 
 class SiteConfig(Strict):
@@ -208,6 +336,7 @@ class SiteConfig(Strict):
     zones: List[ZoneConfig] = Field(default_factory=list)
     lines: List[LineConfig] = Field(default_factory=list)
     anomalies: AnomaliesConfig = Field(default_factory=AnomaliesConfig)
+    analytics: AnalyticsConfig = Field(default_factory=AnalyticsConfig)
     mqtt: MqttConfig = Field(default_factory=MqttConfig)
     publish: PublishConfig = Field(default_factory=PublishConfig)
     outbox: OutboxConfig = Field(default_factory=OutboxConfig)
