@@ -1,0 +1,131 @@
+"""``camera_tamper``: lens covered or blacked out, view moved, image defocused, or signal lost.
+
+Reads the anonymized frame downscaled to ``analysis_width_px`` grey (in memory, never stored or
+published) and runs three checks, first failure wins:
+
+* covered: mean grey level below ``dark_level`` or its standard deviation below ``min_contrast``
+  (a hand, a cap, a blacked-out feed or a sprayed lens all flatten the image);
+* defocused: gradient energy below ``defocus_ratio`` of the reference view's;
+* moved: the correlation of gradient-magnitude images with the reference view below
+  ``moved_similarity``. Edges of the fixed scene dominate that correlation, so passers-by barely
+  move it, while a shifted or turned camera misaligns every edge at once.
+
+The reference view is the mean of the first ``reference_s`` seconds, then follows slow lighting
+changes (time constant ``reference_update_s``) only while every check passes, so a tampered view is
+never learned as normal. ``camera_ok`` is False from the first failing frame (before the hold), so
+"0 people" from a covered lens is never published as a trustworthy count.
+"""
+
+from __future__ import annotations
+
+from typing import List, Optional, Tuple
+
+import cv2
+import numpy as np
+
+from appliance.analyze.anomalies.base import HeldFlag
+from appliance.analyze.results import AnomalyEvent
+from appliance.config.schema import CameraTamperConfig
+
+
+def _gradient(gray: np.ndarray) -> np.ndarray:
+    gx = cv2.Sobel(gray, cv2.CV_32F, 1, 0, ksize=3)
+    gy = cv2.Sobel(gray, cv2.CV_32F, 0, 1, ksize=3)
+    return cv2.magnitude(gx, gy)
+
+
+def _correlation(a: np.ndarray, b: np.ndarray) -> float:
+    a = a - a.mean()
+    b = b - b.mean()
+    denom = float(np.sqrt((a * a).sum() * (b * b).sum()))
+    return float((a * b).sum() / denom) if denom > 0 else 0.0
+
+
+class CameraTamper:
+    def __init__(self, cfg: CameraTamperConfig) -> None:
+        self.cfg = cfg
+        self.flag = HeldFlag("camera_tamper", None, cfg.hold_s, cfg.clear_hold_s)
+        self._ref: Optional[np.ndarray] = None  # mean grey reference view (float32)
+        self._ref_sum: Optional[np.ndarray] = None
+        self._ref_n = 0
+        self._ref_start: Optional[float] = None
+        self._ref_grad: Optional[np.ndarray] = None
+        self._ref_sharpness = 0.0
+        self._last_t: Optional[float] = None
+        self.last_check: Tuple[str, float, float] = ("ok", 0.0, 0.0)
+
+    @property
+    def raised(self) -> bool:
+        return self.flag.raised
+
+    def _gray(self, image: np.ndarray) -> np.ndarray:
+        h, w = image.shape[:2]
+        width = min(self.cfg.analysis_width_px, w)
+        height = max(1, round(h * width / w))
+        small = cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
+        if small.ndim == 3:
+            small = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY)
+        return small.astype(np.float32)
+
+    def _failing(self, gray: np.ndarray, grad: np.ndarray) -> Tuple[str, float, float]:
+        """(what failed or "ok", measured value, threshold)."""
+        mean, std = float(gray.mean()), float(gray.std())
+        if mean < self.cfg.dark_level:
+            return "lens covered or image black: mean grey", mean, self.cfg.dark_level
+        if std < self.cfg.min_contrast:
+            return "lens covered: grey-level contrast", std, self.cfg.min_contrast
+        if self._ref_grad is None:
+            return "ok", 0.0, 0.0
+        sharp = float(grad.mean()) / max(self._ref_sharpness, 1e-6)
+        if sharp < self.cfg.defocus_ratio:
+            return "image defocused: sharpness relative to reference", sharp, self.cfg.defocus_ratio
+        sim = _correlation(grad, self._ref_grad)
+        if sim < self.cfg.moved_similarity:
+            return "view moved: edge similarity to reference", sim, self.cfg.moved_similarity
+        return "ok", sim, self.cfg.moved_similarity
+
+    def _learn(self, gray: np.ndarray, t: float, dt: float) -> None:
+        if self._ref is None:
+            if self._ref_start is None:
+                self._ref_start = t
+                self._ref_sum = np.zeros_like(gray)
+            assert self._ref_sum is not None
+            self._ref_sum += gray
+            self._ref_n += 1
+            if t - self._ref_start >= self.cfg.reference_s:
+                self._set_reference(self._ref_sum / self._ref_n)
+            return
+        alpha = min(1.0, max(dt, 0.0) / self.cfg.reference_update_s)
+        self._set_reference((1 - alpha) * self._ref + alpha * gray)
+
+    def _set_reference(self, ref: np.ndarray) -> None:
+        self._ref = ref.astype(np.float32)
+        self._ref_grad = _gradient(self._ref)
+        self._ref_sharpness = float(self._ref_grad.mean())
+
+    def check(self, image: np.ndarray, t: float) -> Tuple[bool, List[AnomalyEvent]]:
+        """Check one frame. Returns (this frame passes every check, events)."""
+        dt = 0.0 if self._last_t is None else t - self._last_t
+        self._last_t = t
+        gray = self._gray(image)
+        if gray.shape != (self._ref.shape if self._ref is not None else gray.shape):
+            self._ref = self._ref_grad = self._ref_sum = None  # resolution changed: learn afresh
+            self._ref_n, self._ref_start = 0, None
+        grad = _gradient(gray)
+        what, value, threshold = self._failing(gray, grad)
+        self.last_check = (what, value, threshold)
+        ok = what == "ok"
+        if ok and not self.flag.raised:
+            self._learn(gray, t, dt)
+        if ok:
+            reason = "every camera check passes again"
+        else:
+            reason = f"{what} {value:.2f} {'<' if value < threshold else '>'} {threshold:g}"
+        event = self.flag.update(
+            t, above=not ok, below=ok, value=value, threshold=threshold, reason=reason, severity="critical"
+        )
+        return ok, [event] if event else []
+
+    def signal_lost(self, t: float) -> List[AnomalyEvent]:
+        event = self.flag.force_raise(t, 0.0, None, "signal lost: the capture source stopped delivering frames")
+        return [event] if event else []
