@@ -1,0 +1,155 @@
+"""The anonymizer: faces hidden in place, heads too, fail closed, and nothing else can make an AnonymizedFrame."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Tuple
+
+import cv2
+import numpy as np
+import pytest
+from independent_face_detector import detect_faces as independent_faces
+
+from appliance.anonymize import AnonymizedFrame, Anonymizer, FrameDropped
+from appliance.anonymize.blur import expand_boxes, hide_regions
+from appliance.capture import RawFrame
+from appliance.config import load_config
+from appliance.config.schema import AnonymizeConfig
+from appliance.models import load_detectors
+from appliance.models.detections import Detections
+from appliance.resources import data_file, sample_clip
+
+FACE_IMAGE = data_file("selftest_face.jpg")
+
+
+def portrait(scale: float = 1.0) -> np.ndarray:
+    image = cv2.imread(str(FACE_IMAGE), cv2.IMREAD_COLOR)
+    return cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC) if scale != 1 else image
+
+
+@lru_cache(maxsize=1)
+def detectors() -> Tuple[object, object]:
+    return load_detectors(load_config())
+
+
+def anonymizer(**overrides: object) -> Anonymizer:
+    face, person = detectors()
+    return Anonymizer(face, person, AnonymizeConfig(**overrides))
+
+
+class Broken:
+    """A detector whose model fails, as a corrupt file or a dead accelerator would."""
+
+    def detect(self, frame_bgr: np.ndarray) -> Detections:
+        raise RuntimeError("onnxruntime: invalid input")
+
+
+class Fixed:
+    """A detector that returns the given boxes (to control exactly what is found on which frame)."""
+
+    def __init__(self, *frames: np.ndarray) -> None:
+        self.frames = list(frames)
+
+    def detect(self, frame_bgr: np.ndarray) -> Detections:
+        boxes = self.frames.pop(0) if self.frames else np.zeros((0, 4), np.float32)
+        return Detections(boxes.astype(np.float32), np.ones(len(boxes), np.float32))
+
+
+# --------------------------------------------------------------------------- blur strength
+
+
+@pytest.mark.parametrize("scale", [1.0, 2.5])  # an 80 px and a 200 px face
+@pytest.mark.parametrize("method", ["gaussian", "pixelate", "fill"])
+def test_hidden_face_is_not_found_by_an_independent_detector(scale: float, method: str) -> None:
+    image = portrait(scale)
+    found = independent_faces(image)
+    assert len(found) == 1  # RetinaFace sees the face before
+    boxes = expand_boxes(found[:, :4], 0.3, image.shape[1], image.shape[0])
+    hide_regions(image, boxes, method)  # type: ignore[arg-type]
+    assert len(independent_faces(image, score_threshold=0.3)) == 0
+
+
+def test_the_check_above_can_fail_a_weak_blur_is_still_a_face() -> None:
+    # Why the default is not a plain small-kernel blur: RetinaFace still finds this face.
+    image = portrait(2.5)
+    x1, y1, x2, y2 = expand_boxes(independent_faces(image)[:, :4], 0.3, image.shape[1], image.shape[0])[0]
+    image[y1:y2, x1:x2] = cv2.GaussianBlur(image[y1:y2, x1:x2], (45, 45), 0)
+    assert len(independent_faces(image)) == 1
+
+
+def test_hide_regions_changes_only_the_regions() -> None:
+    image = portrait()
+    before = image.copy()
+    hide_regions(image, np.array([[10, 10, 60, 50]]), "fill", "box")
+    assert (image[10:50, 10:60] == 0).all()
+    image[10:50, 10:60] = before[10:50, 10:60]
+    assert (image == before).all()
+
+
+# --------------------------------------------------------------------------- the stage
+
+
+def test_real_face_is_found_and_blurred_in_place_by_the_default_anonymizer() -> None:
+    image = portrait()
+    raw = RawFrame(0, 0.0, image)
+    frame = anonymizer().process(raw)
+    assert frame.faces_blurred == 1
+    assert frame.image is image  # in place: no unblurred copy is left behind
+    assert len(independent_faces(frame.image, score_threshold=0.3)) == 0
+    face_detector, _ = detectors()
+    assert len(face_detector.detect(frame.image)) == 0
+
+
+def test_heads_of_people_on_the_sample_clip_are_blurred() -> None:
+    cap = cv2.VideoCapture(str(sample_clip()))
+    for _ in range(100):
+        ok, image = cap.read()
+    assert ok
+    original = image.copy()
+    frame = anonymizer().process(RawFrame(100, 0.0, image))
+    assert len(frame.people) >= 3
+    assert frame.heads_blurred == len(frame.people)
+    # The top of every person box has changed; the bottom (feet) is the scene as it was.
+    for x1, y1, x2, y2 in frame.people.boxes.astype(int):
+        head_h = max(2, int((y2 - y1) * 0.2))
+        assert np.abs(frame.image[y1 : y1 + head_h, x1:x2].astype(int) - original[y1 : y1 + head_h, x1:x2]).sum() > 0
+
+
+def test_head_blur_can_be_turned_off() -> None:
+    cap = cv2.VideoCapture(str(sample_clip()))
+    ok, image = cap.read()
+    frame = anonymizer(head_blur=False).process(RawFrame(0, 0.0, image))
+    assert frame.heads_blurred == 0
+
+
+@pytest.mark.parametrize("broken", ["face", "person"])
+def test_a_failing_model_drops_the_frame_and_destroys_its_pixels(broken: str) -> None:
+    face, person = detectors()
+    stage = Anonymizer(Broken() if broken == "face" else face, Broken() if broken == "person" else person, AnonymizeConfig())
+    image = portrait()
+    with pytest.raises(FrameDropped) as dropped:
+        stage.process(RawFrame(0, 0.0, image))
+    assert dropped.value.reason == f"{broken}_model_error"
+    assert not image.any()  # fail closed: nothing of the frame survives
+
+
+def test_a_frame_over_the_latency_budget_is_dropped() -> None:
+    image = portrait()
+    with pytest.raises(FrameDropped, match="anonymize_too_slow"):
+        anonymizer(max_latency_ms=0.001).process(RawFrame(0, 0.0, image))
+    assert not image.any()
+
+
+def test_a_face_missed_for_a_few_frames_stays_blurred() -> None:
+    face_box = np.array([[100, 100, 140, 150]])
+    none = np.zeros((0, 4))
+    stage = Anonymizer(Fixed(face_box, none, none), Fixed(), AnonymizeConfig(persist_frames=2, method="fill"))
+    frames = [np.full((240, 320, 3), 200, np.uint8) for _ in range(4)]
+    results = [stage.process(RawFrame(i, float(i), f)) for i, f in enumerate(frames)]
+    centre = (125, 120)  # (y, x) inside the face box
+    assert [int(r.image[centre].sum()) for r in results] == [0, 0, 0, 600]  # seen once, kept 2 more frames
+
+
+def test_only_the_anonymizer_can_make_an_anonymized_frame() -> None:
+    with pytest.raises(TypeError, match="only be created by"):
+        AnonymizedFrame(0, 0.0, portrait(), Detections(), 0, 0)
