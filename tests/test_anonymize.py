@@ -117,7 +117,7 @@ def test_heads_of_people_on_the_sample_clip_are_blurred() -> None:
 
 def test_head_blur_can_be_turned_off() -> None:
     cap = cv2.VideoCapture(str(sample_clip()))
-    ok, image = cap.read()
+    _, image = cap.read()
     frame = anonymizer(head_blur=False).process(RawFrame(0, 0.0, image))
     assert frame.heads_blurred == 0
 
@@ -125,7 +125,11 @@ def test_head_blur_can_be_turned_off() -> None:
 @pytest.mark.parametrize("broken", ["face", "person"])
 def test_a_failing_model_drops_the_frame_and_destroys_its_pixels(broken: str) -> None:
     face, person = detectors()
-    stage = Anonymizer(Broken() if broken == "face" else face, Broken() if broken == "person" else person, AnonymizeConfig())
+    if broken == "face":
+        face = Broken()
+    else:
+        person = Broken()
+    stage = Anonymizer(face, person, AnonymizeConfig())
     image = portrait()
     with pytest.raises(FrameDropped) as dropped:
         stage.process(RawFrame(0, 0.0, image))
