@@ -21,8 +21,8 @@ from appliance.config import ApplianceConfig
 from appliance.errors import InputError
 from appliance.models import load_detectors
 from appliance.models.manifest import load_manifest
-from appliance.pipeline import ModelInfo, Pipeline
-from appliance.publish import make_publisher
+from appliance.pipeline import Pipeline
+from appliance.publish import ModelInfo, make_publisher
 
 
 def working_size(cfg: ApplianceConfig) -> Tuple[int, int]:

@@ -14,22 +14,15 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Iterable, List, Optional
 
-from appliance import __version__
 from appliance.analyze import Analyzer, AnomalyEvent, FrameAnalysis
 from appliance.anonymize import Anonymizer, FrameDropped
 from appliance.capture import FrameSource, RawFrame
-from appliance.config import ApplianceConfig, config_hash
+from appliance.config import ApplianceConfig
 from appliance.health import HealthMonitor
-from appliance.publish import Publisher
-from appliance.report import anomaly_message, counts_message, health_message, status_message
+from appliance.publish import BrokerUnreachable, ModelInfo, Publisher
+from appliance.report import anomaly_message, counts_message, health_message
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class ModelInfo:
-    name: str
-    sha256: str
 
 
 @dataclass
@@ -81,29 +74,25 @@ class Pipeline:
     def _publish_health(self) -> None:
         cam = self.source.stats()
         snap = self.health.snapshot(cam.state if cam.state != "ended" else "ok", cam.reconnects)
-        self._publish(health_message(snap, self.models, self.publisher.stats()))
+        self._publish(health_message(snap, self.models))
 
     # ------------------------------------------------------------------ main loop
 
     def run(self, max_frames: Optional[int] = None, stop: Optional[threading.Event] = None) -> RunResult:
         stop = stop or threading.Event()
         cfg = self.cfg
-        self.publisher.start(
-            status_message(
-                "online",
-                version=__version__,
-                models=self.models,
-                config_hash=config_hash(cfg),
-                board=cfg.profile.name,
-                started_at=time.time(),
-            )
-        )
+        self.publisher.start()
         window_start: Optional[float] = None
         next_health: Optional[float] = None
         now = time.time()
         frames_read = 0
         stopped_by = "signal"
         try:
+            try:
+                self.publisher.connect(timeout_s=cfg.mqtt.connect_timeout_s)
+            except BrokerUnreachable as exc:
+                # Store-and-forward: counting goes on, messages wait in the outbox for the broker.
+                log.warning("%s; counting goes on and messages wait in the outbox", exc)
             while not stop.is_set():
                 if max_frames is not None and frames_read >= max_frames:
                     stopped_by = "max_frames"
