@@ -153,8 +153,11 @@ class MqttConfig(Strict):
     password_file: Optional[str] = Field(None, description="File holding the password (never logged)")
     password_env: Optional[str] = Field(None, description="Environment variable holding the password")
     keepalive_s: int = Field(30, ge=5, le=3600)
-    reconnect_min_s: float = Field(1.0, gt=0)
-    reconnect_max_s: float = Field(60.0, gt=0)
+    connect_timeout_s: float = Field(
+        10.0, gt=0, le=300, description="TCP + TLS handshake + CONNACK must complete within this"
+    )
+    reconnect_min_s: float = Field(1.0, gt=0, description="First wait after a failed or lost connection")
+    reconnect_max_s: float = Field(60.0, gt=0, description="The wait doubles up to this")
     qos: Literal[0, 1] = 1
     counts_expiry_s: Optional[int] = Field(
         3600, ge=1, description="MQTT 5 message expiry on counts, so a stale backlog is not taken as live"
@@ -166,6 +169,9 @@ class MqttConfig(Strict):
     def _scheme(cls, v: Optional[str]) -> Optional[str]:
         if v is not None and not (v.startswith("mqtt://") or v.startswith("mqtts://")):
             raise ValueError("must start with mqtt:// or mqtts://")
+        if v is not None and "@" in v:
+            # A URL is logged and shown in errors; credentials belong in password_file/password_env.
+            raise ValueError("must not contain credentials; use username and password_file/password_env")
         return v
 
 
@@ -173,14 +179,23 @@ class PublishConfig(Strict):
     interval_s: float = Field(10.0, gt=0, le=3600, description="Counts are aggregated over windows this long")
     health_interval_s: float = Field(30.0, gt=0, le=3600)
     max_payload_bytes: int = Field(16384, ge=512, le=262144, description="Egress refuses larger payloads")
+    close_timeout_s: float = Field(
+        5.0, ge=0, le=120, description="On a clean stop, wait this long for the backlog and 'offline' to be acked"
+    )
 
 
 class OutboxConfig(Strict):
     path: str = Field(
         "/var/lib/crowd-appliance/outbox.sqlite3", description="SQLite store-and-forward queue"
     )
-    max_bytes: int = Field(64 * 1024 * 1024, ge=1024, description="Oldest health, then counts, dropped beyond")
-    max_age_s: float = Field(7 * 24 * 3600, gt=0, description="Messages older than this are dropped")
+    # 64 MiB holds about a week of counts at the default 10 s interval (~1 KiB each) plus health:
+    # far more than the 24 h a 4G outage should last, and small for any SD card.
+    max_bytes: int = Field(
+        64 * 1024 * 1024, ge=1024, description="Queued payload bytes; beyond: oldest health, then counts, dropped"
+    )
+    max_age_s: float = Field(
+        7 * 24 * 3600, gt=0, description="Health and counts older than this are dropped (anomalies are not)"
+    )
 
 
 class HealthConfig(Strict):

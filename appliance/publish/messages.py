@@ -1,0 +1,338 @@
+"""The only things the appliance can publish: four typed, anonymized message kinds.
+
+Every payload is one of these classes serialised to JSON. They are deliberately narrow: numbers,
+short names and a few enums. There is no field that can hold bytes, an image, a list of boxes or
+free-form data, and unknown fields are rejected (``extra="forbid"``), so a change that tries to put
+more on the wire has to change this file (and the schemas in ``docs/schemas/``) first.
+
+The pipeline builds a message from its *content* fields only. The envelope (``device_id``,
+``boot_id``, ``seq``, ``sent_at``) is stamped by the publisher when the message enters the outbox::
+
+    CountsMessage(window_start=..., window_end=..., frames_analyzed=..., total=CountStats(...))
+
+Wire format: JSON, all timestamps ISO-8601 UTC with a ``Z`` suffix and millisecond precision,
+optional fields present as ``null`` rather than omitted (so every key in the schema is always there).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, ClassVar, Dict, List, Literal, Optional, Type, Union
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
+from typing_extensions import Annotated
+
+import appliance
+
+SCHEMA_VERSION = 1
+
+# Names of zones, lines, models and drop reasons: short identifiers, never free text.
+_NAME_PATTERN = r"^[A-Za-z0-9_.:-]{1,64}$"
+Name = Annotated[str, Field(pattern=_NAME_PATTERN)]
+Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+Count = Annotated[int, Field(ge=0)]
+NonNegative = Annotated[float, Field(ge=0)]
+# NaN and infinities are not JSON: a NaN mean from an empty window is refused at build time by
+# ``allow_inf_nan=False`` in the model config, rather than published as an invalid payload.
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _require_aware_utc(value: datetime) -> datetime:
+    # A naive datetime is ambiguous (local time of a device in an unknown zone): refuse it rather
+    # than guess. Aware values are normalised to UTC so the wire format is always ``...Z``.
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError("timestamp must be timezone-aware (use datetime.now(timezone.utc))")
+    # Truncated to milliseconds, the wire precision, so a message equals its own parsed payload.
+    return value.astimezone(timezone.utc).replace(microsecond=value.microsecond // 1000 * 1000)
+
+
+def _iso_utc(value: datetime) -> str:
+    return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+
+
+UtcDatetime = Annotated[
+    datetime,
+    AfterValidator(_require_aware_utc),
+    PlainSerializer(_iso_utc, return_type=str, when_used="json"),
+    WithJsonSchema({"type": "string", "format": "date-time", "pattern": r"Z$"}),
+]
+
+
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        populate_by_name=True,
+        allow_inf_nan=False,
+        # The exported schema describes what is on the wire, where every field is present.
+        json_schema_serialization_defaults_required=True,
+    )
+
+
+# --------------------------------------------------------------------------- shared parts
+
+
+class ModelInfo(_Strict):
+    """A model the device runs, identified by content so the control room can audit versions."""
+
+    name: Name
+    sha256: Sha256
+
+
+class CountStats(_Strict):
+    """People counted per analysed frame over one window."""
+
+    min: Count
+    mean: NonNegative
+    max: Count
+    last: Count
+
+    @model_validator(mode="after")
+    def _ordered(self) -> CountStats:
+        if not (self.min <= self.mean <= self.max and self.min <= self.last <= self.max):
+            raise ValueError("need min <= mean <= max and min <= last <= max")
+        return self
+
+
+class ZoneStats(CountStats):
+    density_per_m2: Optional[NonNegative] = Field(
+        None, description="mean people per square metre; null when the zone has no area_m2"
+    )
+    dwell_mean_s: Optional[NonNegative] = None
+    dwell_p90_s: Optional[NonNegative] = None
+
+
+class LineCounts(_Strict):
+    in_: Count = Field(alias="in", description="crossings in the line's positive direction")
+    out: Count
+
+
+MAX_HEATMAP_SIDE = 16
+
+
+class Heatmap(_Strict):
+    """A coarse occupancy grid (people-frames per cell). At most 16x16: far too coarse to be an image."""
+
+    rows: int = Field(ge=1, le=MAX_HEATMAP_SIDE)
+    cols: int = Field(ge=1, le=MAX_HEATMAP_SIDE)
+    cells: List[List[Count]] = Field(max_length=MAX_HEATMAP_SIDE, description="rows x cols, row-major")
+
+    @model_validator(mode="after")
+    def _shape(self) -> Heatmap:
+        if len(self.cells) != self.rows or any(len(r) != self.cols for r in self.cells):
+            raise ValueError(f"cells must be {self.rows} rows of {self.cols}")
+        return self
+
+
+class LatencyStats(_Strict):
+    p50: NonNegative
+    p95: NonNegative
+
+
+class FrameCounters(_Strict):
+    captured: Count = 0
+    analyzed: Count = 0
+    dropped: Dict[Name, Count] = Field(default_factory=dict, description="reason -> frames dropped")
+
+
+class CameraHealth(_Strict):
+    state: Literal["ok", "lost", "reconnecting"]
+    reconnects: Count = 0
+
+
+class OutboxHealth(_Strict):
+    """Store-and-forward state. Filled in by the publisher, not the pipeline."""
+
+    pending: Count = 0
+    dropped: Dict[Name, Count] = Field(default_factory=dict, description="kind -> messages dropped (cap/age)")
+    rejected: Count = Field(0, description="messages the broker refused (e.g. ACL) and were discarded")
+    egress_refused: Count = Field(0, description="messages the egress policy refused to publish")
+    oldest_age_s: Optional[NonNegative] = None
+
+
+# --------------------------------------------------------------------------- messages
+
+
+class Message(_Strict):
+    """Envelope shared by every kind. Content classes below add their own fields.
+
+    ``seq`` is one counter per device across all kinds, persisted in the outbox, so a subscriber to
+    ``{prefix}/{device_id}/#`` can detect gaps and drop QoS 1 redeliveries by
+    ``(device_id, boot_id, seq)``. Zero values mean "not stamped yet"; egress refuses them.
+    """
+
+    kind: ClassVar[str]
+    retain: ClassVar[bool] = False
+
+    v: Literal[1] = SCHEMA_VERSION
+    device_id: str = Field("", pattern=r"^([A-Za-z0-9_-]{1,64})?$")
+    boot_id: int = Field(0, ge=0, description="incremented every time the appliance starts")
+    seq: int = Field(0, ge=0, description="per-device sequence number, monotonic across restarts")
+    sent_at: Optional[UtcDatetime] = Field(None, description="when the device queued this message")
+
+    @property
+    def stamped(self) -> bool:
+        return bool(self.device_id) and self.boot_id > 0 and self.seq > 0 and self.sent_at is not None
+
+    def stamp(self, *, device_id: str, boot_id: int, seq: int, sent_at: Optional[datetime] = None) -> Message:
+        """A validated copy carrying the envelope (``model_copy`` would skip validation)."""
+        data = self.model_dump()
+        data.update(device_id=device_id, boot_id=boot_id, seq=seq, sent_at=sent_at or utcnow())
+        return type(self).model_validate(data)
+
+    def to_json_bytes(self) -> bytes:
+        # by_alias: LineCounts.in_ is "in" on the wire. Compact separators: bytes matter on 4G.
+        return self.model_dump_json(by_alias=True).encode("utf-8")
+
+    def topic(self, prefix: str) -> str:
+        return f"{prefix}/{self.device_id}/{self.kind}"
+
+
+class StatusMessage(Message):
+    """Birth (``online``, retained, on every connect) and death (``offline``: clean stop or last will)."""
+
+    kind: ClassVar[str] = "status"
+    retain: ClassVar[bool] = True
+
+    state: Literal["online", "offline"] = "online"
+    software_version: str = Field(appliance.__version__, pattern=r"^[0-9A-Za-z.+_-]{1,32}$")
+    models: List[ModelInfo] = Field(default_factory=list, max_length=8)
+    config_hash: str = Field(pattern=r"^[0-9a-f]{8,64}$")
+    board: Name
+    started_at: UtcDatetime
+
+    def as_offline(self) -> StatusMessage:
+        """The death message matching this birth: same content, ``offline``, envelope not yet stamped."""
+        data = self.model_dump(exclude={"device_id", "boot_id", "seq", "sent_at"})
+        data["state"] = "offline"
+        return StatusMessage.model_validate(data)
+
+
+MAX_ZONES = 32
+MAX_LINES = 32
+
+
+class CountsMessage(Message):
+    """Aggregated counts over one window ``[window_start, window_end)``."""
+
+    kind: ClassVar[str] = "counts"
+
+    window_start: UtcDatetime
+    window_end: UtcDatetime
+    frames_analyzed: Count
+    frames_dropped: Count = 0
+    total: Optional[CountStats] = Field(None, description="null when no frame was analysed in the window")
+    zones: Dict[Name, ZoneStats] = Field(default_factory=dict, max_length=MAX_ZONES)
+    lines: Dict[Name, LineCounts] = Field(default_factory=dict, max_length=MAX_LINES)
+    heatmap: Optional[Heatmap] = None
+    camera_ok: bool = True
+
+    @model_validator(mode="after")
+    def _window(self) -> CountsMessage:
+        if self.window_end < self.window_start:
+            raise ValueError("window_end is before window_start")
+        return self
+
+
+class AnomalyMessage(Message):
+    """An anomaly flag being raised or cleared. ``since`` is when the condition started."""
+
+    kind: ClassVar[str] = "anomalies"
+
+    type: Literal["overcrowding", "rapid_change", "abnormal_motion", "counterflow", "camera_tamper"]
+    zone: Optional[Name] = None
+    state: Literal["raised", "cleared"]
+    value: float
+    threshold: Optional[float] = None
+    baseline: Optional[float] = None
+    since: UtcDatetime
+    severity: Literal["info", "warning", "critical"] = "warning"
+    reason: str = Field("", max_length=160, description="short human-readable explanation")
+
+    @field_validator("reason")
+    @classmethod
+    def _one_line(cls, v: str) -> str:
+        if any(c in v for c in "\r\n\t"):
+            raise ValueError("reason must be one line")
+        return v
+
+
+Stage = Literal["capture", "anonymize", "analyze", "publish"]
+
+
+class HealthMessage(Message):
+    kind: ClassVar[str] = "health"
+
+    state: Literal["ok", "degraded", "failed"]
+    fps: NonNegative
+    latency_ms: Dict[Stage, LatencyStats] = Field(default_factory=dict)
+    frames: FrameCounters = Field(default_factory=FrameCounters)
+    camera: CameraHealth
+    models: List[ModelInfo] = Field(default_factory=list, max_length=8)
+    outbox: Optional[OutboxHealth] = Field(None, description="filled in by the publisher")
+    uptime_s: NonNegative
+
+
+MESSAGE_TYPES: Dict[str, Type[Message]] = {
+    cls.kind: cls for cls in (StatusMessage, CountsMessage, AnomalyMessage, HealthMessage)
+}
+
+
+def parse_payload(kind: str, payload: bytes) -> Message:
+    """Rebuild a message from its wire form (used to re-check what comes out of the outbox)."""
+    return MESSAGE_TYPES[kind].model_validate_json(payload)
+
+
+# --------------------------------------------------------------------------- JSON Schemas
+
+_ENVELOPE_ON_WIRE: Dict[str, Dict[str, Any]] = {
+    "device_id": {"type": "string", "pattern": r"^[A-Za-z0-9_-]{1,64}$"},
+    "boot_id": {"type": "integer", "minimum": 1},
+    "seq": {"type": "integer", "minimum": 1},
+    "sent_at": {"type": "string", "format": "date-time", "pattern": r"Z$"},
+}
+
+
+def message_schema(cls: Type[Message]) -> Dict[str, Any]:
+    """JSON Schema of a published payload of this kind (the stamped wire form, not the builder form)."""
+    schema = cls.model_json_schema(mode="serialization", by_alias=True)
+    for name, wire in _ENVELOPE_ON_WIRE.items():
+        # In Python the envelope defaults to "unstamped"; on the wire it is always set.
+        schema["properties"][name] = {**wire, "title": schema["properties"][name].get("title", name)}
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["$id"] = f"https://crowd-appliance.invalid/schemas/{cls.kind}.json"
+    schema["title"] = f"crowd-appliance {cls.kind} message v{SCHEMA_VERSION}"
+    return schema
+
+
+def export_schemas(directory: Union[str, Path] = "docs/schemas") -> List[Path]:
+    """Write ``{kind}.json`` for every message kind; returns the paths written.
+
+    Regenerate the committed copies with
+    ``python -c "from appliance.publish import export_schemas; export_schemas('docs/schemas')"``.
+    """
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    written = []
+    for kind, cls in MESSAGE_TYPES.items():
+        path = directory / f"{kind}.json"
+        path.write_text(json.dumps(message_schema(cls), indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        written.append(path)
+    return written
+

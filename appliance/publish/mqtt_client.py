@@ -1,0 +1,334 @@
+"""The MQTT link: one paho-mqtt 2.x client, driven by one thread, that only sends approved payloads.
+
+What it adds over a bare paho client:
+
+* ``protocol: auto`` tries MQTT 5 and falls back to 3.1.1 when the broker does not speak 5.
+* ``mqtts://`` verifies the broker's certificate and host name by default; mutual TLS when a device
+  certificate and key are configured.
+* The password comes from a file or an environment variable and is never logged or put in errors.
+* The last will (``offline``, retained) is registered *before* every connect.
+* Connection failures are classified into a clear one-line :class:`BrokerError`:
+  :class:`BrokerRejected` (wrong CA, host name mismatch, bad credentials, not authorised; retrying
+  will not help until someone fixes the config or the broker) and :class:`BrokerUnreachable`
+  (network; store-and-forward keeps buffering and retrying with backoff).
+* It subscribes to nothing: the device takes no commands over MQTT.
+
+It is not thread-safe on purpose: the publisher's delivery thread owns it (see ``publisher.py``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import socket
+import ssl
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional
+from urllib.parse import urlsplit
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+
+from appliance.config.schema import MqttConfig
+from appliance.errors import BrokerError, InputError
+from appliance.publish.egress import ApprovedPayload
+
+log = logging.getLogger(__name__)
+
+
+class BrokerRejected(BrokerError):
+    """The broker (or its TLS identity) is wrong or refuses us. Needs a config or broker fix."""
+
+    fatal = True
+
+
+class BrokerUnreachable(BrokerError):
+    """No connection right now. Messages stay in the outbox; the link keeps retrying."""
+
+    fatal = False
+
+
+@dataclass(frozen=True)
+class BrokerAddress:
+    scheme: str
+    host: str
+    port: int
+
+    @property
+    def tls(self) -> bool:
+        return self.scheme == "mqtts"
+
+    def __str__(self) -> str:
+        return f"{self.scheme}://{self.host}:{self.port}"
+
+
+def parse_url(url: str) -> BrokerAddress:
+    parts = urlsplit(url)
+    if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
+        raise InputError(f"not an mqtt:// or mqtts:// URL with a host: {url!r}", field="mqtt.url")
+    if parts.username or parts.password:
+        raise InputError("credentials do not belong in the URL", field="mqtt.url")
+    try:
+        port = parts.port
+    except ValueError:
+        raise InputError(f"bad port in {url!r}", field="mqtt.url") from None
+    return BrokerAddress(parts.scheme, parts.hostname, port or (8883 if parts.scheme == "mqtts" else 1883))
+
+
+def read_password(cfg: MqttConfig) -> Optional[str]:
+    """The broker password from ``password_file`` or ``password_env``; None when neither is set."""
+    if cfg.password_file:
+        try:
+            return Path(cfg.password_file).read_text(encoding="utf-8").rstrip("\r\n")
+        except OSError as exc:
+            raise InputError(
+                f"cannot read: {exc.strerror}", path=cfg.password_file, field="mqtt.password_file"
+            ) from None
+    if cfg.password_env:
+        value = os.environ.get(cfg.password_env)
+        if value is None:
+            raise InputError(f"environment variable {cfg.password_env} is not set", field="mqtt.password_env")
+        return value
+    return None
+
+
+def _check_readable(path: Optional[str], field: str) -> None:
+    if path is not None and not os.access(path, os.R_OK):
+        raise InputError("file not found or not readable", path=path, field=field)
+
+
+AckCallback = Callable[[int, Optional[str]], None]
+"""Called with (mid, None) on a successful PUBACK, or (mid, reason) when the broker refused it."""
+
+
+class MqttLink:
+    """Connection management around one paho client. Call everything from one thread.
+
+    Every connection gets a fresh paho client: paho's in-memory retransmission is not used,
+    because the outbox already holds every unacknowledged message and resends it in seq order after
+    a reconnect. Two copies of the truth would only produce reordering.
+    """
+
+    def __init__(self, cfg: MqttConfig, *, client_id: str, on_ack: AckCallback) -> None:
+        if cfg.url is None:
+            raise InputError("no broker URL configured", field="mqtt.url")
+        self.cfg = cfg
+        self.address = parse_url(cfg.url)
+        self.client_id = client_id
+        self._on_ack = on_ack
+        self._password = read_password(cfg)
+        if self.address.tls:
+            _check_readable(cfg.tls.ca_file, "mqtt.tls.ca_file")
+            _check_readable(cfg.tls.cert_file, "mqtt.tls.cert_file")
+            _check_readable(cfg.tls.key_file, "mqtt.tls.key_file")
+            if bool(cfg.tls.cert_file) != bool(cfg.tls.key_file):
+                raise InputError("mutual TLS needs both cert_file and key_file", field="mqtt.tls")
+        self._will: Optional[ApprovedPayload] = None
+        # MQTT 5 first unless pinned; "auto" falls back to 3.1.1 once and sticks to it.
+        self.protocol = MQTTProtocolVersion.MQTTv311 if cfg.protocol == "3.1.1" else MQTTProtocolVersion.MQTTv5
+        self._client: Optional[paho.Client] = None
+        self._connack: Optional[ReasonCode] = None
+        self._lost = False
+        self.connected = False
+        self.last_error: Optional[BrokerError] = None
+
+    # ------------------------------------------------------------------ setup
+
+    def set_will(self, will: ApprovedPayload) -> None:
+        """The message the broker publishes if we vanish. Applied before every connect."""
+        self._will = will
+
+    def _new_client(self) -> paho.Client:
+        v5 = self.protocol == MQTTProtocolVersion.MQTTv5
+        client = paho.Client(
+            callback_api_version=CallbackAPIVersion.VERSION2,
+            client_id=self.client_id,
+            protocol=self.protocol,
+            # 3.1.1: a clean session. Redelivery across connections is the outbox's job, not the
+            # broker's, so there is no session state worth keeping (and none to leak on the broker).
+            **({} if v5 else {"clean_session": True}),
+        )
+        client.connect_timeout = self.cfg.connect_timeout_s
+        client.max_inflight_messages_set(64)
+        client.max_queued_messages_set(0)
+        if self.cfg.username is not None:
+            client.username_pw_set(self.cfg.username, self._password)
+        if self.address.tls:
+            ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=self.cfg.tls.ca_file)
+            if self.cfg.tls.cert_file and self.cfg.tls.key_file:
+                ctx.load_cert_chain(self.cfg.tls.cert_file, self.cfg.tls.key_file)
+            if self.cfg.tls.insecure_skip_verify:
+                ctx.check_hostname = False
+            client.tls_set_context(ctx)
+            if self.cfg.tls.insecure_skip_verify:
+                client.tls_insecure_set(True)
+        if self._will is not None:
+            client.will_set(self._will.topic, self._will.payload, qos=1, retain=self._will.retain)
+        client.on_connect = self._handle_connect
+        client.on_disconnect = self._handle_disconnect
+        client.on_publish = self._handle_publish
+        return client
+
+    # ------------------------------------------------------------------ paho callbacks
+
+    def _handle_connect(
+        self, client: paho.Client, userdata: object, flags: object, reason: ReasonCode, props: object
+    ) -> None:
+        self._connack = reason
+
+    def _handle_disconnect(
+        self, client: paho.Client, userdata: object, flags: object, reason: ReasonCode, props: object
+    ) -> None:
+        self._lost = True
+
+    def _handle_publish(
+        self, client: paho.Client, userdata: object, mid: int, reason: ReasonCode, props: object
+    ) -> None:
+        # MQTT 5 brokers say why a publish was refused (mosquitto: "Not authorized" for an ACL
+        # denial); 3.1.1 brokers ack it silently and drop it.
+        failed = reason is not None and reason.is_failure
+        self._on_ack(mid, str(reason) if failed else None)
+
+    # ------------------------------------------------------------------ connecting
+
+    def connect(self, timeout_s: Optional[float] = None) -> None:
+        """One connection attempt: TCP, TLS, CONNECT, CONNACK. Raises a classified BrokerError."""
+        try:
+            self._connect_once(timeout_s or self.cfg.connect_timeout_s)
+        except BrokerUnreachable as exc:
+            if self.cfg.protocol == "auto" and self.protocol == MQTTProtocolVersion.MQTTv5 and _maybe_v3_only(exc):
+                log.info("broker %s did not accept MQTT 5; retrying with MQTT 3.1.1", self.address)
+                self.protocol = MQTTProtocolVersion.MQTTv311
+                self._connect_once(timeout_s or self.cfg.connect_timeout_s)
+            else:
+                raise
+
+    def _connect_once(self, timeout_s: float) -> None:
+        self.close_socket()
+        self._client = client = self._new_client()
+        self._connack = None
+        self._lost = False
+        where = str(self.address)
+        try:
+            if self.protocol == MQTTProtocolVersion.MQTTv5:
+                client.connect(self.address.host, self.address.port, self.cfg.keepalive_s, clean_start=True)
+            else:
+                client.connect(self.address.host, self.address.port, self.cfg.keepalive_s)
+        except ssl.SSLCertVerificationError as exc:
+            raise self._fail(
+                BrokerRejected(
+                    f"{where}: TLS: broker certificate not accepted ({exc.verify_message}); "
+                    "check mqtt.tls.ca_file and that the URL host matches the certificate"
+                )
+            ) from None
+        except ssl.SSLError as exc:
+            raise self._fail(BrokerRejected(f"{where}: TLS handshake failed: {_ssl_reason(exc)}")) from None
+        except (socket.timeout, TimeoutError):
+            raise self._fail(BrokerUnreachable(f"{where}: connection timed out after {timeout_s:g} s")) from None
+        except OSError as exc:
+            raise self._fail(BrokerUnreachable(f"{where}: cannot connect: {exc.strerror or exc}")) from None
+
+        deadline = time.monotonic() + timeout_s
+        while self._connack is None and not self._lost and time.monotonic() < deadline:
+            rc = client.loop(timeout=0.05)
+            if rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_AGAIN):
+                self._lost = True
+        if self._connack is None:
+            self.close_socket()
+            hint = ""
+            if self.address.tls and self.cfg.tls.cert_file:
+                # With TLS 1.3 the broker checks our certificate after our side of the handshake
+                # has completed, so a refused device certificate shows up as a closed connection.
+                hint = " (TLS: is the device certificate signed by the CA the broker trusts?)"
+            if self._lost:
+                raise self._fail(BrokerUnreachable(f"{where}: connection closed before CONNACK{hint}"))
+            raise self._fail(BrokerUnreachable(f"{where}: no CONNACK within {timeout_s:g} s{hint}"))
+        if self._connack.is_failure:
+            reason = str(self._connack)
+            self.close_socket()
+            if "protocol version" in reason.lower():
+                raise self._fail(BrokerUnreachable(f"{where}: broker refused the connection: {reason}"))
+            raise self._fail(BrokerRejected(f"{where}: broker refused the connection: {reason}"))
+        self.connected = True
+        self.last_error = None
+
+    def _fail(self, exc: BrokerError) -> BrokerError:
+        self.connected = False
+        self.last_error = exc
+        return exc
+
+    # ------------------------------------------------------------------ running
+
+    def loop(self, timeout_s: float) -> bool:
+        """Do network I/O for up to ``timeout_s``; returns whether the connection is still up."""
+        if self._client is None or not self.connected:
+            return False
+        rc = self._client.loop(timeout=timeout_s)
+        if self._lost or rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_AGAIN):
+            self.connected = False
+            self.last_error = BrokerUnreachable(f"{self.address}: connection lost ({paho.error_string(rc)})")
+            self.close_socket()
+        return self.connected
+
+    def publish(self, approved: ApprovedPayload, *, expiry_s: Optional[int] = None) -> int:
+        """Send one approved payload at QoS 1; returns the mid its PUBACK will carry."""
+        if self._client is None or not self.connected:
+            raise BrokerUnreachable(f"{self.address}: not connected")
+        props = None
+        if expiry_s is not None and self.protocol == MQTTProtocolVersion.MQTTv5:
+            props = Properties(PacketTypes.PUBLISH)
+            props.MessageExpiryInterval = max(1, int(expiry_s))
+        info = self._client.publish(
+            approved.topic, approved.payload, qos=self.cfg.qos, retain=approved.retain, properties=props
+        )
+        if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_AGAIN):
+            self.connected = False
+            raise BrokerUnreachable(f"{self.address}: publish failed ({paho.error_string(info.rc)})")
+        return int(info.mid)
+
+    def disconnect(self, *, send_will: bool = False) -> None:
+        """Leave. ``send_will=False`` is a clean DISCONNECT (the broker discards the will)."""
+        client = self._client
+        if client is None:
+            return
+        if self.connected and not send_will:
+            client.disconnect()
+            # Let the DISCONNECT packet go out before the socket closes.
+            for _ in range(10):
+                if client.loop(timeout=0.02) != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                    break
+        elif self.connected and self.protocol == MQTTProtocolVersion.MQTTv5:
+            client.disconnect(reasoncode=ReasonCode(PacketTypes.DISCONNECT, "Disconnect with will message"))
+            for _ in range(10):
+                if client.loop(timeout=0.02) != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                    break
+        self.close_socket()
+        self.connected = False
+
+    def close_socket(self) -> None:
+        client, self._client = self._client, None
+        if client is None:
+            return
+        # Closing the socket now makes the broker see the connection end at once; paho's own
+        # wake-up socket pair goes with the client object (its __del__).
+        sock = client.socket()
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.close()
+
+
+def _ssl_reason(exc: ssl.SSLError) -> str:
+    return str(exc.reason or exc).lower().replace("_", " ")
+
+
+def _maybe_v3_only(exc: BrokerError) -> bool:
+    # A 3.1.1-only broker answers an MQTT 5 CONNECT with "unacceptable protocol version" or just
+    # closes the connection; both show up here as BrokerUnreachable with these words.
+    text = str(exc).lower()
+    return "protocol version" in text or "closed before connack" in text
