@@ -1,0 +1,198 @@
+"""The command line as scripts see it: stdout, one-line errors on stderr, exit codes 0 / 1 / 2."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import cv2
+import jsonschema
+import pytest
+from independent_face_detector import detect_faces as independent_faces
+
+from appliance.resources import data_file, models_dir
+
+ROOT = Path(__file__).resolve().parent.parent
+SCHEMAS = ROOT / "docs" / "schemas"
+
+
+def appliance(*args: str, env: Optional[dict] = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "appliance", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+        cwd=ROOT,
+    )
+
+
+def unused_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def one_error_line(proc: subprocess.CompletedProcess) -> str:
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith("appliance: error:")]
+    assert len(errors) == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    return errors[0]
+
+
+def test_run_without_broker_prints_what_it_would_publish_and_every_payload_is_schema_valid() -> None:
+    proc = appliance("run", "--max-frames", "120", "--interval", "5", "--device-id", "cli-test")
+    assert proc.returncode == 0, proc.stderr
+    messages = [json.loads(line) for line in proc.stdout.splitlines()]
+    topics = [m["topic"] for m in messages]
+    assert topics[0] == "crowdmon/cli-test/status" and messages[0]["payload"]["state"] == "online"
+    assert topics[-1] == "crowdmon/cli-test/status" and messages[-1]["payload"]["state"] == "offline"
+    counts = [m["payload"] for m in messages if m["topic"].endswith("/counts")]
+    assert len(counts) >= 2  # 12 s of video in 5 s windows, plus the final partial window
+    assert sum(c["frames_analyzed"] for c in counts) == 120
+    assert all(c["total"]["max"] >= 1 for c in counts)  # people walk through the sample clip
+    assert any(m["topic"].endswith("/health") for m in messages)
+    seqs = [m["payload"]["seq"] for m in messages]
+    assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
+    for message in messages:
+        kind = message["topic"].rsplit("/", 1)[1]
+        schema = json.loads((SCHEMAS / f"{kind}.json").read_text())
+        jsonschema.validate(message["payload"], schema)
+
+
+def test_count_json_gives_one_object_per_frame() -> None:
+    proc = appliance("count", str(data_file("sample_vtest.mp4")), "--json", "--config", "examples/site.yaml")
+    assert proc.returncode == 0, proc.stderr
+    rows = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert [r["frame"] for r in rows] == list(range(300))
+    assert all(isinstance(r["count"], int) for r in rows)
+    assert max(r["count"] for r in rows) >= 3
+    assert any(r.get("zones", {}).get("walkway", 0) > 0 for r in rows)
+
+
+def test_blur_writes_an_image_of_the_same_size_with_no_face_left(tmp_path: Path) -> None:
+    out = tmp_path / "blurred.png"
+    proc = appliance("blur", str(data_file("selftest_face.jpg")), "-o", str(out))
+    assert proc.returncode == 0, proc.stderr
+    original = cv2.imread(str(data_file("selftest_face.jpg")))
+    blurred = cv2.imread(str(out))
+    assert blurred.shape == original.shape
+    assert len(independent_faces(original)) == 1
+    assert len(independent_faces(blurred, score_threshold=0.3)) == 0
+
+
+def test_blur_a_video_keeps_size_and_frame_count(tmp_path: Path) -> None:
+    clip = tmp_path / "clip.avi"
+    cap = cv2.VideoCapture(str(data_file("sample_vtest.mp4")))
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"MJPG"), 10, (768, 576))
+    for _ in range(8):
+        writer.write(cap.read()[1])
+    writer.release()
+    out = tmp_path / "out.mp4"
+    proc = appliance("blur", str(clip), "-o", str(out))
+    assert proc.returncode == 0, proc.stderr
+    check = cv2.VideoCapture(str(out))
+    frames = 0
+    while True:
+        ok, frame = check.read()
+        if not ok:
+            break
+        assert frame.shape == (576, 768, 3)
+        frames += 1
+    assert frames == 8
+
+
+def test_models_verify_and_config_commands_are_machine_readable() -> None:
+    proc = appliance("models", "verify", "--json")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert json.loads(proc.stdout)["ok"] is True
+    proc = appliance("config", "validate", "examples/site.yaml", "--json")
+    assert proc.returncode == 0 and json.loads(proc.stdout)["board"] == "x86-generic"
+    proc = appliance("config", "schema")
+    jsonschema.Draft202012Validator.check_schema(json.loads(proc.stdout))
+
+
+def test_selftest_is_green_on_a_working_install() -> None:
+    proc = appliance("selftest", "--json")
+    report = json.loads(proc.stdout)
+    assert proc.returncode == 0, report
+    assert report["result"] == "green"
+    assert {c["name"]: c["status"] for c in report["checks"]}["anonymizer"] == "pass"
+
+
+# --------------------------------------------------------------------------- bad input
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["run", "--config", "no-such-site.yaml"], "no-such-site.yaml: file not found"),
+        (["run", "--source", "/no/such/clip.mp4", "--max-frames", "1"], "/no/such/clip.mp4: no such file"),
+        (["run", "--broker", "tcp://127.0.0.1:1", "--max-frames", "1"], "mqtt.url"),
+        (["run", "--board", "toaster", "--max-frames", "1"], "unknown board profile 'toaster'"),
+        (["blur", "/no/such/face.jpg", "-o", "/tmp/x.jpg"], "/no/such/face.jpg"),
+        (["config", "validate", "tests/data/does-not-exist.yaml"], "does-not-exist.yaml"),
+    ],
+)
+def test_bad_input_gives_one_line_and_exit_code_2(args: List[str], needle: str) -> None:
+    proc = appliance(*args)
+    assert proc.returncode == 2, proc.stderr
+    assert needle in one_error_line(proc)
+    assert proc.stdout == ""  # nothing was published
+
+
+def test_bad_field_in_a_site_file_names_file_and_field(tmp_path: Path) -> None:
+    site = tmp_path / "site.yaml"
+    site.write_text("device_id: pole-1\nzones:\n  - name: gate\n    polygon: [[0, 0], [1, 0]]\n")
+    proc = appliance("config", "validate", str(site))
+    assert proc.returncode == 2
+    line = one_error_line(proc)
+    assert str(site) in line and "zones.0.polygon" in line
+
+
+@pytest.mark.parametrize("damage", ["missing", "tampered"])
+def test_a_missing_or_modified_model_is_refused_before_any_frame(tmp_path: Path, damage: str) -> None:
+    copy = tmp_path / "models"
+    shutil.copytree(models_dir(), copy)
+    victim = sorted(copy.glob("*.onnx"))[0]
+    if damage == "missing":
+        victim.unlink()
+    else:
+        data = bytearray(victim.read_bytes())
+        data[len(data) // 2] ^= 0xFF
+        victim.write_bytes(bytes(data))
+    proc = appliance("run", "--max-frames", "5", env={"APPLIANCE_MODELS_DIR": str(copy)})
+    assert proc.returncode in (1, 2), proc.stderr
+    assert victim.name in one_error_line(proc) or victim.name in proc.stderr
+    assert proc.stdout == ""  # no birth, no counts: the device did not start on a bad model
+    proc = appliance("models", "verify", env={"APPLIANCE_MODELS_DIR": str(copy)})
+    assert proc.returncode == 1
+
+
+def test_unreachable_broker_is_reported_in_one_line_and_counting_goes_on(tmp_path: Path) -> None:
+    port = unused_port()
+    site = tmp_path / "site.yaml"
+    site.write_text("mqtt: {connect_timeout_s: 1}\npublish: {close_timeout_s: 1}\n")
+    proc = appliance(
+        "run",
+        "--config",
+        str(site),
+        "--broker",
+        f"mqtt://127.0.0.1:{port}",
+        "--outbox",
+        str(tmp_path / "outbox.sqlite3"),
+        "--max-frames",
+        "20",
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert f"127.0.0.1:{port}" in proc.stderr
+    assert "outbox" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert (tmp_path / "outbox.sqlite3").exists()  # the counts wait there for the broker
