@@ -25,7 +25,7 @@ from appliance.publish.messages import (
     export_schemas,
     utcnow,
 )
-from appliance.publish.mqtt_client import BrokerRejected, BrokerUnreachable
+from appliance.publish.mqtt_client import BrokerRejected, BrokerUnreachable, check_broker
 from appliance.publish.outbox import Outbox, OutboxStats
 from appliance.publish.publisher import (
     MqttPublisher,
@@ -62,6 +62,7 @@ __all__ = [
     "StatusMessage",
     "StdoutPublisher",
     "ZoneStats",
+    "check_broker",
     "export_schemas",
     "make_birth",
     "make_publisher",

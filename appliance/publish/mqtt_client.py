@@ -35,7 +35,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from appliance.config.schema import MqttConfig
+from appliance.config.schema import ApplianceConfig, MqttConfig
 from appliance.errors import BrokerError, InputError
 from appliance.publish.egress import ApprovedPayload
 
@@ -332,3 +332,16 @@ def _maybe_v3_only(exc: BrokerError) -> bool:
     # closes the connection; both show up here as BrokerUnreachable with these words.
     text = str(exc).lower()
     return "protocol version" in text or "closed before connack" in text
+
+
+def check_broker(cfg: ApplianceConfig, timeout_s: float = 10.0) -> str:
+    """Connect once with the configured identity, then disconnect; publishes nothing.
+
+    For ``appliance selftest``: returns a one-line description, raises :class:`BrokerRejected` or
+    :class:`BrokerUnreachable` with the reason.
+    """
+    link = MqttLink(cfg.mqtt, client_id=f"{cfg.mqtt.client_id or cfg.device_id}-selftest", on_ack=lambda *_: None)
+    link.connect(timeout_s)
+    version = "5" if link.protocol == MQTTProtocolVersion.MQTTv5 else "3.1.1"
+    link.disconnect()
+    return f"{link.address}: connected (MQTT {version}{', TLS' if link.address.tls else ''})"

@@ -1,0 +1,75 @@
+"""A stand-in for the pipeline, in its own process: start a publisher, publish counts, stop.
+
+Used by the tests that SIGKILL the appliance (the real pipeline is wired the same way):
+
+    python tests/publish_driver.py --broker URL --device-id ID --outbox PATH [--count N] [--period S]
+
+Prints ``ready <boot_id>`` once the publisher has started, ``published <seq>`` is not printed (the
+test reads the outbox and the broker instead). SIGTERM stops it cleanly (``offline`` published).
+With ``--drain`` it publishes nothing, waits until the outbox is empty and stops cleanly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+import time
+from datetime import datetime, timedelta, timezone
+from typing import Optional, Sequence
+
+from appliance.config import load_config
+from appliance.publish import CountsMessage, CountStats, MqttPublisher, make_publisher
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--broker", required=True)
+    ap.add_argument("--device-id", required=True)
+    ap.add_argument("--outbox", required=True)
+    ap.add_argument("--count", type=int, default=0, help="0: forever")
+    ap.add_argument("--period", type=float, default=0.05)
+    ap.add_argument("--drain", action="store_true")
+    args = ap.parse_args(argv)
+
+    cfg = load_config(
+        overrides={
+            "device_id": args.device_id,
+            "mqtt": {"url": args.broker, "reconnect_min_s": 0.2, "reconnect_max_s": 1.0},
+            "outbox": {"path": args.outbox},
+            "publish": {"close_timeout_s": 10},
+        }
+    )
+    pub = make_publisher(cfg)
+    assert isinstance(pub, MqttPublisher)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    pub.start()
+    print(f"ready {pub.boot_id}", flush=True)
+
+    if args.drain:
+        deadline = time.monotonic() + 30
+        while pub.stats().pending and time.monotonic() < deadline:
+            time.sleep(0.05)
+    else:
+        n = 0
+        while not stop.is_set() and (args.count == 0 or n < args.count):
+            end = datetime.now(timezone.utc)
+            pub.publish(
+                CountsMessage(
+                    window_start=end - timedelta(seconds=args.period),
+                    window_end=end,
+                    frames_analyzed=1,
+                    total=CountStats(min=n % 7, mean=n % 7, max=n % 7, last=n % 7),
+                )
+            )
+            n += 1
+            stop.wait(args.period)
+    pub.close(clean=True)
+    print("closed", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
