@@ -54,11 +54,12 @@ class Broker:
     conf: Path
     workdir: Path
     scheme: str = "mqtt"
+    host: str = "127.0.0.1"
     proc: Optional[subprocess.Popen] = None
 
     @property
     def url(self) -> str:
-        return f"{self.scheme}://127.0.0.1:{self.port}"
+        return f"{self.scheme}://{self.host}:{self.port}"
 
     def start(self, timeout_s: float = 10.0) -> None:
         log = open(self.workdir / "mosquitto.log", "ab")  # noqa: SIM115 - lives as long as the process
@@ -151,11 +152,12 @@ class Pki:
 
 @pytest.fixture(scope="session")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
-    """Site CA + broker cert (localhost / 127.0.0.1) + device-a, device-b and control-room certs,
+    """Site CA + broker cert (localhost) + device-a, device-b and control-room certs,
     minted by scripts/provision_device.py, plus an unrelated CA for the wrong-CA test."""
     prov = load_script("provision_device")
     root = tmp_path_factory.mktemp("pki")
-    prov.init_site(root, ["localhost"], ["127.0.0.1"])
+    # The broker certificate names "localhost" only, so 127.0.0.1 doubles as a wrong host name.
+    prov.init_site(root, ["localhost"], [])
     clients = {}
     for cn in ("device-a", "device-b", "control-room"):
         crt, key = prov.mint_client(root, cn)
@@ -182,7 +184,8 @@ def tls_mosquitto(tmp_path: Path, pki: Pki) -> Iterator[Broker]:
     assert str(port) in conf_text and str(pki.dir) in conf_text, "deploy example changed shape; update fixture"
     conf = work / "mosquitto.conf"
     conf.write_text(_run_user_line() + conf_text)
-    broker = Broker(port, conf, work, scheme="mqtts")
+    # Reached as "localhost": the name in the broker's certificate.
+    broker = Broker(port, conf, work, scheme="mqtts", host="localhost")
     broker.start()
     yield broker
     broker.stop()
@@ -233,7 +236,7 @@ class Subscriber:
         self.client.on_message = self._on_message
         self.client.on_subscribe = lambda *a: self._subscribed.set()
         self.client.reconnect_delay_set(0.1, 0.5)
-        self.client.connect("127.0.0.1", broker.port, keepalive=30)
+        self.client.connect(broker.host, broker.port, keepalive=30)
         self.client.loop_start()
         assert self._subscribed.wait(10), "subscriber could not subscribe"
 

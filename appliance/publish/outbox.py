@@ -18,6 +18,7 @@ Bounds (``OutboxConfig``):
   out: they carry their own timestamps and are rare; only the byte cap can remove them.
 * **bytes**: while the queued payloads exceed ``max_bytes``, drop the oldest *health* message;
   when there is none, the oldest *counts*; only when neither is left, the oldest *anomalies*.
+  The message being queued goes last (a fresh health message is the one reporting the drops).
 
 Every drop is counted per kind in the file itself, so health can report drops from before a
 restart too. Status is not queued: it is state, not history. The latest status is kept in its own
@@ -199,10 +200,10 @@ class Outbox:
                 (seq, sealed.kind, sealed.topic, sealed.payload, self._clock()),
             )
             self._bytes += len(sealed.payload)
-            self._enforce_bounds()
+            self._enforce_bounds(newest=seq)
         return seq
 
-    def _enforce_bounds(self) -> None:
+    def _enforce_bounds(self, newest: int) -> None:
         cutoff = self._clock() - self.max_age_s
         for kind in AGE_LIMITED_KINDS:
             rows = self._db.execute(
@@ -214,17 +215,25 @@ class Outbox:
                 self._bytes -= int(rows[1])
                 self._bump(f"dropped.{kind}", int(rows[0]))
         while self._bytes > self.max_bytes:
-            for kind in DROP_ORDER:
-                row = self._db.execute(
-                    "SELECT seq, LENGTH(payload) FROM messages WHERE kind = ? ORDER BY seq LIMIT 1", (kind,)
-                ).fetchone()
-                if row:
-                    self._db.execute("DELETE FROM messages WHERE seq = ?", (row[0],))
-                    self._bytes -= int(row[1])
-                    self._bump(f"dropped.{kind}")
-                    break
-            else:
+            victim = self._victim(exclude_seq=newest) or self._victim(exclude_seq=None)
+            if victim is None:
                 return  # nothing droppable left
+            seq, kind, size = victim
+            self._db.execute("DELETE FROM messages WHERE seq = ?", (seq,))
+            self._bytes -= size
+            self._bump(f"dropped.{kind}")
+
+    def _victim(self, exclude_seq: Optional[int]) -> Optional[Tuple[int, str, int]]:
+        """The next message the cap drops. The one being queued is spared while anything else can
+        go: the newest health message is the one that reports the drops."""
+        for kind in DROP_ORDER:
+            row = self._db.execute(
+                "SELECT seq, LENGTH(payload) FROM messages WHERE kind = ? AND seq != ? ORDER BY seq LIMIT 1",
+                (kind, -1 if exclude_seq is None else exclude_seq),
+            ).fetchone()
+            if row:
+                return int(row[0]), kind, int(row[1])
+        return None
 
     def put_status(self, seq: int, topic: str, payload: bytes) -> None:
         """Replace the current status (retained on the broker, republished on every connect)."""
