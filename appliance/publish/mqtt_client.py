@@ -199,14 +199,22 @@ class MqttLink:
 
     def connect(self, timeout_s: Optional[float] = None) -> None:
         """One connection attempt: TCP, TLS, CONNECT, CONNACK. Raises a classified BrokerError."""
+        timeout_s = timeout_s or self.cfg.connect_timeout_s
         try:
-            self._connect_once(timeout_s or self.cfg.connect_timeout_s)
-        except BrokerUnreachable as exc:
-            if self.cfg.protocol == "auto" and self.protocol == MQTTProtocolVersion.MQTTv5 and _maybe_v3_only(exc):
-                log.info("broker %s did not accept MQTT 5; retrying with MQTT 3.1.1", self.address)
-                self.protocol = MQTTProtocolVersion.MQTTv311
-                self._connect_once(timeout_s or self.cfg.connect_timeout_s)
-            else:
+            self._connect_once(timeout_s)
+        except BrokerError as exc:
+            auto_v5 = self.cfg.protocol == "auto" and self.protocol == MQTTProtocolVersion.MQTTv5
+            if not (auto_v5 and _maybe_v3_only(exc)):
+                raise
+            log.info("broker %s did not accept MQTT 5; retrying with MQTT 3.1.1", self.address)
+            self.protocol = MQTTProtocolVersion.MQTTv311
+            try:
+                self._connect_once(timeout_s)
+            except BrokerError as again:
+                if _maybe_v3_only(again):
+                    # 3.1.1 fared no better: the protocol was not the problem; report the first error.
+                    self.protocol = MQTTProtocolVersion.MQTTv5
+                    raise self._fail(exc) from None
                 raise
 
     def _connect_once(self, timeout_s: float) -> None:
@@ -241,14 +249,19 @@ class MqttLink:
                 self._lost = True
         if self._connack is None:
             self.close_socket()
-            hint = ""
-            if self.address.tls and self.cfg.tls.cert_file:
+            if self._lost and self.address.tls:
                 # With TLS 1.3 the broker checks our certificate after our side of the handshake
-                # has completed, so a refused device certificate shows up as a closed connection.
-                hint = " (TLS: is the device certificate signed by the CA the broker trusts?)"
+                # has completed, so a missing or refused device certificate shows up as the broker
+                # closing the connection instead of answering CONNECT. Retrying will not fix that.
+                hint = (
+                    "is the device certificate signed by the CA the broker trusts?"
+                    if self.cfg.tls.cert_file
+                    else "the broker probably requires a device certificate (mqtt.tls.cert_file/key_file)"
+                )
+                raise self._fail(BrokerRejected(f"{where}: broker closed the TLS connection before CONNACK; {hint}"))
             if self._lost:
-                raise self._fail(BrokerUnreachable(f"{where}: connection closed before CONNACK{hint}"))
-            raise self._fail(BrokerUnreachable(f"{where}: no CONNACK within {timeout_s:g} s{hint}"))
+                raise self._fail(BrokerUnreachable(f"{where}: connection closed before CONNACK"))
+            raise self._fail(BrokerUnreachable(f"{where}: no CONNACK within {timeout_s:g} s"))
         if self._connack.is_failure:
             reason = str(self._connack)
             self.close_socket()
@@ -331,7 +344,7 @@ def _maybe_v3_only(exc: BrokerError) -> bool:
     # A 3.1.1-only broker answers an MQTT 5 CONNECT with "unacceptable protocol version" or just
     # closes the connection; both show up here as BrokerUnreachable with these words.
     text = str(exc).lower()
-    return "protocol version" in text or "closed before connack" in text
+    return "protocol version" in text or "before connack" in text
 
 
 def check_broker(cfg: ApplianceConfig, timeout_s: float = 10.0) -> str:
