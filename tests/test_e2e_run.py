@@ -1,0 +1,112 @@
+"""End to end: ``appliance run`` on real footage to a real Mosquitto, seen by a real subscriber."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Callable, List
+
+import jsonschema
+import pytest
+from conftest import REPO, Broker, Received, Subscriber
+
+SCHEMAS = REPO / "docs" / "schemas"
+pytestmark = pytest.mark.mqtt
+
+# Anything that looks like image data: JPEG/PNG magic, base64 of them, or long runs of numbers.
+IMAGE_MARKERS = ("/9j/", "iVBORw0KGgo", "\\xff\\xd8", "data:image")
+
+
+def start_run(broker: Broker, tmp_path: Path, *extra: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [
+            sys.executable, "-m", "appliance", "run",
+            "--config", str(REPO / "examples" / "site.yaml"),
+            "--broker", broker.url,
+            "--device-id", "e2e-1",
+            "--outbox", str(tmp_path / "outbox.sqlite3"),
+            "--interval", "5",
+            *extra,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+
+
+def assert_valid_and_anonymous(messages: List[Received]) -> None:
+    for m in messages:
+        kind = m.topic.rsplit("/", 1)[1]
+        jsonschema.validate(m.payload, json.loads((SCHEMAS / f"{kind}.json").read_text()))
+        text = json.dumps(m.payload)
+        assert len(text) < 16384
+        assert not any(marker in text for marker in IMAGE_MARKERS), m.topic
+
+
+def test_counts_and_status_reach_a_subscriber_and_a_clean_stop_leaves_offline(
+    mosquitto: Broker, subscribe: Callable[..., Subscriber], tmp_path: Path
+) -> None:
+    sub = subscribe(mosquitto, "crowdmon/e2e-1/#")
+    proc = start_run(mosquitto, tmp_path, "--source", str(REPO / "appliance" / "data" / "sample_vtest.mp4"),
+                     "--max-frames", "150")
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    assert out == ""  # with a broker, nothing is printed on stdout
+    messages = sub.wait_for(lambda ms: any(m.payload.get("state") == "offline" for m in ms), timeout_s=20)
+
+    status = [m for m in messages if m.topic == "crowdmon/e2e-1/status"]
+    assert status[0].payload["state"] == "online" and status[-1].payload["state"] == "offline"
+    counts = [m.payload for m in messages if m.topic == "crowdmon/e2e-1/counts"]
+    assert len(counts) >= 3  # 15 s of video in 5 s windows
+    assert sum(c["frames_analyzed"] for c in counts) == 150
+    assert max(c["total"]["max"] for c in counts) >= 3
+    assert "walkway" in counts[0]["zones"] and "centre" in counts[0]["lines"]
+    assert any(m.topic.endswith("/health") for m in messages)
+    assert_valid_and_anonymous(messages)
+
+    # A control room connecting later gets the retained status: offline, from this boot.
+    late = subscribe(mosquitto, "crowdmon/e2e-1/status")
+    retained = late.wait_for(lambda ms: len(ms) >= 1)[0]
+    assert retained.retain and retained.payload["state"] == "offline"
+    assert retained.payload["boot_id"] == status[0].payload["boot_id"]
+
+
+def test_kill_9_is_reported_offline_by_the_last_will(
+    mosquitto: Broker, subscribe: Callable[..., Subscriber], tmp_path: Path
+) -> None:
+    sub = subscribe(mosquitto, "crowdmon/e2e-1/status")
+    proc = start_run(mosquitto, tmp_path, "--source", str(REPO / "appliance" / "data" / "sample_vtest.mp4"),
+                     "--max-frames", "100000")
+    try:
+        sub.wait_for(lambda ms: any(m.payload["state"] == "online" for m in ms), timeout_s=60)
+        time.sleep(1.0)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate(timeout=30)
+    # Keepalive is not needed: the broker sees the TCP connection drop and publishes the will.
+    sub.wait_for(lambda ms: ms[-1].payload["state"] == "offline", timeout_s=20)
+    late = subscribe(mosquitto, "crowdmon/e2e-1/status")
+    assert late.wait_for(lambda ms: len(ms) >= 1)[0].payload["state"] == "offline"
+
+
+def test_sigterm_stops_cleanly_with_a_final_window_and_offline(
+    mosquitto: Broker, subscribe: Callable[..., Subscriber], tmp_path: Path
+) -> None:
+    sub = subscribe(mosquitto, "crowdmon/e2e-1/#")
+    proc = start_run(mosquitto, tmp_path, "--source", str(REPO / "appliance" / "data" / "sample_vtest.mp4"),
+                     "--max-frames", "100000")
+    sub.wait_for(lambda ms: any(m.topic.endswith("/counts") for m in ms), timeout_s=120)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    messages = sub.wait_for(lambda ms: ms[-1].payload.get("state") == "offline", timeout_s=20)
+    kinds = [m.topic.rsplit("/", 1)[1] for m in messages]
+    assert kinds[-1] == "status" and "counts" in kinds[:-1]
+    assert_valid_and_anonymous(messages)
