@@ -262,7 +262,9 @@ class CameraTamperConfig(Strict):
     analysis_width_px: int = Field(160, ge=32, le=640, description="Frames are downscaled to this width (in memory)")
     dark_level: float = Field(20.0, ge=0, le=255, description="Mean grey level below this: covered or black")
     min_contrast: float = Field(6.0, ge=0, description="Grey-level standard deviation below this: covered")
-    defocus_ratio: float = Field(0.35, gt=0, lt=1, description="Sharpness below this fraction of the reference")
+    defocus_ratio: float = Field(
+        0.7, gt=0, lt=1, description="Sharpness (edges per unit contrast) below this fraction of the reference"
+    )
     moved_similarity: float = Field(
         0.5, gt=-1, lt=1, description="Edge correlation with the reference view below this: view moved"
     )
