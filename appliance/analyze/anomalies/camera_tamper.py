@@ -5,7 +5,7 @@ published) and runs three checks, first failure wins:
 
 * covered: mean grey level below ``dark_level`` or its standard deviation below ``min_contrast``
   (a hand, a cap, a blacked-out feed or a sprayed lens all flatten the image);
-* defocused: gradient energy below ``defocus_ratio`` of the reference view's;
+* defocused: gradient energy per unit of contrast below ``defocus_ratio`` of the reference view's;
 * moved: the correlation of gradient-magnitude images with the reference view below
   ``moved_similarity``. Edges of the fixed scene dominate that correlation, so passers-by barely
   move it, while a shifted or turned camera misaligns every edge at once.
@@ -32,6 +32,12 @@ def _gradient(gray: np.ndarray) -> np.ndarray:
     gx = cv2.Sobel(gray, cv2.CV_32F, 1, 0, ksize=3)
     gy = cv2.Sobel(gray, cv2.CV_32F, 0, 1, ksize=3)
     return cv2.magnitude(gx, gy)
+
+
+def _sharpness(gray: np.ndarray, grad: np.ndarray) -> float:
+    """Gradient energy per unit of contrast: dimming or flat light scales both, so only blur
+    (which removes edges but keeps the broad tones) lowers it."""
+    return float(grad.mean()) / (float(gray.std()) + 1.0)
 
 
 def _correlation(a: np.ndarray, b: np.ndarray) -> float:
@@ -76,7 +82,7 @@ class CameraTamper:
             return "lens covered: grey-level contrast", std, self.cfg.min_contrast
         if self._ref_grad is None:
             return "ok", 0.0, 0.0
-        sharp = float(grad.mean()) / max(self._ref_sharpness, 1e-6)
+        sharp = _sharpness(gray, grad) / max(self._ref_sharpness, 1e-6)
         if sharp < self.cfg.defocus_ratio:
             return "image defocused: sharpness relative to reference", sharp, self.cfg.defocus_ratio
         sim = _correlation(grad, self._ref_grad)
@@ -101,7 +107,7 @@ class CameraTamper:
     def _set_reference(self, ref: np.ndarray) -> None:
         self._ref = ref.astype(np.float32)
         self._ref_grad = _gradient(self._ref)
-        self._ref_sharpness = float(self._ref_grad.mean())
+        self._ref_sharpness = _sharpness(self._ref, self._ref_grad)
 
     def check(self, image: np.ndarray, t: float) -> Tuple[bool, List[AnomalyEvent]]:
         """Check one frame. Returns (this frame passes every check, events)."""
