@@ -1,1 +1,141 @@
+"""Detection models: manifest, verified onnxruntime sessions and the face/person detectors.
 
+onnxruntime and OpenCV are imported only when a detector is opened: other stages import
+``appliance.models.detections`` and should not pay for (or depend on) the inference runtime.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Optional, Sequence, Tuple
+
+import numpy as np
+
+from appliance.models.manifest import Manifest, load_manifest, read_verified
+from appliance.resources import models_dir as default_models_dir
+
+if TYPE_CHECKING:
+    from appliance.config.schema import ApplianceConfig
+    from appliance.models.face_detector import FaceDetector
+    from appliance.models.person_detector import PersonDetector
+
+CPU = "CPUExecutionProvider"
+
+__all__ = ["FaceDetector", "PersonDetector", "load_detectors", "open_face_detector", "open_person_detector"]
+
+
+def open_face_detector(
+    name: str,
+    *,
+    models_dir: Optional[Path] = None,
+    manifest: Optional[Manifest] = None,
+    providers: Sequence[str] = (CPU,),
+    threads: int = 2,
+    input_size: Tuple[int, int] = (640, 480),
+    score_threshold: Optional[float] = None,
+) -> FaceDetector:
+    root = Path(models_dir or default_models_dir())
+    entry = (manifest or load_manifest(root)).get(name)
+    if entry.task != "face":
+        raise ValueError(f"model {name} is a {entry.task} model, not a face model")
+    from appliance.models.face_detector import FaceDetector
+    from appliance.models.runtime import create_session
+
+    session = create_session(root, entry, providers, threads)
+    return FaceDetector(session, entry, input_size=input_size, score_threshold=score_threshold)
+
+
+def open_person_detector(
+    name: str,
+    *,
+    models_dir: Optional[Path] = None,
+    manifest: Optional[Manifest] = None,
+    providers: Sequence[str] = (CPU,),
+    threads: int = 2,
+    input_size: int = 300,
+    tiling: str = "off",
+    score_threshold: Optional[float] = None,
+    nms_iou: Optional[float] = None,
+    min_box_height_px: float = 0.0,
+) -> PersonDetector:
+    root = Path(models_dir or default_models_dir())
+    entry = (manifest or load_manifest(root)).get(name)
+    if entry.task != "person":
+        raise ValueError(f"model {name} is a {entry.task} model, not a person model")
+    anchors = None
+    pp = entry.postprocess
+    if pp.anchors_file:
+        raw = read_verified(root, pp.anchors_file, pp.anchors_sha256 or "")
+        anchors = _npy_from_bytes(raw)
+    from appliance.models.person_detector import PersonDetector
+    from appliance.models.runtime import create_session
+
+    session = create_session(root, entry, providers, threads)
+    return PersonDetector(
+        session,
+        entry,
+        anchors_300=anchors,
+        input_size=input_size,
+        tiling=tiling,
+        score_threshold=score_threshold,
+        nms_iou=nms_iou,
+        min_box_height_px=min_box_height_px,
+    )
+
+
+def __getattr__(name: str) -> Any:
+    # Lazy re-exports, see the module docstring.
+    if name == "FaceDetector":
+        from appliance.models.face_detector import FaceDetector
+
+        return FaceDetector
+    if name == "PersonDetector":
+        from appliance.models.person_detector import PersonDetector
+
+        return PersonDetector
+    raise AttributeError(name)
+
+
+def _npy_from_bytes(raw: bytes) -> np.ndarray:
+    import io
+
+    # allow_pickle=False: an anchors file is plain float32, never code.
+    return np.load(io.BytesIO(raw), allow_pickle=False)
+
+
+def load_detectors(cfg: ApplianceConfig, models_dir: Optional[Path] = None) -> Tuple[FaceDetector, PersonDetector]:
+    """Both detectors for a resolved config: models, providers and sizes from the board profile,
+    thresholds from the site config. Raises ``ModelIntegrityError`` before any session exists if a
+    model file is missing or modified."""
+    root = Path(models_dir or default_models_dir())
+    manifest = load_manifest(root)
+    prof = cfg.profile
+    # Check every file of both models first, so a bad person model is reported before the face
+    # model has spent seconds building a (TensorRT) session.
+    for name in (prof.models.face, prof.models.person):
+        for rel, sha in manifest.get(name).files():
+            read_verified(root, rel, sha)
+    providers = prof.runtime.execution_providers
+    threads = prof.runtime.intra_op_threads
+    face = open_face_detector(
+        prof.models.face,
+        models_dir=root,
+        manifest=manifest,
+        providers=providers,
+        threads=threads,
+        input_size=(prof.face_input_width, prof.face_input_height),
+        score_threshold=cfg.anonymize.face_score_threshold,
+    )
+    person = open_person_detector(
+        prof.models.person,
+        models_dir=root,
+        manifest=manifest,
+        providers=providers,
+        threads=threads,
+        input_size=prof.person_input_size,
+        tiling=prof.person_tiling,
+        score_threshold=cfg.detection.person_score_threshold,
+        nms_iou=cfg.detection.nms_iou,
+        min_box_height_px=cfg.detection.min_box_height_px,
+    )
+    return face, person

