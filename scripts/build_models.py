@@ -568,6 +568,13 @@ def quantize_main(args: argparse.Namespace) -> None:
                 f"(< {SHIP_INT8_MIN_RATIO:.0%})")
             continue
         shipped.append(e)
+    for e in shipped:
+        if e["precision"] == "fp32":
+            a = face_agree if e["task"] == "face" else person_agree
+            verdict = "shipped" if a["matched_ratio"] >= SHIP_INT8_MIN_RATIO else "NOT shipped (< 95 %)"
+            e["notes"] = (f"int8 build (static QDQ, per-channel, MinMax) kept {a['matched']}/{a['fp32_detections']} "
+                          f"of these fp32 detections at IoU >= 0.5 (mean IoU {a['mean_iou']}) on {a['eval_set']}: "
+                          f"{verdict}. See models/README.md.")
     results["shipped"] = [e["name"] for e in shipped]
     results["int8_candidates"] = {e["name"]: e.get("agreement_with_fp32") for e in entries if e["precision"] == "int8"}
     out.mkdir(parents=True, exist_ok=True)
