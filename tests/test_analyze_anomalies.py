@@ -54,7 +54,7 @@ def test_rapid_change_raises_on_a_sudden_gathering_then_clears_as_the_new_level_
     assert [e.state for e in events] == ["raised", "cleared"]
     up = events[0]
     assert up.type == "rapid_change" and up.zone is None and up.value >= 14
-    assert up.baseline == pytest.approx(5, abs=1) and up.threshold == 4.0
+    assert up.baseline == pytest.approx(5, abs=1) and up.threshold == 2.5  # the z-score limit
     assert 40 <= up.since <= 42 and "gathering" in up.reason
     assert events[1].since > 50  # cleared once the rolling baseline absorbed the new level
 
