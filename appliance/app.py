@@ -35,16 +35,19 @@ def model_infos(cfg: ApplianceConfig) -> List[ModelInfo]:
     return [ModelInfo(name=n, sha256=manifest.get(n).sha256) for n in names]
 
 
-def build_anonymizer(cfg: ApplianceConfig) -> Anonymizer:
+def build_anonymizer(cfg: ApplianceConfig, *, live: bool = False) -> Anonymizer:
     face, person = load_detectors(cfg)
-    return Anonymizer(face, person, cfg.anonymize)
+    anonymizer = Anonymizer(face, person, cfg.anonymize, live=live)
+    if live:
+        anonymizer.warm_up(*working_size(cfg))
+    return anonymizer
 
 
 def build_pipeline(cfg: ApplianceConfig, source: Optional[FrameSource] = None) -> Pipeline:
-    """Everything ``appliance run`` needs. Models and source are opened before the broker, so a
-    bad model or camera fails fast with a clear error instead of a birth followed by silence."""
-    anonymizer = build_anonymizer(cfg)
+    """Everything ``appliance run`` needs. Source and models are opened before the broker, so a
+    bad camera or model fails fast with a clear error instead of a birth followed by silence."""
     source = source or open_source(cfg.capture.source, cfg.capture, working_size(cfg))
+    anonymizer = build_anonymizer(cfg, live=source.live)
     models = model_infos(cfg)
     publisher = make_publisher(cfg, software_models=models)
     analyzer = Analyzer(cfg, frame_size=working_size(cfg))

@@ -1,6 +1,6 @@
 """``appliance bench``: per-stage latency and end-to-end fps on a clip, for the configured board profile.
 
-Figures are for comparing within one run (int8 vs fp32 with ``--compare-fp32``, one board profile vs
+Figures are for comparing within one run (int8 vs fp32 with ``--compare-precision``, one board profile vs
 another on the same machine); absolute milliseconds depend on the machine and its load.
 """
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Set
 
 import numpy as np
 
@@ -78,7 +78,7 @@ class BenchResult:
 
     def ratios(self) -> Dict[str, float]:
         """fp32 time / int8 time per stage and for the whole frame (>1: int8 is faster)."""
-        if len(self.runs) < 2:
+        if len(self.runs) < 2 or self.runs[0].label != "int8" or self.runs[1].label != "fp32":
             return {}
         base, other = self.runs[0], self.runs[1]
         out = {}
@@ -117,19 +117,15 @@ class BenchResult:
 def _one_run(cfg: ApplianceConfig, label: str, frames: int) -> BenchRun:
     stage_ms: Dict[str, List[float]] = {s: [] for s in STAGES}
     face, person = load_detectors(cfg)
-    anonymizer = Anonymizer(_Timed(face, stage_ms["face_detect"]), _Timed(person, stage_ms["person_detect"]), cfg.anonymize)
+    timed_face, timed_person = _Timed(face, stage_ms["face_detect"]), _Timed(person, stage_ms["person_detect"])
+    anonymizer = Anonymizer(timed_face, timed_person, cfg.anonymize)
     size = (cfg.profile.working_width, cfg.profile.working_height)
     source = open_source(cfg.capture.source, cfg.capture.model_copy(update={"loop": True}), size)
     analyzer = Analyzer(cfg, frame_size=size)
     people: List[int] = []
     dropped = 0
-    # One warm-up frame: the first inference allocates and is not representative.
-    warm = source.read()
-    if warm is not None:
-        try:
-            anonymizer.process(warm)
-        except FrameDropped:
-            pass
+    # The first inference allocates and is not representative.
+    anonymizer.warm_up(*size)
     for values in stage_ms.values():
         values.clear()
     start = time.perf_counter()
@@ -170,19 +166,35 @@ def _one_run(cfg: ApplianceConfig, label: str, frames: int) -> BenchRun:
     )
 
 
-def _fp32_variant(name: str, available: set) -> Optional[str]:
-    candidate = name.replace("-int8", "-fp32")
-    return candidate if candidate != name and candidate in available else None
+def _other_precision(name: str, available: Set[str]) -> Optional[str]:
+    """``x-int8`` <-> ``x-fp32`` when the manifest has the other one."""
+    for a, b in (("-int8", "-fp32"), ("-fp32", "-int8")):
+        if name.endswith(a) and name[: -len(a)] + b in available:
+            return name[: -len(a)] + b
+    return None
 
 
-def run_bench(cfg: ApplianceConfig, frames: int = 100, compare_fp32: bool = False) -> BenchResult:
-    runs = [_one_run(cfg, "configured", frames)]
-    if compare_fp32:
+def _precision(cfg: ApplianceConfig) -> str:
+    names = (cfg.profile.models.face, cfg.profile.models.person)
+    return "int8" if all(n.endswith("-int8") for n in names) else "fp32" if all(
+        n.endswith("-fp32") for n in names
+    ) else "mixed"
+
+
+def run_bench(cfg: ApplianceConfig, frames: int = 100, compare_precision: bool = False) -> BenchResult:
+    """Bench the configured models; with ``compare_precision`` also their int8/fp32 counterparts,
+    int8 first, so ``ratios()`` reads fp32 time / int8 time."""
+    runs = [_one_run(cfg, _precision(cfg), frames)]
+    if compare_precision:
         available = {m.name for m in load_manifest().models}
-        face = _fp32_variant(cfg.profile.models.face, available) or cfg.profile.models.face
-        person = _fp32_variant(cfg.profile.models.person, available) or cfg.profile.models.person
-        profile = cfg.profile.model_copy(update={"models": cfg.profile.models.model_copy(update={"face": face, "person": person})})
-        runs.append(_one_run(cfg.model_copy(update={"profile": profile}), "fp32", frames))
+        selection = cfg.profile.models
+        face = _other_precision(selection.face, available) or selection.face
+        person = _other_precision(selection.person, available) or selection.person
+        if (face, person) != (selection.face, selection.person):
+            models = selection.model_copy(update={"face": face, "person": person})
+            other = cfg.model_copy(update={"profile": cfg.profile.model_copy(update={"models": models})})
+            runs.append(_one_run(other, _precision(other), frames))
+            runs.sort(key=lambda r: 0 if r.label == "int8" else 1)
     return BenchResult(
         board=cfg.profile.name,
         threads=cfg.profile.runtime.intra_op_threads,

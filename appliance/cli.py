@@ -148,7 +148,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from appliance.bench import run_bench
 
     cfg = _load(args)
-    result = run_bench(cfg, frames=args.frames, compare_fp32=args.compare_fp32)
+    result = run_bench(cfg, frames=args.frames, compare_precision=args.compare_precision)
     if args.json:
         _print_json(result.to_dict())
     else:
@@ -229,7 +229,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config(p)
     p.add_argument("--source", metavar="SRC", help="clip to run on (default: the bundled sample)")
     p.add_argument("--frames", type=int, default=100, metavar="N")
-    p.add_argument("--compare-fp32", action="store_true", help="also run the fp32 models and report the ratio")
+    p.add_argument(
+        "--compare-precision", action="store_true", help="also run the int8/fp32 counterparts and report the ratio"
+    )
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_bench)
 

@@ -75,8 +75,8 @@ def run_selftest(cfg: ApplianceConfig, source_timeout_s: float = 10.0) -> Selfte
     def models() -> str:
         result = verify_models()
         if not result.ok:
-            raise RuntimeError("; ".join(line for line in result.lines() if "FAIL" in line or "error" in line.lower()))
-        return f"{len(result.to_dict().get('models', []))} model file(s) match the manifest"
+            raise RuntimeError("; ".join(line for line in result.lines() if not line.startswith("ok")))
+        return result.lines()[-1]
 
     if not _run(report, "models", models):
         return report

@@ -32,9 +32,9 @@ def detectors() -> Tuple[object, object]:
     return load_detectors(load_config())
 
 
-def anonymizer(**overrides: object) -> Anonymizer:
+def anonymizer(live: bool = False, **overrides: object) -> Anonymizer:
     face, person = detectors()
-    return Anonymizer(face, person, AnonymizeConfig(**overrides))
+    return Anonymizer(face, person, AnonymizeConfig(**overrides), live=live)
 
 
 class Broken:
@@ -137,11 +137,16 @@ def test_a_failing_model_drops_the_frame_and_destroys_its_pixels(broken: str) ->
     assert not image.any()  # fail closed: nothing of the frame survives
 
 
-def test_a_frame_over_the_latency_budget_is_dropped() -> None:
+def test_a_live_frame_over_the_latency_budget_is_dropped() -> None:
     image = portrait()
     with pytest.raises(FrameDropped, match="anonymize_too_slow"):
-        anonymizer(max_latency_ms=0.001).process(RawFrame(0, 0.0, image))
+        anonymizer(live=True, max_latency_ms=0.001).process(RawFrame(0, 0.0, image))
     assert not image.any()
+
+
+def test_a_file_frame_is_never_dropped_for_time() -> None:
+    frame = anonymizer(live=False, max_latency_ms=0.001).process(RawFrame(0, 0.0, portrait()))
+    assert frame.faces_blurred >= 1
 
 
 def test_a_face_missed_for_a_few_frames_stays_blurred() -> None:
