@@ -22,16 +22,18 @@ pytestmark = pytest.mark.mqtt
 IMAGE_MARKERS = ("/9j/", "iVBORw0KGgo", "\\xff\\xd8", "data:image")
 
 
-def start_run(broker: Broker, tmp_path: Path, *extra: str) -> subprocess.Popen:
+def start_run(broker: Broker, tmp_path: Path, max_frames: int) -> subprocess.Popen:
+    """``appliance run`` on the sample clip with the example site's zone and line."""
     return subprocess.Popen(
         [
             sys.executable, "-m", "appliance", "run",
             "--config", str(REPO / "examples" / "site.yaml"),
+            "--source", str(REPO / "appliance" / "data" / "sample_vtest.mp4"),
             "--broker", broker.url,
             "--device-id", "e2e-1",
             "--outbox", str(tmp_path / "outbox.sqlite3"),
             "--interval", "5",
-            *extra,
+            "--max-frames", str(max_frames),
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -54,8 +56,7 @@ def test_counts_and_status_reach_a_subscriber_and_a_clean_stop_leaves_offline(
     mosquitto: Broker, subscribe: Callable[..., Subscriber], tmp_path: Path
 ) -> None:
     sub = subscribe(mosquitto, "crowdmon/e2e-1/#")
-    proc = start_run(mosquitto, tmp_path, "--source", str(REPO / "appliance" / "data" / "sample_vtest.mp4"),
-                     "--max-frames", "150")
+    proc = start_run(mosquitto, tmp_path, max_frames=150)
     out, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err
     assert out == ""  # with a broker, nothing is printed on stdout
@@ -82,8 +83,7 @@ def test_kill_9_is_reported_offline_by_the_last_will(
     mosquitto: Broker, subscribe: Callable[..., Subscriber], tmp_path: Path
 ) -> None:
     sub = subscribe(mosquitto, "crowdmon/e2e-1/status")
-    proc = start_run(mosquitto, tmp_path, "--source", str(REPO / "appliance" / "data" / "sample_vtest.mp4"),
-                     "--max-frames", "100000")
+    proc = start_run(mosquitto, tmp_path, max_frames=100000)
     try:
         sub.wait_for(lambda ms: any(m.payload["state"] == "online" for m in ms), timeout_s=60)
         time.sleep(1.0)
@@ -100,8 +100,7 @@ def test_sigterm_stops_cleanly_with_a_final_window_and_offline(
     mosquitto: Broker, subscribe: Callable[..., Subscriber], tmp_path: Path
 ) -> None:
     sub = subscribe(mosquitto, "crowdmon/e2e-1/#")
-    proc = start_run(mosquitto, tmp_path, "--source", str(REPO / "appliance" / "data" / "sample_vtest.mp4"),
-                     "--max-frames", "100000")
+    proc = start_run(mosquitto, tmp_path, max_frames=100000)
     sub.wait_for(lambda ms: any(m.topic.endswith("/counts") for m in ms), timeout_s=120)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=60)
