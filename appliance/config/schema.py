@@ -96,7 +96,10 @@ class AnonymizeConfig(Strict):
         0.28, gt=0, le=1, description="Head region = this top fraction of the person box's height"
     )
     max_latency_ms: float = Field(
-        1000.0, gt=0, description="A frame whose face stage takes longer is dropped (fail closed)"
+        2000.0,
+        gt=0,
+        description="Live sources: a frame whose anonymizing takes longer is dropped (fail closed; a hung model "
+        "must not stall the device). Files are never dropped for time",
     )
 
 
