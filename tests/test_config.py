@@ -88,3 +88,10 @@ def test_json_schema_accepts_the_example_site_config_and_rejects_unknown_keys() 
     load_config(Path(__file__).parent.parent / "examples" / "site.yaml")
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate({**example, "surprise": 1}, schema)
+
+
+def test_the_committed_config_reference_is_generated_from_the_schema() -> None:
+    from appliance.config.reference import render
+
+    committed = (Path(__file__).parent.parent / "docs" / "config-reference.md").read_text()
+    assert committed == render(), "regenerate: python -m appliance.config.reference > docs/config-reference.md"

@@ -43,10 +43,10 @@ class RuntimeConfig(Strict):
 class BoardProfile(Strict):
     """One file per board in firmware_configs/. Describes the hardware, not the site."""
 
-    name: str
-    description: str = ""
+    name: str = Field(description="Profile name; must equal the file name without .yaml")
+    description: str = Field("", description="What board and OS this profile is for")
     working_width: int = Field(768, ge=64, le=4096, description="Frames are resized once to this width")
-    working_height: int = Field(576, ge=64, le=4096)
+    working_height: int = Field(576, ge=64, le=4096, description="Frames are resized once to this height")
     target_fps: float = Field(5.0, gt=0, le=60, description="Frames per second the pipeline aims to analyze")
     models: ModelSelection = Field(default_factory=ModelSelection)
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
@@ -55,7 +55,8 @@ class BoardProfile(Strict):
     )
     person_tiling: Literal["off", "2x1", "2x2"] = Field(
         # 2x1 measured on vtest.avi: counts 0.75 -> 0.94 of the hand count at threshold 0.4 (models/README.md)
-        "2x1", description="Run the person detector on overlapping tiles as well as the whole frame"
+        "2x1",
+        description="Run the person detector on overlapping tiles as well as the whole frame",
     )
     face_input_width: int = Field(640, ge=64, description="Face detector input width (multiple of 32)")
     face_input_height: int = Field(480, ge=64, description="Face detector input height (multiple of 32)")
@@ -85,7 +86,7 @@ class CaptureConfig(Strict):
 
 class AnonymizeConfig(Strict):
     method: Literal["gaussian", "pixelate", "fill"] = Field("gaussian", description="How a face is hidden")
-    shape: Literal["ellipse", "box"] = "ellipse"
+    shape: Literal["ellipse", "box"] = Field("ellipse", description="Hide an ellipse inside the face box, or all of it")
     margin_ratio: float = Field(0.3, ge=0, le=2, description="Face box grown by this fraction of its size")
     face_score_threshold: float = Field(0.2, gt=0, lt=1, description="CenterFace score to count as a face")
     persist_frames: int = Field(
@@ -110,7 +111,7 @@ class DetectionConfig(Strict):
 
 
 class ZoneConfig(Strict):
-    name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$", description="Zone name, used as a key in counts messages")
     polygon: List[Point] = Field(min_length=3, description="Vertices as fractions of frame width/height")
     area_m2: Optional[float] = Field(None, gt=0, description="Real ground area, for density (people/m²)")
     max_people: Optional[int] = Field(None, ge=0, description="Overcrowding limit on occupancy")
@@ -133,9 +134,9 @@ class ZoneConfig(Strict):
 
 
 class LineConfig(Strict):
-    name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$", description="Line name, used as a key in counts messages")
     start: Point = Field(description="Fractions of frame width/height")
-    end: Point
+    end: Point = Field(description="Fractions of frame width/height")
     min_crossing_px: float = Field(
         8.0, ge=0, description="An anchor must travel this far past the line before a crossing counts"
     )
@@ -152,19 +153,23 @@ class MqttConfig(Strict):
     url: Optional[str] = Field(
         None, description="mqtt://host:port or mqtts://host:port. None: print messages on stdout instead"
     )
-    topic_prefix: str = Field("crowdmon", pattern=r"^[A-Za-z0-9_/-]{1,64}$")
+    topic_prefix: str = Field(
+        "crowdmon", pattern=r"^[A-Za-z0-9_/-]{1,64}$", description="Topics are {prefix}/{device_id}/..."
+    )
     protocol: Literal["auto", "5", "3.1.1"] = Field("auto", description="auto: MQTT 5, falling back to 3.1.1")
     client_id: Optional[str] = Field(None, description="Defaults to the device id")
-    username: Optional[str] = None
+    username: Optional[str] = Field(None, description="Broker user name (mTLS brokers use the certificate)")
     password_file: Optional[str] = Field(None, description="File holding the password (never logged)")
     password_env: Optional[str] = Field(None, description="Environment variable holding the password")
-    keepalive_s: int = Field(30, ge=5, le=3600)
+    keepalive_s: int = Field(
+        30, ge=5, le=3600, description="MQTT keepalive; the broker declares us dead after 1.5x this"
+    )
     connect_timeout_s: float = Field(
         10.0, gt=0, le=300, description="TCP + TLS handshake + CONNACK must complete within this"
     )
     reconnect_min_s: float = Field(1.0, gt=0, description="First wait after a failed or lost connection")
     reconnect_max_s: float = Field(60.0, gt=0, description="The wait doubles up to this")
-    qos: Literal[0, 1] = 1
+    qos: Literal[0, 1] = Field(1, description="1: delivered at least once (the outbox needs PUBACKs)")
     counts_expiry_s: Optional[int] = Field(
         3600, ge=1, description="MQTT 5 message expiry on counts, so a stale backlog is not taken as live"
     )
@@ -183,7 +188,7 @@ class MqttConfig(Strict):
 
 class PublishConfig(Strict):
     interval_s: float = Field(10.0, gt=0, le=3600, description="Counts are aggregated over windows this long")
-    health_interval_s: float = Field(30.0, gt=0, le=3600)
+    health_interval_s: float = Field(30.0, gt=0, le=3600, description="A health message this often")
     max_payload_bytes: int = Field(16384, ge=512, le=262144, description="Egress refuses larger payloads")
     close_timeout_s: float = Field(
         5.0, ge=0, le=120, description="On a clean stop, wait this long for the backlog and 'offline' to be acked"
@@ -191,9 +196,7 @@ class PublishConfig(Strict):
 
 
 class OutboxConfig(Strict):
-    path: str = Field(
-        "/var/lib/crowd-appliance/outbox.sqlite3", description="SQLite store-and-forward queue"
-    )
+    path: str = Field("/var/lib/crowd-appliance/outbox.sqlite3", description="SQLite store-and-forward queue")
     # 64 MiB holds about a week of counts at the default 10 s interval (~1 KiB each) plus health:
     # far more than the 24 h a 4G outage should last, and small for any SD card.
     max_bytes: int = Field(
@@ -213,7 +216,7 @@ class HealthConfig(Strict):
 class RapidChangeConfig(Strict):
     """Sudden gathering or dispersal: the frame count jumps far outside its recent rolling baseline."""
 
-    enabled: bool = True
+    enabled: bool = Field(True, description="Run this detector")
     short_s: float = Field(2.0, gt=0, description="The current level is the median count over this window")
     baseline_s: float = Field(60.0, gt=0, description="Rolling baseline: median and MAD over this window before it")
     warmup_s: float = Field(20.0, ge=0, description="No flag until this much baseline has been seen")
@@ -224,14 +227,14 @@ class RapidChangeConfig(Strict):
     min_scale: float = Field(
         1.0, gt=0, description="Floor of the MAD-based scale (people), so a flat baseline is not hair-trigger"
     )
-    hold_s: float = Field(1.0, ge=0)
+    hold_s: float = Field(1.0, ge=0, description="Condition must hold this long before the flag is raised")
     clear_hysteresis_ratio: float = Field(0.5, gt=0, le=1, description="Clears when |z| falls below z_threshold * this")
 
 
 class AbnormalMotionConfig(Strict):
     """Running or a stampede: track speeds (in body heights per second) far above the learned scene baseline."""
 
-    enabled: bool = True
+    enabled: bool = Field(True, description="Run this detector")
     quantile: float = Field(0.75, gt=0, le=1, description="Per-frame statistic: this quantile of track speeds")
     speed_ratio: float = Field(2.0, gt=1, description="Raise when the statistic exceeds the baseline by this factor")
     min_speed_heights_per_s: float = Field(
@@ -243,28 +246,32 @@ class AbnormalMotionConfig(Strict):
     baseline_s: float = Field(300.0, gt=0, description="Learned baseline: median statistic over this much normal time")
     warmup_s: float = Field(30.0, ge=0, description="Seconds of normal motion before the learned baseline is trusted")
     min_tracks: int = Field(2, ge=1, description="Fewer moving tracks than this: no statistic for the frame")
-    hold_s: float = Field(1.5, ge=0)
-    clear_hysteresis_ratio: float = Field(0.8, gt=0, le=1)
+    hold_s: float = Field(1.5, ge=0, description="Condition must hold this long before the flag is raised")
+    clear_hysteresis_ratio: float = Field(
+        0.8, gt=0, le=1, description="Clears when the value falls below threshold * this"
+    )
 
 
 class CounterflowConfig(Strict):
     """A share of tracks moving against a zone's ``flow_direction_deg`` (zones without one are not checked)."""
 
-    enabled: bool = True
+    enabled: bool = Field(True, description="Run this detector")
     against_angle_deg: float = Field(
         120.0, ge=90, le=180, description="A track further than this from the zone's direction moves against it"
     )
     min_speed_heights_per_s: float = Field(0.3, ge=0, description="Slower tracks (standing, jitter) are ignored")
     min_tracks: int = Field(2, ge=1, description="At least this many tracks must move against the flow")
     min_share: float = Field(0.5, gt=0, le=1, description="Share of moving tracks in the zone that move against it")
-    hold_s: float = Field(2.0, ge=0)
-    clear_hysteresis_ratio: float = Field(0.6, gt=0, le=1)
+    hold_s: float = Field(2.0, ge=0, description="Condition must hold this long before the flag is raised")
+    clear_hysteresis_ratio: float = Field(
+        0.6, gt=0, le=1, description="Clears when the share falls below min_share * this"
+    )
 
 
 class CameraTamperConfig(Strict):
     """Lens covered or blacked out, view moved, image defocused, or the signal lost."""
 
-    enabled: bool = True
+    enabled: bool = Field(True, description="Run this detector")
     hold_s: float = Field(3.0, ge=0, description="A check must fail this long before the flag is raised")
     clear_hold_s: float = Field(2.0, ge=0, description="And pass this long before it is cleared")
     analysis_width_px: int = Field(160, ge=32, le=640, description="Frames are downscaled to this width (in memory)")
@@ -316,9 +323,9 @@ class TrackerConfig(Strict):
 class HeatmapConfig(Strict):
     """Coarse occupancy grid per window: person anchors counted per cell, never an image."""
 
-    enabled: bool = False
-    rows: int = Field(6, ge=1, le=32)
-    cols: int = Field(8, ge=1, le=32)
+    enabled: bool = Field(False, description="Publish a coarse occupancy grid in counts messages")
+    rows: int = Field(6, ge=1, le=16, description="Grid rows (at most 16: aggregate numbers, never an image)")
+    cols: int = Field(8, ge=1, le=16, description="Grid columns (at most 16)")
 
 
 class GroundPlaneConfig(Strict):
@@ -352,14 +359,16 @@ class AnalyticsConfig(Strict):
 class SiteConfig(Strict):
     """What a site file may contain (everything but the board's own profile)."""
 
-    device_id: str = Field("demo-0001", pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    device_id: str = Field(
+        "demo-0001", pattern=r"^[A-Za-z0-9_-]{1,64}$", description="This device's name in topics and payloads"
+    )
     board: str = Field("x86-generic", description="Profile name in firmware_configs/ (rpi4, rpi5, ...)")
     board_overrides: dict = Field(default_factory=dict, description="Keys of the board profile to change")
     capture: CaptureConfig = Field(default_factory=CaptureConfig)
     anonymize: AnonymizeConfig = Field(default_factory=AnonymizeConfig)
     detection: DetectionConfig = Field(default_factory=DetectionConfig)
-    zones: List[ZoneConfig] = Field(default_factory=list)
-    lines: List[LineConfig] = Field(default_factory=list)
+    zones: List[ZoneConfig] = Field(default_factory=list, description="Polygon zones (see Zone below)")
+    lines: List[LineConfig] = Field(default_factory=list, description="Counting lines (see Line below)")
     anomalies: AnomaliesConfig = Field(default_factory=AnomaliesConfig)
     analytics: AnalyticsConfig = Field(default_factory=AnalyticsConfig)
     mqtt: MqttConfig = Field(default_factory=MqttConfig)
