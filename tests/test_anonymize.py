@@ -162,3 +162,14 @@ def test_a_face_missed_for_a_few_frames_stays_blurred() -> None:
 def test_only_the_anonymizer_can_make_an_anonymized_frame() -> None:
     with pytest.raises(TypeError, match="only be created by"):
         AnonymizedFrame(0, 0.0, portrait(), Detections(), 0, 0)
+
+
+def test_remembered_head_blur_never_hides_people_from_the_next_frames_detector() -> None:
+    # The same scene five times: yesterday's head blur must not be painted over the frame before the
+    # person detector looks at it, or people fade from the count frame by frame (a bug we had).
+    cap = cv2.VideoCapture(str(sample_clip()))
+    _, scene = cap.read()
+    stage = anonymizer()
+    counts = [len(stage.process(RawFrame(i, float(i), scene.copy())).people) for i in range(5)]
+    assert counts[0] >= 2
+    assert counts == [counts[0]] * 5

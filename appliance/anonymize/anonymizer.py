@@ -7,11 +7,12 @@ frame's pixels. There is no third outcome: the stage fails closed.
 Order of work, and why:
 
 1. Face detector on the raw frame; found faces are grown by a margin and hidden.
-2. Boxes hidden in the last ``persist_frames`` frames are hidden again, so a face the detector
+2. Faces hidden in the last ``persist_frames`` frames are hidden again, so a face the detector
    misses for a frame or two does not slip through (deface's best-known flaw).
 3. Person detector on the face-hidden frame. In overview scenes faces are 8-12 px and no face
-   detector finds them, so the top of every person box (the head) is hidden as well. The person
-   boxes are handed on with the frame, so analysis needs no second detector pass.
+   detector finds them, so the top of every person box (the head) is hidden as well, and so are
+   the heads hidden in the last ``persist_frames`` frames. The person boxes are handed on with the
+   frame, so analysis needs no second detector pass.
 """
 
 from __future__ import annotations
@@ -62,7 +63,10 @@ class Anonymizer:
         self._people = person_detector
         self._cfg = cfg
         self._latency_budget_ms = cfg.max_latency_ms if live else None
-        self._recent: Deque[np.ndarray] = deque(maxlen=cfg.persist_frames)
+        # Regions hidden in recent frames, kept apart: remembered heads are hidden only after the
+        # person detector has run, so yesterday's blur never hides a person from today's detector.
+        self._recent_faces: Deque[np.ndarray] = deque(maxlen=cfg.persist_frames)
+        self._recent_heads: Deque[np.ndarray] = deque(maxlen=cfg.persist_frames)
 
     def warm_up(self, width: int, height: int) -> None:
         """Run both models once on a blank frame: the first inference allocates and is slow, and on
@@ -73,7 +77,8 @@ class Anonymizer:
 
     def reset(self) -> None:
         """Forget remembered boxes (a new, unrelated source starts)."""
-        self._recent.clear()
+        self._recent_faces.clear()
+        self._recent_heads.clear()
 
     def process(self, raw: RawFrame) -> AnonymizedFrame:
         """Anonymize ``raw.image`` in place. On any failure the pixels are zeroed and FrameDropped raised."""
@@ -88,8 +93,7 @@ class Anonymizer:
                 raise FrameDropped("face_model_error", str(exc)) from exc
             height, width = image.shape[:2]
             face_regions = expand_boxes(faces.boxes, self._cfg.margin_ratio, width, height)
-            to_hide = [face_regions, *self._recent]
-            hide_regions(image, np.concatenate(to_hide), self._cfg.method, self._cfg.shape)
+            hide_regions(image, np.concatenate([face_regions, *self._recent_faces]), self._cfg.method, self._cfg.shape)
 
             try:
                 people = self._people.detect(image)
@@ -100,7 +104,7 @@ class Anonymizer:
                 head_regions = expand_boxes(
                     head_boxes(people, self._cfg.head_height_ratio), self._cfg.margin_ratio / 2, width, height
                 )
-                hide_regions(image, head_regions, self._cfg.method, "box")
+                hide_regions(image, np.concatenate([head_regions, *self._recent_heads]), self._cfg.method, "box")
 
             elapsed_ms = (time.monotonic() - start) * 1000
             if self._latency_budget_ms is not None and elapsed_ms > self._latency_budget_ms:
@@ -112,8 +116,9 @@ class Anonymizer:
                 image[...] = 0  # nothing of a frame we could not vouch for survives
             raise
 
-        if self._recent.maxlen:
-            self._recent.append(np.concatenate([face_regions, head_regions]).astype(np.int32))
+        if self._cfg.persist_frames:
+            self._recent_faces.append(face_regions)
+            self._recent_heads.append(head_regions)
         return AnonymizedFrame(
             index=raw.index,
             timestamp_s=raw.timestamp_s,
