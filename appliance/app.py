@@ -22,7 +22,7 @@ from appliance.errors import InputError
 from appliance.models import load_detectors
 from appliance.models.manifest import load_manifest
 from appliance.pipeline import Pipeline
-from appliance.publish import ModelInfo, make_publisher
+from appliance.publish import ModelInfo, Publisher, make_publisher
 
 
 def working_size(cfg: ApplianceConfig) -> Tuple[int, int]:
@@ -43,13 +43,15 @@ def build_anonymizer(cfg: ApplianceConfig, *, live: bool = False) -> Anonymizer:
     return anonymizer
 
 
-def build_pipeline(cfg: ApplianceConfig, source: Optional[FrameSource] = None) -> Pipeline:
+def build_pipeline(
+    cfg: ApplianceConfig, source: Optional[FrameSource] = None, publisher: Optional[Publisher] = None
+) -> Pipeline:
     """Everything ``appliance run`` needs. Source and models are opened before the broker, so a
     bad camera or model fails fast with a clear error instead of a birth followed by silence."""
     source = source or open_source(cfg.capture.source, cfg.capture, working_size(cfg))
     anonymizer = build_anonymizer(cfg, live=source.live)
     models = model_infos(cfg)
-    publisher = make_publisher(cfg, software_models=models)
+    publisher = publisher or make_publisher(cfg, software_models=models)
     analyzer = Analyzer(cfg, frame_size=working_size(cfg))
     return Pipeline(cfg, source, anonymizer, analyzer, publisher, models)
 
