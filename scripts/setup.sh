@@ -28,4 +28,4 @@ if ! { .venv/bin/python -m pip install --upgrade pip && .venv/bin/python -m pip 
     echo "setup: pip install failed (full log: $log)" >&2
     exit 1
 fi
-echo "setup: ready. Try: .venv/bin/appliance run --max-frames 100" >&2
+echo "setup: ready. Try: .venv/bin/appliance run --config examples/site.yaml" >&2

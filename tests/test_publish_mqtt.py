@@ -210,7 +210,8 @@ def test_mqtt_311_works_when_pinned(mosquitto: Broker, tmp_path: Path, subscribe
 # --------------------------------------------------------------------------- store-and-forward
 
 
-OUTAGE_S = float(os.environ.get("APPLIANCE_TEST_OUTAGE_S", "8"))
+# The issue asks for a 30 s outage; APPLIANCE_TEST_OUTAGE_S shortens it for quick local runs.
+OUTAGE_S = float(os.environ.get("APPLIANCE_TEST_OUTAGE_S", "30"))
 
 
 @pytest.mark.slow
@@ -218,8 +219,8 @@ OUTAGE_S = float(os.environ.get("APPLIANCE_TEST_OUTAGE_S", "8"))
 def test_broker_outage_loses_nothing(
     mosquitto: Broker, tmp_path: Path, subscribe, publishers, outage_s: float
 ) -> None:
-    """Broker stopped mid-stream for ``outage_s`` (the issue says 30 s; APPLIANCE_TEST_OUTAGE_S=30
-    runs that), then restarted: every seq arrives, exactly once after dedup, in order."""
+    """Broker stopped mid-stream for ``outage_s`` (30 s), then restarted: every seq arrives,
+    exactly once after dedup, in order."""
     # A persistent control-room session: the broker keeps what arrives while it reconnects.
     sub = subscribe(mosquitto, f"crowdmon/{DEVICE}/counts", client_id="control-room", persistent=True)
     pub = started(make_cfg(mosquitto.url, tmp_path), publishers)
