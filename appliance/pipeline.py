@@ -99,28 +99,29 @@ class Pipeline:
                     break
                 t0 = time.monotonic()
                 raw = self.source.read()
-                if raw is None:
-                    if self.source.state == "ended":
-                        stopped_by = "end_of_source"
-                        break
-                    # Live source lost: no frame, so no count; analysis raises camera_tamper.
-                    now = time.time()
-                    self._emit_events(self.analyzer.camera_lost(now))
-                else:
-                    frames_read += 1
-                    now = raw.timestamp_s
-                    self.health.frame_captured()
-                    self.health.record_latency("capture", (time.monotonic() - t0) * 1000)
-                    self._process(raw)
+                if raw is None and self.source.state == "ended":
+                    stopped_by = "end_of_source"
+                    break
+                now = time.time() if raw is None else raw.timestamp_s
                 if window_start is None:
                     window_start = now
                     next_health = now + cfg.publish.health_interval_s
+                # Windows are [start, end): the frame that reaches the boundary opens the next one.
                 if now - window_start >= cfg.publish.interval_s:
                     self._close_window(now)
                     window_start = now
                 if next_health is not None and now >= next_health:
                     self._publish_health()
                     next_health = now + cfg.publish.health_interval_s
+                if raw is None:
+                    # Live source lost: no frame, so no count; analysis raises camera_tamper.
+                    self._emit_events(self.analyzer.camera_lost(now))
+                    continue
+                frames_read += 1
+                self.health.frame_captured()
+                self.health.record_latency("capture", (time.monotonic() - t0) * 1000)
+                self._process(raw)
+                now += self.source.frame_period_s or 0.0  # the final window ends after its last frame
         finally:
             # The final (partial) window and health go out before the clean 'offline'.
             if window_start is not None:

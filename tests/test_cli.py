@@ -57,8 +57,9 @@ def test_run_without_broker_prints_what_it_would_publish_and_every_payload_is_sc
     assert topics[0] == "crowdmon/cli-test/status" and messages[0]["payload"]["state"] == "online"
     assert topics[-1] == "crowdmon/cli-test/status" and messages[-1]["payload"]["state"] == "offline"
     counts = [m["payload"] for m in messages if m["topic"].endswith("/counts")]
-    assert len(counts) >= 2  # 12 s of video in 5 s windows, plus the final partial window
-    assert sum(c["frames_analyzed"] for c in counts) == 120
+    # 12 s of 10 fps video in [start, end) windows of 5 s: every frame in exactly one window.
+    assert [c["frames_analyzed"] for c in counts] == [50, 50, 20]
+    assert [c["window_end"] for c in counts[:-1]] == [c["window_start"] for c in counts[1:]]
     assert all(c["total"]["max"] >= 1 for c in counts)  # people walk through the sample clip
     assert any(m["topic"].endswith("/health") for m in messages)
     # One seq per message; the 'offline' status carries the seq reserved at birth (birth + 1) so the

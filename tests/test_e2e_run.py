@@ -65,8 +65,7 @@ def test_counts_and_status_reach_a_subscriber_and_a_clean_stop_leaves_offline(
     status = [m for m in messages if m.topic == "crowdmon/e2e-1/status"]
     assert status[0].payload["state"] == "online" and status[-1].payload["state"] == "offline"
     counts = [m.payload for m in messages if m.topic == "crowdmon/e2e-1/counts"]
-    assert len(counts) >= 3  # 15 s of video in 5 s windows
-    assert sum(c["frames_analyzed"] for c in counts) == 150
+    assert [c["frames_analyzed"] for c in counts] == [50, 50, 50]  # 15 s of video in 5 s windows
     assert max(c["total"]["max"] for c in counts) >= 3
     assert "walkway" in counts[0]["zones"] and "centre" in counts[0]["lines"]
     assert any(m.topic.endswith("/health") for m in messages)

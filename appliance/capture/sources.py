@@ -72,6 +72,11 @@ class FrameSource(ABC):
     def live(self) -> bool:
         return False
 
+    @property
+    def frame_period_s(self) -> Optional[float]:
+        """Media time between frames for files; None for live sources (their frames carry wall time)."""
+        return None
+
     def stats(self) -> CaptureStats:
         return CaptureStats(self.state, self.reconnects, self.frames_read, self.frames_skipped)
 
@@ -88,6 +93,10 @@ class VideoFileSource(FrameSource):
         self.fps = fps if fps and 0 < fps < 1000 else 10.0
         self._t0 = time.time()
         self._position = 0  # frames into the media, across loops: the media clock
+
+    @property
+    def frame_period_s(self) -> Optional[float]:
+        return 1.0 / self.fps
 
     def read(self) -> Optional[RawFrame]:
         ok, image = self._cap.read()
@@ -115,6 +124,10 @@ class ImageFilesSource(FrameSource):
         self.loop = loop
         self._t0 = time.time()
         self._next = 0
+
+    @property
+    def frame_period_s(self) -> Optional[float]:
+        return 1.0
 
     @classmethod
     def from_folder(cls, folder: Path, size: Optional[Tuple[int, int]], loop: bool = False) -> ImageFilesSource:
