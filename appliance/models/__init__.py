@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Optional, Sequence, Tuple
 
 import numpy as np
 
-from appliance.models.manifest import Manifest, load_manifest, read_verified
+from appliance.models.manifest import Manifest, ModelEntry, load_manifest, read_verified
 from appliance.resources import models_dir as default_models_dir
 
 if TYPE_CHECKING:
@@ -22,6 +22,13 @@ if TYPE_CHECKING:
 CPU = "CPUExecutionProvider"
 
 __all__ = ["FaceDetector", "PersonDetector", "load_detectors", "open_face_detector", "open_person_detector"]
+
+
+def _entry(name: str, task: str, root: Path, manifest: Optional[Manifest]) -> ModelEntry:
+    entry = (manifest or load_manifest(root)).get(name)
+    if entry.task != task:
+        raise ValueError(f"model {name} is a {entry.task} model, not a {task} model")
+    return entry
 
 
 def open_face_detector(
@@ -35,9 +42,7 @@ def open_face_detector(
     score_threshold: Optional[float] = None,
 ) -> FaceDetector:
     root = Path(models_dir or default_models_dir())
-    entry = (manifest or load_manifest(root)).get(name)
-    if entry.task != "face":
-        raise ValueError(f"model {name} is a {entry.task} model, not a face model")
+    entry = _entry(name, "face", root, manifest)
     from appliance.models.face_detector import FaceDetector
     from appliance.models.runtime import create_session
 
@@ -59,9 +64,7 @@ def open_person_detector(
     min_box_height_px: float = 0.0,
 ) -> PersonDetector:
     root = Path(models_dir or default_models_dir())
-    entry = (manifest or load_manifest(root)).get(name)
-    if entry.task != "person":
-        raise ValueError(f"model {name} is a {entry.task} model, not a person model")
+    entry = _entry(name, "person", root, manifest)
     anchors = None
     pp = entry.postprocess
     if pp.anchors_file:
