@@ -279,6 +279,15 @@ def subscribe() -> Iterator[Callable[..., Subscriber]]:
         sub.close()
 
 
+@pytest.fixture
+def publishers() -> Iterator[List[Any]]:
+    """Publishers a test starts (append them); closed without a clean stop at the end."""
+    made: List[Any] = []
+    yield made
+    for pub in made:
+        pub.close(clean=False)
+
+
 # --------------------------------------------------------------------------- publisher process
 
 

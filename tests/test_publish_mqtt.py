@@ -9,7 +9,7 @@ import sqlite3
 import time
 from datetime import timedelta
 from pathlib import Path
-from typing import Callable, Iterator, List
+from typing import Callable, List
 
 import jsonschema
 import pytest
@@ -58,14 +58,6 @@ def counts(i: int) -> CountsMessage:
         frames_analyzed=5,
         total=CountStats(min=0, mean=i % 5, max=4, last=i % 5),
     )
-
-
-@pytest.fixture
-def publishers() -> Iterator[List[MqttPublisher]]:
-    made: List[MqttPublisher] = []
-    yield made
-    for pub in made:
-        pub.close(clean=False)
 
 
 def started(cfg: ApplianceConfig, made: List[MqttPublisher]) -> MqttPublisher:

@@ -7,7 +7,7 @@ import contextlib
 import ssl
 import time
 from pathlib import Path
-from typing import Iterator, List, Optional
+from typing import List, Optional
 
 import paho.mqtt.client as paho
 import pytest
@@ -34,14 +34,6 @@ def tls_cfg(broker: Broker, tmp_path: Path, device: str, ca: Path, pki: Pki, cer
             "outbox": {"path": str(tmp_path / f"{device}.sqlite3")},
         }
     )
-
-
-@pytest.fixture
-def publishers() -> Iterator[List[MqttPublisher]]:
-    made: List[MqttPublisher] = []
-    yield made
-    for pub in made:
-        pub.close(clean=False)
 
 
 def start(cfg: ApplianceConfig, made: List[MqttPublisher]) -> MqttPublisher:
