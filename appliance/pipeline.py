@@ -61,9 +61,8 @@ class Pipeline:
         start = time.monotonic()
         try:
             self.publisher.publish(message)
-        except Exception:  # a publish bug must not stop counting; it shows up in the log and health
+        except Exception:  # a publish bug must not stop counting; refusals show in the outbox health
             log.exception("publish failed for %s", type(message).__name__)
-            self.health.frame_dropped("publish_error")
         self.health.record_latency("publish", (time.monotonic() - start) * 1000)
 
     def _close_window(self, end_s: float) -> None:
@@ -143,7 +142,7 @@ class Pipeline:
             frame = self.anonymizer.process(raw)
         except FrameDropped as drop:
             self.health.frame_dropped(drop.reason)
-            self._emit_events(self.analyzer.frame_dropped(raw.timestamp_s, drop.reason))
+            self.analyzer.frame_dropped(raw.timestamp_s, drop.reason)
             if self.health.failing:
                 log.error("anonymizer failing closed on every frame: %s", drop)
             else:
@@ -159,5 +158,5 @@ class Pipeline:
             self.on_frame(analysis)
 
     def _emit_events(self, events: Iterable[AnomalyEvent]) -> None:
-        for event in events or ():
+        for event in events:
             self._publish(anomaly_message(event))

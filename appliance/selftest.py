@@ -64,7 +64,8 @@ class SkipCheck(Exception):
 
 
 def run_selftest(cfg: ApplianceConfig, source_timeout_s: float = 10.0) -> SelftestReport:
-    from appliance.app import build_anonymizer, working_size
+    from appliance.anonymize import Anonymizer
+    from appliance.app import working_size
     from appliance.capture import RawFrame, open_source
     from appliance.models import load_detectors
     from appliance.models.verify import verify_models
@@ -82,12 +83,12 @@ def run_selftest(cfg: ApplianceConfig, source_timeout_s: float = 10.0) -> Selfte
         return report
 
     def anonymizer() -> str:
-        face_detector, _ = load_detectors(cfg)
+        face_detector, person_detector = load_detectors(cfg)
         image = cv2.imread(str(data_file("selftest_face.jpg")), cv2.IMREAD_COLOR)
         before = len(face_detector.detect(image))
         if before == 0:
             raise RuntimeError("face detector found no face in the reference image")
-        frame = build_anonymizer(cfg).process(RawFrame(0, 0.0, image))
+        frame = Anonymizer(face_detector, person_detector, cfg.anonymize).process(RawFrame(0, 0.0, image))
         after = len(face_detector.detect(frame.image))
         if after:
             raise RuntimeError(f"{after} face(s) still detectable after anonymizing")

@@ -70,8 +70,7 @@ class HealthMonitor:
     def frame_dropped(self, reason: str) -> None:
         self.dropped[reason] += 1
         self._period_dropped[reason] += 1
-        if reason != "camera_lost":
-            self._consecutive_drops += 1
+        self._consecutive_drops += 1
 
     @property
     def failing(self) -> bool:
