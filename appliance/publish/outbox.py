@@ -274,22 +274,25 @@ class Outbox:
                 self._db.execute(f"DELETE FROM messages WHERE seq IN ({marks})", chunk)
                 self._bytes -= int(size)
 
+    def _delete_one(self, seq: int) -> bool:
+        """Delete one message inside the caller's transaction; False if it was already gone."""
+        size = self._db.execute("SELECT LENGTH(payload) FROM messages WHERE seq = ?", (seq,)).fetchone()
+        if not size:
+            return False
+        self._db.execute("DELETE FROM messages WHERE seq = ?", (seq,))
+        self._bytes -= int(size[0])
+        return True
+
     def reject(self, seq: int) -> None:
         """Discard a message the broker refused (it would be refused forever) and count it."""
         with self._lock, self._transaction():
-            size = self._db.execute("SELECT LENGTH(payload) FROM messages WHERE seq = ?", (seq,)).fetchone()
-            if size:
-                self._db.execute("DELETE FROM messages WHERE seq = ?", (seq,))
-                self._bytes -= int(size[0])
+            if self._delete_one(seq):
                 self._bump("rejected")
 
     def discard_invalid(self, seq: int) -> None:
         """Remove a stored message that no longer passes egress (counted by the egress policy)."""
         with self._lock, self._transaction():
-            size = self._db.execute("SELECT LENGTH(payload) FROM messages WHERE seq = ?", (seq,)).fetchone()
-            if size:
-                self._db.execute("DELETE FROM messages WHERE seq = ?", (seq,))
-                self._bytes -= int(size[0])
+            self._delete_one(seq)
 
     # ------------------------------------------------------------------ reporting
 
