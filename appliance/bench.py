@@ -175,10 +175,9 @@ def _other_precision(name: str, available: Set[str]) -> Optional[str]:
 
 
 def _precision(cfg: ApplianceConfig) -> str:
-    names = (cfg.profile.models.face, cfg.profile.models.person)
-    return "int8" if all(n.endswith("-int8") for n in names) else "fp32" if all(
-        n.endswith("-fp32") for n in names
-    ) else "mixed"
+    """'int8' or 'fp32' when both models share that suffix, else 'mixed'."""
+    suffixes = {name.rsplit("-", 1)[-1] for name in (cfg.profile.models.face, cfg.profile.models.person)}
+    return suffixes.pop() if len(suffixes) == 1 and suffixes <= {"int8", "fp32"} else "mixed"
 
 
 def run_bench(cfg: ApplianceConfig, frames: int = 100, compare_precision: bool = False) -> BenchResult:
