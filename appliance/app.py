@@ -1,59 +1,93 @@
-"""Composition root: builds the stages from a config and runs them for each CLI command.
+"""Composition root: builds the stages from a config, handing each only its own section, and runs
+them for each CLI command.
 
-Everything here goes through the same ``Anonymizer`` the live pipeline uses, so ``blur``,
-``count`` and ``preview`` can never show or write a frame the appliance would not have blurred.
+Every command iterates the same ``FrameLoop`` over the same ``Anonymizer`` the live pipeline uses,
+so ``blur``, ``count`` and ``preview`` can never show or write a frame the appliance would not have
+blurred.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, List, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import cv2
 import numpy as np
 
 from appliance.analyze import Analyzer, FrameAnalysis
-from appliance.anonymize import AnonymizedFrame, Anonymizer, FrameDropped
-from appliance.capture import FrameSource, RawFrame, open_source
+from appliance.anonymize import AnonymizedFrame, Anonymizer
+from appliance.capture import FrameSource, open_source
 from appliance.capture.sources import IMAGE_SUFFIXES
-from appliance.config import ApplianceConfig
+from appliance.config import ApplianceConfig, BoardProfile
 from appliance.errors import InputError
+from appliance.frames import Analysed, Dropped, FrameLoop, Lost
+from appliance.health import HealthMonitor
 from appliance.models import load_detectors
 from appliance.models.manifest import load_manifest
 from appliance.pipeline import Pipeline
-from appliance.publish import ModelInfo, Publisher, make_publisher
+from appliance.progress import Progress
+from appliance.publish import Publisher, make_publisher
+from appliance.schedule import Schedule
+from appliance.vocabulary import ModelInfo
 
 
-def working_size(cfg: ApplianceConfig) -> Tuple[int, int]:
-    return cfg.profile.working_width, cfg.profile.working_height
+def working_size(profile: BoardProfile) -> Tuple[int, int]:
+    return profile.working_width, profile.working_height
 
 
-def model_infos(cfg: ApplianceConfig) -> List[ModelInfo]:
+def model_infos(profile: BoardProfile) -> List[ModelInfo]:
     manifest = load_manifest()
-    names = (cfg.profile.models.face, cfg.profile.models.person)
+    names = (profile.models.face, profile.models.person)
     return [ModelInfo(name=n, sha256=manifest.get(n).sha256) for n in names]
 
 
 def build_anonymizer(cfg: ApplianceConfig, *, live: bool = False) -> Anonymizer:
-    face, person = load_detectors(cfg)
+    face, person = load_detectors(cfg.profile, cfg.anonymize, cfg.detection)
     anonymizer = Anonymizer(face, person, cfg.anonymize, live=live)
     if live:
-        anonymizer.warm_up(*working_size(cfg))
+        anonymizer.warm_up(*working_size(cfg.profile))
     return anonymizer
 
 
+def build_analyzer(cfg: ApplianceConfig, frame_size: Optional[Tuple[int, int]] = None) -> Analyzer:
+    return Analyzer(
+        frame_size or working_size(cfg.profile),
+        zones=cfg.zones,
+        lines=cfg.lines,
+        analytics=cfg.analytics,
+        anomalies=cfg.anomalies,
+    )
+
+
+def open_file_source(cfg: ApplianceConfig, spec: str, size: Optional[Tuple[int, int]]) -> FrameSource:
+    """A file, folder or stream for a one-off command: read once, never looped."""
+    return open_source(spec, cfg.capture.model_copy(update={"loop": False}), size)
+
+
 def build_pipeline(
-    cfg: ApplianceConfig, source: Optional[FrameSource] = None, publisher: Optional[Publisher] = None
+    cfg: ApplianceConfig,
+    source: Optional[FrameSource] = None,
+    publisher: Optional[Publisher] = None,
+    progress: Optional[Progress] = None,
 ) -> Pipeline:
     """Everything ``appliance run`` needs. Source and models are opened before the broker, so a
     bad camera or model fails fast with a clear error instead of a birth followed by silence."""
-    source = source or open_source(cfg.capture.source, cfg.capture, working_size(cfg))
+    source = source or open_source(cfg.capture.source, cfg.capture, working_size(cfg.profile))
     anonymizer = build_anonymizer(cfg, live=source.live)
-    models = model_infos(cfg)
+    models = model_infos(cfg.profile)
     publisher = publisher or make_publisher(cfg, software_models=models)
-    analyzer = Analyzer(cfg, frame_size=working_size(cfg))
-    return Pipeline(cfg, source, anonymizer, analyzer, publisher, models)
+    return Pipeline(
+        source,
+        anonymizer,
+        build_analyzer(cfg),
+        publisher,
+        schedule=Schedule(cfg.publish.interval_s, cfg.publish.health_interval_s),
+        health=HealthMonitor(cfg.health.face_stage_max_consecutive_failures),
+        models=models,
+        connect_timeout_s=cfg.mqtt.connect_timeout_s,
+        progress=progress,
+    )
 
 
 # --------------------------------------------------------------------------- blur
@@ -67,37 +101,37 @@ class BlurReport:
     dropped: int = 0
 
 
-def blur_file(cfg: ApplianceConfig, src: Path, dst: Path) -> BlurReport:
+def blur_file(cfg: ApplianceConfig, src: Path, dst: Path, progress: Optional[Progress] = None) -> BlurReport:
     """Anonymize an image or a video file at its own size. A frame the anonymizer cannot vouch
     for is written black (videos) or not written at all (images): never raw."""
     if not src.exists():
         raise InputError("no such file", path=str(src))
+    is_image = src.suffix.lower() in IMAGE_SUFFIXES
+    if is_image and dst.suffix.lower() not in IMAGE_SUFFIXES:
+        raise InputError(f"output of an image must end in one of {', '.join(IMAGE_SUFFIXES)}", path=str(dst))
     anonymizer = build_anonymizer(cfg)
+    source = open_file_source(cfg, str(src), size=None)
     report = BlurReport()
-    if src.suffix.lower() in IMAGE_SUFFIXES:
-        image = cv2.imread(str(src), cv2.IMREAD_COLOR)
-        if image is None:
-            raise InputError("cannot read as an image", path=str(src))
-        if dst.suffix.lower() not in IMAGE_SUFFIXES:
-            raise InputError(f"output of an image must end in one of {', '.join(IMAGE_SUFFIXES)}", path=str(dst))
-        frame = _anonymize_or_none(anonymizer, RawFrame(0, 0.0, image), report)
-        if frame is not None and not cv2.imwrite(str(dst), frame.image):
-            raise InputError("cannot write", path=str(dst))
-        return report
-
-    source = open_source(str(src), cfg.capture.model_copy(update={"loop": False}), size=None)
     writer: Optional[cv2.VideoWriter] = None
     try:
-        while (raw := source.read()) is not None:
+        for result in FrameLoop(source, anonymizer, progress=progress, label=f"blur {src.name}"):
+            if isinstance(result, Lost):
+                continue
+            report.frames += 1
+            if isinstance(result, Dropped):
+                report.dropped += 1
+                image = np.zeros((result.size[1], result.size[0], 3), np.uint8)
+            else:
+                report.faces += result.frame.faces_blurred
+                report.heads += result.frame.heads_blurred
+                image = result.frame.image
+            if is_image:
+                if isinstance(result, Analysed) and not cv2.imwrite(str(dst), image):
+                    raise InputError("cannot write", path=str(dst))
+                continue
             if writer is None:
-                h, w = raw.image.shape[:2]
-                fps = getattr(source, "fps", 10.0)
-                writer = cv2.VideoWriter(str(dst), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
-                if not writer.isOpened():
-                    raise InputError("cannot open for writing as video (use .mp4 or .avi)", path=str(dst))
-            frame = _anonymize_or_none(anonymizer, raw, report)
-            # A dropped frame's pixels were zeroed by the anonymizer: writing it keeps the timing.
-            writer.write(frame.image if frame is not None else raw.image)
+                writer = _video_writer(dst, source, image.shape[1], image.shape[0])
+            writer.write(image)  # a dropped frame is written black: the video keeps its timing
     finally:
         source.close()
         if writer is not None:
@@ -105,42 +139,36 @@ def blur_file(cfg: ApplianceConfig, src: Path, dst: Path) -> BlurReport:
     return report
 
 
-def _anonymize_or_none(anonymizer: Anonymizer, raw: RawFrame, report: BlurReport) -> Optional[AnonymizedFrame]:
-    report.frames += 1
-    try:
-        frame = anonymizer.process(raw)
-    except FrameDropped:
-        report.dropped += 1
-        return None
-    report.faces += frame.faces_blurred
-    report.heads += frame.heads_blurred
-    return frame
+def _video_writer(dst: Path, source: FrameSource, width: int, height: int) -> cv2.VideoWriter:
+    fps = 1.0 / source.frame_period_s if source.frame_period_s else 10.0
+    writer = cv2.VideoWriter(str(dst), cv2.VideoWriter.fourcc(*"mp4v"), fps, (width, height))
+    if not writer.isOpened():
+        raise InputError("cannot open for writing as video (use .mp4 or .avi)", path=str(dst))
+    return writer
 
 
 # --------------------------------------------------------------------------- count
 
 
-def count_file(cfg: ApplianceConfig, src: Path) -> Iterator[dict]:
+def count_file(cfg: ApplianceConfig, src: Path, progress: Optional[Progress] = None) -> Iterator[Dict[str, Any]]:
     """One row per processed frame: ``{"frame": i, "count": n, "zones": {...}}`` (zones when configured)."""
     if not src.exists():
         raise InputError("no such file or folder", path=str(src))
     anonymizer = build_anonymizer(cfg)
-    source = open_source(str(src), cfg.capture.model_copy(update={"loop": False}), working_size(cfg))
-    analyzer = Analyzer(cfg, frame_size=working_size(cfg))
+    source = open_file_source(cfg, str(src), working_size(cfg.profile))
+    loop = FrameLoop(source, anonymizer, build_analyzer(cfg), progress=progress, label=f"count {src.name}")
     try:
-        while (raw := source.read()) is not None:
-            try:
-                frame = anonymizer.process(raw)
-            except FrameDropped as drop:
-                yield {"frame": raw.index, "count": None, "dropped": drop.reason}
-                continue
-            analysis = analyzer.process(frame)
-            row: dict = {"frame": analysis.index, "count": analysis.count}
-            if analysis.zone_counts:
-                row["zones"] = dict(analysis.zone_counts)
-            if analysis.crossings:
-                row["lines"] = {k: {"in": v[0], "out": v[1]} for k, v in analysis.crossings.items()}
-            yield row
+        for result in loop:
+            if isinstance(result, Dropped):
+                yield {"frame": result.index, "count": None, "dropped": result.reason}
+            elif isinstance(result, Analysed) and result.analysis is not None:
+                analysis = result.analysis
+                row: Dict[str, Any] = {"frame": analysis.index, "count": analysis.count}
+                if analysis.zone_counts:
+                    row["zones"] = dict(analysis.zone_counts)
+                if analysis.crossings:
+                    row["lines"] = {k: c.model_dump(by_alias=True) for k, c in analysis.crossings.items()}
+                yield row
     finally:
         source.close()
 
@@ -160,13 +188,13 @@ def draw_overlay(frame: AnonymizedFrame, analysis: FrameAnalysis, cfg: Appliance
         poly = px(zone.polygon)
         cv2.polylines(img, [poly], True, (0, 200, 255), 2)
         label = f"{zone.name}: {analysis.zone_counts.get(zone.name, 0)}"
-        cv2.putText(img, label, tuple(int(v) for v in poly[0]), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 200, 255), 2)
+        cv2.putText(img, label, (int(poly[0][0]), int(poly[0][1])), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 200, 255), 2)
     for line in cfg.lines:
         a, b = px([line.start, line.end])
-        cv2.arrowedLine(img, tuple(int(v) for v in a), tuple(int(v) for v in b), (255, 80, 0), 2, tipLength=0.03)
-        cv2.putText(img, line.name, tuple(int(v) for v in a), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 80, 0), 2)
+        cv2.arrowedLine(img, (int(a[0]), int(a[1])), (int(b[0]), int(b[1])), (255, 80, 0), 2, tipLength=0.03)
+        cv2.putText(img, line.name, (int(a[0]), int(a[1])), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 80, 0), 2)
     for x1, y1, x2, y2 in analysis.boxes.astype(int):
-        cv2.rectangle(img, (x1, y1), (x2, y2), (0, 255, 0), 1)
+        cv2.rectangle(img, (int(x1), int(y1)), (int(x2), int(y2)), (0, 255, 0), 1)
     for x, y in analysis.anchors.astype(int):
         cv2.circle(img, (int(x), int(y)), 3, (0, 255, 0), -1)
     banner = f"{analysis.count} people | faces {frame.faces_blurred} | heads {frame.heads_blurred} blurred"
@@ -180,27 +208,18 @@ def write_preview(cfg: ApplianceConfig, dst: Path, skip_frames: int = 0) -> str:
 
     The file stays on the device (the technician copies it off over their own link)."""
     anonymizer = build_anonymizer(cfg)
-    source = open_source(cfg.capture.source, cfg.capture.model_copy(update={"loop": False}), working_size(cfg))
-    analyzer = Analyzer(cfg, frame_size=working_size(cfg))
+    source = open_file_source(cfg, cfg.capture.source, working_size(cfg.profile))
+    last: Optional[Analysed] = None
     try:
-        frame: Optional[AnonymizedFrame] = None
-        analysis: Optional[FrameAnalysis] = None
-        for i in range(skip_frames + 1):
-            raw = source.read()
-            if raw is None:
-                if frame is not None:
-                    break
-                raise InputError(f"source gave no frame (state {source.state})", path=cfg.capture.source)
-            try:
-                frame = anonymizer.process(raw)
-            except FrameDropped as drop:
-                if i == skip_frames:
-                    raise InputError(f"anonymizer dropped the frame ({drop}); nothing written") from None
-                continue
-            analysis = analyzer.process(frame)
-        assert frame is not None and analysis is not None
+        for i, result in enumerate(FrameLoop(source, anonymizer, build_analyzer(cfg), max_frames=skip_frames + 1)):
+            if isinstance(result, Analysed):
+                last = result
+            elif isinstance(result, Dropped) and i == skip_frames:
+                raise InputError(f"anonymizer dropped the frame ({result}); nothing written")
     finally:
         source.close()
-    if not cv2.imwrite(str(dst), draw_overlay(frame, analysis, cfg)):
+    if last is None or last.analysis is None:
+        raise InputError(f"source gave no frame (state {source.state})", path=cfg.capture.source)
+    if not cv2.imwrite(str(dst), draw_overlay(last.frame, last.analysis, cfg)):
         raise InputError("cannot write", path=str(dst))
-    return f"{analysis.count} people, {len(cfg.zones)} zone(s), {len(cfg.lines)} line(s)"
+    return f"{last.analysis.count} people, {len(cfg.zones)} zone(s), {len(cfg.lines)} line(s)"

@@ -12,13 +12,16 @@ from typing import Dict, List, Optional, Set
 
 import numpy as np
 
-from appliance.analyze import Analyzer
-from appliance.anonymize import Anonymizer, FrameDropped
+from appliance.anonymize import Anonymizer
+from appliance.anonymize.anonymizer import Detector
+from appliance.app import build_analyzer, working_size
 from appliance.capture import open_source
 from appliance.config import ApplianceConfig
+from appliance.frames import Dropped, FrameLoop, Lost
 from appliance.models import load_detectors
 from appliance.models.detections import Detections
 from appliance.models.manifest import load_manifest
+from appliance.progress import Progress
 
 STAGES = ("capture", "face_detect", "blur", "person_detect", "analyze")
 
@@ -26,14 +29,14 @@ STAGES = ("capture", "face_detect", "blur", "person_detect", "analyze")
 class _Timed:
     """Wraps a detector and records how long each call took."""
 
-    def __init__(self, inner: object, sink: List[float]) -> None:
+    def __init__(self, inner: Detector, sink: List[float]) -> None:
         self._inner = inner
         self._sink = sink
 
     def detect(self, frame_bgr: np.ndarray) -> Detections:
         start = time.perf_counter()
         try:
-            return self._inner.detect(frame_bgr)  # type: ignore[attr-defined]
+            return self._inner.detect(frame_bgr)
         finally:
             self._sink.append((time.perf_counter() - start) * 1000)
 
@@ -114,51 +117,42 @@ class BenchResult:
         return "\n".join(lines)
 
 
-def _one_run(cfg: ApplianceConfig, label: str, frames: int) -> BenchRun:
+def _one_run(cfg: ApplianceConfig, label: str, frames: int, progress: Optional[Progress] = None) -> BenchRun:
     stage_ms: Dict[str, List[float]] = {s: [] for s in STAGES}
-    face, person = load_detectors(cfg)
+    face, person = load_detectors(cfg.profile, cfg.anonymize, cfg.detection)
     timed_face, timed_person = _Timed(face, stage_ms["face_detect"]), _Timed(person, stage_ms["person_detect"])
     anonymizer = Anonymizer(timed_face, timed_person, cfg.anonymize)
-    size = (cfg.profile.working_width, cfg.profile.working_height)
+    size = working_size(cfg.profile)
     source = open_source(cfg.capture.source, cfg.capture.model_copy(update={"loop": True}), size)
-    analyzer = Analyzer(cfg, frame_size=size)
     people: List[int] = []
     dropped = 0
     # The first inference allocates and is not representative.
     anonymizer.warm_up(*size)
     for values in stage_ms.values():
         values.clear()
+    loop = FrameLoop(source, anonymizer, build_analyzer(cfg), max_frames=frames, progress=progress, label=label)
     start = time.perf_counter()
-    done = 0
     try:
-        while done < frames:
-            t0 = time.perf_counter()
-            raw = source.read()
-            if raw is None:
+        for result in loop:
+            if isinstance(result, Lost):
                 break
-            t1 = time.perf_counter()
-            stage_ms["capture"].append((t1 - t0) * 1000)
-            n_face, n_person = len(stage_ms["face_detect"]), len(stage_ms["person_detect"])
-            try:
-                frame = anonymizer.process(raw)
-            except FrameDropped:
+            stage_ms["capture"].append(result.times.capture_ms)
+            if isinstance(result, Dropped):
                 dropped += 1
-                done += 1
                 continue
-            t2 = time.perf_counter()
-            detect_ms = sum(stage_ms["face_detect"][n_face:]) + sum(stage_ms["person_detect"][n_person:])
-            stage_ms["blur"].append(max((t2 - t1) * 1000 - detect_ms, 0.0))
-            analysis = analyzer.process(frame)
-            stage_ms["analyze"].append((time.perf_counter() - t2) * 1000)
-            people.append(analysis.count)
-            done += 1
+            # The detectors' own time is recorded by _Timed; the rest of anonymizing is the blur.
+            detect_ms = stage_ms["face_detect"][-1] + stage_ms["person_detect"][-1]
+            stage_ms["blur"].append(max(result.times.anonymize_ms - detect_ms, 0.0))
+            stage_ms["analyze"].append(result.times.analyze_ms)
+            if result.analysis is not None:
+                people.append(result.analysis.count)
     finally:
         source.close()
     wall = time.perf_counter() - start
     return BenchRun(
         label=label,
         models={"face": cfg.profile.models.face, "person": cfg.profile.models.person},
-        frames=done,
+        frames=loop.frames_read,
         dropped=dropped,
         wall_s=wall,
         stage_ms=stage_ms,
@@ -180,10 +174,12 @@ def _precision(cfg: ApplianceConfig) -> str:
     return suffixes.pop() if len(suffixes) == 1 and suffixes <= {"int8", "fp32"} else "mixed"
 
 
-def run_bench(cfg: ApplianceConfig, frames: int = 100, compare_precision: bool = False) -> BenchResult:
+def run_bench(
+    cfg: ApplianceConfig, frames: int = 100, compare_precision: bool = False, progress: Optional[Progress] = None
+) -> BenchResult:
     """Bench the configured models; with ``compare_precision`` also their int8/fp32 counterparts,
     int8 first, so ``ratios()`` reads fp32 time / int8 time."""
-    runs = [_one_run(cfg, _precision(cfg), frames)]
+    runs = [_one_run(cfg, _precision(cfg), frames, progress)]
     if compare_precision:
         available = {m.name for m in load_manifest().models}
         selection = cfg.profile.models
@@ -192,7 +188,7 @@ def run_bench(cfg: ApplianceConfig, frames: int = 100, compare_precision: bool =
         if (face, person) != (selection.face, selection.person):
             models = selection.model_copy(update={"face": face, "person": person})
             other = cfg.model_copy(update={"profile": cfg.profile.model_copy(update={"models": models})})
-            runs.append(_one_run(other, _precision(other), frames))
+            runs.append(_one_run(other, _precision(other), frames, progress))
             runs.sort(key=lambda r: 0 if r.label == "int8" else 1)
     return BenchResult(
         board=cfg.profile.name,

@@ -90,9 +90,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_blur(args: argparse.Namespace) -> int:
     from appliance.app import blur_file
+    from appliance.progress import progress_on
 
     cfg = _load(args)
-    report = blur_file(cfg, Path(args.input), Path(args.output))
+    report = blur_file(cfg, Path(args.input), Path(args.output), progress=progress_on(sys.stderr))
     print(
         f"{args.output}: {report.frames} frame(s), {report.faces} face(s) and {report.heads} head(s) hidden"
         + (f", {report.dropped} frame(s) blacked out (anonymizer failed closed)" if report.dropped else ""),
@@ -103,9 +104,12 @@ def cmd_blur(args: argparse.Namespace) -> int:
 
 def cmd_count(args: argparse.Namespace) -> int:
     from appliance.app import count_file
+    from appliance.progress import NoProgress, progress_on
 
     cfg = _load(args)
-    for row in count_file(cfg, Path(args.input)):
+    # Rows on a terminal are their own progress; a bar is shown when they go to a file or pipe.
+    progress = NoProgress() if sys.stdout.isatty() else progress_on(sys.stderr)
+    for row in count_file(cfg, Path(args.input), progress=progress):
         if args.json:
             _print_json(row)
         else:
@@ -146,9 +150,12 @@ def cmd_models_verify(args: argparse.Namespace) -> int:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     from appliance.bench import run_bench
+    from appliance.progress import progress_on
 
     cfg = _load(args)
-    result = run_bench(cfg, frames=args.frames, compare_precision=args.compare_precision)
+    result = run_bench(
+        cfg, frames=args.frames, compare_precision=args.compare_precision, progress=progress_on(sys.stderr)
+    )
     if args.json:
         _print_json(result.to_dict())
     else:

@@ -1,9 +1,9 @@
 """The main job: capture -> anonymize -> analyze -> publish, with health beside it.
 
-One loop, one thread (the capture reader and the MQTT delivery run in their own threads behind
-their stage's interface). Windows and health periods run on the source's clock: the media clock
-for files (a clip analysed faster than real time still gives ``interval_s`` windows of video),
-the wall clock for live sources.
+The frame loop (``appliance.frames``) reads, anonymizes and analyses; this module decides what
+each result means for the outside world: its schedule (``appliance.schedule``) closes windows and
+makes health due on the source's clock, and every message goes to the publisher. The capture
+reader and the MQTT delivery run in their own threads behind their stage's interface.
 """
 
 from __future__ import annotations
@@ -12,15 +12,18 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
-from typing import Callable, Iterable, List, Optional
+from typing import Iterable, List, Optional
 
-from appliance.analyze import Analyzer, AnomalyEvent, FrameAnalysis
-from appliance.anonymize import Anonymizer, FrameDropped
-from appliance.capture import FrameSource, RawFrame
-from appliance.config import ApplianceConfig
+from appliance.analyze import Analyzer, AnomalyEvent
+from appliance.anonymize import Anonymizer
+from appliance.capture import FrameSource
+from appliance.frames import Analysed, Dropped, FrameLoop, FrameResult, StopReason
 from appliance.health import HealthMonitor
-from appliance.publish import BrokerUnreachable, ModelInfo, Publisher
+from appliance.progress import Progress
+from appliance.publish import BrokerUnreachable, Message, Publisher
 from appliance.report import anomaly_message, counts_message, health_message
+from appliance.schedule import HealthDue, Schedule, WindowDue
+from appliance.vocabulary import ModelInfo
 
 log = logging.getLogger(__name__)
 
@@ -31,33 +34,38 @@ class RunResult:
     frames_analyzed: int
     frames_dropped: int
     windows_published: int
-    stopped_by: str  # "end_of_source", "max_frames" or "signal"
+    stopped_by: StopReason
 
 
 class Pipeline:
     def __init__(
         self,
-        cfg: ApplianceConfig,
         source: FrameSource,
         anonymizer: Anonymizer,
         analyzer: Analyzer,
         publisher: Publisher,
+        *,
+        schedule: Schedule,
+        health: HealthMonitor,
         models: List[ModelInfo],
-        on_frame: Optional[Callable[[FrameAnalysis], None]] = None,
+        connect_timeout_s: float,
+        progress: Optional[Progress] = None,
     ) -> None:
-        self.cfg = cfg
         self.source = source
         self.anonymizer = anonymizer
         self.analyzer = analyzer
         self.publisher = publisher
+        self.schedule = schedule
+        self.health = health
         self.models = models
-        self.health = HealthMonitor(cfg.health.face_stage_max_consecutive_failures)
-        self.on_frame = on_frame
+        self.connect_timeout_s = connect_timeout_s
+        self.progress = progress
         self._windows = 0
+        self._dropped_before_window = 0  # health's drop total when the current window opened
 
-    # ------------------------------------------------------------------ publishing helpers
+    # ------------------------------------------------------------------ publishing
 
-    def _publish(self, message: object) -> None:
+    def _publish(self, message: Message) -> None:
         start = time.monotonic()
         try:
             self.publisher.publish(message)
@@ -65,97 +73,82 @@ class Pipeline:
             log.exception("publish failed for %s", type(message).__name__)
         self.health.record_latency("publish", (time.monotonic() - start) * 1000)
 
-    def _close_window(self, end_s: float) -> None:
-        summary = self.analyzer.close_window(end_s)
+    def _close_window(self, due: WindowDue) -> None:
+        dropped = self.health.dropped_total - self._dropped_before_window
+        self._dropped_before_window = self.health.dropped_total
+        summary = self.analyzer.close_window(due.start_s, due.end_s, frames_dropped=dropped)
         self._publish(counts_message(summary))
         self._windows += 1
 
     def _publish_health(self) -> None:
         cam = self.source.stats()
-        snap = self.health.snapshot(cam.state if cam.state != "ended" else "ok", cam.reconnects)
-        self._publish(health_message(snap, self.models))
+        self._publish(health_message(self.health.snapshot(cam.camera_state, cam.reconnects), self.models))
+
+    def _on_clock(self, now_s: float, duration_s: float) -> None:
+        for due in self.schedule.advance(now_s, duration_s):
+            if isinstance(due, WindowDue):
+                self._close_window(due)
+            elif isinstance(due, HealthDue):
+                self._publish_health()
 
     # ------------------------------------------------------------------ main loop
 
     def run(self, max_frames: Optional[int] = None, stop: Optional[threading.Event] = None) -> RunResult:
-        stop = stop or threading.Event()
-        cfg = self.cfg
+        loop = FrameLoop(
+            self.source,
+            self.anonymizer,
+            self.analyzer,
+            max_frames=max_frames,
+            stop=stop,
+            on_clock=self._on_clock,
+            progress=self.progress,
+            label="run",
+        )
         self.publisher.start()
-        window_start: Optional[float] = None
-        next_health: Optional[float] = None
-        now = time.time()
-        frames_read = 0
-        stopped_by = "signal"
         try:
             try:
-                self.publisher.connect(timeout_s=cfg.mqtt.connect_timeout_s)
+                self.publisher.connect(timeout_s=self.connect_timeout_s)
             except BrokerUnreachable as exc:
                 # Store-and-forward: counting goes on, messages wait in the outbox for the broker.
                 log.warning("%s; counting goes on and messages wait in the outbox", exc)
-            while not stop.is_set():
-                if max_frames is not None and frames_read >= max_frames:
-                    stopped_by = "max_frames"
-                    break
-                t0 = time.monotonic()
-                raw = self.source.read()
-                if raw is None and self.source.state == "ended":
-                    stopped_by = "end_of_source"
-                    break
-                now = time.time() if raw is None else raw.timestamp_s
-                if window_start is None:
-                    window_start = now
-                    next_health = now + cfg.publish.health_interval_s
-                # Windows are [start, end): the frame that reaches the boundary opens the next one.
-                if now - window_start >= cfg.publish.interval_s:
-                    self._close_window(now)
-                    window_start = now
-                if next_health is not None and now >= next_health:
-                    self._publish_health()
-                    next_health = now + cfg.publish.health_interval_s
-                if raw is None:
-                    # Live source lost: no frame, so no count; analysis raises camera_tamper.
-                    self._emit_events(self.analyzer.camera_lost(now))
-                    continue
-                frames_read += 1
-                self.health.frame_captured()
-                self.health.record_latency("capture", (time.monotonic() - t0) * 1000)
-                self._process(raw)
-                now += self.source.frame_period_s or 0.0  # the final window ends after its last frame
+            for result in loop:
+                self._handle(result)
         finally:
             # The final (partial) window and health go out before the clean 'offline'.
-            if window_start is not None:
-                self._close_window(now)
+            final = self.schedule.finish()
+            if final is not None:
+                self._close_window(final)
             self._publish_health()
             self.publisher.close(clean=True)
             self.source.close()
         return RunResult(
-            frames_read=frames_read,
+            frames_read=loop.frames_read,
             frames_analyzed=self.health.frames_analyzed,
-            frames_dropped=sum(self.health.dropped.values()),
+            frames_dropped=self.health.dropped_total,
             windows_published=self._windows,
-            stopped_by=stopped_by,
+            stopped_by=loop.stopped_by,
         )
 
-    def _process(self, raw: RawFrame) -> None:
-        t0 = time.monotonic()
-        try:
-            frame = self.anonymizer.process(raw)
-        except FrameDropped as drop:
-            self.health.frame_dropped(drop.reason)
-            self.analyzer.frame_dropped(raw.timestamp_s, drop.reason)
+    def _handle(self, result: FrameResult) -> None:
+        if isinstance(result, Analysed):
+            self.health.frame_captured()
+            self.health.record_latency("capture", result.times.capture_ms)
+            self.health.record_latency("anonymize", result.times.anonymize_ms)
+            self.health.record_latency("analyze", result.times.analyze_ms)
+            self.health.frame_analyzed()
+            if result.analysis is not None:
+                self._emit_events(result.analysis.events)
+        elif isinstance(result, Dropped):
+            self.health.frame_captured()
+            self.health.record_latency("capture", result.times.capture_ms)
+            self.health.frame_dropped(result.reason)
             if self.health.failing:
-                log.error("anonymizer failing closed on every frame: %s", drop)
+                log.error("anonymizer failing closed on every frame: %s", result)
             else:
-                log.warning("frame %d dropped: %s", raw.index, drop)
-            return
-        t1 = time.monotonic()
-        self.health.record_latency("anonymize", (t1 - t0) * 1000)
-        analysis = self.analyzer.process(frame)
-        self.health.record_latency("analyze", (time.monotonic() - t1) * 1000)
-        self.health.frame_analyzed()
-        self._emit_events(analysis.events)
-        if self.on_frame is not None:
-            self.on_frame(analysis)
+                log.warning("frame %d dropped: %s", result.index, result)
+        else:
+            # Live source lost: no frame, so no count; analysis raises camera_tamper.
+            self._emit_events(self.analyzer.camera_lost(result.timestamp_s))
 
     def _emit_events(self, events: Iterable[AnomalyEvent]) -> None:
         for event in events:

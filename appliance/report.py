@@ -1,12 +1,14 @@
 """Turns what analysis and health produce into the typed messages the publish stage accepts.
 
-The one place where in-memory results become wire messages: only aggregates are copied across.
+The one place where in-memory results become wire messages. The value types are shared
+(``appliance.vocabulary``), so this only adds what the wire needs: UTC datetimes instead of
+seconds, and the narrow message classes that the egress policy accepts.
 """
 
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import List
+from typing import Sequence
 
 from appliance.analyze import AnomalyEvent, WindowSummary
 from appliance.health import HealthSnapshot
@@ -14,15 +16,11 @@ from appliance.publish import (
     AnomalyMessage,
     CameraHealth,
     CountsMessage,
-    CountStats,
     FrameCounters,
     HealthMessage,
-    Heatmap,
     LatencyStats,
-    LineCounts,
-    ModelInfo,
-    ZoneStats,
 )
+from appliance.vocabulary import ModelInfo
 
 
 def utc(timestamp_s: float) -> datetime:
@@ -30,33 +28,15 @@ def utc(timestamp_s: float) -> datetime:
 
 
 def counts_message(summary: WindowSummary) -> CountsMessage:
-    total = summary.total
-    heatmap = None
-    if summary.heatmap is not None:
-        h = summary.heatmap
-        heatmap = Heatmap(
-            rows=h.rows, cols=h.cols, cells=[list(h.cells[r * h.cols : (r + 1) * h.cols]) for r in range(h.rows)]
-        )
     return CountsMessage(
         window_start=utc(summary.window_start),
         window_end=utc(summary.window_end),
         frames_analyzed=summary.frames_analyzed,
         frames_dropped=summary.frames_dropped,
-        total=None if total is None else CountStats(min=total.min, mean=total.mean, max=total.max, last=total.last),
-        zones={
-            name: ZoneStats(
-                min=z.min,
-                mean=z.mean,
-                max=z.max,
-                last=z.last,
-                density_per_m2=z.density_per_m2,
-                dwell_mean_s=z.dwell_mean_s,
-                dwell_p90_s=z.dwell_p90_s,
-            )
-            for name, z in summary.zones.items()
-        },
-        lines={name: LineCounts(**{"in": c["in"], "out": c["out"]}) for name, c in summary.lines.items()},
-        heatmap=heatmap,
+        total=summary.total,
+        zones=summary.zones,
+        lines=summary.lines,
+        heatmap=summary.heatmap,
         camera_ok=summary.camera_ok,
     )
 
@@ -75,8 +55,7 @@ def anomaly_message(event: AnomalyEvent) -> AnomalyMessage:
     )
 
 
-def health_message(snap: HealthSnapshot, models: List[ModelInfo]) -> HealthMessage:
-    camera_state = snap.camera_state if snap.camera_state in ("ok", "lost", "reconnecting") else "ok"
+def health_message(snap: HealthSnapshot, models: Sequence[ModelInfo]) -> HealthMessage:
     return HealthMessage(
         state=snap.state,
         fps=snap.fps,
@@ -84,7 +63,7 @@ def health_message(snap: HealthSnapshot, models: List[ModelInfo]) -> HealthMessa
         frames=FrameCounters(
             captured=snap.frames_captured, analyzed=snap.frames_analyzed, dropped=dict(snap.frames_dropped)
         ),
-        camera=CameraHealth(state=camera_state, reconnects=snap.camera_reconnects),
+        camera=CameraHealth(state=snap.camera_state, reconnects=snap.camera_reconnects),
         models=list(models),
         uptime_s=snap.uptime_s,
     )

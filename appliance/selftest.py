@@ -83,7 +83,7 @@ def run_selftest(cfg: ApplianceConfig, source_timeout_s: float = 10.0) -> Selfte
         return report
 
     def anonymizer() -> str:
-        face_detector, person_detector = load_detectors(cfg)
+        face_detector, person_detector = load_detectors(cfg.profile, cfg.anonymize, cfg.detection)
         image = cv2.imread(str(data_file("selftest_face.jpg")), cv2.IMREAD_COLOR)
         before = len(face_detector.detect(image))
         if before == 0:
@@ -98,7 +98,7 @@ def run_selftest(cfg: ApplianceConfig, source_timeout_s: float = 10.0) -> Selfte
 
     def camera() -> str:
         capture = cfg.capture.model_copy(update={"read_timeout_s": source_timeout_s})
-        source = open_source(cfg.capture.source, capture, working_size(cfg))
+        source = open_source(cfg.capture.source, capture, working_size(cfg.profile))
         try:
             raw = source.read()
         finally:

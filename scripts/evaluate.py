@@ -40,8 +40,9 @@ sys.path.insert(0, str(REPO / "scripts"))
 
 from make_anomaly_clips import Clip, make_clips  # noqa: E402
 
-from appliance.analyze import Analyzer  # noqa: E402
-from appliance.anonymize.frame import _ANONYMIZER_TOKEN, AnonymizedFrame  # noqa: E402
+from appliance.anonymize.frame import AnonymizedFrame  # noqa: E402
+from appliance.anonymize.testing import anonymized  # noqa: E402
+from appliance.app import build_analyzer  # noqa: E402
 from appliance.config.loader import load_config  # noqa: E402
 from appliance.config.schema import ApplianceConfig  # noqa: E402
 from appliance.models.detections import Detections  # noqa: E402
@@ -150,9 +151,9 @@ def detect_all(
 
 
 def make_frame(i: int, t: float, image: np.ndarray, people: Detections) -> AnonymizedFrame:
-    # Evaluation only: the boxes come from the same person detector the anonymizer runs, and the
+    # A replay: the boxes were recorded from the same person detector the anonymizer runs, and the
     # images are already downscaled for the camera checks; nothing here leaves the process.
-    return AnonymizedFrame(i, t, image, people, 0, 0, _ANONYMIZER_TOKEN)
+    return anonymized(image, people, index=i, timestamp_s=t)
 
 
 # ----------------------------------------------------------------------------- counting and lines
@@ -172,14 +173,14 @@ def line_counts(
             "anomalies": {k: {"enabled": False} for k in FLAGS},
         }
     )
-    an = Analyzer(cfg, size)
+    an = build_analyzer(cfg, size)
     segments = [tuple(s) for s in line["segments"]]
     n_in = n_out = 0
     for i in range(len(run.boxes)):
         fa = an.process(make_frame(i, i / FPS, small[i], run.at(i, threshold)))
         if any(a <= i < b for a, b in segments):
-            n_in += fa.crossings["path"][0]
-            n_out += fa.crossings["path"][1]
+            n_in += fa.crossings["path"].in_
+            n_out += fa.crossings["path"].out
     return n_in, n_out
 
 
@@ -201,7 +202,7 @@ def eval_config(mirrored: bool = False, anomalies: Optional[dict] = None) -> App
 
 
 def run_clip(clip: Clip, size: Tuple[int, int], anomalies: Optional[dict]) -> List[Tuple[str, str, float]]:
-    an = Analyzer(eval_config(clip.mirrored, anomalies), size)
+    an = build_analyzer(eval_config(clip.mirrored, anomalies), size)
     events: List[Tuple[str, str, float]] = []
     for k, (image, people) in enumerate(zip(clip.images, clip.people)):
         t = k / FPS

@@ -8,7 +8,7 @@ from typing import Callable, List, Optional, Sequence, Tuple
 import cv2
 import numpy as np
 import pytest
-from test_analyze_support import FPS, H, W, config, frame, person_at, textured_image
+from test_analyze_support import FPS, analyzer, config, frame, person_at, textured_image
 
 from appliance.analyze import Analyzer, AnomalyEvent
 
@@ -43,12 +43,12 @@ def noisy_count(base: int) -> Callable[[float], List[Box]]:
 
 
 def test_rapid_change_stays_quiet_on_a_noisy_but_steady_count() -> None:
-    an = Analyzer(config(anomalies={"rapid_change": {"enabled": True}}), (W, H))
+    an = analyzer(config(anomalies={"rapid_change": {"enabled": True}}))
     assert run(an, 120, noisy_count(6)) == []
 
 
 def test_rapid_change_raises_on_a_sudden_gathering_then_clears_as_the_new_level_becomes_normal() -> None:
-    an = Analyzer(config(anomalies={"rapid_change": {"enabled": True, "baseline_s": 30}}), (W, H))
+    an = analyzer(config(anomalies={"rapid_change": {"enabled": True, "baseline_s": 30}}))
     assert run(an, 40, noisy_count(5)) == []
     events = run(an, 40, noisy_count(15), start_s=40)
     assert [e.state for e in events] == ["raised", "cleared"]
@@ -60,7 +60,7 @@ def test_rapid_change_raises_on_a_sudden_gathering_then_clears_as_the_new_level_
 
 
 def test_rapid_change_raises_on_a_sudden_dispersal() -> None:
-    an = Analyzer(config(anomalies={"rapid_change": {"enabled": True}}), (W, H))
+    an = analyzer(config(anomalies={"rapid_change": {"enabled": True}}))
     run(an, 40, noisy_count(14))
     events = run(an, 5, noisy_count(2), start_s=40)
     assert events and "dispersal" in events[0].reason
@@ -80,7 +80,7 @@ def walkers(speed_heights_s: float, n: int = 6) -> Callable[[float], List[Box]]:
 
 
 def test_abnormal_motion_quiet_for_walking_raised_for_running() -> None:
-    an = Analyzer(config(anomalies={"abnormal_motion": {"enabled": True}}), (W, H))
+    an = analyzer(config(anomalies={"abnormal_motion": {"enabled": True}}))
     assert run(an, 60, walkers(0.7)) == []
     events = run(an, 10, walkers(2.5), start_s=60)
     assert events and events[0].state == "raised" and events[0].type == "abnormal_motion"
@@ -93,7 +93,7 @@ def test_abnormal_motion_learns_the_scene_so_a_fast_scene_is_not_an_alarm_foreve
     # A scene where people always move briskly (1.3 heights/s, over the 2 x 0.7 default):
     # after warm-up the learned baseline takes over and the flag clears.
     cfg = {"abnormal_motion": {"enabled": True, "min_speed_heights_per_s": 1.0, "warmup_s": 20}}
-    an = Analyzer(config(anomalies=cfg), (W, H))
+    an = analyzer(config(anomalies=cfg))
     assert run(an, 120, walkers(1.3)) == []
 
 
@@ -113,12 +113,12 @@ FLOW_ZONE = {"name": "corridor", "polygon": [(0, 0), (1, 0), (1, 1), (0, 1)], "f
 
 
 def test_counterflow_quiet_when_most_walk_with_the_flow() -> None:
-    an = Analyzer(config(zones=[FLOW_ZONE], anomalies={"counterflow": {"enabled": True}}), (W, H))
+    an = analyzer(config(zones=[FLOW_ZONE], anomalies={"counterflow": {"enabled": True}}))
     assert run(an, 30, two_way(4, 1)) == []
 
 
 def test_counterflow_raised_when_a_share_walks_against_the_zone_direction() -> None:
-    an = Analyzer(config(zones=[FLOW_ZONE], anomalies={"counterflow": {"enabled": True}}), (W, H))
+    an = analyzer(config(zones=[FLOW_ZONE], anomalies={"counterflow": {"enabled": True}}))
     run(an, 5, two_way(4, 0))
     events = run(an, 10, two_way(1, 3), start_s=5)
     assert events[0].state == "raised" and events[0].zone == "corridor"
@@ -127,7 +127,7 @@ def test_counterflow_raised_when_a_share_walks_against_the_zone_direction() -> N
 
 def test_counterflow_only_checks_zones_with_a_direction() -> None:
     zone = dict(FLOW_ZONE, flow_direction_deg=None)
-    an = Analyzer(config(zones=[zone], anomalies={"counterflow": {"enabled": True}}), (W, H))
+    an = analyzer(config(zones=[zone], anomalies={"counterflow": {"enabled": True}}))
     assert run(an, 10, two_way(0, 4)) == []
 
 
@@ -145,7 +145,7 @@ def scene_with_people(t: float) -> np.ndarray:
 
 
 def tamper_analyzer() -> Analyzer:
-    an = Analyzer(config(anomalies=TAMPER), (W, H))
+    an = analyzer(config(anomalies=TAMPER))
     assert run(an, 30, walkers(0.7, 4), image=scene_with_people) == []  # learns the reference, no alarm
     return an
 
@@ -172,29 +172,29 @@ def test_camera_tamper_raised_after_hold_and_cleared_when_the_view_returns(name,
 
 def test_a_covered_camera_never_reads_as_zero_people_without_the_flag() -> None:
     an = tamper_analyzer()
-    an.close_window(30.0)
+    an.close_window(0.0, 30.0)
     fa = an.process(frame(300, [], t=30.0, image=np.zeros_like(SCENE)))
     assert fa.count == 0 and fa.camera_ok is False  # before the hold time has passed
-    assert an.close_window(30.5).camera_ok is False
+    assert an.close_window(30.0, 30.5).camera_ok is False
 
 
 def test_scene_detectors_pause_while_the_camera_is_covered() -> None:
     cfg = dict(TAMPER, rapid_change={"enabled": True})
-    an = Analyzer(config(anomalies=cfg), (W, H))
+    an = analyzer(config(anomalies=cfg))
     run(an, 40, noisy_count(8), image=scene_with_people)
     events = run(an, 10, lambda t: [], start_s=40, image=lambda t: np.zeros_like(SCENE))
     assert [e.type for e in events] == ["camera_tamper"]  # not a "dispersal"
 
 
 def test_signal_lost_raises_at_once_and_marks_the_window() -> None:
-    an = Analyzer(config(anomalies=TAMPER), (W, H))
+    an = analyzer(config(anomalies=TAMPER))
     run(an, 6, lambda t: [], image=scene_with_people)
-    an.close_window(6.0)
+    an.close_window(0.0, 6.0)
     events = an.camera_lost(7.0)
     assert [(e.type, e.state) for e in events] == [("camera_tamper", "raised")]
     assert "signal lost" in events[0].reason
     assert an.camera_lost(8.0) == []  # already raised
-    s = an.close_window(10.0)
+    s = an.close_window(6.0, 10.0)
     assert s.camera_ok is False and s.frames_analyzed == 0
     back = run(an, 2, lambda t: [], start_s=10, image=scene_with_people)
     assert [e.state for e in back] == ["cleared"]

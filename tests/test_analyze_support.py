@@ -6,7 +6,10 @@ from typing import Any, Iterable, Optional, Sequence, Tuple
 
 import numpy as np
 
-from appliance.anonymize.frame import _ANONYMIZER_TOKEN, AnonymizedFrame
+from appliance.analyze import Analyzer
+from appliance.anonymize.frame import AnonymizedFrame
+from appliance.anonymize.testing import anonymized
+from appliance.app import build_analyzer
 from appliance.config.loader import load_config
 from appliance.config.schema import ApplianceConfig
 from appliance.models.detections import Detections
@@ -53,12 +56,14 @@ def frame(
     t: Optional[float] = None,
     score: float = 0.9,
 ) -> AnonymizedFrame:
-    return AnonymizedFrame(
+    return anonymized(
+        _SCENE if image is None else image,
+        detections(boxes, score),
         index=index,
         timestamp_s=index / FPS if t is None else t,
-        image=_SCENE if image is None else image,
-        people=detections(boxes, score),
-        faces_blurred=0,
-        heads_blurred=0,
-        _token=_ANONYMIZER_TOKEN,
     )
+
+
+def analyzer(cfg: ApplianceConfig) -> Analyzer:
+    """The analyzer ``appliance run`` builds for this config, on the tests' frame size."""
+    return build_analyzer(cfg, (W, H))

@@ -6,13 +6,13 @@ from typing import List, Tuple
 
 import numpy as np
 import pytest
-from test_analyze_support import FPS, H, W, config, detections, frame, person_at
+from test_analyze_support import FPS, H, W, analyzer, config, detections, frame, person_at
 
-from appliance.analyze import Analyzer
 from appliance.analyze.dwell import DwellTimer
 from appliance.analyze.line import LineCounter
 from appliance.analyze.tracker import Tracker
 from appliance.config.schema import LineConfig, TrackerConfig
+from appliance.vocabulary import LineCounts
 
 
 def walk(start: Tuple[float, float], velocity_px_s: Tuple[float, float], n: int) -> List[Tuple[float, float]]:
@@ -91,8 +91,8 @@ def run_line(line: LineConfig, xs: List[float], y: float = 300) -> Tuple[int, in
     n_in = n_out = 0
     for i, x in enumerate(xs):
         tracks, ended = tracker.update(detections([person_at(x, y)]), i / FPS)
-        a, b = counter.update(tracks, ended)
-        n_in, n_out = n_in + a, n_out + b
+        crossed = counter.update(tracks, ended)
+        n_in, n_out = n_in + crossed.in_, n_out + crossed.out
     return n_in, n_out
 
 
@@ -130,16 +130,16 @@ def test_a_line_near_the_frame_edge_counts_people_entering_right_at_it() -> None
 
 
 def test_crossings_show_per_frame_and_sum_in_the_window() -> None:
-    an = Analyzer(config(lines=[{"name": "door", "start": (0.5, 0.1), "end": (0.5, 0.9)}]), (W, H))
+    an = analyzer(config(lines=[{"name": "door", "start": (0.5, 0.1), "end": (0.5, 0.9)}]))
     per_frame = []
     for i, x in enumerate(np.linspace(200, 600, 30)):
         per_frame.append(an.process(frame(i, [person_at(x, 300)])).crossings["door"])
-    assert sum(c[1] for c in per_frame) == 1 and sum(c[0] for c in per_frame) == 0
-    assert an.close_window(3.0).lines == {"door": {"in": 0, "out": 1}}
+    assert sum(c.out for c in per_frame) == 1 and sum(c.in_ for c in per_frame) == 0
+    assert an.close_window(0.0, 3.0).lines == {"door": LineCounts(in_=0, out=1)}
 
 
 def test_track_ids_are_reported_per_box_once_confirmed() -> None:
-    an = Analyzer(config(), (W, H))
+    an = analyzer(config())
     ids = [an.process(frame(i, [person_at(100 + 10 * i, 300)])).track_ids for i in range(4)]
     assert ids[0] == [None] and ids[3][0] is not None
 
@@ -171,10 +171,10 @@ def test_dwell_window_includes_visits_in_progress_then_forgets_finished_ones() -
 
 def test_zone_dwell_reaches_the_window_summary() -> None:
     zone = {"name": "left", "polygon": [(0, 0), (0.5, 0), (0.5, 1), (0, 1)]}
-    an = Analyzer(config(zones=[zone], analytics={"dwell_exit_grace_s": 0.5}), (W, H))
+    an = analyzer(config(zones=[zone], analytics={"dwell_exit_grace_s": 0.5}))
     for i in range(60):  # stands at x=200 for 4 s, then walks out to the right
         x = 200 if i < 40 else 200 + (i - 40) * 30
         an.process(frame(i, [person_at(x, 300)]))
-    s = an.close_window(6.0)
+    s = an.close_window(0.0, 6.0)
     # Confirmed at 0.2 s (min_hits 3); inside until x passes 400 px at about 4.6 s.
     assert s.zones["left"].dwell_mean_s == pytest.approx(4.4, abs=0.25)

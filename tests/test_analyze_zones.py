@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from test_analyze_support import H, W, config, frame, person_at
+from test_analyze_support import H, W, analyzer, config, frame, person_at
 
-from appliance.analyze import Analyzer, WindowSummary
+from appliance.analyze import WindowSummary
 from appliance.analyze.geometry import GroundPlane, points_in_polygon, polygon_area
 from appliance.capture.frame import RawFrame
 
@@ -14,7 +14,7 @@ LEFT_HALF = {"name": "left", "polygon": [(0, 0), (0.5, 0), (0.5, 1), (0, 1)]}
 
 
 def test_count_is_the_number_of_people_in_the_frame() -> None:
-    an = Analyzer(config(), (W, H))
+    an = analyzer(config())
     fa = an.process(frame(0, [person_at(100, 300), person_at(500, 300), person_at(700, 500)]))
     assert fa.count == 3
     assert fa.index == 0 and fa.timestamp_s == 0.0
@@ -22,7 +22,7 @@ def test_count_is_the_number_of_people_in_the_frame() -> None:
 
 
 def test_a_person_is_in_a_zone_by_the_bottom_centre_of_their_box() -> None:
-    an = Analyzer(config(zones=[LEFT_HALF]), (W, H))
+    an = analyzer(config(zones=[LEFT_HALF]))
     # The box straddles the zone border; its feet (bottom centre, x=390) are inside.
     straddling = (370, 200, 410, 300)
     # Head inside the zone, feet outside: not in the zone.
@@ -32,7 +32,7 @@ def test_a_person_is_in_a_zone_by_the_bottom_centre_of_their_box() -> None:
 
 
 def test_analysis_refuses_a_raw_frame() -> None:
-    an = Analyzer(config(), (W, H))
+    an = analyzer(config())
     raw = RawFrame(index=0, timestamp_s=0.0, image=np.zeros((H, W, 3), np.uint8))
     with pytest.raises(TypeError):
         an.process(raw)  # type: ignore[arg-type]
@@ -40,7 +40,7 @@ def test_analysis_refuses_a_raw_frame() -> None:
 
 def test_overcrowding_is_raised_only_after_the_limit_is_exceeded_for_hold_s() -> None:
     zone = dict(LEFT_HALF, max_people=3, hold_s=1.0)
-    an = Analyzer(config(zones=[zone]), (W, H))
+    an = analyzer(config(zones=[zone]))
     crowd = [person_at(50 + 40 * i, 400) for i in range(4)]
     events = [an.process(frame(i, crowd)).events for i in range(15)]
     raised_at = [i for i, ev in enumerate(events) if ev]
@@ -53,7 +53,7 @@ def test_overcrowding_is_raised_only_after_the_limit_is_exceeded_for_hold_s() ->
 
 def test_a_short_spike_over_the_limit_raises_nothing() -> None:
     zone = dict(LEFT_HALF, max_people=2, hold_s=1.0)
-    an = Analyzer(config(zones=[zone]), (W, H))
+    an = analyzer(config(zones=[zone]))
     crowd = [person_at(50 + 40 * i, 400) for i in range(3)]
     for i in range(30):
         people = crowd if i % 8 < 5 else crowd[:1]  # 0.5 s over, 0.3 s under, repeatedly
@@ -62,7 +62,7 @@ def test_a_short_spike_over_the_limit_raises_nothing() -> None:
 
 def test_overcrowding_clears_only_below_the_hysteresis_level() -> None:
     zone = dict(LEFT_HALF, max_people=4, hold_s=0.5, clear_hysteresis_ratio=0.5)
-    an = Analyzer(config(zones=[zone]), (W, H))
+    an = analyzer(config(zones=[zone]))
     people = [person_at(30 + 40 * i, 400) for i in range(6)]
     i = 0
 
@@ -82,14 +82,14 @@ def test_overcrowding_clears_only_below_the_hysteresis_level() -> None:
 
 def test_overcrowding_far_above_the_limit_is_critical() -> None:
     zone = dict(LEFT_HALF, max_people=2, hold_s=0.0)
-    an = Analyzer(config(zones=[zone]), (W, H))
+    an = analyzer(config(zones=[zone]))
     ev = an.process(frame(0, [person_at(30 + 40 * i, 400) for i in range(3)])).events
     assert ev[0].severity == "critical"  # 3 >= 1.5 * 2
 
 
 def test_density_limit_uses_the_zone_area() -> None:
     zone = dict(LEFT_HALF, area_m2=2.0, max_density_per_m2=1.0, hold_s=0.0)
-    an = Analyzer(config(zones=[zone]), (W, H))
+    an = analyzer(config(zones=[zone]))
     assert an.process(frame(0, [person_at(100, 400), person_at(200, 400)])).events == []
     ev = an.process(frame(1, [person_at(100 + 50 * i, 400) for i in range(3)])).events
     assert ev[0].value == 1.5 and ev[0].threshold == 1.0 and "people/m²" in ev[0].reason
@@ -97,12 +97,11 @@ def test_density_limit_uses_the_zone_area() -> None:
 
 def test_window_summary_aggregates_counts_per_window_and_starts_a_new_one() -> None:
     zones = [LEFT_HALF, {"name": "right", "polygon": [(0.5, 0), (1, 0), (1, 1), (0.5, 1)], "area_m2": 10.0}]
-    an = Analyzer(config(zones=zones), (W, H))
+    an = analyzer(config(zones=zones))
     per_frame = [[person_at(100, 400)], [person_at(100, 400), person_at(600, 400)], []]
     for i, people in enumerate(per_frame):
         an.process(frame(i, people))
-    an.frame_dropped(0.35, "face stage too slow")
-    s = an.close_window(0.4)
+    s = an.close_window(0.0, 0.4, frames_dropped=1)
     assert isinstance(s, WindowSummary)
     assert (s.window_start, s.window_end, s.frames_analyzed, s.frames_dropped) == (0.0, 0.4, 3, 1)
     assert (s.total.min, s.total.mean, s.total.max, s.total.last) == (0, 1.0, 2, 0)
@@ -112,21 +111,21 @@ def test_window_summary_aggregates_counts_per_window_and_starts_a_new_one() -> N
     assert s.camera_ok and s.heatmap is None
 
     an.process(frame(5, [person_at(100, 400)] * 4))
-    s2 = an.close_window(0.8)
+    s2 = an.close_window(0.4, 0.8)
     assert s2.window_start == 0.4 and s2.frames_analyzed == 1 and s2.frames_dropped == 0
     assert s2.total.last == 4
 
 
 def test_a_window_without_frames_says_so_instead_of_reporting_zero_people() -> None:
-    an = Analyzer(config(zones=[LEFT_HALF]), (W, H))
-    s = an.close_window(10.0)
+    an = analyzer(config(zones=[LEFT_HALF]))
+    s = an.close_window(10.0, 10.0)
     assert s.frames_analyzed == 0 and s.total is None and s.zones == {}
 
 
 def test_window_summary_as_dict_has_the_published_field_names() -> None:
-    an = Analyzer(config(zones=[LEFT_HALF], lines=[{"name": "door", "start": (0.5, 0), "end": (0.5, 1)}]), (W, H))
+    an = analyzer(config(zones=[LEFT_HALF], lines=[{"name": "door", "start": (0.5, 0), "end": (0.5, 1)}]))
     an.process(frame(0, [person_at(100, 400)]))
-    d = an.close_window(1.0).as_dict()
+    d = an.close_window(0.0, 1.0).as_dict()
     assert set(d) == {
         "window_start", "window_end", "frames_analyzed", "frames_dropped", "total", "zones", "lines",
         "heatmap", "camera_ok",
@@ -137,19 +136,19 @@ def test_window_summary_as_dict_has_the_published_field_names() -> None:
 
 
 def test_heatmap_counts_anchors_per_cell_when_enabled() -> None:
-    an = Analyzer(config(analytics={"heatmap": {"enabled": True, "rows": 2, "cols": 2}}), (W, H))
+    an = analyzer(config(analytics={"heatmap": {"enabled": True, "rows": 2, "cols": 2}}))
     an.process(frame(0, [person_at(100, 100), person_at(700, 599), person_at(700, 600)]))
     an.process(frame(1, [person_at(100, 100)]))
-    hm = an.close_window(1.0).heatmap
+    hm = an.close_window(0.0, 1.0).heatmap
     assert hm is not None and (hm.rows, hm.cols) == (2, 2)
-    assert hm.cells == [2, 0, 0, 2]  # feet on the bottom edge still land in the last row
-    assert an.close_window(2.0).heatmap.cells == [0, 0, 0, 0]
+    assert hm.cells == [[2, 0], [0, 2]]  # feet on the bottom edge still land in the last row
+    assert an.close_window(1.0, 2.0).heatmap.cells == [[0, 0], [0, 0]]
 
 
 def test_ground_plane_gives_zone_area_without_area_m2() -> None:
     # Image corners of a 4 m x 3 m rectangle seen head-on: 200 px per metre.
     gp = {"image_points": [(0, 0), (1, 0), (1, 1), (0, 1)], "world_points_m": [(0, 0), (4, 0), (4, 3), (0, 3)]}
-    an = Analyzer(config(zones=[LEFT_HALF], analytics={"ground_plane": gp}), (W, H))
+    an = analyzer(config(zones=[LEFT_HALF], analytics={"ground_plane": gp}))
     assert an.zones[0].area_m2 == pytest.approx(6.0)
 
 

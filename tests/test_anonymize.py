@@ -29,7 +29,8 @@ def portrait(scale: float = 1.0) -> np.ndarray:
 
 @lru_cache(maxsize=1)
 def detectors() -> Tuple[object, object]:
-    return load_detectors(load_config())
+    cfg = load_config()
+    return load_detectors(cfg.profile, cfg.anonymize, cfg.detection)
 
 
 def anonymizer(live: bool = False, **overrides: object) -> Anonymizer:

@@ -144,7 +144,7 @@ def test_providers_keep_order_skip_missing_and_end_with_cpu() -> None:
 
 def test_load_detectors_uses_the_profile_and_site_thresholds() -> None:
     cfg = ApplianceConfig(profile=BoardProfile(name="t", face_input_width=320, face_input_height=256))
-    face, person = load_detectors(cfg)
+    face, person = load_detectors(cfg.profile, cfg.anonymize, cfg.detection)
     assert face.input_size == (320, 256)
     assert face.score_threshold == cfg.anonymize.face_score_threshold
     assert person.score_threshold == cfg.detection.person_score_threshold

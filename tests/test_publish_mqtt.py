@@ -13,6 +13,7 @@ from typing import Callable, List
 
 import jsonschema
 import pytest
+from conftest import Broker, Received, start_driver
 
 from appliance.config import load_config
 from appliance.config.schema import ApplianceConfig
@@ -32,7 +33,6 @@ from appliance.publish import (
     utcnow,
 )
 from appliance.publish.messages import MESSAGE_TYPES, message_schema
-from tests.conftest import Broker, Received, start_driver
 
 pytestmark = pytest.mark.mqtt
 
@@ -159,7 +159,7 @@ def test_sigkill_leaves_the_last_will_offline(mosquitto: Broker, tmp_path: Path,
 
 
 def test_unreachable_broker_keeps_buffering_and_reports_it(tmp_path: Path, publishers) -> None:
-    from tests.conftest import free_port
+    from conftest import free_port
 
     pub = started(make_cfg(f"mqtt://127.0.0.1:{free_port()}", tmp_path), publishers)
     with pytest.raises(BrokerUnreachable, match="cannot connect"):

@@ -7,12 +7,12 @@ from pathlib import Path
 from typing import Dict, List
 
 import pytest
+from conftest import free_port
 
 from appliance.config import load_config
 from appliance.publish import CameraHealth, HealthMessage, MqttPublisher, Outbox, make_publisher
 from appliance.publish.egress import EgressError
 from appliance.publish.outbox import Sealed
-from tests.conftest import free_port
 from tests.test_publish_mqtt import counts
 
 

@@ -2,73 +2,67 @@
 
 Per analyzed frame (``process``) it counts people, places them in zones by the bottom-centre of
 their boxes, updates tracks and line crossings, and runs each anomaly detector. ``close_window``
-returns the window's aggregates and starts the next. Only anonymized frames are accepted; the
-people in them were already found by the anonymizer, so no detector runs here.
+returns the aggregates of a window whose bounds the caller's schedule decides, and starts the next.
+Only anonymized frames are accepted; the people in them were already found by the anonymizer, so
+no detector runs here.
 """
 
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Tuple
+from dataclasses import replace
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from appliance.analyze.anomalies import build_detectors
 from appliance.analyze.anomalies.base import AnomalyDetector, FrameContext, TrackMotion
-from appliance.analyze.anomalies.camera_tamper import CameraTamper
 from appliance.analyze.dwell import DwellTimer
 from appliance.analyze.geometry import GroundPlane, Size, to_pixels
 from appliance.analyze.heatmap import HeatmapGrid
 from appliance.analyze.line import LineCounter
-from appliance.analyze.results import (
-    AnomalyEvent,
-    CountStats,
-    FrameAnalysis,
-    Heatmap,
-    WindowSummary,
-    ZoneStats,
-)
+from appliance.analyze.results import AnomalyEvent, FrameAnalysis, WindowSummary
 from appliance.analyze.tracker import Track, Tracker
 from appliance.analyze.zone import Zone
 from appliance.anonymize.frame import AnonymizedFrame
-from appliance.config.schema import ApplianceConfig
+from appliance.config.schema import AnalyticsConfig, AnomaliesConfig, LineConfig, ZoneConfig
+from appliance.vocabulary import CountStats, LineCounts, ZoneStats
 
 
 class _Window:
-    """Running aggregates of one publishing window."""
+    """Running aggregates of one publishing window (its bounds belong to the caller's schedule)."""
 
-    def __init__(self, start: Optional[float], zones: List[str], lines: List[str]) -> None:
-        self.start = start
+    def __init__(self, zones: List[str], lines: List[str]) -> None:
         self.totals: List[int] = []
         self.zone_counts: Dict[str, List[int]] = {z: [] for z in zones}
         self.zone_densities: Dict[str, List[float]] = {z: [] for z in zones}
-        self.lines: Dict[str, List[int]] = {name: [0, 0] for name in lines}
-        self.frames_dropped = 0
+        self.lines: Dict[str, LineCounts] = {name: LineCounts(in_=0, out=0) for name in lines}
         self.camera_ok = True
-
-    def touch(self, t: float) -> None:
-        if self.start is None:
-            self.start = t
 
 
 class Analyzer:
-    def __init__(self, cfg: ApplianceConfig, frame_size: Tuple[int, int]) -> None:
-        self.cfg = cfg
+    def __init__(
+        self,
+        frame_size: Tuple[int, int],
+        *,
+        zones: Sequence[ZoneConfig] = (),
+        lines: Sequence[LineConfig] = (),
+        analytics: Optional[AnalyticsConfig] = None,
+        anomalies: Optional[AnomaliesConfig] = None,
+    ) -> None:
+        analytics = analytics or AnalyticsConfig()
         self.frame_size: Size = (int(frame_size[0]), int(frame_size[1]))
         ground = None
-        if cfg.analytics.ground_plane is not None:
-            gp = cfg.analytics.ground_plane
+        if analytics.ground_plane is not None:
+            gp = analytics.ground_plane
             ground = GroundPlane(to_pixels(gp.image_points, self.frame_size), np.asarray(gp.world_points_m))
-        self.zones = [Zone(z, self.frame_size, ground) for z in cfg.zones]
-        self.lines = [LineCounter(line, self.frame_size) for line in cfg.lines]
-        self.tracker = Tracker(cfg.analytics.tracker)
-        self.dwell = {z.name: DwellTimer(cfg.analytics.dwell_exit_grace_s) for z in self.zones}
-        hm = cfg.analytics.heatmap
+        self.zones = [Zone(z, self.frame_size, ground) for z in zones]
+        self.lines = [LineCounter(line, self.frame_size) for line in lines]
+        self.tracker = Tracker(analytics.tracker)
+        self.dwell = {z.name: DwellTimer(analytics.dwell_exit_grace_s) for z in self.zones}
+        hm = analytics.heatmap
         self.heatmap = HeatmapGrid(hm.rows, hm.cols, self.frame_size) if hm.enabled else None
-        self.tamper: Optional[CameraTamper] = (
-            CameraTamper(cfg.anomalies.camera_tamper) if cfg.anomalies.camera_tamper.enabled else None
-        )
-        self.detectors: List[AnomalyDetector] = build_detectors(cfg)
-        self._window = self._new_window(None)
+        self.detectors: List[AnomalyDetector] = build_detectors(zones, anomalies or AnomaliesConfig())
+        self._window = self._new_window()
 
     # ------------------------------------------------------------------ per frame
 
@@ -77,17 +71,9 @@ class Analyzer:
             # Structural privacy: a raw frame must never reach analysis, even by mistake.
             raise TypeError(f"Analyzer.process takes an AnonymizedFrame, not {type(frame).__name__}")
         t = float(frame.timestamp_s)
-        self._window.touch(t)
         people = frame.people
         anchors = people.bottom_centers.astype(np.float64) if len(people) else np.zeros((0, 2))
         count = len(people)
-
-        events: List[AnomalyEvent] = []
-        camera_ok = True
-        if self.tamper is not None:
-            camera_ok, tamper_events = self.tamper.check(frame.image, t)
-            events.extend(tamper_events)
-            camera_ok = camera_ok and not self.tamper.raised
 
         zone_counts: Dict[str, int] = {}
         zone_densities: Dict[str, Optional[float]] = {}
@@ -113,11 +99,14 @@ class Analyzer:
             zone_densities=zone_densities,
             tracks=motions,
             zone_tracks=zone_tracks,
-            image=None,
-            camera_ok=camera_ok,
+            image=frame.image,
         )
+        events: List[AnomalyEvent] = []
         for det in self.detectors:
             events.extend(det.update(ctx))
+            if ctx.camera_ok and not det.camera_ok:
+                ctx = replace(ctx, camera_ok=False)  # later detectors pause on this verdict
+        camera_ok = ctx.camera_ok
 
         self._accumulate(count, zone_counts, zone_densities, crossings, anchors, camera_ok)
         return FrameAnalysis(
@@ -146,7 +135,7 @@ class Analyzer:
         count: int,
         zone_counts: Dict[str, int],
         zone_densities: Dict[str, Optional[float]],
-        crossings: Dict[str, Tuple[int, int]],
+        crossings: Dict[str, LineCounts],
         anchors: np.ndarray,
         camera_ok: bool,
     ) -> None:
@@ -157,9 +146,8 @@ class Analyzer:
             d = zone_densities[name]
             if d is not None:
                 w.zone_densities[name].append(d)
-        for name, (n_in, n_out) in crossings.items():
-            w.lines[name][0] += n_in
-            w.lines[name][1] += n_out
+        for name, crossed in crossings.items():
+            w.lines[name] += crossed
         if self.heatmap is not None:
             self.heatmap.add(anchors)
         w.camera_ok = w.camera_ok and camera_ok
@@ -173,29 +161,24 @@ class Analyzer:
         be counted between where someone was before the outage and where someone else is after.
         """
         t = float(timestamp_s)
-        self._window.touch(t)
         self._window.camera_ok = False
         ended = self.tracker.reset()
         for line in self.lines:
             line.update([], ended)
         for timer in self.dwell.values():
             timer.update(t, [], ended)
-        return self.tamper.signal_lost(t) if self.tamper is not None else []
-
-    def frame_dropped(self, timestamp_s: float, reason: str) -> None:
-        """A frame the fail-closed anonymizer dropped: counted, never analyzed."""
-        self._window.touch(float(timestamp_s))
-        self._window.frames_dropped += 1
+        return [event for det in self.detectors for event in det.signal_lost(t)]
 
     # ------------------------------------------------------------------ windows
 
-    def _new_window(self, start: Optional[float]) -> _Window:
-        return _Window(start, [z.name for z in self.zones], [line.name for line in self.lines])
+    def _new_window(self) -> _Window:
+        return _Window([z.name for z in self.zones], [line.name for line in self.lines])
 
-    def close_window(self, window_end_s: float) -> WindowSummary:
+    def close_window(self, start_s: float, end_s: float, frames_dropped: int = 0) -> WindowSummary:
+        """The window ``[start_s, end_s)``'s aggregates; ``frames_dropped``: frames the anonymizer
+        dropped in it (counted by the caller, which sees every frame, analysed or not)."""
         w = self._window
-        end = float(window_end_s)
-        start = w.start if w.start is not None else end
+        start, end = float(start_s), float(end_s)
         zones: Dict[str, ZoneStats] = {}
         if w.totals:
             for zone in self.zones:
@@ -215,21 +198,19 @@ class Analyzer:
         else:
             for timer in self.dwell.values():
                 timer.close_window(end)
-        heatmap = None
-        if self.heatmap is not None:
-            heatmap = Heatmap(self.heatmap.rows, self.heatmap.cols, self.heatmap.close_window())
+        heatmap = self.heatmap.close_window() if self.heatmap is not None else None
         # A tamper flag still raised means this window's counts cannot be trusted either.
-        camera_ok = w.camera_ok and not (self.tamper is not None and self.tamper.raised)
+        camera_ok = w.camera_ok and all(det.camera_ok for det in self.detectors)
         summary = WindowSummary(
             window_start=start,
             window_end=end,
             frames_analyzed=len(w.totals),
-            frames_dropped=w.frames_dropped,
+            frames_dropped=frames_dropped,
             total=CountStats.of(w.totals),
             zones=zones,
-            lines={name: {"in": v[0], "out": v[1]} for name, v in w.lines.items()},
+            lines=dict(w.lines),
             heatmap=heatmap,
             camera_ok=camera_ok,
         )
-        self._window = self._new_window(end)
+        self._window = self._new_window()
         return summary

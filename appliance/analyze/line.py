@@ -21,13 +21,14 @@ of a short line does not count.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Dict, Iterable, List, Optional, Sequence
 
 import numpy as np
 
 from appliance.analyze.geometry import Size, to_pixels
 from appliance.analyze.tracker import Track
 from appliance.config.schema import LineConfig
+from appliance.vocabulary import LineCounts
 
 # How far beyond either end of the segment (as a fraction of its length) a crossing still counts:
 # boxes are a little noisy, and a person brushing the end of a line has still crossed it.
@@ -62,8 +63,6 @@ class LineCounter:
         self.band_in = min(cfg.min_crossing_px, max(float(reach.max()), 0.0) / 2)
         self.band_out = min(cfg.min_crossing_px, max(float(-reach.min()), 0.0) / 2)
         self._tracks: Dict[int, _TrackSide] = {}
-        self.total_in = 0
-        self.total_out = 0
 
     def signed_distance(self, p: np.ndarray) -> float:
         return float((p - self.start) @ self.normal)
@@ -75,8 +74,8 @@ class LineCounter:
             return -1
         return 0
 
-    def update(self, tracks: Sequence[Track], ended: Iterable[int] = ()) -> Tuple[int, int]:
-        """Feed this frame's tracks (tentative ones too). Returns (in, out) new crossings."""
+    def update(self, tracks: Sequence[Track], ended: Iterable[int] = ()) -> LineCounts:
+        """Feed this frame's tracks (tentative ones too). Returns the crossings new this frame."""
         n_in = n_out = 0
         for tid in ended:
             self._tracks.pop(tid, None)
@@ -109,9 +108,7 @@ class LineCounter:
                 for s in state.pending:
                     n_in, n_out = (n_in + 1, n_out) if s > 0 else (n_in, n_out + 1)
                 state.pending.clear()
-        self.total_in += n_in
-        self.total_out += n_out
-        return n_in, n_out
+        return LineCounts(in_=n_in, out=n_out)
 
     @staticmethod
     def _on_segment(t: Optional[float]) -> bool:

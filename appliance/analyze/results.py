@@ -1,21 +1,19 @@
 """What the analysis stage hands on: per-frame results, anomaly events and per-window aggregates.
 
-Only ``WindowSummary`` and ``AnomalyEvent`` are meant to leave the device (mapped by the pipeline onto
-the published counts and anomalies messages, with the same field names). ``FrameAnalysis`` also
-carries per-person anchors, boxes and track ids for ``appliance count --json`` and the debug preview;
-those stay in memory and must never be published.
+Only ``WindowSummary`` and ``AnomalyEvent`` are meant to leave the device (``appliance.report`` maps
+them onto the published counts and anomalies messages, which embed the same value types from
+``appliance.vocabulary``). ``FrameAnalysis`` also carries per-person anchors, boxes and track ids for
+``appliance count --json`` and the preview; those stay in memory and must never be published.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Dict, List, Literal, Optional, Tuple
+from typing import Any, Dict, List, Optional
 
 import numpy as np
 
-AnomalyType = Literal["overcrowding", "rapid_change", "abnormal_motion", "counterflow", "camera_tamper"]
-AnomalyState = Literal["raised", "cleared"]
-Severity = Literal["info", "warning", "critical"]
+from appliance.vocabulary import AnomalyState, AnomalyType, CountStats, Heatmap, LineCounts, Severity, ZoneStats
 
 
 @dataclass(frozen=True)
@@ -43,45 +41,13 @@ class FrameAnalysis:
     timestamp_s: float
     count: int  # people detected in the frame
     zone_counts: Dict[str, int]
-    crossings: Dict[str, Tuple[int, int]]  # line name -> (in, out) new this frame
+    crossings: Dict[str, LineCounts]  # line name -> crossings new this frame
     events: List[AnomalyEvent]  # raised or cleared at this frame
     camera_ok: bool  # False while a tamper check fails (even before the flag's hold time has passed)
-    # In memory only (count --json, debug preview). Never published.
+    # In memory only (count --json, preview). Never published.
     anchors: np.ndarray = field(repr=False, default_factory=lambda: np.zeros((0, 2), np.float32))
     boxes: np.ndarray = field(repr=False, default_factory=lambda: np.zeros((0, 4), np.float32))
     track_ids: List[Optional[int]] = field(repr=False, default_factory=list)  # per box; None: no confirmed track
-
-
-@dataclass(frozen=True)
-class CountStats:
-    min: int
-    mean: float
-    max: int
-    last: int
-
-    @classmethod
-    def of(cls, values: List[int]) -> Optional[CountStats]:
-        if not values:
-            return None
-        return cls(min=min(values), mean=round(float(np.mean(values)), 3), max=max(values), last=values[-1])
-
-
-@dataclass(frozen=True)
-class ZoneStats:
-    min: int
-    mean: float
-    max: int
-    last: int
-    density_per_m2: Optional[float]  # mean over the window; None without area_m2 or a ground plane
-    dwell_mean_s: Optional[float]  # None: nobody's visit ended or was in progress in the window
-    dwell_p90_s: Optional[float]
-
-
-@dataclass(frozen=True)
-class Heatmap:
-    rows: int
-    cols: int
-    cells: List[int]  # row-major, person anchors summed over the window's analyzed frames
 
 
 @dataclass(frozen=True)
@@ -92,10 +58,20 @@ class WindowSummary:
     frames_dropped: int
     total: Optional[CountStats]  # None when no frame was analyzed in the window
     zones: Dict[str, ZoneStats]
-    lines: Dict[str, Dict[str, int]]  # line name -> {"in": n, "out": n}
+    lines: Dict[str, LineCounts]
     heatmap: Optional[Heatmap]
     camera_ok: bool  # False if the camera was lost, or a tamper check failed, at any time in the window
 
-    def as_dict(self) -> dict:
-        """The published counts message's fields (the pipeline adds sequence number and device)."""
-        return asdict(self)
+    def as_dict(self) -> Dict[str, Any]:
+        """The published counts message's content fields, as they appear on the wire."""
+        return {
+            "window_start": self.window_start,
+            "window_end": self.window_end,
+            "frames_analyzed": self.frames_analyzed,
+            "frames_dropped": self.frames_dropped,
+            "total": None if self.total is None else self.total.model_dump(),
+            "zones": {name: z.model_dump() for name, z in self.zones.items()},
+            "lines": {name: c.model_dump(by_alias=True) for name, c in self.lines.items()},
+            "heatmap": None if self.heatmap is None else self.heatmap.model_dump(),
+            "camera_ok": self.camera_ok,
+        }

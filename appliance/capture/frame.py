@@ -14,5 +14,7 @@ import numpy as np
 @dataclass
 class RawFrame:
     index: int  # 0-based position in the source (frames the source itself skipped are not counted)
-    timestamp_s: float  # wall clock (time.time()) when the frame was captured
+    # Seconds since the epoch: wall clock (time.time()) when a live frame was captured; for files,
+    # the media clock (start of the run + position / fps), so windows are spans of video.
+    timestamp_s: float
     image: np.ndarray  # BGR uint8 (H, W, 3), already resized to the working resolution

@@ -22,7 +22,7 @@ import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Literal, Optional, Tuple
+from typing import List, Optional, Tuple
 
 import cv2
 import numpy as np
@@ -31,18 +31,23 @@ from appliance.capture.frame import RawFrame
 from appliance.config.schema import CaptureConfig
 from appliance.errors import InputError, SourceError
 from appliance.resources import sample_clip
+from appliance.vocabulary import CameraState, SourceState, camera_state
 
-CameraState = Literal["ok", "lost", "reconnecting", "ended"]
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 LIVE_PREFIXES = ("rtsp://", "rtsps://", "http://", "https://")
 
 
 @dataclass
 class CaptureStats:
-    state: CameraState
+    state: SourceState
     reconnects: int
     frames_read: int
     frames_skipped: int  # live frames replaced by a newer one before the pipeline took them
+
+    @property
+    def camera_state(self) -> CameraState:
+        """The state health publishes (a file that ended had a working camera)."""
+        return camera_state(self.state)
 
 
 def _resize(image: np.ndarray, size: Optional[Tuple[int, int]]) -> np.ndarray:
@@ -56,7 +61,7 @@ class FrameSource(ABC):
 
     def __init__(self, size: Optional[Tuple[int, int]]) -> None:
         self.size = size
-        self.state: CameraState = "ok"
+        self.state: SourceState = "ok"
         self.reconnects = 0
         self.frames_read = 0
         self.frames_skipped = 0
@@ -75,6 +80,11 @@ class FrameSource(ABC):
     @property
     def frame_period_s(self) -> Optional[float]:
         """Media time between frames for files; None for live sources (their frames carry wall time)."""
+        return None
+
+    @property
+    def expected_frames(self) -> Optional[int]:
+        """How many frames a finite source will give (for progress); None when unknown or endless."""
         return None
 
     def stats(self) -> CaptureStats:
@@ -97,6 +107,11 @@ class VideoFileSource(FrameSource):
     @property
     def frame_period_s(self) -> Optional[float]:
         return 1.0 / self.fps
+
+    @property
+    def expected_frames(self) -> Optional[int]:
+        count = int(self._cap.get(cv2.CAP_PROP_FRAME_COUNT))
+        return count if count > 0 and not self.loop else None
 
     def read(self) -> Optional[RawFrame]:
         ok, image = self._cap.read()
@@ -128,6 +143,10 @@ class ImageFilesSource(FrameSource):
     @property
     def frame_period_s(self) -> Optional[float]:
         return 1.0
+
+    @property
+    def expected_frames(self) -> Optional[int]:
+        return None if self.loop else len(self.files)
 
     @classmethod
     def from_folder(cls, folder: Path, size: Optional[Tuple[int, int]], loop: bool = False) -> ImageFilesSource:

@@ -39,8 +39,7 @@ def _rows(model: Type[BaseModel], prefix: str, out: List[str]) -> None:
     nested = []
     for name, field in model.model_fields.items():
         annotation = field.annotation
-        is_section = isinstance(annotation, type) and issubclass(annotation, BaseModel)
-        if is_section:
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
             nested.append((name, annotation))
             continue
         desc = (field.description or "").replace("|", "\\|")

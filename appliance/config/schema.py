@@ -209,7 +209,7 @@ class OutboxConfig(Strict):
 
 class HealthConfig(Strict):
     face_stage_max_consecutive_failures: int = Field(
-        25, ge=1, description="After this many face-stage failures in a row, health reports 'degraded'"
+        25, ge=1, description="After this many face-stage failures in a row, health reports 'failed'"
     )
 
 

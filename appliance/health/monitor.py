@@ -18,6 +18,8 @@ from typing import Deque, Dict, Optional
 
 import numpy as np
 
+from appliance.vocabulary import CameraState, HealthState
+
 STAGES = ("capture", "anonymize", "analyze", "publish")
 
 
@@ -29,13 +31,13 @@ class StageLatency:
 
 @dataclass
 class HealthSnapshot:
-    state: str
+    state: HealthState
     fps: float
     stage_latency_ms: Dict[str, StageLatency]
     frames_captured: int
     frames_analyzed: int
     frames_dropped: Dict[str, int]
-    camera_state: str
+    camera_state: CameraState
     camera_reconnects: int
     uptime_s: float
     period_dropped: Dict[str, int] = field(default_factory=dict)
@@ -73,18 +75,24 @@ class HealthMonitor:
         self._consecutive_drops += 1
 
     @property
+    def dropped_total(self) -> int:
+        return sum(self.dropped.values())
+
+    @property
     def failing(self) -> bool:
         """True while the anonymizer has failed closed on every recent frame."""
         return self._consecutive_drops >= self._max_failures
 
-    def _state(self, camera_state: str) -> str:
+    def _state(self, camera_state: CameraState) -> HealthState:
         if self.failing or (camera_state != "ok" and not self._period_camera_ok):
             return "failed"
         if camera_state != "ok" or self._period_dropped:
             return "degraded"
         return "ok"
 
-    def snapshot(self, camera_state: str, camera_reconnects: int, now: Optional[float] = None) -> HealthSnapshot:
+    def snapshot(
+        self, camera_state: CameraState, camera_reconnects: int, now: Optional[float] = None
+    ) -> HealthSnapshot:
         """Numbers for one health message; starts a new reporting period."""
         now = time.monotonic() if now is None else now
         period = max(now - self._period_start, 1e-6)

@@ -15,7 +15,7 @@ from appliance.models.manifest import Manifest, ModelEntry, load_manifest, read_
 from appliance.resources import models_dir as default_models_dir
 
 if TYPE_CHECKING:
-    from appliance.config.schema import ApplianceConfig
+    from appliance.config.schema import AnonymizeConfig, BoardProfile, DetectionConfig
     from appliance.models.face_detector import FaceDetector
     from appliance.models.person_detector import PersonDetector
 
@@ -106,13 +106,17 @@ def _npy_from_bytes(raw: bytes) -> np.ndarray:
     return np.load(io.BytesIO(raw), allow_pickle=False)
 
 
-def load_detectors(cfg: ApplianceConfig, models_dir: Optional[Path] = None) -> Tuple[FaceDetector, PersonDetector]:
-    """Both detectors for a resolved config: models, providers and sizes from the board profile,
-    thresholds from the site config. Raises ``ModelIntegrityError`` before any session exists if a
-    model file is missing or modified."""
+def load_detectors(
+    prof: BoardProfile,
+    anonymize: AnonymizeConfig,
+    detection: DetectionConfig,
+    models_dir: Optional[Path] = None,
+) -> Tuple[FaceDetector, PersonDetector]:
+    """Both detectors: models, providers and sizes from the board profile, thresholds from the
+    site's anonymize and detection sections. Raises ``ModelIntegrityError`` before any session
+    exists if a model file is missing or modified."""
     root = Path(models_dir or default_models_dir())
     manifest = load_manifest(root)
-    prof = cfg.profile
     # Check every file of both models first, so a bad person model is reported before the face
     # model has spent seconds building a (TensorRT) session.
     for name in (prof.models.face, prof.models.person):
@@ -127,7 +131,7 @@ def load_detectors(cfg: ApplianceConfig, models_dir: Optional[Path] = None) -> T
         providers=providers,
         threads=threads,
         input_size=(prof.face_input_width, prof.face_input_height),
-        score_threshold=cfg.anonymize.face_score_threshold,
+        score_threshold=anonymize.face_score_threshold,
     )
     person = open_person_detector(
         prof.models.person,
@@ -137,8 +141,8 @@ def load_detectors(cfg: ApplianceConfig, models_dir: Optional[Path] = None) -> T
         threads=threads,
         input_size=prof.person_input_size,
         tiling=prof.person_tiling,
-        score_threshold=cfg.detection.person_score_threshold,
-        nms_iou=cfg.detection.nms_iou,
-        min_box_height_px=cfg.detection.min_box_height_px,
+        score_threshold=detection.person_score_threshold,
+        nms_iou=detection.nms_iou,
+        min_box_height_px=detection.min_box_height_px,
     )
     return face, person

@@ -23,8 +23,6 @@ from typing import Any, ClassVar, Dict, List, Literal, Optional, Type, Union
 
 from pydantic import (
     AfterValidator,
-    BaseModel,
-    ConfigDict,
     Field,
     PlainSerializer,
     WithJsonSchema,
@@ -34,17 +32,24 @@ from pydantic import (
 from typing_extensions import Annotated
 
 import appliance
+from appliance.vocabulary import (
+    AnomalyState,
+    AnomalyType,
+    CameraState,
+    Count,
+    CountStats,
+    HealthState,
+    Heatmap,
+    LineCounts,
+    ModelInfo,
+    Name,
+    NonNegative,
+    Severity,
+    Value,
+    ZoneStats,
+)
 
-SCHEMA_VERSION = 1
-
-# Names of zones, lines, models and drop reasons: short identifiers, never free text.
-_NAME_PATTERN = r"^[A-Za-z0-9_.:-]{1,64}$"
-Name = Annotated[str, Field(pattern=_NAME_PATTERN)]
-Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
-Count = Annotated[int, Field(ge=0)]
-NonNegative = Annotated[float, Field(ge=0)]
-# NaN and infinities are not JSON: a NaN mean from an empty window is refused at build time by
-# ``allow_inf_nan=False`` in the model config, rather than published as an invalid payload.
+SCHEMA_VERSION: Literal[1] = 1
 
 
 def utcnow() -> datetime:
@@ -74,89 +79,26 @@ UtcDatetime = Annotated[
 
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(
-        extra="forbid",
-        frozen=True,
-        populate_by_name=True,
-        allow_inf_nan=False,
-        # The exported schema describes what is on the wire, where every field is present.
-        json_schema_serialization_defaults_required=True,
-    )
+# --------------------------------------------------------------------------- health parts
 
 
-# --------------------------------------------------------------------------- shared parts
-
-
-class ModelInfo(_Strict):
-    """A model the device runs, identified by content so the control room can audit versions."""
-
-    name: Name
-    sha256: Sha256
-
-
-class CountStats(_Strict):
-    """People counted per analysed frame over one window."""
-
-    min: Count
-    mean: NonNegative
-    max: Count
-    last: Count
-
-    @model_validator(mode="after")
-    def _ordered(self) -> CountStats:
-        if not (self.min <= self.mean <= self.max and self.min <= self.last <= self.max):
-            raise ValueError("need min <= mean <= max and min <= last <= max")
-        return self
-
-
-class ZoneStats(CountStats):
-    density_per_m2: Optional[NonNegative] = Field(
-        None, description="mean people per square metre; null when the zone has no area_m2"
-    )
-    dwell_mean_s: Optional[NonNegative] = None
-    dwell_p90_s: Optional[NonNegative] = None
-
-
-class LineCounts(_Strict):
-    in_: Count = Field(alias="in", description="crossings in the line's positive direction")
-    out: Count
-
-
-MAX_HEATMAP_SIDE = 16
-
-
-class Heatmap(_Strict):
-    """A coarse occupancy grid (people-frames per cell). At most 16x16: far too coarse to be an image."""
-
-    rows: int = Field(ge=1, le=MAX_HEATMAP_SIDE)
-    cols: int = Field(ge=1, le=MAX_HEATMAP_SIDE)
-    cells: List[List[Count]] = Field(max_length=MAX_HEATMAP_SIDE, description="rows x cols, row-major")
-
-    @model_validator(mode="after")
-    def _shape(self) -> Heatmap:
-        if len(self.cells) != self.rows or any(len(r) != self.cols for r in self.cells):
-            raise ValueError(f"cells must be {self.rows} rows of {self.cols}")
-        return self
-
-
-class LatencyStats(_Strict):
+class LatencyStats(Value):
     p50: NonNegative
     p95: NonNegative
 
 
-class FrameCounters(_Strict):
+class FrameCounters(Value):
     captured: Count = 0
     analyzed: Count = 0
     dropped: Dict[Name, Count] = Field(default_factory=dict, description="reason -> frames dropped")
 
 
-class CameraHealth(_Strict):
-    state: Literal["ok", "lost", "reconnecting"]
+class CameraHealth(Value):
+    state: CameraState
     reconnects: Count = 0
 
 
-class OutboxHealth(_Strict):
+class OutboxHealth(Value):
     """Store-and-forward state. Filled in by the publisher, not the pipeline."""
 
     pending: Count = 0
@@ -169,7 +111,7 @@ class OutboxHealth(_Strict):
 # --------------------------------------------------------------------------- messages
 
 
-class Message(_Strict):
+class Message(Value):
     """Envelope shared by every kind. Content classes below add their own fields.
 
     ``seq`` is one counter per device across all kinds, persisted in the outbox, so a subscriber to
@@ -200,8 +142,6 @@ class Message(_Strict):
         # by_alias: LineCounts.in_ is "in" on the wire. Compact separators: bytes matter on 4G.
         return self.model_dump_json(by_alias=True).encode("utf-8")
 
-    def topic(self, prefix: str) -> str:
-        return f"{prefix}/{self.device_id}/{self.kind}"
 
 
 class StatusMessage(Message):
@@ -255,14 +195,14 @@ class AnomalyMessage(Message):
 
     kind: ClassVar[str] = "anomalies"
 
-    type: Literal["overcrowding", "rapid_change", "abnormal_motion", "counterflow", "camera_tamper"]
+    type: AnomalyType
     zone: Optional[Name] = None
-    state: Literal["raised", "cleared"]
+    state: AnomalyState
     value: float
     threshold: Optional[float] = None
     baseline: Optional[float] = None
     since: UtcDatetime
-    severity: Literal["info", "warning", "critical"] = "warning"
+    severity: Severity = "warning"
     reason: str = Field("", max_length=160, description="short human-readable explanation")
 
     @field_validator("reason")
@@ -279,7 +219,7 @@ Stage = Literal["capture", "anonymize", "analyze", "publish"]
 class HealthMessage(Message):
     kind: ClassVar[str] = "health"
 
-    state: Literal["ok", "degraded", "failed"]
+    state: HealthState
     fps: NonNegative
     latency_ms: Dict[Stage, LatencyStats] = Field(default_factory=dict)
     frames: FrameCounters = Field(default_factory=FrameCounters)

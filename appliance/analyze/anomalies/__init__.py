@@ -1,13 +1,13 @@
-"""Anomaly detectors, one module each, built from the config.
+"""Anomaly detectors: one module and one ``AnomalyDetector`` subclass per anomaly type.
 
-A new anomaly type is one new module with a class that has ``update(ctx: FrameContext) -> list of
-AnomalyEvent`` (see ``base.py``), plus one line in ``build_detectors``. ``camera_tamper`` is wired by
-the analyzer itself because every other detector depends on its verdict.
+A new anomaly type is one new module plus its entry in ``DETECTOR_TYPES`` (and its name in
+``appliance.vocabulary.AnomalyType``, which the published schema lists). Detectors run in this
+order on every analysed frame; ``camera_tamper`` comes first because the others pause on its verdict.
 """
 
 from __future__ import annotations
 
-from typing import List
+from typing import List, Sequence, Tuple, Type
 
 from appliance.analyze.anomalies.abnormal_motion import AbnormalMotion
 from appliance.analyze.anomalies.base import AnomalyDetector, FrameContext, HeldFlag, TrackMotion
@@ -15,9 +15,18 @@ from appliance.analyze.anomalies.camera_tamper import CameraTamper
 from appliance.analyze.anomalies.counterflow import Counterflow
 from appliance.analyze.anomalies.overcrowding import Overcrowding
 from appliance.analyze.anomalies.rapid_change import RapidChange
-from appliance.config.schema import ApplianceConfig
+from appliance.config.schema import AnomaliesConfig, ZoneConfig
+
+DETECTOR_TYPES: Tuple[Type[AnomalyDetector], ...] = (
+    CameraTamper,
+    Overcrowding,
+    RapidChange,
+    AbnormalMotion,
+    Counterflow,
+)
 
 __all__ = [
+    "DETECTOR_TYPES",
     "AbnormalMotion",
     "AnomalyDetector",
     "CameraTamper",
@@ -31,13 +40,5 @@ __all__ = [
 ]
 
 
-def build_detectors(cfg: ApplianceConfig) -> List[AnomalyDetector]:
-    a = cfg.anomalies
-    detectors: List[AnomalyDetector] = [Overcrowding(z) for z in cfg.zones if Overcrowding.applies_to(z)]
-    if a.rapid_change.enabled:
-        detectors.append(RapidChange(a.rapid_change))
-    if a.abnormal_motion.enabled:
-        detectors.append(AbnormalMotion(a.abnormal_motion))
-    if a.counterflow.enabled:
-        detectors.extend(Counterflow(a.counterflow, z) for z in cfg.zones if z.flow_direction_deg is not None)
-    return detectors
+def build_detectors(zones: Sequence[ZoneConfig], cfg: AnomaliesConfig) -> List[AnomalyDetector]:
+    return [detector for kind in DETECTOR_TYPES for detector in kind.build(zones, cfg)]

@@ -12,18 +12,22 @@ normal); until ``warmup_s`` of it exists, ``default_baseline_heights_per_s`` sta
 from __future__ import annotations
 
 from collections import deque
-from typing import Deque, List, Tuple
+from typing import Deque, List, Sequence, Tuple
 
 import numpy as np
 
-from appliance.analyze.anomalies.base import FrameContext, HeldFlag
+from appliance.analyze.anomalies.base import AnomalyDetector, FrameContext, HeldFlag
 from appliance.analyze.results import AnomalyEvent
-from appliance.config.schema import AbnormalMotionConfig
+from appliance.config.schema import AbnormalMotionConfig, AnomaliesConfig, ZoneConfig
 
 _SMOOTH_S = 1.0
 
 
-class AbnormalMotion:
+class AbnormalMotion(AnomalyDetector):
+    @classmethod
+    def build(cls, zones: Sequence[ZoneConfig], cfg: AnomaliesConfig) -> List[AnomalyDetector]:
+        return [cls(cfg.abnormal_motion)] if cfg.abnormal_motion.enabled else []
+
     def __init__(self, cfg: AbnormalMotionConfig) -> None:
         self.cfg = cfg
         self.flag = HeldFlag("abnormal_motion", None, cfg.hold_s, cfg.hold_s)

@@ -1,19 +1,28 @@
-"""What every anomaly detector shares: the frame context it reads, and a hold/hysteresis flag.
+"""What every anomaly detector shares: the plug-in interface, the frame context it reads, and a
+hold/hysteresis flag.
 
-A detector is one module with one class that has ``update(ctx) -> list of events``. It computes
-its own value each frame and feeds a ``HeldFlag`` that decides when to raise and clear, so every
-flag raises only after its condition has held for ``hold_s`` and clears only below a lower level
-(hysteresis) held for ``clear_hold_s``: the two things that keep a flag from crying wolf.
+A detector is one module with one ``AnomalyDetector`` subclass: ``build`` makes its instances from
+the config, ``update(ctx)`` returns the events of one frame. It computes its own value each frame
+and feeds a ``HeldFlag`` that decides when to raise and clear, so every flag raises only after its
+condition has held for ``hold_s`` and clears only below a lower level (hysteresis) held for
+``clear_hold_s``: the two things that keep a flag from crying wolf.
+
+A detector that judges the camera itself (``camera_tamper``) also says so through ``camera_ok``;
+the analyzer runs detectors in registry order and hands later ones a context whose ``camera_ok``
+includes that verdict, so detectors of scene behaviour pause while the camera is suspect.
 """
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Protocol
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
-from appliance.analyze.results import AnomalyEvent, AnomalyType, Severity
+from appliance.analyze.results import AnomalyEvent
+from appliance.config.schema import AnomaliesConfig, ZoneConfig
+from appliance.vocabulary import AnomalyType, Severity
 
 
 @dataclass(frozen=True)
@@ -31,7 +40,7 @@ class TrackMotion:
         return float(np.hypot(*self.velocity) / max(self.height_px, 1.0))
 
 
-@dataclass
+@dataclass(frozen=True)
 class FrameContext:
     timestamp_s: float
     count: int
@@ -39,12 +48,30 @@ class FrameContext:
     zone_densities: Dict[str, Optional[float]]
     tracks: List[TrackMotion] = field(default_factory=list)
     zone_tracks: Dict[str, List[TrackMotion]] = field(default_factory=dict)
-    image: Optional[np.ndarray] = None  # anonymized BGR frame; only camera_tamper reads it, never kept
+    image: Optional[np.ndarray] = None  # the anonymized BGR frame, for checks of the camera itself; never kept
     camera_ok: bool = True  # detectors of scene behaviour pause while the camera itself is suspect
 
 
-class AnomalyDetector(Protocol):
-    def update(self, ctx: FrameContext) -> List[AnomalyEvent]: ...
+class AnomalyDetector(ABC):
+    """One anomaly type. A new type is one new module with a subclass, listed in ``DETECTOR_TYPES``."""
+
+    @classmethod
+    @abstractmethod
+    def build(cls, zones: Sequence[ZoneConfig], cfg: AnomaliesConfig) -> List[AnomalyDetector]:
+        """The instances this config asks for (none when the type is disabled)."""
+
+    @abstractmethod
+    def update(self, ctx: FrameContext) -> List[AnomalyEvent]:
+        """Feed one analysed frame; returns the flags raised or cleared at it."""
+
+    def signal_lost(self, t: float) -> List[AnomalyEvent]:
+        """The capture source stopped delivering frames at ``t`` (most detectors just wait)."""
+        return []
+
+    @property
+    def camera_ok(self) -> bool:
+        """False while this detector judges the camera itself untrustworthy."""
+        return True
 
 
 class HeldFlag:

@@ -18,14 +18,14 @@ never learned as normal. ``camera_ok`` is False from the first failing frame (be
 
 from __future__ import annotations
 
-from typing import List, Optional, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
 
-from appliance.analyze.anomalies.base import HeldFlag
+from appliance.analyze.anomalies.base import AnomalyDetector, FrameContext, HeldFlag
 from appliance.analyze.results import AnomalyEvent
-from appliance.config.schema import CameraTamperConfig
+from appliance.config.schema import AnomaliesConfig, CameraTamperConfig, ZoneConfig
 
 
 def _gradient(gray: np.ndarray) -> np.ndarray:
@@ -47,7 +47,11 @@ def _correlation(a: np.ndarray, b: np.ndarray) -> float:
     return float((a * b).sum() / denom) if denom > 0 else 0.0
 
 
-class CameraTamper:
+class CameraTamper(AnomalyDetector):
+    @classmethod
+    def build(cls, zones: Sequence[ZoneConfig], cfg: AnomaliesConfig) -> List[AnomalyDetector]:
+        return [cls(cfg.camera_tamper)] if cfg.camera_tamper.enabled else []
+
     def __init__(self, cfg: CameraTamperConfig) -> None:
         self.cfg = cfg
         self.flag = HeldFlag("camera_tamper", None, cfg.hold_s, cfg.clear_hold_s)
@@ -58,11 +62,12 @@ class CameraTamper:
         self._ref_grad: Optional[np.ndarray] = None
         self._ref_sharpness = 0.0
         self._last_t: Optional[float] = None
-        self.last_check: Tuple[str, float, float] = ("ok", 0.0, 0.0)
+        self._frame_ok = True
 
     @property
-    def raised(self) -> bool:
-        return self.flag.raised
+    def camera_ok(self) -> bool:
+        """False from the first failing frame (before the hold) and while the flag is raised."""
+        return self._frame_ok and not self.flag.raised
 
     def _gray(self, image: np.ndarray) -> np.ndarray:
         h, w = image.shape[:2]
@@ -109,8 +114,12 @@ class CameraTamper:
         self._ref_grad = _gradient(self._ref)
         self._ref_sharpness = _sharpness(self._ref, self._ref_grad)
 
-    def check(self, image: np.ndarray, t: float) -> Tuple[bool, List[AnomalyEvent]]:
-        """Check one frame. Returns (this frame passes every check, events)."""
+    def update(self, ctx: FrameContext) -> List[AnomalyEvent]:
+        if ctx.image is None:
+            return []
+        return self._check(ctx.image, ctx.timestamp_s)
+
+    def _check(self, image: np.ndarray, t: float) -> List[AnomalyEvent]:
         dt = 0.0 if self._last_t is None else t - self._last_t
         self._last_t = t
         gray = self._gray(image)
@@ -119,8 +128,7 @@ class CameraTamper:
             self._ref_n, self._ref_start = 0, None
         grad = _gradient(gray)
         what, value, threshold = self._failing(gray, grad)
-        self.last_check = (what, value, threshold)
-        ok = what == "ok"
+        ok = self._frame_ok = what == "ok"
         if ok and not self.flag.raised:
             self._learn(gray, t, dt)
         if ok:
@@ -130,7 +138,7 @@ class CameraTamper:
         event = self.flag.update(
             t, above=not ok, below=ok, value=value, threshold=threshold, reason=reason, severity="critical"
         )
-        return ok, [event] if event else []
+        return [event] if event else []
 
     def signal_lost(self, t: float) -> List[AnomalyEvent]:
         event = self.flag.force_raise(t, 0.0, None, "signal lost: the capture source stopped delivering frames")

@@ -12,18 +12,24 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from typing import Deque, List, Set, Tuple
+from typing import Deque, List, Sequence, Set, Tuple
 
 import numpy as np
 
-from appliance.analyze.anomalies.base import FrameContext, HeldFlag
+from appliance.analyze.anomalies.base import AnomalyDetector, FrameContext, HeldFlag
 from appliance.analyze.results import AnomalyEvent
-from appliance.config.schema import CounterflowConfig, ZoneConfig
+from appliance.config.schema import AnomaliesConfig, CounterflowConfig, ZoneConfig
 
 _SMOOTH_S = 1.0
 
 
-class Counterflow:
+class Counterflow(AnomalyDetector):
+    @classmethod
+    def build(cls, zones: Sequence[ZoneConfig], cfg: AnomaliesConfig) -> List[AnomalyDetector]:
+        if not cfg.counterflow.enabled:
+            return []
+        return [cls(cfg.counterflow, z) for z in zones if z.flow_direction_deg is not None]
+
     def __init__(self, cfg: CounterflowConfig, zone: ZoneConfig) -> None:
         if zone.flow_direction_deg is None:
             raise ValueError(f"zone {zone.name} has no flow_direction_deg")

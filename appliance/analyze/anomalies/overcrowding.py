@@ -2,30 +2,31 @@
 
 from __future__ import annotations
 
-from typing import List, Optional
+from typing import List, Optional, Sequence, Tuple
 
-from appliance.analyze.anomalies.base import FrameContext, HeldFlag
-from appliance.analyze.results import AnomalyEvent, Severity
-from appliance.config.schema import ZoneConfig
+from appliance.analyze.anomalies.base import AnomalyDetector, FrameContext, HeldFlag
+from appliance.analyze.results import AnomalyEvent
+from appliance.config.schema import AnomaliesConfig, ZoneConfig
+from appliance.vocabulary import Severity
 
 # At or beyond this multiple of the limit the event is critical rather than a warning.
 CRITICAL_RATIO = 1.5
 
 
-class Overcrowding:
+class Overcrowding(AnomalyDetector):
     """One per zone that has ``max_people`` and/or ``max_density_per_m2``; either limit can trip it."""
 
     def __init__(self, zone: ZoneConfig) -> None:
         self.zone = zone
         self.flag = HeldFlag("overcrowding", zone.name, zone.hold_s, zone.hold_s)
 
-    @staticmethod
-    def applies_to(zone: ZoneConfig) -> bool:
-        return zone.max_people is not None or zone.max_density_per_m2 is not None
+    @classmethod
+    def build(cls, zones: Sequence[ZoneConfig], cfg: AnomaliesConfig) -> List[AnomalyDetector]:
+        return [cls(z) for z in zones if z.max_people is not None or z.max_density_per_m2 is not None]
 
-    def _worst(self, count: int, density: Optional[float]) -> tuple:
+    def _worst(self, count: int, density: Optional[float]) -> Tuple[float, float, Optional[float], str]:
         """(ratio to limit, value, limit, unit) of whichever configured limit is closest to breaking."""
-        options = []
+        options: List[Tuple[float, float, Optional[float], str]] = []
         if self.zone.max_people is not None:
             # A limit of 0 means "nobody allowed": any person is over it.
             limit = float(self.zone.max_people)

@@ -12,16 +12,20 @@ normal after about half of ``baseline_s`` and the flag clears: this flag is abou
 from __future__ import annotations
 
 from collections import deque
-from typing import Deque, List, Tuple
+from typing import Deque, List, Sequence, Tuple
 
 import numpy as np
 
-from appliance.analyze.anomalies.base import FrameContext, HeldFlag
+from appliance.analyze.anomalies.base import AnomalyDetector, FrameContext, HeldFlag
 from appliance.analyze.results import AnomalyEvent
-from appliance.config.schema import RapidChangeConfig
+from appliance.config.schema import AnomaliesConfig, RapidChangeConfig, ZoneConfig
 
 
-class RapidChange:
+class RapidChange(AnomalyDetector):
+    @classmethod
+    def build(cls, zones: Sequence[ZoneConfig], cfg: AnomaliesConfig) -> List[AnomalyDetector]:
+        return [cls(cfg.rapid_change)] if cfg.rapid_change.enabled else []
+
     def __init__(self, cfg: RapidChangeConfig) -> None:
         self.cfg = cfg
         self.flag = HeldFlag("rapid_change", None, cfg.hold_s, cfg.hold_s)

@@ -1,0 +1,113 @@
+"""The values that cross stage seams: one definition each, used by analyze, health and publish alike.
+
+Analysis builds these; the published messages embed the very same classes. A new count field is
+added here once, and the counts message, its JSON Schema and ``appliance count`` all follow. They
+are deliberately narrow (numbers, short names, a few enums): nothing here can hold bytes, an image
+or a list of boxes, so nothing built from them can carry a face off the device.
+"""
+
+from __future__ import annotations
+
+from typing import List, Literal, Optional, Sequence
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from typing_extensions import Annotated
+
+# Names of zones, lines, models and drop reasons: short identifiers, never free text.
+NAME_PATTERN = r"^[A-Za-z0-9_.:-]{1,64}$"
+Name = Annotated[str, Field(pattern=NAME_PATTERN)]
+Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+Count = Annotated[int, Field(ge=0)]
+NonNegative = Annotated[float, Field(ge=0)]
+
+AnomalyType = Literal["overcrowding", "rapid_change", "abnormal_motion", "counterflow", "camera_tamper"]
+AnomalyState = Literal["raised", "cleared"]
+Severity = Literal["info", "warning", "critical"]
+# The camera as the control room sees it. A capture source also knows "ended" (a file ran out),
+# which says nothing bad about the camera: see ``camera_state``.
+CameraState = Literal["ok", "lost", "reconnecting"]
+SourceState = Literal["ok", "lost", "reconnecting", "ended"]
+HealthState = Literal["ok", "degraded", "failed"]
+
+MAX_HEATMAP_SIDE = 16
+
+
+def camera_state(source_state: SourceState) -> CameraState:
+    """The published camera state of a capture source's state."""
+    return "ok" if source_state == "ended" else source_state
+
+
+class Value(BaseModel):
+    """Base of every value that may leave the device: immutable, closed, finite."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        populate_by_name=True,
+        # NaN and infinities are not JSON: a NaN mean is refused when built, not published.
+        allow_inf_nan=False,
+        # The exported schema describes what is on the wire, where every field is present.
+        json_schema_serialization_defaults_required=True,
+    )
+
+
+class ModelInfo(Value):
+    """A model the device runs, identified by content so the control room can audit versions."""
+
+    name: Name
+    sha256: Sha256
+
+
+class CountStats(Value):
+    """People counted per analysed frame over one window."""
+
+    min: Count
+    mean: NonNegative
+    max: Count
+    last: Count
+
+    @model_validator(mode="after")
+    def _ordered(self) -> CountStats:
+        if not (self.min <= self.mean <= self.max and self.min <= self.last <= self.max):
+            raise ValueError("need min <= mean <= max and min <= last <= max")
+        return self
+
+    @classmethod
+    def of(cls, values: Sequence[int]) -> Optional[CountStats]:
+        """Statistics of per-frame counts; None for no frames (never a misleading zero)."""
+        if not values:
+            return None
+        mean = round(sum(values) / len(values), 3)
+        return cls(min=min(values), mean=mean, max=max(values), last=values[-1])
+
+
+class ZoneStats(CountStats):
+    density_per_m2: Optional[NonNegative] = Field(
+        None, description="mean people per square metre; null when the zone has no area_m2"
+    )
+    dwell_mean_s: Optional[NonNegative] = None
+    dwell_p90_s: Optional[NonNegative] = None
+
+
+class LineCounts(Value):
+    """Crossings of one counting line (per frame in memory, per window on the wire)."""
+
+    in_: Count = Field(alias="in", description="crossings in the line's positive direction")
+    out: Count
+
+    def __add__(self, other: LineCounts) -> LineCounts:
+        return LineCounts(in_=self.in_ + other.in_, out=self.out + other.out)
+
+
+class Heatmap(Value):
+    """A coarse occupancy grid (people-frames per cell). At most 16x16: far too coarse to be an image."""
+
+    rows: int = Field(ge=1, le=MAX_HEATMAP_SIDE)
+    cols: int = Field(ge=1, le=MAX_HEATMAP_SIDE)
+    cells: List[List[Count]] = Field(max_length=MAX_HEATMAP_SIDE, description="rows x cols, row-major")
+
+    @model_validator(mode="after")
+    def _shape(self) -> Heatmap:
+        if len(self.cells) != self.rows or any(len(r) != self.cols for r in self.cells):
+            raise ValueError(f"cells must be {self.rows} rows of {self.cols}")
+        return self
