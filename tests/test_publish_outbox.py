@@ -8,12 +8,12 @@ from typing import Dict, List
 
 import pytest
 from conftest import free_port
+from test_publish_mqtt import counts
 
 from appliance.config import load_config
 from appliance.publish import CameraHealth, HealthMessage, MqttPublisher, Outbox, make_publisher
 from appliance.publish.egress import EgressError
 from appliance.publish.outbox import Sealed
-from tests.test_publish_mqtt import counts
 
 
 class Clock:

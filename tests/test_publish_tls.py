@@ -13,11 +13,11 @@ import paho.mqtt.client as paho
 import pytest
 from conftest import Broker, Pki
 from paho.mqtt.enums import CallbackAPIVersion
+from test_publish_mqtt import counts
 
 from appliance.config import load_config
 from appliance.config.schema import ApplianceConfig
 from appliance.publish import BrokerRejected, MqttPublisher, check_broker, make_publisher
-from tests.test_publish_mqtt import counts
 
 pytestmark = pytest.mark.mqtt
 
