@@ -44,6 +44,7 @@ def counts_message(summary: WindowSummary) -> CountsMessage:
 def anomaly_message(event: AnomalyEvent) -> AnomalyMessage:
     return AnomalyMessage(
         type=event.type,
+        event_id=event.event_id,
         zone=event.zone,
         state=event.state,
         value=float(event.value),

@@ -150,6 +150,7 @@ def tamper_analyzer() -> Analyzer:
     return an
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("name", "tampered", "reason"),
     [
@@ -168,6 +169,22 @@ def test_camera_tamper_raised_after_hold_and_cleared_when_the_view_returns(name,
     assert events[0].since == pytest.approx(30.0) and reason in events[0].reason
     back = run(an, 3, walkers(0.7, 4), start_s=35, image=scene_with_people)
     assert [e.state for e in back] == ["cleared"]
+    # A consumer pairs the two by event_id; the clear reports the check that raised the flag.
+    assert back[0].event_id == events[0].event_id and len(events[0].event_id) == 32
+    assert back[0].threshold == events[0].threshold and back[0].value >= back[0].threshold > events[0].value
+
+
+@pytest.mark.slow
+def test_every_raise_gets_a_new_event_id_shared_with_its_clear_only() -> None:
+    an = tamper_analyzer()
+    ids = []
+    for start in (30, 40):
+        raised = run(an, 5, lambda t: [], start_s=start, image=lambda t: np.zeros_like(SCENE))
+        cleared = run(an, 5, walkers(0.7, 4), start_s=start + 5, image=scene_with_people)
+        assert [e.state for e in raised + cleared] == ["raised", "cleared"]
+        assert raised[0].event_id == cleared[0].event_id
+        ids.append(raised[0].event_id)
+    assert ids[0] != ids[1]
 
 
 def test_a_covered_camera_never_reads_as_zero_people_without_the_flag() -> None:
@@ -178,6 +195,7 @@ def test_a_covered_camera_never_reads_as_zero_people_without_the_flag() -> None:
     assert an.close_window(30.0, 30.5).camera_ok is False
 
 
+@pytest.mark.slow
 def test_scene_detectors_pause_while_the_camera_is_covered() -> None:
     cfg = dict(TAMPER, rapid_change={"enabled": True})
     an = analyzer(config(anomalies=cfg))

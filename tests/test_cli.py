@@ -49,6 +49,7 @@ def one_error_line(proc: subprocess.CompletedProcess) -> str:
     return errors[0]
 
 
+@pytest.mark.slow
 def test_run_without_broker_prints_what_it_would_publish_and_every_payload_is_schema_valid() -> None:
     proc = appliance("run", "--max-frames", "120", "--interval", "5", "--device-id", "cli-test")
     assert proc.returncode == 0, proc.stderr
@@ -73,6 +74,7 @@ def test_run_without_broker_prints_what_it_would_publish_and_every_payload_is_sc
         jsonschema.validate(message["payload"], schema)
 
 
+@pytest.mark.slow
 def test_count_json_gives_one_object_per_frame() -> None:
     proc = appliance("count", str(data_file("sample_vtest.mp4")), "--json", "--config", "examples/site.yaml")
     assert proc.returncode == 0, proc.stderr
@@ -94,6 +96,7 @@ def test_blur_writes_an_image_of_the_same_size_with_no_face_left(tmp_path: Path)
     assert len(independent_faces(blurred, score_threshold=0.3)) == 0
 
 
+@pytest.mark.slow
 def test_blur_a_video_keeps_size_and_frame_count(tmp_path: Path) -> None:
     clip = tmp_path / "clip.avi"
     cap = cv2.VideoCapture(str(data_file("sample_vtest.mp4")))
@@ -125,6 +128,7 @@ def test_models_verify_and_config_commands_are_machine_readable() -> None:
     jsonschema.Draft202012Validator.check_schema(json.loads(proc.stdout))
 
 
+@pytest.mark.slow
 def test_selftest_is_green_on_a_working_install() -> None:
     proc = appliance("selftest", "--json")
     report = json.loads(proc.stdout)
@@ -163,6 +167,7 @@ def test_bad_field_in_a_site_file_names_file_and_field(tmp_path: Path) -> None:
     assert str(site) in line and "zones.0.polygon" in line
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("damage", ["missing", "tampered"])
 def test_a_missing_or_modified_model_is_refused_before_any_frame(tmp_path: Path, damage: str) -> None:
     copy = tmp_path / "models"
@@ -182,6 +187,7 @@ def test_a_missing_or_modified_model_is_refused_before_any_frame(tmp_path: Path,
     assert proc.returncode == 1
 
 
+@pytest.mark.slow
 def test_unreachable_broker_is_reported_in_one_line_and_counting_goes_on(tmp_path: Path) -> None:
     port = unused_port()
     site = tmp_path / "site.yaml"

@@ -16,7 +16,7 @@ import pytest
 from conftest import REPO, Broker, Received, Subscriber
 
 SCHEMAS = REPO / "docs" / "schemas"
-pytestmark = pytest.mark.mqtt
+pytestmark = [pytest.mark.mqtt, pytest.mark.slow]
 
 # Anything that looks like image data: JPEG/PNG magic, base64 of them, or long runs of numbers.
 IMAGE_MARKERS = ("/9j/", "iVBORw0KGgo", "\\xff\\xd8", "data:image")

@@ -47,6 +47,7 @@ def stream_url(server: ThreadingHTTPServer) -> str:
 FAST_RECONNECT = CaptureConfig(reconnect_initial_s=0.05, reconnect_max_s=0.2, read_timeout_s=2.0)
 
 
+@pytest.mark.slow
 def test_a_stream_that_ends_is_reopened_and_frames_keep_coming(camera_server: ThreadingHTTPServer) -> None:
     source = open_source(stream_url(camera_server), FAST_RECONNECT, (320, 240))
     assert source.live
@@ -65,6 +66,7 @@ def test_a_stream_that_ends_is_reopened_and_frames_keep_coming(camera_server: Th
     assert frames_after_reconnect == 5
 
 
+@pytest.mark.slow
 def test_a_lost_camera_is_reported_in_health_and_flagged_while_the_device_keeps_running(
     camera_server: ThreadingHTTPServer,
 ) -> None:

@@ -99,7 +99,8 @@ def test_counts_arrive_and_parse_and_status_is_retained_online(
     pub.connect(timeout_s=5)
     for i in range(3):
         pub.publish(counts(i))
-    pub.publish(AnomalyMessage(type="overcrowding", zone="hall", state="raised", value=31, threshold=30,
+    pub.publish(AnomalyMessage(type="overcrowding", event_id="0" * 32, zone="hall", state="raised", value=31,
+                               threshold=30,
                                since=utcnow(), reason="31 > 30 for 5 s"))
     pub.publish(HealthMessage(state="ok", fps=5, camera=CameraHealth(state="ok"), uptime_s=2))
     got = sub.wait_for(lambda ms: len(seqs(ms)) == 3 and seqs(ms, "health"))

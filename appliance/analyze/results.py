@@ -30,6 +30,7 @@ class AnomalyEvent:
     severity: Severity
     reason: str
     baseline: Optional[float] = None  # the learned/rolling reference, for flags judged against one
+    event_id: str = ""  # shared by a raise and its clear (random, carries nothing about people)
 
     def as_dict(self) -> dict:
         return asdict(self)

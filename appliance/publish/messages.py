@@ -196,6 +196,9 @@ class AnomalyMessage(Message):
     kind: ClassVar[str] = "anomalies"
 
     type: AnomalyType
+    event_id: str = Field(
+        pattern=r"^[0-9a-f]{32}$", description="the same on a raise and its clear, so they can be paired"
+    )
     zone: Optional[Name] = None
     state: AnomalyState
     value: float

@@ -14,6 +14,7 @@ includes that verdict, so detectors of scene behaviour pause while the camera is
 
 from __future__ import annotations
 
+import uuid
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence
@@ -79,7 +80,8 @@ class HeldFlag:
 
     ``above`` and ``below`` are separate conditions (the caller applies its hysteresis level), and a
     value between the two keeps the current state. ``since`` on a raise is when the exceedance
-    began; on a clear, when the value fell below the clear level.
+    began; on a clear, when the value fell below the clear level. A raise and its clear share one
+    ``event_id``, so a consumer can pair them.
     """
 
     def __init__(self, type_: AnomalyType, zone: Optional[str], hold_s: float, clear_hold_s: float) -> None:
@@ -89,6 +91,33 @@ class HeldFlag:
         self.clear_hold_s = clear_hold_s
         self.raised = False
         self._pending_since: Optional[float] = None
+        self._event_id = ""
+
+    def _flip(
+        self,
+        since: float,
+        value: float,
+        threshold: Optional[float],
+        reason: str,
+        severity: Severity,
+        baseline: Optional[float] = None,
+    ) -> AnomalyEvent:
+        self._pending_since = None
+        self.raised = not self.raised
+        if self.raised:
+            self._event_id = uuid.uuid4().hex
+        return AnomalyEvent(
+            type=self.type,
+            zone=self.zone,
+            state="raised" if self.raised else "cleared",
+            value=round(float(value), 3),
+            threshold=None if threshold is None else round(float(threshold), 3),
+            baseline=None if baseline is None else round(float(baseline), 3),
+            since=since,
+            severity=severity if self.raised else "info",
+            reason=reason,
+            event_id=self._event_id,
+        )
 
     def update(
         self,
@@ -113,35 +142,20 @@ class HeldFlag:
         if t - self._pending_since < needed:
             return None
         since = self._pending_since
-        self._pending_since = None
-        self.raised = not self.raised
-        held = t - since
-        return AnomalyEvent(
-            type=self.type,
-            zone=self.zone,
-            state="raised" if self.raised else "cleared",
-            value=round(float(value), 3),
-            threshold=None if threshold is None else round(float(threshold), 3),
-            baseline=None if baseline is None else round(float(baseline), 3),
-            since=since,
-            severity=severity if self.raised else "info",
-            reason=f"{reason} for {held:.1f}s",
-        )
+        return self._flip(since, value, threshold, f"{reason} for {t - since:.1f}s", severity, baseline)
 
     def force_raise(
         self, t: float, value: float, threshold: Optional[float], reason: str, severity: Severity = "critical"
     ) -> Optional[AnomalyEvent]:
         """Raise at once, skipping the hold (for facts rather than measurements, e.g. signal lost)."""
-        self._pending_since = None
         if self.raised:
+            self._pending_since = None
             return None
-        self.raised = True
-        return AnomalyEvent(self.type, self.zone, "raised", round(float(value), 3), threshold, t, severity, reason)
+        return self._flip(t, value, threshold, reason, severity)
 
     def force_clear(self, t: float, value: float, threshold: Optional[float], reason: str) -> Optional[AnomalyEvent]:
         """Clear at once (the detector was paused or lost its input); no event when not raised."""
-        self._pending_since = None
         if not self.raised:
+            self._pending_since = None
             return None
-        self.raised = False
-        return AnomalyEvent(self.type, self.zone, "cleared", round(float(value), 3), threshold, t, "info", reason)
+        return self._flip(t, value, threshold, reason, "info")

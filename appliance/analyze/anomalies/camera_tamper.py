@@ -18,7 +18,8 @@ never learned as normal. ``camera_ok`` is False from the first failing frame (be
 
 from __future__ import annotations
 
-from typing import List, Optional, Sequence, Tuple
+from dataclasses import dataclass
+from typing import List, Optional, Sequence
 
 import cv2
 import numpy as np
@@ -47,6 +48,17 @@ def _correlation(a: np.ndarray, b: np.ndarray) -> float:
     return float((a * b).sum() / denom) if denom > 0 else 0.0
 
 
+@dataclass(frozen=True)
+class _Check:
+    what: str
+    value: float
+    threshold: float
+
+    @property
+    def failing(self) -> bool:
+        return self.value < self.threshold
+
+
 class CameraTamper(AnomalyDetector):
     @classmethod
     def build(cls, zones: Sequence[ZoneConfig], cfg: AnomaliesConfig) -> List[AnomalyDetector]:
@@ -63,6 +75,7 @@ class CameraTamper(AnomalyDetector):
         self._ref_sharpness = 0.0
         self._last_t: Optional[float] = None
         self._frame_ok = True
+        self._raised_by = ""  # the check whose failure raised the flag
 
     @property
     def camera_ok(self) -> bool:
@@ -78,22 +91,18 @@ class CameraTamper(AnomalyDetector):
             small = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY)
         return small.astype(np.float32)
 
-    def _failing(self, gray: np.ndarray, grad: np.ndarray) -> Tuple[str, float, float]:
-        """(what failed or "ok", measured value, threshold)."""
-        mean, std = float(gray.mean()), float(gray.std())
-        if mean < self.cfg.dark_level:
-            return "lens covered or image black: mean grey", mean, self.cfg.dark_level
-        if std < self.cfg.min_contrast:
-            return "lens covered: grey-level contrast", std, self.cfg.min_contrast
-        if self._ref_grad is None:
-            return "ok", 0.0, 0.0
-        sharp = _sharpness(gray, grad) / max(self._ref_sharpness, 1e-6)
-        if sharp < self.cfg.defocus_ratio:
-            return "image defocused: sharpness relative to reference", sharp, self.cfg.defocus_ratio
-        sim = _correlation(grad, self._ref_grad)
-        if sim < self.cfg.moved_similarity:
-            return "view moved: edge similarity to reference", sim, self.cfg.moved_similarity
-        return "ok", sim, self.cfg.moved_similarity
+    def _measure(self, gray: np.ndarray, grad: np.ndarray) -> List[_Check]:
+        """Every check this frame allows, in the order they are judged (the first failure wins)."""
+        checks = [
+            _Check("lens covered or image black: mean grey", float(gray.mean()), self.cfg.dark_level),
+            _Check("lens covered: grey-level contrast", float(gray.std()), self.cfg.min_contrast),
+        ]
+        if self._ref_grad is not None:  # the view checks need a learned reference
+            sharp = _sharpness(gray, grad) / max(self._ref_sharpness, 1e-6)
+            checks.append(_Check("image defocused: sharpness relative to reference", sharp, self.cfg.defocus_ratio))
+            sim = _correlation(grad, self._ref_grad)
+            checks.append(_Check("view moved: edge similarity to reference", sim, self.cfg.moved_similarity))
+        return checks
 
     def _learn(self, gray: np.ndarray, t: float, dt: float) -> None:
         if self._ref is None:
@@ -126,18 +135,22 @@ class CameraTamper(AnomalyDetector):
         if gray.shape != (self._ref.shape if self._ref is not None else gray.shape):
             self._ref = self._ref_grad = self._ref_sum = None  # resolution changed: learn afresh
             self._ref_n, self._ref_start = 0, None
-        grad = _gradient(gray)
-        what, value, threshold = self._failing(gray, grad)
-        ok = self._frame_ok = what == "ok"
+        checks = self._measure(gray, _gradient(gray))
+        failed = next((c for c in checks if c.failing), None)
+        ok = self._frame_ok = failed is None
         if ok and not self.flag.raised:
             self._learn(gray, t, dt)
-        if ok:
-            reason = "every camera check passes again"
+        if failed is not None:
+            shown, reason = failed, f"{failed.what} {failed.value:.2f} < {failed.threshold:g}"
         else:
-            reason = f"{what} {value:.2f} {'<' if value < threshold else '>'} {threshold:g}"
+            # A clear reports the check that raised the flag, so raise and clear can be compared.
+            shown = next((c for c in checks if c.what == self._raised_by), checks[-1])
+            reason = "every camera check passes again"
         event = self.flag.update(
-            t, above=not ok, below=ok, value=value, threshold=threshold, reason=reason, severity="critical"
+            t, above=not ok, below=ok, value=shown.value, threshold=shown.threshold, reason=reason, severity="critical"
         )
+        if event is not None and event.state == "raised":
+            self._raised_by = shown.what
         return [event] if event else []
 
     def signal_lost(self, t: float) -> List[AnomalyEvent]:
