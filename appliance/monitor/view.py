@@ -57,22 +57,22 @@ def _seq(s: DeviceSnapshot) -> Text:
     if q.resets:
         parts.append(f"reset {q.resets}")
     style = "red" if q.missing else ("yellow" if parts else "green")
-    return Text(", ".join(parts) or "ok", style=style)
+    return Text("\n".join(parts) or "ok", style=style)
 
 
 def fleet_table(snapshots: List[DeviceSnapshot], now: datetime, title: str = "") -> Table:
     """One row per device. Columns fold rather than overflow, so it stays readable on a small terminal."""
-    table = Table(title=title or None, expand=False, show_lines=False, pad_edge=False)
+    table = Table(title=title or None, expand=False, show_lines=False, pad_edge=False, collapse_padding=True)
     table.add_column("device", no_wrap=True, style="bold")
     table.add_column("status", no_wrap=True)
     table.add_column("health", no_wrap=True)
     table.add_column("people", justify="right", no_wrap=True)
-    table.add_column("zones", overflow="fold")
-    table.add_column("anomalies", overflow="fold")
-    table.add_column("seq", overflow="fold")
-    table.add_column("last seen", no_wrap=True)
+    table.add_column("zones", no_wrap=True, min_width=6)
+    table.add_column("anomalies", overflow="fold", min_width=9)
+    table.add_column("seq", overflow="fold", min_width=8)
+    table.add_column("seen", no_wrap=True)
     for s in snapshots:
-        zones = " ".join(f"{name}={n}" for name, n in sorted(s.zones.items())) or "-"
+        zones = "\n".join(f"{name}={n}" for name, n in sorted(s.zones.items())) or "-"
         anomalies = Text(
             "\n".join(
                 f"{a.type}{'@' + a.zone if a.zone else ''} {_duration(a.raised_for_s(now))}" for a in s.anomalies
