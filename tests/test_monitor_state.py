@@ -136,7 +136,7 @@ def test_to_dict_is_plain_json_data() -> None:
         {
             "type": "overcrowding",
             "zone": "entrance",
-            "since": "2024-05-01T12:00:00Z",
+            "since": "2024-05-01T12:00:00.000Z",
             "raised_for_s": 30.0,
             "severity": "warning",
             "value": 12.0,

@@ -21,7 +21,7 @@ Feed every parsed message with :meth:`FleetState.observe` (in arrival order) and
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Dict, List, Optional, Set, Tuple
 
 from appliance.publish.messages import AnomalyMessage, CountsMessage, HealthMessage, Message, StatusMessage
@@ -29,6 +29,11 @@ from appliance.publish.messages import AnomalyMessage, CountsMessage, HealthMess
 # Missing seqs remembered per device. A device that lost far more than this (outbox cap drops
 # after a week offline) still shows the right gap count; only the late/missing split saturates.
 MAX_TRACKED_MISSING = 10_000
+
+
+def _iso(t: datetime) -> str:
+    # The wire format of the payloads: UTC, millisecond precision, "Z".
+    return t.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 @dataclass(frozen=True)
@@ -79,7 +84,7 @@ class DeviceSnapshot:
         """The JSON-lines form (``appliance monitor --json``)."""
 
         def iso(t: Optional[datetime]) -> Optional[str]:
-            return None if t is None else t.isoformat().replace("+00:00", "Z")
+            return None if t is None else _iso(t)
 
         return {
             "device_id": self.device_id,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import List, Optional
 
 from rich.table import Table
@@ -98,4 +98,5 @@ def fleet_table(snapshots: List[DeviceSnapshot], now: datetime, title: str = "")
 
 def json_line(snapshot: DeviceSnapshot, now: datetime) -> str:
     """One device as one JSON line (``appliance monitor --json``)."""
-    return json.dumps({"at": now.isoformat().replace("+00:00", "Z"), **snapshot.to_dict(now)}, separators=(",", ":"))
+    at = now.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return json.dumps({"at": at, **snapshot.to_dict(now)}, separators=(",", ":"))
