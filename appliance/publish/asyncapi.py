@@ -20,18 +20,23 @@ from typing import Any, Dict, Optional
 import yaml
 
 import appliance
-from appliance.config.schema import MqttConfig
+from appliance.config.schema import MqttConfig, PublishConfig
 from appliance.publish.messages import MESSAGE_TYPES, SCHEMA_VERSION, Message, message_schema
 
 ASYNCAPI_VERSION = "3.0.0"
 MQTT_BINDING_VERSION = "0.2.0"
 
-_WHEN: Dict[str, str] = {
-    "status": "Birth (`online`) on every connect and death (`offline`) on a clean stop or as the last will.",
-    "counts": "Every `publish.interval_s` (default 10 s): aggregated counts over one window.",
-    "anomalies": "When an anomaly flag is raised or cleared.",
-    "health": "Every `publish.health_interval_s` (default 30 s).",
-}
+
+def _when(kind: str) -> str:
+    # Defaults read from the config schema, so the document follows them.
+    publish = PublishConfig.model_fields
+    return {
+        "status": "Birth (`online`) on every connect and death (`offline`) on a clean stop or as the last will.",
+        "counts": f"Every `publish.interval_s` (default {publish['interval_s'].default:g} s): "
+        "aggregated counts over one window.",
+        "anomalies": "When an anomaly flag is raised or cleared.",
+        "health": f"Every `publish.health_interval_s` (default {publish['health_interval_s'].default:g} s).",
+    }[kind]
 
 
 def _summary(cls: type[Message]) -> str:
@@ -89,7 +94,7 @@ def build_document(counts_expiry_s: Optional[int] = None) -> Dict[str, Any]:
         channels[kind] = {
             "address": f"{{prefix}}/{{device_id}}/{kind}",
             "title": f"{kind} of one device",
-            "description": _WHEN[kind] + (" Retained." if cls.retain else ""),
+            "description": _when(kind) + (" Retained." if cls.retain else ""),
             "messages": {kind: {"$ref": f"#/components/messages/{kind}"}},
             "parameters": {
                 "prefix": {"$ref": "#/components/parameters/prefix"},
