@@ -7,11 +7,12 @@ import json
 import os
 import queue
 import signal
+import ssl
 import subprocess
 import sys
 import threading
 from datetime import datetime, timedelta, timezone
-from typing import Any, Callable, Dict, List
+from typing import Any, Callable, Dict, List, Optional
 
 import pytest
 from conftest import REPO, free_port
@@ -42,16 +43,18 @@ def _counts(dev: str, boot: int, seq: int, total: int, entrance: int) -> Message
     ).stamp(device_id=dev, boot_id=boot, seq=seq)
 
 
-def _publish(broker: Any, messages: List[Message]) -> None:
+def _publish(broker: Any, messages: List[Message], prefix: str = PREFIX, tls: Optional[ssl.SSLContext] = None) -> None:
     import paho.mqtt.client as paho
     from paho.mqtt.enums import CallbackAPIVersion
 
     client = paho.Client(callback_api_version=CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5)
+    if tls is not None:
+        client.tls_set_context(tls)
     client.connect(broker.host, broker.port, keepalive=30)
     client.loop_start()
     try:
         for m in messages:  # one at a time: the broker keeps per-client order, the test wants it explicit
-            info = client.publish(m.topic(PREFIX), m.to_json_bytes(), qos=1, retain=m.retain)
+            info = client.publish(m.topic(prefix), m.to_json_bytes(), qos=1, retain=m.retain)
             info.wait_for_publish(timeout=10)
             assert info.is_published()
     finally:
@@ -157,6 +160,23 @@ def test_monitor_json_shows_two_devices_with_a_gap_a_late_delivery_an_anomaly_an
     monitor.wait_for(lambda d: d["cam-a"]["seq"]["highest"] == 18)
     assert monitor.latest["cam-a"]["anomalies"] == []
     assert monitor.latest["cam-a"]["seq"]["duplicates"] == 1
+    assert monitor.stop() == 0
+
+
+@pytest.mark.mqtt
+def test_monitor_reads_the_fleet_as_the_control_room_user_over_mutual_tls(
+    tls_mosquitto: Any, pki: Any, monitors: Any
+) -> None:
+    # The shipped broker example: device-a may only write crowdmon/device-a/#; control-room only reads.
+    ctx = ssl.create_default_context(cafile=str(pki.ca))
+    ctx.load_cert_chain(str(pki.clients["device-a"]["cert"]), str(pki.clients["device-a"]["key"]))
+    _publish(tls_mosquitto, [_status("device-a", 1, 1)], prefix="crowdmon", tls=ctx)
+    room = pki.clients["control-room"]
+    monitor = monitors(
+        "--broker", tls_mosquitto.url, "--json", "--ca-file", str(pki.ca),
+        "--cert-file", str(room["cert"]), "--key-file", str(room["key"]),
+    )  # fmt: skip
+    monitor.wait_for(lambda d: d.get("device-a", {}).get("online") is True)
     assert monitor.stop() == 0
 
 
