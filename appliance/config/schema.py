@@ -356,6 +356,17 @@ class AnalyticsConfig(Strict):
     )
 
 
+class HomeAssistantConfig(Strict):
+    """Home Assistant MQTT discovery: retained config messages so Home Assistant adds the device by itself."""
+
+    enabled: bool = Field(False, description="Publish Home Assistant MQTT discovery config messages (opt-in)")
+    discovery_prefix: str = Field(
+        "homeassistant",
+        pattern=r"^[A-Za-z0-9_-]{1,64}$",
+        description="Home Assistant's discovery prefix (its MQTT integration's setting)",
+    )
+
+
 class SiteConfig(Strict):
     """What a site file may contain (everything but the board's own profile)."""
 
@@ -375,6 +386,7 @@ class SiteConfig(Strict):
     publish: PublishConfig = Field(default_factory=PublishConfig)
     outbox: OutboxConfig = Field(default_factory=OutboxConfig)
     health: HealthConfig = Field(default_factory=HealthConfig)
+    home_assistant: HomeAssistantConfig = Field(default_factory=HomeAssistantConfig)
 
     @model_validator(mode="after")
     def _unique_names(self) -> SiteConfig:

@@ -1,0 +1,203 @@
+"""``appliance monitor``: subscribe to ``{prefix}/+/#`` read-only and keep the fleet view current.
+
+paho's network thread only queues what arrives; the calling thread parses, updates the
+:class:`FleetState` and renders, so the state needs no lock.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import ssl
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Optional, TextIO, Tuple
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
+from pydantic import ValidationError
+
+from appliance.errors import InputError
+from appliance.monitor.state import FleetState
+from appliance.monitor.view import fleet_table, json_line
+from appliance.publish.messages import MESSAGE_TYPES, parse_payload
+from appliance.publish.mqtt_client import BrokerRejected, BrokerUnreachable, parse_url
+
+log = logging.getLogger(__name__)
+
+# (topic, payload, retained, received_at)
+_Received = Tuple[str, bytes, bool, datetime]
+
+
+@dataclass(frozen=True)
+class MonitorOptions:
+    broker_url: str
+    prefix: str = "crowdmon"
+    json: bool = False
+    once: bool = False
+    duration_s: Optional[float] = None
+    client_id: Optional[str] = None
+    username: Optional[str] = None
+    password_file: Optional[str] = None
+    ca_file: Optional[str] = None
+    cert_file: Optional[str] = None
+    key_file: Optional[str] = None
+    connect_timeout_s: float = 10.0
+
+
+def _client(opts: MonitorOptions, inbox: queue.Queue[_Received], connack: queue.Queue[Any]) -> paho.Client:
+    address = parse_url(opts.broker_url)
+    for flag, path in (("--ca-file", opts.ca_file), ("--cert-file", opts.cert_file), ("--key-file", opts.key_file)):
+        if path is not None and not os.access(path, os.R_OK):
+            raise InputError("file not found or not readable", path=path, field=flag)
+    if bool(opts.cert_file) != bool(opts.key_file):
+        raise InputError("mutual TLS needs both --cert-file and --key-file")
+    client = paho.Client(
+        callback_api_version=CallbackAPIVersion.VERSION2,
+        client_id=opts.client_id or "",
+        protocol=paho.MQTTv311,  # a reader needs nothing from MQTT 5; 3.1.1 works with every broker
+        clean_session=True,
+    )
+    if opts.username is not None:
+        password = None
+        if opts.password_file:
+            try:
+                password = Path(opts.password_file).read_text(encoding="utf-8").rstrip("\r\n")
+            except OSError as exc:
+                raise InputError(f"cannot read: {exc.strerror}", path=opts.password_file) from None
+        client.username_pw_set(opts.username, password)
+    if address.tls:
+        ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=opts.ca_file)
+        if opts.cert_file and opts.key_file:
+            ctx.load_cert_chain(opts.cert_file, opts.key_file)
+        client.tls_set_context(ctx)
+    topic = f"{opts.prefix}/+/#"
+
+    def on_connect(c: paho.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
+        if not reason.is_failure:
+            c.subscribe(topic, qos=1)
+        connack.put(reason)
+
+    def on_message(c: paho.Client, userdata: Any, msg: Any) -> None:
+        inbox.put((msg.topic, bytes(msg.payload), bool(msg.retain), datetime.now(timezone.utc)))
+
+    client.on_connect = on_connect
+    client.on_message = on_message
+    client.reconnect_delay_set(1, 30)
+    return client
+
+
+def _connect(client: paho.Client, opts: MonitorOptions, connack: queue.Queue[Any]) -> None:
+    address = parse_url(opts.broker_url)
+    try:
+        client.connect(address.host, address.port, keepalive=30)
+    except ssl.SSLError as exc:
+        raise BrokerRejected(f"{address}: TLS: {exc.reason or exc}; check --ca-file and the host name") from None
+    except OSError as exc:
+        raise BrokerUnreachable(f"{address}: cannot connect ({exc.strerror or exc})") from None
+    client.loop_start()
+    try:
+        reason = connack.get(timeout=opts.connect_timeout_s)
+    except queue.Empty:
+        client.loop_stop()
+        raise BrokerUnreachable(f"{address}: no answer within {opts.connect_timeout_s:g} s") from None
+    if reason.is_failure:
+        client.loop_stop()
+        raise BrokerRejected(f"{address}: broker refused the connection ({reason})")
+
+
+class _Consumer:
+    """Parses received messages into the fleet state; remembers topics it could not read."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+        self.fleet = FleetState()
+        self._warned: set[str] = set()
+
+    def take(self, item: _Received) -> Optional[str]:
+        topic, payload, retained, received_at = item
+        rest = topic[len(self.prefix) + 1 :] if topic.startswith(self.prefix + "/") else ""
+        parts = rest.split("/")
+        if not payload:
+            return None  # a retained message being cleared
+        if len(parts) != 2 or parts[1] not in MESSAGE_TYPES:
+            self._warn(topic, "not a crowd-appliance topic")
+            return None
+        try:
+            msg = parse_payload(parts[1], payload)
+        except ValidationError as exc:
+            self._warn(topic, f"payload does not match the {parts[1]} schema ({exc.error_count()} error(s))")
+            return None
+        if msg.device_id != parts[0]:
+            self._warn(topic, f"payload says device {msg.device_id!r}")
+            return None
+        return self.fleet.observe(msg, retained=retained, received_at=received_at)
+
+    def _warn(self, topic: str, why: str) -> None:
+        if topic not in self._warned:
+            self._warned.add(topic)
+            log.warning("%s: ignored: %s", topic, why)
+
+
+def run_monitor(opts: MonitorOptions, stop: threading.Event, out: TextIO = sys.stdout) -> int:
+    """Runs until ``stop`` is set or ``duration_s`` has passed. Returns the exit code (0)."""
+    inbox: queue.Queue[_Received] = queue.Queue()
+    connack: queue.Queue[Any] = queue.Queue()
+    client = _client(opts, inbox, connack)
+    _connect(client, opts, connack)
+    consumer = _Consumer(opts.prefix)
+    duration = opts.duration_s if opts.duration_s is not None else (3.0 if opts.once else None)
+    deadline = None if duration is None else time.monotonic() + duration
+    live = None
+    if not opts.json and not opts.once:
+        from rich.live import Live
+
+        live = Live(fleet_table([], _now(), _title(opts)), auto_refresh=False, transient=False)
+        live.start()
+    try:
+        next_draw = 0.0
+        while not stop.is_set() and (deadline is None or time.monotonic() < deadline):
+            try:
+                item = inbox.get(timeout=0.2)
+            except queue.Empty:
+                item = None
+            device_id = consumer.take(item) if item is not None else None
+            if device_id is not None and opts.json and not opts.once:
+                out.write(json_line(consumer.fleet.snapshot(device_id), _now()) + "\n")
+                out.flush()
+            if live is not None and time.monotonic() >= next_draw:
+                # Redrawn at most twice a second: a thousand devices' messages must not flood SSH.
+                live.update(fleet_table(consumer.fleet.snapshots(), _now(), _title(opts)), refresh=True)
+                next_draw = time.monotonic() + 0.5
+        if opts.once:
+            # Take in whatever is still queued so the one snapshot is as complete as possible.
+            while not inbox.empty():
+                consumer.take(inbox.get_nowait())
+            now = _now()
+            if opts.json:
+                for snap in consumer.fleet.snapshots():
+                    out.write(json_line(snap, now) + "\n")
+                out.flush()
+            else:
+                from rich.console import Console
+
+                Console(file=out).print(fleet_table(consumer.fleet.snapshots(), now, _title(opts)))
+    finally:
+        if live is not None:
+            live.stop()
+        client.disconnect()
+        client.loop_stop()
+    return 0
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _title(opts: MonitorOptions) -> str:
+    return f"{opts.broker_url} {opts.prefix}/+/#"

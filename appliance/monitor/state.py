@@ -1,0 +1,258 @@
+"""What the control room knows about each device, from the messages it has received. Pure, no I/O.
+
+Feed every parsed message with :meth:`FleetState.observe` (in arrival order) and read
+:meth:`FleetState.snapshot`. The ``seq`` bookkeeping follows docs/control-room.md:
+
+* ``seq`` is one counter per device, monotonic across boots; ``(device_id, boot_id, seq)`` is unique.
+* Every boot reserves ``n`` (its birth) and ``n + 1`` (its death, the last will): ``n + 1`` is never
+  a gap, whether or not the ``offline`` status has arrived yet.
+* The birth is republished with the same seq on every reconnect: counted as a reconnect, not a
+  duplicate.
+* A seq above ``highest + 1`` opens a gap; the seqs in between are *missing* until they arrive,
+  which makes them *late* deliveries (a backlog resent after a reconnect). A seq seen before is a
+  *duplicate* (QoS 1 redelivery).
+* A ``boot_id`` lower than the last one seen means the device lost its outbox (both counters start
+  again): its seq history is reset.
+* Retained messages (the broker's stored ``status``) are old news: they give the device's state
+  and reserve its death seq, but do not start the seq baseline, or a monitor started mid-stream
+  would report everything between the stored birth and the first live message as a gap.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Dict, List, Optional, Set, Tuple
+
+from appliance.publish.messages import AnomalyMessage, CountsMessage, HealthMessage, Message, StatusMessage
+
+# Missing seqs remembered per device. A device that lost far more than this (outbox cap drops
+# after a week offline) still shows the right gap count; only the late/missing split saturates.
+MAX_TRACKED_MISSING = 10_000
+
+
+def _iso(t: datetime) -> str:
+    # The wire format of the payloads: UTC, millisecond precision, "Z".
+    return t.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass(frozen=True)
+class ActiveAnomaly:
+    type: str
+    zone: Optional[str]
+    since: datetime
+    severity: str
+    value: float
+    boot_id: int
+
+    def raised_for_s(self, now: datetime) -> float:
+        return max(0.0, (now - self.since).total_seconds())
+
+
+@dataclass(frozen=True)
+class SeqStats:
+    highest: Optional[int]
+    gaps: int  # times a seq jumped past highest + 1 (reserved death seqs excluded)
+    missing: int  # seqs skipped and not (yet) received
+    late: int  # seqs that arrived after a higher one (filled a gap)
+    duplicates: int  # (boot_id, seq) received again
+    reconnects: int  # births received again with the same seq
+    resets: int  # boot_id went backwards: outbox lost, counters restarted
+
+
+@dataclass(frozen=True)
+class DeviceSnapshot:
+    """One device as the control room sees it at ``now``."""
+
+    device_id: str
+    online: Optional[bool]  # None: no status seen yet
+    status_since: Optional[datetime]
+    boot_id: Optional[int]
+    software_version: Optional[str]
+    board: Optional[str]
+    last_seen: Optional[datetime]
+    window_end: Optional[datetime]
+    total: Optional[int]  # people in view at the end of the last counts window
+    zones: Dict[str, int]  # zone -> people at the end of the last counts window
+    camera_ok: Optional[bool]
+    health: Optional[str]
+    fps: Optional[float]
+    anomalies: List[ActiveAnomaly]
+    seq: SeqStats
+
+    def to_dict(self, now: datetime) -> Dict[str, object]:
+        """The JSON-lines form (``appliance monitor --json``)."""
+
+        def iso(t: Optional[datetime]) -> Optional[str]:
+            return None if t is None else _iso(t)
+
+        return {
+            "device_id": self.device_id,
+            "online": self.online,
+            "status_since": iso(self.status_since),
+            "boot_id": self.boot_id,
+            "software_version": self.software_version,
+            "board": self.board,
+            "last_seen": iso(self.last_seen),
+            "window_end": iso(self.window_end),
+            "total": self.total,
+            "zones": dict(self.zones),
+            "camera_ok": self.camera_ok,
+            "health": self.health,
+            "fps": self.fps,
+            "anomalies": [
+                {
+                    "type": a.type,
+                    "zone": a.zone,
+                    "since": iso(a.since),
+                    "raised_for_s": round(a.raised_for_s(now), 1),
+                    "severity": a.severity,
+                    "value": a.value,
+                }
+                for a in self.anomalies
+            ],
+            "seq": {
+                "highest": self.seq.highest,
+                "gaps": self.seq.gaps,
+                "missing": self.seq.missing,
+                "late": self.seq.late,
+                "duplicates": self.seq.duplicates,
+                "reconnects": self.seq.reconnects,
+                "resets": self.seq.resets,
+            },
+        }
+
+
+@dataclass
+class _SeqTracker:
+    # No set of every seq seen: seq is unique per device and monotonic, so a seq at or below
+    # ``highest`` that is neither missing nor a reserved death seq has been seen. Memory stays
+    # bounded on a monitor left running for months.
+    highest: Optional[int] = None
+    last_boot: Optional[int] = None
+    missing: Set[int] = field(default_factory=set)
+    reserved: Set[int] = field(default_factory=set)  # death seqs of the births seen
+    births: Set[Tuple[int, int]] = field(default_factory=set)  # (boot_id, seq)
+    gaps: int = 0
+    late: int = 0
+    duplicates: int = 0
+    reconnects: int = 0
+    resets: int = 0
+
+    def observe(self, msg: Message, retained: bool) -> None:
+        self.last_boot = max(self.last_boot or 0, msg.boot_id)
+        if isinstance(msg, StatusMessage) and msg.state == "online":
+            self.reserved.add(msg.seq + 1)
+            self.missing.discard(msg.seq + 1)
+            birth = (msg.boot_id, msg.seq)
+            if birth in self.births:
+                if not retained:
+                    self.reconnects += 1
+                return
+            self.births.add(birth)
+        if self.highest is None:
+            if not retained:
+                self.highest = msg.seq
+            return
+        if msg.seq > self.highest:
+            skipped = [s for s in range(self.highest + 1, msg.seq) if s not in self.reserved]
+            if skipped:
+                self.gaps += 1
+                room = MAX_TRACKED_MISSING - len(self.missing)
+                self.missing.update(skipped[: max(0, room)])
+            self.highest = msg.seq
+        elif msg.seq in self.missing:
+            self.missing.discard(msg.seq)
+            self.late += 1
+        elif msg.seq not in self.reserved and not retained:
+            # Retained copies are the broker's stored message, not a redelivery.
+            self.duplicates += 1
+
+    def stats(self) -> SeqStats:
+        return SeqStats(
+            highest=self.highest,
+            gaps=self.gaps,
+            missing=len(self.missing),
+            late=self.late,
+            duplicates=self.duplicates,
+            reconnects=self.reconnects,
+            resets=self.resets,
+        )
+
+
+@dataclass
+class _Device:
+    device_id: str
+    seq: _SeqTracker = field(default_factory=_SeqTracker)
+    status: Optional[StatusMessage] = None
+    counts: Optional[CountsMessage] = None
+    health: Optional[HealthMessage] = None
+    last_seen: Optional[datetime] = None
+    anomalies: Dict[Tuple[str, Optional[str]], ActiveAnomaly] = field(default_factory=dict)
+
+
+class FleetState:
+    """Every device seen, keyed by ``device_id``. Not thread-safe: one consumer thread feeds it."""
+
+    def __init__(self) -> None:
+        self._devices: Dict[str, _Device] = {}
+
+    def observe(self, msg: Message, *, retained: bool, received_at: datetime) -> str:
+        """Take one received message into account; returns its device id."""
+        dev = self._devices.setdefault(msg.device_id, _Device(msg.device_id))
+        if dev.seq.last_boot is not None and msg.boot_id < dev.seq.last_boot:
+            # The device lost its outbox (SD card replaced): both counters restarted. Start afresh.
+            dev = self._devices[msg.device_id] = _Device(msg.device_id, _SeqTracker(resets=dev.seq.resets + 1))
+        dev.seq.observe(msg, retained)
+        if not retained:
+            dev.last_seen = received_at
+        if isinstance(msg, StatusMessage):
+            # A late-delivered status of an older boot must not overwrite the current one.
+            if dev.status is None or (msg.boot_id, msg.seq) >= (dev.status.boot_id, dev.status.seq):
+                dev.status = msg
+            if msg.state == "online":
+                # A new boot starts with no flag raised (anomaly state lives in memory on the device),
+                # and the old boot can no longer clear its own.
+                dev.anomalies = {k: a for k, a in dev.anomalies.items() if a.boot_id >= msg.boot_id}
+        elif isinstance(msg, CountsMessage):
+            if dev.counts is None or msg.window_end >= dev.counts.window_end:
+                dev.counts = msg
+        elif isinstance(msg, HealthMessage):
+            if dev.health is None or (msg.boot_id, msg.seq) >= (dev.health.boot_id, dev.health.seq):
+                dev.health = msg
+        elif isinstance(msg, AnomalyMessage):
+            # Paired by event_id where the payload carries one (issue 13), else by (type, zone).
+            event_id = getattr(msg, "event_id", None)
+            key: Tuple[str, Optional[str]] = ("event_id", str(event_id)) if event_id else (msg.type, msg.zone)
+            if msg.state == "raised":
+                dev.anomalies[key] = ActiveAnomaly(msg.type, msg.zone, msg.since, msg.severity, msg.value, msg.boot_id)
+            else:
+                dev.anomalies.pop(key, None)
+        return msg.device_id
+
+    def device_ids(self) -> List[str]:
+        return sorted(self._devices)
+
+    def snapshot(self, device_id: str) -> DeviceSnapshot:
+        dev = self._devices[device_id]
+        status, counts, health = dev.status, dev.counts, dev.health
+        return DeviceSnapshot(
+            device_id=device_id,
+            online=None if status is None else status.state == "online",
+            status_since=None if status is None else status.sent_at,
+            boot_id=dev.seq.last_boot,
+            software_version=None if status is None else status.software_version,
+            board=None if status is None else status.board,
+            last_seen=dev.last_seen,
+            window_end=None if counts is None else counts.window_end,
+            total=None if counts is None or counts.total is None else counts.total.last,
+            zones={} if counts is None else {name: z.last for name, z in counts.zones.items()},
+            camera_ok=None if counts is None else counts.camera_ok,
+            health=None if health is None else health.state,
+            fps=None if health is None else health.fps,
+            anomalies=sorted(dev.anomalies.values(), key=lambda a: (a.since, a.type, a.zone or "")),
+            seq=dev.seq.stats(),
+        )
+
+    def snapshots(self) -> List[DeviceSnapshot]:
+        return [self.snapshot(d) for d in self.device_ids()]

@@ -1,0 +1,102 @@
+"""Rendering of the fleet state: a rich table for people, JSON lines for scripts."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from typing import List, Optional
+
+from rich.table import Table
+from rich.text import Text
+
+from appliance.monitor.state import DeviceSnapshot
+
+
+def _ago(now: datetime, t: Optional[datetime]) -> str:
+    if t is None:
+        return "-"
+    return _duration((now - t).total_seconds()) + " ago"
+
+
+def _duration(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    if seconds < 120:
+        return f"{seconds}s"
+    if seconds < 7200:
+        return f"{seconds // 60}m"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+def _status(s: DeviceSnapshot) -> Text:
+    if s.online is None:
+        return Text("?", style="yellow")
+    return Text("online", style="green") if s.online else Text("OFFLINE", style="bold red")
+
+
+def _health(s: DeviceSnapshot) -> Text:
+    if s.health is None:
+        return Text("-")
+    style = {"ok": "green", "degraded": "yellow", "failed": "bold red"}[s.health]
+    fps = "" if s.fps is None else f" {s.fps:.1f}fps"
+    return Text(s.health + fps, style=style)
+
+
+def _seq(s: DeviceSnapshot) -> Text:
+    q = s.seq
+    parts = []
+    if q.missing:
+        parts.append(f"missing {q.missing}")
+    if q.gaps:
+        parts.append(f"gaps {q.gaps}")
+    if q.late:
+        parts.append(f"late {q.late}")
+    if q.duplicates:
+        parts.append(f"dup {q.duplicates}")
+    if q.reconnects:
+        parts.append(f"reconn {q.reconnects}")
+    if q.resets:
+        parts.append(f"reset {q.resets}")
+    style = "red" if q.missing else ("yellow" if parts else "green")
+    return Text("\n".join(parts) or "ok", style=style)
+
+
+def fleet_table(snapshots: List[DeviceSnapshot], now: datetime, title: str = "") -> Table:
+    """One row per device. Columns fold rather than overflow, so it stays readable on a small terminal."""
+    table = Table(title=title or None, expand=False, show_lines=False, pad_edge=False, collapse_padding=True)
+    table.add_column("device", no_wrap=True, style="bold")
+    table.add_column("status", no_wrap=True)
+    table.add_column("health", no_wrap=True)
+    table.add_column("people", justify="right", no_wrap=True)
+    table.add_column("zones", no_wrap=True, min_width=6)
+    table.add_column("anomalies", overflow="fold", min_width=9)
+    table.add_column("seq", overflow="fold", min_width=8)
+    table.add_column("seen", no_wrap=True)
+    for s in snapshots:
+        zones = "\n".join(f"{name}={n}" for name, n in sorted(s.zones.items())) or "-"
+        anomalies = Text(
+            "\n".join(
+                f"{a.type}{'@' + a.zone if a.zone else ''} {_duration(a.raised_for_s(now))}" for a in s.anomalies
+            )
+            or "-",
+            style="bold red" if s.anomalies else "",
+        )
+        people = "-" if s.total is None else str(s.total)
+        if s.camera_ok is False:
+            people += " (blind)"
+        table.add_row(
+            f"{s.device_id}\n[dim]boot {s.boot_id}[/dim]" if s.boot_id else s.device_id,
+            _status(s),
+            _health(s),
+            people,
+            zones,
+            anomalies,
+            _seq(s),
+            _ago(now, s.last_seen),
+        )
+    return table
+
+
+def json_line(snapshot: DeviceSnapshot, now: datetime) -> str:
+    """One device as one JSON line (``appliance monitor --json``)."""
+    at = now.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return json.dumps({"at": at, **snapshot.to_dict(now)}, separators=(",", ":"))

@@ -1,0 +1,99 @@
+"""docs/asyncapi.yaml: generated from the message classes, in sync, and valid AsyncAPI 3.0.0."""
+
+from __future__ import annotations
+
+import copy
+import gzip
+import hashlib
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Dict
+
+import jsonschema
+import pytest
+import yaml
+
+from appliance.publish import AnomalyMessage, CountsMessage, CountStats, LineCounts, ZoneStats
+from appliance.publish.asyncapi import build_document, render
+from appliance.publish.messages import MESSAGE_TYPES
+
+REPO = Path(__file__).resolve().parent.parent
+SPEC_SCHEMA = REPO / "tests" / "data" / "asyncapi" / "asyncapi-3.0.0.schema.json.gz"
+# sha256 of schemas/3.0.0.json in @asyncapi/specs 6.11.1 (see tests/data/asyncapi/README.md).
+SPEC_SHA256 = "d4571a420e6ffb7fcc7066c95a6db1202f299a3c51daa103d0706bf30f95e626"
+T0 = datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc)
+
+
+@pytest.fixture(scope="module")
+def spec_validator() -> jsonschema.Draft7Validator:
+    raw = gzip.decompress(SPEC_SCHEMA.read_bytes())
+    assert hashlib.sha256(raw).hexdigest() == SPEC_SHA256, "vendored AsyncAPI schema is not the official file"
+    schema = json.loads(raw)
+    assert schema["properties"]["asyncapi"]["const"] == "3.0.0"
+    return jsonschema.Draft7Validator(schema)
+
+
+def test_committed_asyncapi_yaml_is_generated_from_the_message_classes() -> None:
+    committed = (REPO / "docs" / "asyncapi.yaml").read_text(encoding="utf-8")
+    assert committed == render(), "regenerate: python -m appliance.publish.asyncapi > docs/asyncapi.yaml"
+
+
+def test_document_is_valid_against_the_asyncapi_3_specification_schema(spec_validator: Any) -> None:
+    document = yaml.safe_load((REPO / "docs" / "asyncapi.yaml").read_text(encoding="utf-8"))
+    errors = [f"{e.json_path}: {e.message[:200]}" for e in spec_validator.iter_errors(document)]
+    assert errors == []
+
+
+def test_the_specification_schema_refuses_a_broken_document(spec_validator: Any) -> None:
+    # Proves the validation has teeth: an AsyncAPI 2.x verb and a missing info.version are refused.
+    document = build_document()
+    broken = copy.deepcopy(document)
+    broken["operations"]["send_counts"]["action"] = "publish"
+    assert not spec_validator.is_valid(broken)
+    broken = copy.deepcopy(document)
+    del broken["info"]["version"]
+    assert not spec_validator.is_valid(broken)
+
+
+def test_one_channel_and_one_send_operation_per_message_kind_with_its_retain_flag() -> None:
+    document = build_document()
+    assert set(document["channels"]) == set(MESSAGE_TYPES)
+    for kind, cls in MESSAGE_TYPES.items():
+        assert document["channels"][kind]["address"] == f"{{prefix}}/{{device_id}}/{kind}"
+        op = document["operations"][f"send_{kind}"]
+        assert op["action"] == "send"
+        assert op["bindings"]["mqtt"]["retain"] is cls.retain
+        assert op["bindings"]["mqtt"]["qos"] == 1
+    assert document["operations"]["send_status"]["bindings"]["mqtt"]["retain"] is True
+    assert document["operations"]["send_counts"]["bindings"]["mqtt"]["messageExpiryInterval"] == 3600
+    assert not any(op["action"] == "receive" for op in document["operations"].values()), "the device takes no input"
+
+
+def _payload_validator(document: Dict[str, Any], kind: str) -> jsonschema.Draft202012Validator:
+    # The payload's references point into the document's components: validate with them in place.
+    payload = document["components"]["messages"][kind]["payload"]
+    return jsonschema.Draft202012Validator({**payload, "components": document["components"]})
+
+
+def test_payload_schemas_accept_real_messages_and_refuse_extra_fields() -> None:
+    document = yaml.safe_load(render())
+    counts = CountsMessage(
+        window_start=T0,
+        window_end=T0,
+        frames_analyzed=50,
+        total=CountStats(min=1, mean=2.0, max=3, last=2),
+        zones={"entrance": ZoneStats(min=0, mean=1.0, max=2, last=1, density_per_m2=0.1)},
+        lines={"gate": LineCounts(**{"in": 3, "out": 1})},
+    ).stamp(device_id="cam-1", boot_id=1, seq=3, sent_at=T0)
+    anomaly = AnomalyMessage(type="overcrowding", zone="entrance", state="raised", value=9.0, since=T0).stamp(
+        device_id="cam-1", boot_id=1, seq=4, sent_at=T0
+    )
+    for kind, message in (("counts", counts), ("anomalies", anomaly)):
+        validator = _payload_validator(document, kind)
+        wire = json.loads(message.to_json_bytes())
+        assert list(validator.iter_errors(wire)) == []
+        assert not validator.is_valid({**wire, "image": "..."})
+    zones = json.loads(counts.to_json_bytes())
+    zones["zones"]["entrance"]["last"] = -1
+    assert not _payload_validator(document, "counts").is_valid(zones), "refs into components must resolve"

@@ -1,0 +1,301 @@
+"""Home Assistant MQTT discovery: what a Home Assistant subscribed to ``homeassistant/#`` receives.
+
+The builder's messages go through a real Mosquitto (published retained by a real paho client) and
+are read back by a real subscriber, then checked against Home Assistant's documented discovery keys.
+The value templates are rendered with Jinja2's sandbox (the engine Home Assistant uses) against the
+payloads of the appliance's own message classes.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from datetime import datetime, timezone
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+import pytest
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from appliance.config.schema import HomeAssistantConfig, LineConfig, ZoneConfig
+from appliance.publish import AnomalyMessage, CountsMessage, CountStats, HealthMessage, LineCounts, ZoneStats
+from appliance.publish.discovery import DiscoveryMessage, discovery_messages, removal_messages
+from appliance.publish.messages import CameraHealth, Message
+
+# Keys Home Assistant documents for MQTT discovery of these two components (plus the discovery-only
+# ``device`` and ``origin`` blocks): https://www.home-assistant.io/integrations/sensor.mqtt/ ,
+# https://www.home-assistant.io/integrations/binary_sensor.mqtt/ and
+# https://www.home-assistant.io/integrations/mqtt/#discovery-payload
+_COMMON = {
+    "availability", "availability_mode", "availability_template", "availability_topic", "default_entity_id",
+    "device", "device_class", "enabled_by_default", "encoding", "entity_category", "entity_picture", "expire_after",
+    "force_update", "icon", "json_attributes_template", "json_attributes_topic", "name", "object_id", "origin",
+    "payload_available", "payload_not_available", "platform", "qos", "state_topic", "unique_id", "value_template",
+}  # fmt: skip
+HA_KEYS = {
+    "sensor": _COMMON
+    | {"last_reset_value_template", "options", "state_class", "suggested_display_precision", "unit_of_measurement"},
+    "binary_sensor": _COMMON | {"off_delay", "payload_off", "payload_on"},
+}
+HA_AVAILABILITY_KEYS = {"topic", "payload_available", "payload_not_available", "value_template"}
+HA_DEVICE_KEYS = {
+    "configuration_url", "connections", "hw_version", "identifiers", "manufacturer", "model", "model_id", "name",
+    "serial_number", "suggested_area", "sw_version", "via_device",
+}  # fmt: skip
+HA_ORIGIN_KEYS = {"name", "sw_version", "support_url"}
+HA_SENSOR_STATE_CLASSES = {"measurement", "measurement_angle", "total", "total_increasing"}
+HA_BINARY_DEVICE_CLASSES = {"problem", "safety", "tamper", "occupancy", "motion", "running"}  # subset we may use
+T0 = datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc)
+_TRIANGLE = [(0.0, 0.0), (1.0, 0.0), (1.0, 1.0)]
+
+
+def _zones(*names: str) -> List[ZoneConfig]:
+    specs = {
+        "entrance": ZoneConfig(name="entrance", polygon=_TRIANGLE, max_people=10, area_m2=20.0),
+        "hall": ZoneConfig(name="hall", polygon=_TRIANGLE, flow_direction_deg=90.0),
+        "kiosk": ZoneConfig(name="kiosk", polygon=_TRIANGLE),
+    }
+    return [specs[n] for n in names]
+
+
+LINES = [LineConfig(name="gate", start=(0.0, 0.5), end=(1.0, 0.5))]
+HA_ON = HomeAssistantConfig(enabled=True)
+
+
+# --------------------------------------------------------------------------- real MQTT helpers
+
+
+class RawSubscriber:
+    """Keeps the last payload per topic (bytes, possibly empty) and every (topic, payload, retain)."""
+
+    def __init__(self, broker: Any, topic: str) -> None:
+        import paho.mqtt.client as paho
+        from paho.mqtt.enums import CallbackAPIVersion
+
+        self.log: List[Tuple[str, bytes, bool]] = []
+        self._lock = threading.Lock()
+        subscribed = threading.Event()
+        self.client = paho.Client(callback_api_version=CallbackAPIVersion.VERSION2, protocol=paho.MQTTv311)
+        self.client.on_connect = lambda c, *a: c.subscribe(topic, qos=1)
+        self.client.on_subscribe = lambda *a: subscribed.set()
+        self.client.on_message = self._on_message
+        self.client.connect(broker.host, broker.port, keepalive=30)
+        self.client.loop_start()
+        assert subscribed.wait(10), "could not subscribe"
+
+    def _on_message(self, client: Any, userdata: Any, msg: Any) -> None:
+        with self._lock:
+            self.log.append((msg.topic, bytes(msg.payload), bool(msg.retain)))
+
+    def wait_for(self, predicate: Callable[[List[Tuple[str, bytes, bool]]], bool], timeout_s: float = 10.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            with self._lock:
+                if predicate(list(self.log)):
+                    return
+            time.sleep(0.02)
+        raise AssertionError(f"timed out; got {[t for t, _, _ in self.log]}")
+
+    def configs(self) -> Dict[str, Dict[str, Any]]:
+        """The current config per topic (a later empty payload removes it), as Home Assistant sees it."""
+        out: Dict[str, Dict[str, Any]] = {}
+        with self._lock:
+            for topic, payload, _ in self.log:
+                if payload:
+                    out[topic] = json.loads(payload)
+                else:
+                    out.pop(topic, None)
+        return out
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def publish_all(broker: Any, messages: List[DiscoveryMessage]) -> None:
+    """A small real publisher: QoS 1, waits for every PUBACK."""
+    import paho.mqtt.client as paho
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    client = paho.Client(callback_api_version=CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5)
+    client.connect(broker.host, broker.port, keepalive=30)
+    client.loop_start()
+    try:
+        infos = [client.publish(topic, payload, qos=1, retain=retain) for topic, payload, retain in messages]
+        for info in infos:
+            info.wait_for_publish(timeout=10)
+            assert info.is_published()
+    finally:
+        client.disconnect()
+        client.loop_stop()
+
+
+@pytest.fixture
+def raw_subscribers() -> Any:
+    made: List[RawSubscriber] = []
+
+    def factory(broker: Any, topic: str = "homeassistant/#") -> RawSubscriber:
+        sub = RawSubscriber(broker, topic)
+        made.append(sub)
+        return sub
+
+    yield factory
+    for sub in made:
+        sub.close()
+
+
+# --------------------------------------------------------------------------- over a real broker
+
+
+@pytest.mark.mqtt
+def test_home_assistant_reads_retained_discovery_configs_with_only_documented_keys(
+    mosquitto: Any, raw_subscribers: Any
+) -> None:
+    messages = discovery_messages("cam-0001", "crowdmon", _zones("entrance", "hall"), LINES, HA_ON)
+    publish_all(mosquitto, messages)
+    # Home Assistant connecting afterwards still gets everything: the configs are retained.
+    ha = raw_subscribers(mosquitto)
+    ha.wait_for(lambda log: len(log) == len(messages))
+    assert all(retain for _, _, retain in ha.log)
+    configs = ha.configs()
+    assert set(configs) == {m.topic for m in messages}
+
+    unique_ids = set()
+    for topic, config in configs.items():
+        prefix, component, node_id, _object_id, tail = topic.split("/")
+        assert (prefix, node_id, tail) == ("homeassistant", "cam-0001", "config")
+        assert component in HA_KEYS, f"{topic}: only sensors and binary sensors, never a camera or image"
+        assert set(config) <= HA_KEYS[component], f"{topic}: undocumented keys {set(config) - HA_KEYS[component]}"
+        assert {"name", "unique_id", "state_topic", "value_template", "availability", "device"} <= set(config)
+        assert config["state_topic"].startswith("crowdmon/cam-0001/")
+        assert config["availability"] == [
+            {
+                "topic": "crowdmon/cam-0001/status",
+                "payload_available": "online",
+                "payload_not_available": "offline",
+                "value_template": "{{ value_json.state }}",
+            }
+        ]
+        assert set(config["availability"][0]) <= HA_AVAILABILITY_KEYS
+        assert set(config["device"]) <= HA_DEVICE_KEYS
+        assert config["device"]["identifiers"] == ["crowd-appliance_cam-0001"]
+        assert set(config["origin"]) <= HA_ORIGIN_KEYS
+        assert config.get("state_class", "measurement") in HA_SENSOR_STATE_CLASSES
+        if component == "binary_sensor":
+            assert (config["payload_on"], config["payload_off"]) == ("raised", "cleared")
+            assert config["device_class"] in HA_BINARY_DEVICE_CLASSES
+        unique_ids.add(config["unique_id"])
+    assert len(unique_ids) == len(configs)
+
+    objects = {t.split("/")[3] for t in configs}
+    assert {
+        "people", "zone_entrance_people", "zone_entrance_density", "zone_hall_people", "zone_hall_density",
+        "line_gate_in", "line_gate_out", "health", "fps",
+        "anomaly_rapid_change", "anomaly_abnormal_motion", "anomaly_camera_tamper",
+        "anomaly_overcrowding_entrance", "anomaly_counterflow_hall",
+    } == objects  # fmt: skip
+    # Flags only where the zone can raise them: no overcrowding limit on hall, no flow direction on entrance.
+
+
+@pytest.mark.mqtt
+def test_a_removed_zone_disappears_from_home_assistant(mosquitto: Any, raw_subscribers: Any) -> None:
+    before = discovery_messages("cam-0001", "crowdmon", _zones("entrance", "hall"), LINES, HA_ON)
+    publish_all(mosquitto, before)
+    ha = raw_subscribers(mosquitto)
+    ha.wait_for(lambda log: len(log) == len(before))
+
+    after = discovery_messages("cam-0001", "crowdmon", _zones("entrance"), LINES, HA_ON)
+    removals = removal_messages([m.topic for m in before], after)
+    removed = {m.topic.split("/")[3] for m in removals}
+    assert removed == {"zone_hall_people", "zone_hall_density", "anomaly_counterflow_hall"}
+    assert all(m.payload == b"" and m.retain for m in removals)
+    publish_all(mosquitto, after + removals)
+    ha.wait_for(lambda log: len(log) == len(before) + len(after) + len(removals))
+    assert set(ha.configs()) == {m.topic for m in after}
+
+    # A Home Assistant starting now finds no trace of the zone: the broker dropped the retained configs.
+    late = raw_subscribers(mosquitto)
+    # Retained messages are queued at subscribe time, so once a marker published afterwards arrives
+    # (in-order delivery to one client), every retained config has been seen.
+    publish_all(mosquitto, [DiscoveryMessage("homeassistant/marker", b"{}", False)])
+    late.wait_for(lambda log: any(t == "homeassistant/marker" for t, _, _ in log))
+    assert {t for t, _, _ in late.log} - {"homeassistant/marker"} == {m.topic for m in after}
+
+
+def test_discovery_is_opt_in_and_switching_it_off_removes_everything() -> None:
+    assert HomeAssistantConfig().enabled is False
+    assert discovery_messages("cam-0001", "crowdmon", _zones("entrance"), LINES, HomeAssistantConfig()) == []
+    published = discovery_messages("cam-0001", "crowdmon", _zones("entrance"), LINES, HA_ON)
+    assert len(removal_messages([m.topic for m in published], [])) == len(published)
+
+
+def test_discovery_prefix_is_configurable() -> None:
+    messages = discovery_messages(
+        "cam-0001", "site7", _zones(), [], HomeAssistantConfig(enabled=True, discovery_prefix="ha-disc")
+    )
+    assert messages and all(m.topic.startswith("ha-disc/") for m in messages)
+    assert all(json.loads(m.payload)["state_topic"].startswith("site7/cam-0001/") for m in messages)
+
+
+# --------------------------------------------------------------------------- templates vs our payloads
+
+
+def _render(config: Dict[str, Any], message: Message) -> str:
+    env = ImmutableSandboxedEnvironment()
+    payload = message.to_json_bytes().decode()
+    return env.from_string(config["value_template"]).render(value_json=json.loads(payload), value=payload)
+
+
+def _configs() -> Dict[str, Dict[str, Any]]:
+    messages = discovery_messages("cam-0001", "crowdmon", _zones("entrance", "hall"), LINES, HA_ON)
+    return {m.topic.split("/")[3]: json.loads(m.payload) for m in messages}
+
+
+def _stamp(message: Message, seq: int) -> Message:
+    return message.stamp(device_id="cam-0001", boot_id=1, seq=seq, sent_at=T0)
+
+
+def test_sensor_templates_read_the_appliance_payloads() -> None:
+    configs = _configs()
+    counts = _stamp(
+        CountsMessage(
+            window_start=T0,
+            window_end=T0,
+            frames_analyzed=50,
+            total=CountStats(min=1, mean=4.0, max=7, last=6),
+            zones={"entrance": ZoneStats(min=0, mean=2.0, max=3, last=3, density_per_m2=0.125)},
+            lines={"gate": LineCounts(**{"in": 4, "out": 2})},
+        ),
+        3,
+    )
+    assert _render(configs["people"], counts) == "6"
+    assert _render(configs["zone_entrance_people"], counts) == "3"
+    assert _render(configs["zone_entrance_density"], counts) == "0.125"
+    assert _render(configs["line_gate_in"], counts) == "4"
+    assert _render(configs["line_gate_out"], counts) == "2"
+    # Home Assistant shows "None" as unknown: a zone missing from a window, or no frame analysed.
+    assert _render(configs["zone_hall_people"], counts) == "None"
+    blind = _stamp(CountsMessage(window_start=T0, window_end=T0, frames_analyzed=0, camera_ok=False), 4)
+    assert _render(configs["people"], blind) == "None"
+
+    health = _stamp(HealthMessage(state="degraded", fps=4.5, camera=CameraHealth(state="ok"), uptime_s=10.0), 5)
+    assert _render(configs["health"], health) == "degraded"
+    assert _render(configs["health"], health) in configs["health"]["options"]
+    assert _render(configs["fps"], health) == "4.5"
+
+
+def _anomaly(kind: str, zone: Optional[str], state: str) -> Message:
+    return _stamp(AnomalyMessage(type=kind, zone=zone, state=state, value=1.0, since=T0), 6)  # type: ignore[arg-type]
+
+
+def test_anomaly_binary_sensors_follow_their_own_type_and_zone_only() -> None:
+    configs = _configs()
+    crowd = configs["anomaly_overcrowding_entrance"]
+    assert _render(crowd, _anomaly("overcrowding", "entrance", "raised")) == crowd["payload_on"]
+    assert _render(crowd, _anomaly("overcrowding", "entrance", "cleared")) == crowd["payload_off"]
+    # Another zone's or another type's event renders nothing, which Home Assistant ignores.
+    assert _render(crowd, _anomaly("overcrowding", "hall", "raised")).strip() == ""
+    assert _render(crowd, _anomaly("camera_tamper", None, "raised")).strip() == ""
+    tamper = configs["anomaly_camera_tamper"]
+    assert _render(tamper, _anomaly("camera_tamper", None, "raised")) == "raised"
+    assert _render(tamper, _anomaly("rapid_change", None, "raised")).strip() == ""

@@ -1,0 +1,213 @@
+"""``appliance monitor`` against a real Mosquitto: two fake devices built with the real message
+classes, one with a seq gap, a late delivery and a raised anomaly, one offline; read with ``--json``."""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import signal
+import ssl
+import subprocess
+import sys
+import threading
+from datetime import datetime, timedelta, timezone
+from typing import Any, Callable, Dict, List, Optional
+
+import pytest
+from conftest import REPO, free_port
+from rich.console import Console
+
+from appliance.monitor.state import FleetState
+from appliance.monitor.view import fleet_table
+from appliance.publish import AnomalyMessage, CountsMessage, CountStats, HealthMessage, StatusMessage, ZoneStats
+from appliance.publish.messages import CameraHealth, Message
+
+PREFIX = "testfleet"
+T0 = datetime.now(timezone.utc).replace(microsecond=0)
+
+
+def _status(dev: str, boot: int, seq: int, offline: bool = False) -> Message:
+    birth = StatusMessage(config_hash="ab" * 8, board="rpi5", started_at=T0)
+    return (birth.as_offline() if offline else birth).stamp(device_id=dev, boot_id=boot, seq=seq)
+
+
+def _counts(dev: str, boot: int, seq: int, total: int, entrance: int) -> Message:
+    end = T0 + timedelta(seconds=10 * seq)
+    return CountsMessage(
+        window_start=end - timedelta(seconds=10),
+        window_end=end,
+        frames_analyzed=50,
+        total=CountStats(min=0, mean=float(total), max=total, last=total),
+        zones={"entrance": ZoneStats(min=0, mean=float(entrance), max=entrance, last=entrance)},
+    ).stamp(device_id=dev, boot_id=boot, seq=seq)
+
+
+def _publish(broker: Any, messages: List[Message], prefix: str = PREFIX, tls: Optional[ssl.SSLContext] = None) -> None:
+    import paho.mqtt.client as paho
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    client = paho.Client(callback_api_version=CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5)
+    if tls is not None:
+        client.tls_set_context(tls)
+    client.connect(broker.host, broker.port, keepalive=30)
+    client.loop_start()
+    try:
+        for m in messages:  # one at a time: the broker keeps per-client order, the test wants it explicit
+            info = client.publish(m.topic(prefix), m.to_json_bytes(), qos=1, retain=m.retain)
+            info.wait_for_publish(timeout=10)
+            assert info.is_published()
+    finally:
+        client.disconnect()
+        client.loop_stop()
+
+
+class MonitorProcess:
+    """``python -m appliance monitor --json`` in its own process; its JSON lines collected by a thread."""
+
+    def __init__(self, *args: str) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "appliance", "monitor", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=str(REPO),
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        self.lines: queue.Queue[Dict[str, Any]] = queue.Queue()
+        self.latest: Dict[str, Dict[str, Any]] = {}
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.put(json.loads(line))
+
+    def wait_for(self, predicate: Callable[[Dict[str, Dict[str, Any]]], bool], timeout_s: float = 20.0) -> None:
+        """Until the latest line of each device satisfies ``predicate`` (lines stream in per update)."""
+        deadline = datetime.now() + timedelta(seconds=timeout_s)
+        while not predicate(self.latest):
+            remaining = (deadline - datetime.now()).total_seconds()
+            if remaining <= 0 or self.proc.poll() is not None:
+                raise AssertionError(f"timed out (rc={self.proc.poll()}); latest lines: {self.latest}")
+            try:
+                line = self.lines.get(timeout=min(remaining, 0.5))
+            except queue.Empty:
+                continue
+            self.latest[line["device_id"]] = line
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+        return self.proc.wait(timeout=20)
+
+
+@pytest.fixture
+def monitors() -> Any:
+    made: List[MonitorProcess] = []
+
+    def factory(*args: str) -> MonitorProcess:
+        m = MonitorProcess(*args)
+        made.append(m)
+        return m
+
+    yield factory
+    for m in made:
+        if m.proc.poll() is None:
+            m.proc.kill()
+        m.proc.wait()
+
+
+@pytest.mark.mqtt
+def test_monitor_json_shows_two_devices_with_a_gap_a_late_delivery_an_anomaly_and_one_offline(
+    mosquitto: Any, monitors: Any
+) -> None:
+    # Already on the broker before the monitor starts: the devices' retained statuses.
+    _publish(mosquitto, [_status("cam-a", 2, 10), _status("cam-b", 1, 1), _status("cam-b", 1, 2, offline=True)])
+    monitor = monitors("--broker", mosquitto.url, "--prefix", PREFIX, "--json")
+    monitor.wait_for(lambda d: d.get("cam-a", {}).get("online") is True and d.get("cam-b", {}).get("online") is False)
+
+    raised = AnomalyMessage(type="overcrowding", zone="entrance", state="raised", value=14.0, threshold=10.0, since=T0)
+    health = HealthMessage(state="ok", fps=4.8, camera=CameraHealth(state="ok"), uptime_s=120.0)
+    _publish(
+        mosquitto,
+        [
+            _counts("cam-a", 2, 12, total=7, entrance=3),  # 11 is cam-a's reserved death seq: no gap
+            _counts("cam-a", 2, 15, total=9, entrance=5),  # 13 and 14 skipped: a gap
+            raised.stamp(device_id="cam-a", boot_id=2, seq=16),
+            health.stamp(device_id="cam-a", boot_id=2, seq=17),
+            _counts("cam-a", 2, 13, total=1, entrance=1),  # arrives late, fills half the gap
+        ],
+    )
+    monitor.wait_for(lambda d: d["cam-a"]["seq"]["late"] == 1)
+    a, b = monitor.latest["cam-a"], monitor.latest["cam-b"]
+    assert a["online"] is True and a["boot_id"] == 2 and a["board"] == "rpi5"
+    assert a["seq"] == {
+        "highest": 17, "gaps": 1, "missing": 1, "late": 1, "duplicates": 0, "reconnects": 0, "resets": 0
+    }  # fmt: skip
+    # The late window does not replace the newer one on display.
+    assert (a["total"], a["zones"]) == (9, {"entrance": 5})
+    assert (a["health"], a["fps"]) == ("ok", 4.8)
+    [anomaly] = a["anomalies"]
+    assert (anomaly["type"], anomaly["zone"], anomaly["severity"]) == ("overcrowding", "entrance", "warning")
+    assert anomaly["raised_for_s"] >= 0
+    assert b["online"] is False and b["total"] is None and b["anomalies"] == []
+
+    # cam-a's flag clears, and cam-a redelivers seq 16 (a lost PUBACK): a duplicate, not a new event.
+    cleared = AnomalyMessage(type="overcrowding", zone="entrance", state="cleared", value=6.0, since=T0)
+    redelivered = raised.stamp(device_id="cam-a", boot_id=2, seq=16)
+    _publish(mosquitto, [redelivered, cleared.stamp(device_id="cam-a", boot_id=2, seq=18)])
+    monitor.wait_for(lambda d: d["cam-a"]["seq"]["highest"] == 18)
+    assert monitor.latest["cam-a"]["anomalies"] == []
+    assert monitor.latest["cam-a"]["seq"]["duplicates"] == 1
+    assert monitor.stop() == 0
+
+
+@pytest.mark.mqtt
+def test_monitor_reads_the_fleet_as_the_control_room_user_over_mutual_tls(
+    tls_mosquitto: Any, pki: Any, monitors: Any
+) -> None:
+    # The shipped broker example: device-a may only write crowdmon/device-a/#; control-room only reads.
+    ctx = ssl.create_default_context(cafile=str(pki.ca))
+    ctx.load_cert_chain(str(pki.clients["device-a"]["cert"]), str(pki.clients["device-a"]["key"]))
+    _publish(tls_mosquitto, [_status("device-a", 1, 1)], prefix="crowdmon", tls=ctx)
+    room = pki.clients["control-room"]
+    monitor = monitors(
+        "--broker", tls_mosquitto.url, "--json", "--ca-file", str(pki.ca),
+        "--cert-file", str(room["cert"]), "--key-file", str(room["key"]),
+    )  # fmt: skip
+    monitor.wait_for(lambda d: d.get("device-a", {}).get("online") is True)
+    assert monitor.stop() == 0
+
+
+def test_monitor_refuses_a_bad_url_with_one_line_and_exit_2() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "appliance", "monitor", "--broker", "http://example.org"],
+        capture_output=True, text=True, cwd=str(REPO), timeout=60,
+    )  # fmt: skip
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0 and "mqtt:// or mqtts://" in proc.stderr
+
+
+def test_monitor_without_a_broker_fails_with_one_line_and_exit_1() -> None:
+    url = f"mqtt://127.0.0.1:{free_port()}"
+    proc = subprocess.run(
+        [sys.executable, "-m", "appliance", "monitor", "--broker", url, "--json"],
+        capture_output=True, text=True, cwd=str(REPO), timeout=60,
+    )  # fmt: skip
+    assert proc.returncode == 1
+    assert proc.stderr.strip().count("\n") == 0 and "cannot connect" in proc.stderr
+
+
+def test_table_fits_a_small_terminal_and_names_what_matters() -> None:
+    fleet = FleetState()
+    now = T0 + timedelta(minutes=2)
+    for m in (_status("cam-a", 2, 10), _counts("cam-a", 2, 12, total=7, entrance=3), _counts("cam-a", 2, 15, 9, 5)):
+        fleet.observe(m, retained=False, received_at=now)
+    fleet.observe(_status("cam-b", 1, 2, offline=True), retained=True, received_at=now)
+    console = Console(width=80, record=True, color_system=None)
+    console.print(fleet_table(fleet.snapshots(), now))
+    text = console.export_text()
+    assert max(len(line) for line in text.splitlines()) <= 80
+    for expected in ("cam-a", "online", "entrance=5", "missing 2", "cam-b", "OFFLINE"):
+        assert expected in text

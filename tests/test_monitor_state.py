@@ -1,0 +1,147 @@
+"""The fleet state behind ``appliance monitor``: online/offline, counts, anomalies, health and the
+seq rules of docs/control-room.md (reserved birth/death seqs, gaps, late deliveries, duplicates)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from typing import Optional
+
+from appliance.monitor.state import FleetState
+from appliance.publish import AnomalyMessage, CountsMessage, CountStats, HealthMessage, StatusMessage, ZoneStats
+from appliance.publish.messages import CameraHealth, Message
+
+T0 = datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc)
+
+
+def status(dev: str, boot: int, seq: int, state: str = "online") -> Message:
+    birth = StatusMessage(config_hash="0" * 16, board="x86-generic", started_at=T0)
+    msg = birth if state == "online" else birth.as_offline()
+    return msg.stamp(device_id=dev, boot_id=boot, seq=seq, sent_at=T0)
+
+
+def counts(dev: str, boot: int, seq: int, total: int = 3, entrance: Optional[int] = None) -> Message:
+    end = T0 + timedelta(seconds=10 * seq)
+    zones = {} if entrance is None else {"entrance": ZoneStats(min=0, mean=1.0, max=entrance, last=entrance)}
+    return CountsMessage(
+        window_start=end - timedelta(seconds=10),
+        window_end=end,
+        frames_analyzed=50,
+        total=CountStats(min=0, mean=1.0, max=total, last=total),
+        zones=zones,
+    ).stamp(device_id=dev, boot_id=boot, seq=seq, sent_at=end)
+
+
+def anomaly(dev: str, boot: int, seq: int, state: str, zone: Optional[str] = "entrance") -> Message:
+    return AnomalyMessage(
+        type="overcrowding", zone=zone, state=state, value=12.0, threshold=10.0, since=T0  # type: ignore[arg-type]
+    ).stamp(device_id=dev, boot_id=boot, seq=seq, sent_at=T0)
+
+
+def feed(fleet: FleetState, *messages: Message, retained: bool = False) -> None:
+    for m in messages:
+        fleet.observe(m, retained=retained, received_at=T0 + timedelta(minutes=5))
+
+
+def test_a_device_is_online_offline_or_unknown_from_its_status() -> None:
+    fleet = FleetState()
+    feed(fleet, counts("cam-a", 1, 7))
+    assert fleet.snapshot("cam-a").online is None
+    feed(fleet, status("cam-b", 2, 5), retained=True)
+    feed(fleet, status("cam-c", 4, 9, "offline"), retained=True)
+    assert fleet.snapshot("cam-b").online is True and fleet.snapshot("cam-b").boot_id == 2
+    assert fleet.snapshot("cam-c").online is False
+    assert fleet.device_ids() == ["cam-a", "cam-b", "cam-c"]
+
+
+def test_last_counts_per_zone_and_health_are_kept() -> None:
+    fleet = FleetState()
+    health = HealthMessage(state="degraded", fps=3.5, camera=CameraHealth(state="ok"), uptime_s=60.0)
+    feed(fleet, status("cam-a", 1, 1), counts("cam-a", 1, 3, total=5, entrance=2))
+    feed(fleet, health.stamp(device_id="cam-a", boot_id=1, seq=4, sent_at=T0))
+    snap = fleet.snapshot("cam-a")
+    assert (snap.total, snap.zones, snap.health, snap.fps) == (5, {"entrance": 2}, "degraded", 3.5)
+
+
+def test_an_anomaly_is_active_from_raised_to_cleared_with_its_duration() -> None:
+    fleet = FleetState()
+    feed(fleet, status("cam-a", 1, 1), anomaly("cam-a", 1, 3, "raised"))
+    [active] = fleet.snapshot("cam-a").anomalies
+    assert (active.type, active.zone) == ("overcrowding", "entrance")
+    assert active.raised_for_s(T0 + timedelta(seconds=90)) == 90.0
+    feed(fleet, anomaly("cam-a", 1, 4, "cleared"))
+    assert fleet.snapshot("cam-a").anomalies == []
+
+
+def test_a_new_boot_drops_flags_the_old_boot_can_no_longer_clear() -> None:
+    fleet = FleetState()
+    feed(fleet, status("cam-a", 1, 1), anomaly("cam-a", 1, 3, "raised"), status("cam-a", 2, 4))
+    assert fleet.snapshot("cam-a").anomalies == []
+
+
+def test_consecutive_seqs_and_the_reserved_death_seq_are_not_gaps() -> None:
+    fleet = FleetState()
+    # boot 1: birth 1, death 2 reserved, data from 3; boot 2: birth 5, data from 7 (6 is its death seq).
+    feed(fleet, status("cam-a", 1, 1), counts("cam-a", 1, 3), counts("cam-a", 1, 4))
+    feed(fleet, status("cam-a", 2, 5), counts("cam-a", 2, 7))
+    seq = fleet.snapshot("cam-a").seq
+    assert (seq.highest, seq.gaps, seq.missing, seq.late, seq.duplicates) == (7, 0, 0, 0, 0)
+
+
+def test_a_jump_is_a_gap_and_the_seqs_arriving_later_are_late_not_missing() -> None:
+    fleet = FleetState()
+    feed(fleet, status("cam-a", 1, 1), counts("cam-a", 1, 3), counts("cam-a", 1, 6))
+    seq = fleet.snapshot("cam-a").seq
+    assert (seq.gaps, seq.missing, seq.late) == (1, 2, 0)
+    feed(fleet, counts("cam-a", 1, 4), counts("cam-a", 1, 5))
+    seq = fleet.snapshot("cam-a").seq
+    assert (seq.gaps, seq.missing, seq.late) == (1, 0, 2)
+    # The later counts window stays the one shown, whatever the arrival order.
+    assert fleet.snapshot("cam-a").window_end == T0 + timedelta(seconds=60)
+
+
+def test_a_redelivery_is_a_duplicate_and_a_republished_birth_a_reconnect() -> None:
+    fleet = FleetState()
+    feed(fleet, status("cam-a", 1, 1), counts("cam-a", 1, 3), counts("cam-a", 1, 4), counts("cam-a", 1, 4))
+    feed(fleet, status("cam-a", 1, 1))
+    seq = fleet.snapshot("cam-a").seq
+    assert (seq.duplicates, seq.reconnects, seq.gaps) == (1, 1, 0)
+
+
+def test_a_monitor_started_mid_stream_reports_no_gap_from_the_stored_status() -> None:
+    fleet = FleetState()
+    feed(fleet, status("cam-a", 3, 40), retained=True)
+    feed(fleet, counts("cam-a", 3, 900), counts("cam-a", 3, 901))
+    seq = fleet.snapshot("cam-a").seq
+    assert (seq.highest, seq.gaps, seq.missing, seq.duplicates) == (901, 0, 0, 0)
+    # The broker sending its stored status again (monitor reconnect) is not a duplicate either.
+    feed(fleet, status("cam-a", 3, 40), retained=True)
+    assert fleet.snapshot("cam-a").seq.duplicates == 0
+
+
+def test_a_boot_id_going_backwards_means_a_lost_outbox_and_resets_the_history() -> None:
+    fleet = FleetState()
+    feed(fleet, status("cam-a", 7, 500), counts("cam-a", 7, 502))
+    feed(fleet, status("cam-a", 1, 1), counts("cam-a", 1, 3))
+    snap = fleet.snapshot("cam-a")
+    assert (snap.boot_id, snap.online, snap.seq.highest, snap.seq.resets) == (1, True, 3, 1)
+    assert (snap.seq.gaps, snap.seq.duplicates) == (0, 0)
+
+
+def test_to_dict_is_plain_json_data() -> None:
+    fleet = FleetState()
+    feed(fleet, status("cam-a", 1, 1), counts("cam-a", 1, 3, entrance=4), anomaly("cam-a", 1, 4, "raised"))
+    data = fleet.snapshot("cam-a").to_dict(T0 + timedelta(seconds=30))
+    assert data["online"] is True and data["zones"] == {"entrance": 4}
+    assert data["anomalies"] == [
+        {
+            "type": "overcrowding",
+            "zone": "entrance",
+            "since": "2024-05-01T12:00:00.000Z",
+            "raised_for_s": 30.0,
+            "severity": "warning",
+            "value": 12.0,
+        }
+    ]
+    assert data["seq"] == {
+        "highest": 4, "gaps": 0, "missing": 0, "late": 0, "duplicates": 0, "reconnects": 0, "resets": 0
+    }  # fmt: skip
