@@ -86,7 +86,9 @@ def test_payload_schemas_accept_real_messages_and_refuse_extra_fields() -> None:
         zones={"entrance": ZoneStats(min=0, mean=1.0, max=2, last=1, density_per_m2=0.1)},
         lines={"gate": LineCounts(**{"in": 3, "out": 1})},
     ).stamp(device_id="cam-1", boot_id=1, seq=3, sent_at=T0)
-    anomaly = AnomalyMessage(type="overcrowding", zone="entrance", state="raised", value=9.0, since=T0).stamp(
+    anomaly = AnomalyMessage(
+        type="overcrowding", event_id="a" * 32, zone="entrance", state="raised", value=9.0, since=T0
+    ).stamp(
         device_id="cam-1", boot_id=1, seq=4, sent_at=T0
     )
     for kind, message in (("counts", counts), ("anomalies", anomaly)):

@@ -45,8 +45,8 @@ COMMAND = re.compile(r"(?:^|\$ |&& |; )\s*(?:\S*/)?(appliance [^#;&<>]*?)\s*(?:#
 
 
 def code_in(text: str) -> List[str]:
-    """The fenced code blocks and inline code spans of a Markdown text."""
-    blocks = FENCE.findall(text)
+    """The fenced code blocks (continued lines joined) and inline code spans of a Markdown text."""
+    blocks = [re.sub(r"\\\n\s*", " ", block) for block in FENCE.findall(text)]
     return blocks + SPAN.findall(FENCE.sub("", text))
 
 
@@ -80,9 +80,12 @@ def test_the_docs_show_commands_at_all() -> None:
 
 @pytest.mark.parametrize(("doc", "line"), COMMANDS, ids=[f"{d}:{line}" for d, line in COMMANDS])
 def test_a_shown_command_line_is_accepted_by_the_cli(doc: str, line: str) -> None:
+    argv = to_argv(line)
+    if list(command_path(argv)) == argv:
+        return  # a mention of a command by name (`appliance monitor`): the --help test below runs it
     parser = build_parser()
     try:
-        args = parser.parse_args(to_argv(line))
+        args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse rejects with exit 2
         pytest.fail(f"{doc}: `{line}` is rejected by the CLI (exit {exc.code})")
     assert callable(args.func)

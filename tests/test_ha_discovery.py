@@ -285,7 +285,7 @@ def test_sensor_templates_read_the_appliance_payloads() -> None:
 
 
 def _anomaly(kind: str, zone: Optional[str], state: str) -> Message:
-    return _stamp(AnomalyMessage(type=kind, zone=zone, state=state, value=1.0, since=T0), 6)  # type: ignore[arg-type]
+    return _stamp(AnomalyMessage(type=kind, event_id="b" * 32, zone=zone, state=state, value=1.0, since=T0), 6)  # type: ignore[arg-type]
 
 
 def test_anomaly_binary_sensors_follow_their_own_type_and_zone_only() -> None:

@@ -21,6 +21,7 @@ from rich.console import Console
 from appliance.monitor.state import FleetState
 from appliance.monitor.view import fleet_table
 from appliance.publish import AnomalyMessage, CountsMessage, CountStats, HealthMessage, StatusMessage, ZoneStats
+from appliance.publish.egress import EgressPolicy
 from appliance.publish.messages import CameraHealth, Message
 
 PREFIX = "testfleet"
@@ -54,7 +55,9 @@ def _publish(broker: Any, messages: List[Message], prefix: str = PREFIX, tls: Op
     client.loop_start()
     try:
         for m in messages:  # one at a time: the broker keeps per-client order, the test wants it explicit
-            info = client.publish(m.topic(prefix), m.to_json_bytes(), qos=1, retain=m.retain)
+            # Topic and bytes exactly as the device's own egress policy approves them.
+            approved = EgressPolicy(topic_prefix=prefix, device_id=m.device_id, max_payload_bytes=16384).approve(m)
+            info = client.publish(approved.topic, approved.payload, qos=1, retain=m.retain)
             info.wait_for_publish(timeout=10)
             assert info.is_published()
     finally:
@@ -127,7 +130,9 @@ def test_monitor_json_shows_two_devices_with_a_gap_a_late_delivery_an_anomaly_an
     monitor = monitors("--broker", mosquitto.url, "--prefix", PREFIX, "--json")
     monitor.wait_for(lambda d: d.get("cam-a", {}).get("online") is True and d.get("cam-b", {}).get("online") is False)
 
-    raised = AnomalyMessage(type="overcrowding", zone="entrance", state="raised", value=14.0, threshold=10.0, since=T0)
+    raised = AnomalyMessage(
+        type="overcrowding", event_id="c" * 32, zone="entrance", state="raised", value=14.0, threshold=10.0, since=T0
+    )
     health = HealthMessage(state="ok", fps=4.8, camera=CameraHealth(state="ok"), uptime_s=120.0)
     _publish(
         mosquitto,
@@ -154,7 +159,9 @@ def test_monitor_json_shows_two_devices_with_a_gap_a_late_delivery_an_anomaly_an
     assert b["online"] is False and b["total"] is None and b["anomalies"] == []
 
     # cam-a's flag clears, and cam-a redelivers seq 16 (a lost PUBACK): a duplicate, not a new event.
-    cleared = AnomalyMessage(type="overcrowding", zone="entrance", state="cleared", value=6.0, since=T0)
+    cleared = AnomalyMessage(
+        type="overcrowding", event_id="c" * 32, zone="entrance", state="cleared", value=6.0, since=T0
+    )
     redelivered = raised.stamp(device_id="cam-a", boot_id=2, seq=16)
     _publish(mosquitto, [redelivered, cleared.stamp(device_id="cam-a", boot_id=2, seq=18)])
     monitor.wait_for(lambda d: d["cam-a"]["seq"]["highest"] == 18)

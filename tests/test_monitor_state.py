@@ -3,6 +3,7 @@ seq rules of docs/control-room.md (reserved birth/death seqs, gaps, late deliver
 
 from __future__ import annotations
 
+import hashlib
 from datetime import datetime, timedelta, timezone
 from typing import Optional
 
@@ -31,9 +32,14 @@ def counts(dev: str, boot: int, seq: int, total: int = 3, entrance: Optional[int
     ).stamp(device_id=dev, boot_id=boot, seq=seq, sent_at=end)
 
 
+def event_id(zone: Optional[str]) -> str:
+    """One raise/clear pair per zone, as the device's flags make them."""
+    return hashlib.md5(str(zone).encode()).hexdigest()
+
+
 def anomaly(dev: str, boot: int, seq: int, state: str, zone: Optional[str] = "entrance") -> Message:
     return AnomalyMessage(
-        type="overcrowding", zone=zone, state=state, value=12.0, threshold=10.0, since=T0  # type: ignore[arg-type]
+        type="overcrowding", event_id=event_id(zone), zone=zone, state=state, value=12.0, threshold=10.0, since=T0  # type: ignore[arg-type]
     ).stamp(device_id=dev, boot_id=boot, seq=seq, sent_at=T0)
 
 
