@@ -9,11 +9,14 @@ gives densities of 1e18 people/m².
 from __future__ import annotations
 
 from itertools import combinations
-from typing import Optional, Sequence, Tuple
+from math import hypot
+from typing import TYPE_CHECKING, Optional, Sequence, Tuple
 
-import numpy as np
-from shapely.geometry import Polygon  # type: ignore[import-untyped]
-from shapely.validation import explain_validity  # type: ignore[import-untyped]
+if TYPE_CHECKING:
+    import numpy as np
+
+# numpy and shapely are imported inside the checks: every command imports the schema, few configs
+# have zones or a ground plane, and start-up time counts (a restarted service, a CLI call).
 
 Point = Tuple[float, float]
 
@@ -28,6 +31,9 @@ HORIZON_MARGIN = 0.05
 
 
 def zone_polygon_problem(points: Sequence[Point]) -> Optional[str]:
+    from shapely.geometry import Polygon  # type: ignore[import-untyped]
+    from shapely.validation import explain_validity  # type: ignore[import-untyped]
+
     polygon = Polygon(points)
     if not polygon.is_valid:
         # e.g. "Self-intersection[0.5 0.5]" or "Too few points[...]"
@@ -38,19 +44,18 @@ def zone_polygon_problem(points: Sequence[Point]) -> Optional[str]:
 
 
 def line_problem(start: Point, end: Point) -> Optional[str]:
-    length = float(np.hypot(end[0] - start[0], end[1] - start[1]))
+    length = hypot(end[0] - start[0], end[1] - start[1])
     if length < MIN_LINE_LENGTH:
         return f"start and end are {length:.2g} apart; a line must be at least {MIN_LINE_LENGTH:g} of the frame long"
     return None
 
 
 def _collinear_triple(points: Sequence[Point]) -> Optional[Tuple[int, int, int]]:
-    pts = np.asarray(points, np.float64)
-    span = max(float(np.hypot(*(a - b))) for a, b in combinations(pts, 2))
+    span = max(hypot(a[0] - b[0], a[1] - b[1]) for a, b in combinations(points, 2))
     if span == 0:
         return (0, 1, 2)
-    for i, j, k in combinations(range(len(pts)), 3):
-        (ax, ay), (bx, by), (cx, cy) = pts[i], pts[j], pts[k]
+    for i, j, k in combinations(range(len(points)), 3):
+        (ax, ay), (bx, by), (cx, cy) = points[i], points[j], points[k]
         area = abs((bx - ax) * (cy - ay) - (by - ay) * (cx - ax)) / 2
         if area < MIN_TRIANGLE_RATIO * span * span:
             return (i, j, k)
@@ -59,6 +64,8 @@ def _collinear_triple(points: Sequence[Point]) -> Optional[Tuple[int, int, int]]
 
 def homography(src: Sequence[Point], dst: Sequence[Point]) -> np.ndarray:
     """3x3 matrix mapping the four ``src`` points onto the four ``dst`` points (h33 = 1)."""
+    import numpy as np
+
     rows, rhs = [], []
     for (x, y), (u, v) in zip(src, dst):
         rows.append([x, y, 1, 0, 0, 0, -u * x, -u * y])
@@ -70,11 +77,15 @@ def homography(src: Sequence[Point], dst: Sequence[Point]) -> np.ndarray:
 
 def _w(matrix: np.ndarray, points: Sequence[Point]) -> np.ndarray:
     """Projective denominators: where they change sign is the horizon of the ground plane."""
+    import numpy as np
+
     pts = np.asarray(points, np.float64).reshape(-1, 2)
     return pts @ matrix[2, :2] + matrix[2, 2]
 
 
 def ground_plane_problem(image_points: Sequence[Point], world_points_m: Sequence[Point]) -> Optional[str]:
+    import numpy as np
+
     for label, pts in (("image_points", image_points), ("world_points_m", world_points_m)):
         triple = _collinear_triple(pts)
         if triple is not None:
@@ -93,6 +104,8 @@ def below_horizon_problem(
     polygon: Sequence[Point], image_points: Sequence[Point], world_points_m: Sequence[Point]
 ) -> Optional[str]:
     """A zone whose area comes from the ground plane must lie wholly on the visible ground."""
+    import numpy as np
+
     matrix = homography(image_points, world_points_m)
     reference = np.sign(_w(matrix, image_points)[0])
     w = _w(matrix, polygon) * reference

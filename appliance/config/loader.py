@@ -118,10 +118,11 @@ def _read_yaml(path: Path) -> dict:
     return data
 
 
-def _first_error(exc: ValidationError, source: str) -> InputError:
+def _first_error(exc: ValidationError, source: str, prefix: str = "") -> InputError:
     errors = exc.errors()
     err = errors[0]
-    loc = ".".join(p if isinstance(p, str) and p.isprintable() else repr(p) for p in err["loc"])
+    parts = ([prefix] if prefix else []) + list(err["loc"])
+    loc = ".".join(p if isinstance(p, str) and p.isprintable() else repr(p) for p in parts)
     msg = err["msg"].removeprefix("Value error, ")
     value = err.get("input")
     if err["type"] == "extra_forbidden":
@@ -159,6 +160,10 @@ def load_board_profile(name: str, overrides: Optional[Mapping[str, Any]] = None,
     try:
         return BoardProfile.model_validate(data)
     except ValidationError as exc:
+        first = exc.errors()[0]["loc"]
+        if overrides and source and first and first[0] in overrides:
+            # The site's override is at fault: name the site file and its board_overrides field.
+            raise _first_error(exc, source, prefix="board_overrides") from None
         label = f"{path} (with board_overrides from {source})" if overrides and source else str(path)
         raise _first_error(exc, label) from None
 

@@ -7,7 +7,7 @@ file equal to ``render()``; regenerate with ``python -m appliance.config.referen
 from __future__ import annotations
 
 import json
-from typing import Any, List, Literal, Type, Union, get_args, get_origin
+from typing import Any, List, Literal, Tuple, Type, Union, get_args, get_origin
 
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
@@ -51,11 +51,10 @@ def _default(field: FieldInfo) -> str:
 
 
 def _rows(model: Type[BaseModel], prefix: str, out: List[str]) -> None:
-    nested = []
+    nested: List[Tuple[str, Type[BaseModel]]] = []
     for name, field in model.model_fields.items():
         annotation = field.annotation
-        is_section = isinstance(annotation, type) and issubclass(annotation, BaseModel)
-        if is_section:
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
             nested.append((name, annotation))
             continue
         desc = (field.description or "").replace("|", "\\|")
