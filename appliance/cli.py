@@ -12,10 +12,10 @@ import signal
 import sys
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Dict, NoReturn, Optional, Sequence
 
 from appliance import __version__
-from appliance.errors import ApplianceError
+from appliance.errors import ApplianceError, InputError
 
 if TYPE_CHECKING:
     from appliance.config import ApplianceConfig
@@ -50,6 +50,13 @@ def _load(args: argparse.Namespace) -> ApplianceConfig:
     return load_config(args.config, _overrides(args))
 
 
+def _load_runnable(args: argparse.Namespace) -> ApplianceConfig:
+    """The config plus the checks that need this machine (files, password, outbox): see preflight.py."""
+    from appliance.config.preflight import load_runnable_config
+
+    return load_runnable_config(args.config, _overrides(args))
+
+
 def _print_json(obj: Any) -> None:
     sys.stdout.write(json.dumps(obj, separators=(",", ":")) + "\n")
     sys.stdout.flush()
@@ -66,7 +73,7 @@ def _add_config(p: argparse.ArgumentParser) -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     from appliance.app import build_pipeline
 
-    cfg = _load(args)
+    cfg = _load_runnable(args)
     stop = threading.Event()
 
     def _stop(signum: int, _frame: object) -> None:
@@ -119,13 +126,19 @@ def cmd_count(args: argparse.Namespace) -> int:
 
 
 def cmd_config_validate(args: argparse.Namespace) -> int:
-    from appliance.config import config_hash, load_config
+    from appliance.config import config_hash
+    from appliance.config.loader import config_label
 
-    cfg = load_config(args.file)
+    if args.file and args.config and args.file != args.config:
+        raise InputError(f"two different files given ({args.file} and --config {args.config}); give one")
+    args.config = args.file or args.config
+    # Everything `run` checks before its first frame, so "ok" here means `run` starts.
+    cfg = _load_runnable(args)
+    label = config_label(args.config, _overrides(args))
     if args.json:
-        _print_json({"ok": True, "file": args.file, "board": cfg.profile.name, "config_hash": config_hash(cfg)})
+        _print_json({"ok": True, "file": args.config, "board": cfg.profile.name, "config_hash": config_hash(cfg)})
     else:
-        print(f"{args.file}: ok (device {cfg.device_id}, board {cfg.profile.name}, hash {config_hash(cfg)})")
+        print(f"{label}: ok (device {cfg.device_id}, board {cfg.profile.name}, hash {config_hash(cfg)})")
     return 0
 
 
@@ -139,7 +152,9 @@ def cmd_config_schema(args: argparse.Namespace) -> int:
 def cmd_models_verify(args: argparse.Namespace) -> int:
     from appliance.models.verify import verify_models
 
-    report = verify_models()
+    # With a config, also check that the models its board profile selects are in the manifest.
+    cfg = _load(args) if args.config or args.board else None
+    report = verify_models(selected=cfg.profile.models if cfg is not None else None)
     if args.json:
         _print_json(report.to_dict())
     else:
@@ -234,8 +249,40 @@ def _add_monitor_parser(sub: Any) -> None:
 # --------------------------------------------------------------------------- parser
 
 
+class _OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line on stderr and exit 2, like every other bad input."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"appliance: error: {self.prog}: {' '.join(message.split())} (see {self.prog} --help)\n")
+
+
+def _number(kind: type, minimum: float, *, inclusive: bool) -> Callable[[str], Any]:
+    """An argparse type: a finite number of ``kind`` at or above (or strictly above) ``minimum``."""
+    bound = f"{'at least' if inclusive else 'greater than'} {minimum:g}"
+    noun = "an integer" if kind is int else "a number"
+
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be {noun} {bound}, got {text!r}") from None
+        if value != value or value in (float("inf"), float("-inf")) or value < minimum or (
+            not inclusive and value == minimum
+        ):
+            raise argparse.ArgumentTypeError(f"must be {noun} {bound}, got {text!r}")
+        return value
+
+    parse.__name__ = f"{kind.__name__} {bound}"
+    return parse
+
+
+_POSITIVE_INT = _number(int, 1, inclusive=True)
+_NON_NEGATIVE_INT = _number(int, 0, inclusive=True)
+_POSITIVE_SECONDS = _number(float, 0, inclusive=False)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _OneLineParser(
         prog="appliance",
         description="Privacy-preserving crowd monitoring: faces blurred at capture, only anonymized counts leave.",
     )
@@ -248,9 +295,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--source", metavar="SRC", help="camera index, /dev/videoN, URL, GStreamer pipeline, file, folder")
     p.add_argument("--broker", metavar="URL", help="mqtt://host:port or mqtts://host:port (default: print to stdout)")
     p.add_argument("--device-id", metavar="ID")
-    p.add_argument("--interval", type=float, metavar="S", help="counts window length in seconds")
+    p.add_argument("--interval", type=_POSITIVE_SECONDS, metavar="S", help="counts window length in seconds")
     p.add_argument("--outbox", metavar="FILE", help="SQLite store-and-forward file (overrides outbox.path)")
-    p.add_argument("--max-frames", type=int, metavar="N", help="stop cleanly after N frames")
+    p.add_argument("--max-frames", type=_POSITIVE_INT, metavar="N", help="stop cleanly after N frames")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("blur", help="anonymize an image or video file exactly as the live pipeline does")
@@ -267,8 +314,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("config", help="validate a site config or print its JSON Schema")
     csub = p.add_subparsers(dest="config_command", metavar="ACTION", required=True)
-    v = csub.add_parser("validate", help="check a site config file")
-    v.add_argument("file")
+    v = csub.add_parser(
+        "validate", help="check a site config file and what it names on this machine, as `run` does at start"
+    )
+    v.add_argument("file", nargs="?", metavar="FILE", help="site config YAML (or --config FILE)")
+    _add_config(v)
     v.add_argument("--json", action="store_true")
     v.set_defaults(func=cmd_config_validate)
     s = csub.add_parser("schema", help="print the JSON Schema of the site config")
@@ -277,13 +327,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("models", help="model files")
     msub = p.add_subparsers(dest="models_command", metavar="ACTION", required=True)
     v = msub.add_parser("verify", help="check every model file against the manifest's sha256")
+    _add_config(v)
     v.add_argument("--json", action="store_true")
     v.set_defaults(func=cmd_models_verify)
 
     p = sub.add_parser("bench", help="per-stage latency and end-to-end fps on a clip")
     _add_config(p)
     p.add_argument("--source", metavar="SRC", help="clip to run on (default: the bundled sample)")
-    p.add_argument("--frames", type=int, default=100, metavar="N")
+    p.add_argument("--frames", type=_POSITIVE_INT, default=100, metavar="N")
     p.add_argument(
         "--compare-precision", action="store_true", help="also run the int8/fp32 counterparts and report the ratio"
     )
@@ -294,7 +345,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config(p)
     p.add_argument("--source", metavar="SRC")
     p.add_argument("--broker", metavar="URL")
-    p.add_argument("--timeout", type=float, default=10.0, metavar="S", help="wait this long for a camera frame")
+    p.add_argument(
+        "--timeout", type=_POSITIVE_SECONDS, default=10.0, metavar="S", help="wait this long for a camera frame"
+    )
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_selftest)
 
@@ -302,7 +355,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config(p)
     p.add_argument("--source", metavar="SRC")
     p.add_argument("-o", "--output", default="preview.jpg")
-    p.add_argument("--skip", type=int, default=0, metavar="N", help="skip N frames first (let exposure settle)")
+    p.add_argument(
+        "--skip", type=_NON_NEGATIVE_INT, default=0, metavar="N", help="skip N frames first (let exposure settle)"
+    )
     p.set_defaults(func=cmd_preview)
     _add_monitor_parser(sub)
     return parser
@@ -319,7 +374,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         return int(args.func(args))
     except ApplianceError as exc:
-        print(f"appliance: error: {exc}", file=sys.stderr)
+        print(f"appliance: error: {' '.join(str(exc).split())}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         return 130

@@ -1,7 +1,8 @@
 """Load and validate configuration: board profile + site file + overrides -> ``ApplianceConfig``.
 
 Errors come out as one line naming the file and the dotted field, e.g.
-``site.yaml: zones.0.max_people: Input should be greater than or equal to 0``.
+``site.yaml: zones.0.max_people: Input should be greater than or equal to 0``, whatever the file
+holds: non-UTF-8 bytes, YAML errors, duplicate keys, hostile nesting or size.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import copy
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any, Dict, Hashable, List, Mapping, Optional, Tuple
 
 import yaml
 from pydantic import ValidationError
@@ -19,37 +20,124 @@ from appliance.config.schema import ApplianceConfig, BoardProfile, SiteConfig
 from appliance.errors import InputError
 from appliance.resources import firmware_configs_dir
 
+MAX_FILE_BYTES = 1024 * 1024  # a site file is a few KiB; more is a wrong file (or /dev/zero)
+MAX_DEPTH = 16  # deepest real key: board_overrides.runtime.execution_providers.0 (depth 4)
+MAX_NODES = 100_000  # after YAML aliases are expanded: refuses "billion laughs" files
+
+
+def one_line(text: str) -> str:
+    """Collapse whitespace runs (newlines included) so an error is always one line."""
+    return " ".join(str(text).split())
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that refuses a key given twice in one mapping (plain PyYAML keeps the last)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> Dict[Hashable, Any]:
+        first_line: Dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue  # "<<: *base" then overriding a key is what merges are for
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                if key in first_line:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"duplicate key {key!r} (first on line {first_line[key]})", key_node.start_mark
+                    )
+                first_line[key] = key_node.start_mark.line + 1
+            except TypeError:
+                pass  # unhashable key: the base class reports it with its position
+        return super().construct_mapping(node, deep=deep)  # type: ignore[no-any-return]
+
+
+def _yaml_error(exc: yaml.YAMLError, text: str) -> Tuple[str, str]:
+    """(where, what) of a PyYAML error, each one line."""
+    mark = getattr(exc, "problem_mark", None)
+    if isinstance(exc, yaml.reader.ReaderError):  # a character YAML does not allow (NUL, other controls)
+        line = text[: exc.position].count("\n") + 1
+        char = f"U+{exc.character:04X}" if isinstance(exc.character, int) else repr(exc.character)
+        return f"line {line}", f"invalid YAML: control character {char} is not allowed"
+    where = f"line {mark.line + 1}" if mark is not None else "YAML"
+    problem = getattr(exc, "problem", None) or str(exc)
+    context = getattr(exc, "context", None)
+    what = f"{context}: {problem}" if context and "duplicate key" not in problem else problem
+    return where, one_line(f"invalid YAML: {what}")
+
+
+def _shape_problem(data: Any) -> Optional[str]:
+    """Too deep or too big, checked without recursion (so nesting cannot blow Python's stack)."""
+    stack: List[Tuple[Any, int]] = [(data, 0)]
+    nodes = 0
+    while stack:
+        node, depth = stack.pop()
+        nodes += 1
+        if nodes > MAX_NODES:
+            return f"more than {MAX_NODES} values (aliases expanded); not a site config"
+        if depth > MAX_DEPTH:
+            return f"nested deeper than {MAX_DEPTH} levels; not a site config"
+        if isinstance(node, dict):
+            stack.extend((v, depth + 1) for v in node.values())
+        elif isinstance(node, list):
+            stack.extend((v, depth + 1) for v in node)
+    return None
+
 
 def _read_yaml(path: Path) -> dict:
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as f:
+            raw = f.read(MAX_FILE_BYTES + 1)
     except FileNotFoundError:
         raise InputError("file not found", path=str(path)) from None
     except OSError as exc:
         raise InputError(f"cannot read: {exc.strerror}", path=str(path)) from None
+    except ValueError as exc:  # e.g. a NUL byte in the path
+        raise InputError(f"cannot read: {exc}", path=repr(str(path))) from None
+    if len(raw) > MAX_FILE_BYTES:
+        raise InputError(f"larger than {MAX_FILE_BYTES // 1024} KiB; not a site config", path=str(path))
     try:
-        data = yaml.safe_load(text)
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise InputError(
+            f"not UTF-8 text: byte 0x{raw[exc.start]:02x} at offset {exc.start}", path=str(path), field=f"line {line}"
+        ) from None
+    try:
+        data = yaml.load(text, Loader=_UniqueKeyLoader)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}" if mark else "YAML"
-        raise InputError(f"invalid YAML: {getattr(exc, 'problem', exc)}", path=str(path), field=where) from None
+        where, what = _yaml_error(exc, text)
+        raise InputError(what, path=str(path), field=where) from None
+    except RecursionError:
+        raise InputError(f"nested deeper than {MAX_DEPTH} levels; not a site config", path=str(path)) from None
     if data is None:
         return {}
     if not isinstance(data, dict):
         raise InputError("top level must be a mapping", path=str(path))
+    problem = _shape_problem(data)
+    if problem:
+        raise InputError(problem, path=str(path))
     return data
 
 
-def _first_error(exc: ValidationError, source: str) -> InputError:
-    err = exc.errors()[0]
-    loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
-    msg = err["msg"]
+def _first_error(exc: ValidationError, source: str, prefix: str = "") -> InputError:
+    errors = exc.errors()
+    err = errors[0]
+    parts = ([prefix] if prefix else []) + list(err["loc"])
+    loc = ".".join(p if isinstance(p, str) and p.isprintable() else repr(p) for p in parts)
+    msg = err["msg"].removeprefix("Value error, ")
+    value = err.get("input")
     if err["type"] == "extra_forbidden":
         msg = "unknown key"
-    more = len(exc.errors()) - 1
+    elif err["type"] in ("int_type", "float_type") and isinstance(value, (bool, str)):
+        # Strict numbers: say why a familiar-looking value is refused.
+        shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
+        msg = f"{msg}, not {'a boolean' if isinstance(value, bool) else 'a string'} ({shown})"
+    elif err["type"] in ("model_type", "dict_type"):
+        msg = "must be a section (key: value lines), not a single value or a list"
+    more = len(errors) - 1
     if more:
         msg += f" (and {more} more error{'s' if more > 1 else ''})"
-    return InputError(msg, path=source, field=loc)
+    # Errors of a whole section (no loc) already name their field in the message.
+    return InputError(one_line(msg), path=source, field=one_line(loc) or None)
 
 
 def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict:
@@ -72,17 +160,27 @@ def load_board_profile(name: str, overrides: Optional[Mapping[str, Any]] = None,
     try:
         return BoardProfile.model_validate(data)
     except ValidationError as exc:
+        first = exc.errors()[0]["loc"]
+        if overrides and source and first and first[0] in overrides:
+            # The site's override is at fault: name the site file and its board_overrides field.
+            raise _first_error(exc, source, prefix="board_overrides") from None
         label = f"{path} (with board_overrides from {source})" if overrides and source else str(path)
         raise _first_error(exc, label) from None
 
 
+def config_label(path: Optional[str | Path] = None, overrides: Optional[Mapping[str, Any]] = None) -> str:
+    """How errors name where a config came from: the file, the command line, or the defaults."""
+    if path is None:
+        return "<command line>" if overrides else "<defaults>"
+    return f"{path} (with command-line overrides)" if overrides else str(path)
+
+
 def load_config(path: Optional[str | Path] = None, overrides: Optional[Mapping[str, Any]] = None) -> ApplianceConfig:
     """Load a site file (or the defaults when ``path`` is None), apply ``overrides``, resolve the board."""
-    source = str(path) if path is not None else "<defaults>"
+    source = config_label(path, overrides)
     data = _read_yaml(Path(path)) if path is not None else {}
     if overrides:
         data = deep_merge(data, overrides)
-        source = f"{source} (with command-line overrides)" if path is not None else "<command line>"
     try:
         site = SiteConfig.model_validate(data)
     except ValidationError as exc:

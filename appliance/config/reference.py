@@ -7,20 +7,35 @@ file equal to ``render()``; regenerate with ``python -m appliance.config.referen
 from __future__ import annotations
 
 import json
-from typing import List, Type
+from typing import Any, List, Literal, Tuple, Type, Union, get_args, get_origin
 
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
+from typing_extensions import Annotated
 
 from appliance.config.schema import BoardProfile, SiteConfig
 
 
+def _render_type(tp: Any) -> str:
+    """A type as a reader writes it: ``Optional[int]``, ``List[Tuple[float, float]]`` (validators left out)."""
+    origin, args = get_origin(tp), get_args(tp)
+    if origin is Annotated:
+        return _render_type(args[0])
+    if origin is Union:
+        rest = [a for a in args if a is not type(None)]
+        inner = ", ".join(_render_type(a) for a in rest)
+        return f"Optional[{inner}]" if len(rest) < len(args) and len(rest) == 1 else f"Union[{inner}]"
+    if origin is Literal:
+        return f"Literal[{', '.join(repr(a) for a in args)}]"
+    if origin is not None:
+        name = {list: "List", tuple: "Tuple", dict: "Dict"}.get(origin, getattr(origin, "__name__", str(origin)))
+        return f"{name}[{', '.join(_render_type(a) for a in args)}]" if args else name.lower()
+    return getattr(tp, "__name__", str(tp))
+
+
 def _type_name(field: FieldInfo) -> str:
-    text = str(field.annotation).replace("typing.", "")
-    for prefix in ("appliance.config.schema.", "<class '", "'>"):
-        text = text.replace(prefix, "")
-    return text.replace("NoneType", "None")
+    return _render_type(field.annotation)
 
 
 def _default(field: FieldInfo) -> str:
@@ -36,7 +51,7 @@ def _default(field: FieldInfo) -> str:
 
 
 def _rows(model: Type[BaseModel], prefix: str, out: List[str]) -> None:
-    nested = []
+    nested: List[Tuple[str, Type[BaseModel]]] = []
     for name, field in model.model_fields.items():
         annotation = field.annotation
         if isinstance(annotation, type) and issubclass(annotation, BaseModel):

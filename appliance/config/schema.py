@@ -6,19 +6,45 @@ ignored. ``appliance config schema`` exports this as JSON Schema.
 
 Coordinates of zones and lines are fractions of the frame (0..1, origin top-left), so a site
 config stays valid when a board profile changes the working resolution.
+
+Numbers are strict: ``true`` or ``"10"`` where a number belongs, and ``.nan``/``.inf`` anywhere, are
+errors rather than silently read as 1, 10 or a density of infinity.
 """
 
 from __future__ import annotations
 
-from typing import List, Literal, Optional, Tuple
+from typing import Any, List, Literal, Optional, Tuple
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from typing_extensions import Annotated
 
-Point = Tuple[float, float]
+from appliance.config.broker_url import BrokerUrlError, parse_broker_url
+from appliance.config.geometry import (
+    below_horizon_problem,
+    ground_plane_problem,
+    line_problem,
+    zone_polygon_problem,
+)
+from appliance.names import NAME_PATTERN, TOPIC_PREFIX_PATTERN
+
+
+def _list_as_tuple(value: Any) -> Any:
+    # YAML has no tuples; strict validation would refuse a list where a pair belongs.
+    return tuple(value) if isinstance(value, list) else value
+
+
+Point = Annotated[Tuple[float, float], BeforeValidator(_list_as_tuple)]
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_default=True)
+    # strict: no bool -> number, str -> number or float -> int coercion; no NaN or infinity.
+    model_config = ConfigDict(extra="forbid", validate_default=True, strict=True, allow_inf_nan=False)
+
+
+def _check_in_frame(points: List[Point], what: str) -> None:
+    for x, y in points:
+        if not (0 <= x <= 1 and 0 <= y <= 1):
+            raise ValueError(f"{what} ({x}, {y}) is outside 0..1 (coordinates are fractions of the frame)")
 
 
 # --------------------------------------------------------------------------- board profile
@@ -111,7 +137,7 @@ class DetectionConfig(Strict):
 
 
 class ZoneConfig(Strict):
-    name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$", description="Zone name, used as a key in counts messages")
+    name: str = Field(pattern=NAME_PATTERN, description="Zone name, used as a key in counts messages")
     polygon: List[Point] = Field(min_length=3, description="Vertices as fractions of frame width/height")
     area_m2: Optional[float] = Field(None, gt=0, description="Real ground area, for density (people/m²)")
     max_people: Optional[int] = Field(None, ge=0, description="Overcrowding limit on occupancy")
@@ -126,20 +152,34 @@ class ZoneConfig(Strict):
 
     @field_validator("polygon")
     @classmethod
-    def _in_frame(cls, v: List[Point]) -> List[Point]:
-        for x, y in v:
-            if not (0 <= x <= 1 and 0 <= y <= 1):
-                raise ValueError(f"vertex ({x}, {y}) is outside 0..1")
+    def _simple_polygon_in_frame(cls, v: List[Point]) -> List[Point]:
+        _check_in_frame(v, "vertex")
+        problem = zone_polygon_problem(v)
+        if problem:
+            raise ValueError(problem)
         return v
 
 
 class LineConfig(Strict):
-    name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$", description="Line name, used as a key in counts messages")
+    name: str = Field(pattern=NAME_PATTERN, description="Line name, used as a key in counts messages")
     start: Point = Field(description="Fractions of frame width/height")
     end: Point = Field(description="Fractions of frame width/height")
     min_crossing_px: float = Field(
         8.0, ge=0, description="An anchor must travel this far past the line before a crossing counts"
     )
+
+    @field_validator("start", "end")
+    @classmethod
+    def _in_frame(cls, v: Point) -> Point:
+        _check_in_frame([v], "point")
+        return v
+
+    @model_validator(mode="after")
+    def _has_length(self) -> LineConfig:
+        problem = line_problem(self.start, self.end)
+        if problem:
+            raise ValueError(problem)
+        return self
 
 
 class MqttTlsConfig(Strict):
@@ -154,7 +194,7 @@ class MqttConfig(Strict):
         None, description="mqtt://host:port or mqtts://host:port. None: print messages on stdout instead"
     )
     topic_prefix: str = Field(
-        "crowdmon", pattern=r"^[A-Za-z0-9_/-]{1,64}$", description="Topics are {prefix}/{device_id}/..."
+        "crowdmon", pattern=TOPIC_PREFIX_PATTERN, description="Topics are {prefix}/{device_id}/..."
     )
     protocol: Literal["auto", "5", "3.1.1"] = Field("auto", description="auto: MQTT 5, falling back to 3.1.1")
     client_id: Optional[str] = Field(None, description="Defaults to the device id")
@@ -169,7 +209,9 @@ class MqttConfig(Strict):
     )
     reconnect_min_s: float = Field(1.0, gt=0, description="First wait after a failed or lost connection")
     reconnect_max_s: float = Field(60.0, gt=0, description="The wait doubles up to this")
-    qos: Literal[0, 1] = Field(1, description="1: delivered at least once (the outbox needs PUBACKs)")
+    qos: Literal[1] = Field(
+        1, description="Always 1: delivered at least once (the outbox deletes a message only on its PUBACK)"
+    )
     counts_expiry_s: Optional[int] = Field(
         3600, ge=1, description="MQTT 5 message expiry on counts, so a stale backlog is not taken as live"
     )
@@ -177,12 +219,19 @@ class MqttConfig(Strict):
 
     @field_validator("url")
     @classmethod
-    def _scheme(cls, v: Optional[str]) -> Optional[str]:
-        if v is not None and not (v.startswith("mqtt://") or v.startswith("mqtts://")):
-            raise ValueError("must start with mqtt:// or mqtts://")
-        if v is not None and "@" in v:
-            # A URL is logged and shown in errors; credentials belong in password_file/password_env.
-            raise ValueError("must not contain credentials; use username and password_file/password_env")
+    def _broker_address(cls, v: Optional[str]) -> Optional[str]:
+        if v is not None:
+            try:
+                parse_broker_url(v)
+            except BrokerUrlError as exc:
+                raise ValueError(str(exc)) from None
+        return v
+
+    @field_validator("qos", mode="before")
+    @classmethod
+    def _only_qos_1(cls, v: object) -> object:
+        if v != 1 or isinstance(v, bool):
+            raise ValueError("only 1 is allowed: with QoS 0 nothing acknowledges a message and the outbox loses it")
         return v
 
 
@@ -332,17 +381,22 @@ class GroundPlaneConfig(Strict):
     """Four image points and where they are on the ground (metres), for density without measured zone areas."""
 
     image_points: List[Point] = Field(min_length=4, max_length=4, description="Fractions of frame width/height")
-    world_points_m: List[Tuple[float, float]] = Field(
+    world_points_m: List[Point] = Field(
         min_length=4, max_length=4, description="The same points on the ground plane, in metres"
     )
 
     @field_validator("image_points")
     @classmethod
     def _in_frame(cls, v: List[Point]) -> List[Point]:
-        for x, y in v:
-            if not (0 <= x <= 1 and 0 <= y <= 1):
-                raise ValueError(f"point ({x}, {y}) is outside 0..1")
+        _check_in_frame(v, "point")
         return v
+
+    @model_validator(mode="after")
+    def _well_conditioned(self) -> GroundPlaneConfig:
+        problem = ground_plane_problem(self.image_points, self.world_points_m)
+        if problem:
+            raise ValueError(problem)
+        return self
 
 
 class AnalyticsConfig(Strict):
@@ -371,9 +425,11 @@ class SiteConfig(Strict):
     """What a site file may contain (everything but the board's own profile)."""
 
     device_id: str = Field(
-        "demo-0001", pattern=r"^[A-Za-z0-9_-]{1,64}$", description="This device's name in topics and payloads"
+        "demo-0001", pattern=NAME_PATTERN, description="This device's name in topics and payloads"
     )
-    board: str = Field("x86-generic", description="Profile name in firmware_configs/ (rpi4, rpi5, ...)")
+    board: str = Field(
+        "x86-generic", pattern=NAME_PATTERN, description="Profile name in firmware_configs/ (rpi4, rpi5, ...)"
+    )
     board_overrides: dict = Field(default_factory=dict, description="Keys of the board profile to change")
     capture: CaptureConfig = Field(default_factory=CaptureConfig)
     anonymize: AnonymizeConfig = Field(default_factory=AnonymizeConfig)
@@ -395,6 +451,19 @@ class SiteConfig(Strict):
             dupes = sorted({n for n in names if names.count(n) > 1})
             if dupes:
                 raise ValueError(f"{kind}: duplicate name(s) {', '.join(dupes)}")
+        return self
+
+    @model_validator(mode="after")
+    def _zone_areas_from_the_ground_plane_are_finite(self) -> SiteConfig:
+        plane = self.analytics.ground_plane
+        if plane is None:
+            return self
+        for i, zone in enumerate(self.zones):
+            problem = zone.area_m2 is None and below_horizon_problem(
+                zone.polygon, plane.image_points, plane.world_points_m
+            )
+            if problem:
+                raise ValueError(f"zones.{i}.polygon: {problem}")
         return self
 
 

@@ -1,0 +1,128 @@
+"""Checks that need the outside world, run by both ``config validate`` and ``run`` at start.
+
+The schema checks what a config *says*; this checks that what it names exists on this machine: the
+source file, the TLS files, the password, a place for the outbox. One function for both commands,
+so ``validate`` says ok exactly when ``run`` will not stop on the config, with the same one line
+naming the file and field. Nothing here writes, connects or opens a camera.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Mapping, NoReturn, Optional, Union
+
+from appliance.config.loader import config_label, load_config
+from appliance.config.schema import ApplianceConfig
+from appliance.errors import InputError, ModelIntegrityError
+
+# What ``capture.source`` values are not paths (see appliance/capture/sources.py: open_source).
+_LIVE_PREFIXES = ("rtsp://", "rtsps://", "http://", "https://", "/dev/video")
+
+
+def _is_path_source(spec: str) -> bool:
+    return not (spec == "sample" or spec.startswith(_LIVE_PREFIXES) or spec.isdigit() or "!" in spec)
+
+
+def _stat_problem(path: str, *, want_dir: bool = False) -> Optional[str]:
+    """None if ``path`` is a readable file (or folder), else what is wrong, in a few words."""
+    try:
+        p = Path(path)
+        if not p.exists():
+            return "no such file or folder" if want_dir else "no such file"
+        if want_dir and p.is_dir():
+            return None if os.access(p, os.R_OK | os.X_OK) else "folder not readable"
+        if not p.is_file() and not want_dir:
+            return "not a regular file"
+        return None if os.access(p, os.R_OK) else "not readable (check owner and mode)"
+    except (OSError, ValueError) as exc:  # ValueError: a NUL byte in the path
+        return f"cannot check: {exc}"
+
+
+def _nearest_existing(path: Path) -> Path:
+    for parent in path.parents:
+        if parent.exists():
+            return parent
+    return Path("/")
+
+
+def outbox_path_problem(path: str) -> Optional[str]:
+    """None if an outbox can be created or opened at ``path`` (its folder may not exist yet)."""
+    if not path.strip():
+        return "is empty"
+    try:
+        p = Path(path)
+        if p.is_dir():
+            return "is a folder; give a file name inside it"
+        if p.exists():
+            return None if os.access(p, os.R_OK | os.W_OK) else "not writable (check owner and mode)"
+        base = _nearest_existing(p.absolute())
+        if not base.is_dir():
+            return f"{base} is not a folder"
+        if not os.access(base, os.W_OK | os.X_OK):
+            return f"cannot create it: {base} is not writable"
+    except (OSError, ValueError) as exc:
+        return f"cannot check: {exc}"
+    return None
+
+
+def preflight(cfg: ApplianceConfig, *, label: str) -> None:
+    """Raise a one-line :class:`InputError` (``label: field: ...``) for anything ``run`` would refuse."""
+    # Imported here: capture pulls in OpenCV, which `config schema` and friends need not load.
+    from appliance.capture.sources import open_source
+    from appliance.models.manifest import load_manifest
+
+    def fail(field: str, problem: str, value: Optional[str] = None) -> NoReturn:
+        detail = f"{value}: {problem}" if value is not None else problem
+        raise InputError(" ".join(detail.split()), path=label, field=field)
+
+    source = cfg.capture.source
+    if _is_path_source(source):
+        shown = source if source.isprintable() else repr(source)
+        problem = _stat_problem(source, want_dir=True)
+        if problem:
+            fail("capture.source", problem, shown)
+        try:  # the same opening `run` does (a folder without images, a file that is not a video)
+            open_source(source, cfg.capture, size=None).close()
+        except InputError as exc:
+            fail("capture.source", str(exc))
+
+    manifest = load_manifest()
+    for task, name in (("face", cfg.profile.models.face), ("person", cfg.profile.models.person)):
+        try:
+            entry = manifest.get(name)
+        except ModelIntegrityError:
+            known = ", ".join(m.name for m in manifest.models)
+            fail(f"models.{task}", f"unknown model {name!r} (manifest has: {known})")
+        if entry.task != task:
+            fail(f"models.{task}", f"{name} is a {entry.task} model, not a {task} model")
+
+    mqtt = cfg.mqtt
+    if mqtt.url is None:
+        return  # messages go to stdout: no broker, no TLS files, no outbox
+    tls_files = (("ca_file", mqtt.tls.ca_file), ("cert_file", mqtt.tls.cert_file), ("key_file", mqtt.tls.key_file))
+    for name, path in tls_files:
+        if path is not None:
+            problem = _stat_problem(path)
+            if problem:
+                fail(f"mqtt.tls.{name}", problem, path)
+    if bool(mqtt.tls.cert_file) != bool(mqtt.tls.key_file):
+        fail("mqtt.tls", "mutual TLS needs both cert_file and key_file")
+    if mqtt.password_file is not None:
+        problem = _stat_problem(mqtt.password_file)
+        if problem:
+            fail("mqtt.password_file", problem, mqtt.password_file)
+    if mqtt.password_env is not None and mqtt.password_env not in os.environ:
+        fail("mqtt.password_env", f"environment variable {mqtt.password_env} is not set")
+    problem = outbox_path_problem(cfg.outbox.path)
+    if problem:
+        fail("outbox.path", problem, cfg.outbox.path or None)
+
+
+def load_runnable_config(
+    path: Optional[Union[str, Path]] = None, overrides: Optional[Mapping[str, Any]] = None
+) -> ApplianceConfig:
+    """``load_config`` + :func:`preflight`: what ``run`` and ``config validate`` both start with."""
+    cfg = load_config(path, overrides)
+    preflight(cfg, label=config_label(path, overrides))
+    return cfg
