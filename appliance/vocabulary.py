@@ -13,9 +13,10 @@ from typing import List, Literal, Optional, Sequence
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from typing_extensions import Annotated
 
-# Names of zones, lines, models and drop reasons: short identifiers, never free text.
-NAME_PATTERN = r"^[A-Za-z0-9_.:-]{1,64}$"
-Name = Annotated[str, Field(pattern=NAME_PATTERN)]
+from appliance.names import Label
+
+# Names of zones, lines, models and drop reasons on the wire: short identifiers, never free text.
+Name = Label
 Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
 Count = Annotated[int, Field(ge=0)]
 NonNegative = Annotated[float, Field(ge=0)]

@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 from config_fuzz import call_main, generate
 
-from appliance.analyze import Analyzer
+from appliance.app import build_analyzer
 from appliance.capture import open_source
 from appliance.config import load_config
 from appliance.publish.mqtt_client import MqttLink
@@ -42,7 +42,7 @@ def run_start_problem(path: Path) -> str:
     size = (cfg.profile.working_width, cfg.profile.working_height)
     try:
         open_source(cfg.capture.source, cfg.capture, size).close()
-        Analyzer(cfg, frame_size=size)
+        build_analyzer(cfg, size)
         if cfg.mqtt.url:
             MqttLink(cfg.mqtt, client_id=cfg.device_id, on_ack=lambda mid, reason: None)
     except Exception as exc:

@@ -18,7 +18,7 @@ from typing import List, Tuple
 import pytest
 from config_fuzz import call_main, generate
 
-from appliance.analyze import Analyzer
+from appliance.app import build_analyzer
 from appliance.capture import open_source
 from appliance.capture.sources import LIVE_PREFIXES
 from appliance.config import ApplianceConfig
@@ -57,7 +57,7 @@ def start_stages_without_models(cfg: ApplianceConfig) -> None:
     size = (cfg.profile.working_width, cfg.profile.working_height)
     if not cfg.capture.source.startswith(LIVE_PREFIXES):  # a live camera is retried, never a config error
         open_source(cfg.capture.source, cfg.capture, size).close()
-    analyzer = Analyzer(cfg, frame_size=size)
+    analyzer = build_analyzer(cfg, size)
     for zone in analyzer.zones:  # densities are finite: no degenerate ground plane got through
         assert zone.area_m2 is None or (math.isfinite(zone.area_m2) and zone.area_m2 > 0), zone.name
     if cfg.mqtt.url is not None:

@@ -416,7 +416,7 @@ class HomeAssistantConfig(Strict):
     enabled: bool = Field(False, description="Publish Home Assistant MQTT discovery config messages (opt-in)")
     discovery_prefix: str = Field(
         "homeassistant",
-        pattern=r"^[A-Za-z0-9_-]{1,64}$",
+        pattern=NAME_PATTERN,
         description="Home Assistant's discovery prefix (its MQTT integration's setting)",
     )
 

@@ -32,6 +32,7 @@ from pydantic import (
 from typing_extensions import Annotated
 
 import appliance
+from appliance.names import NAME_PATTERN, OPTIONAL_NAME_PATTERN
 from appliance.vocabulary import (
     AnomalyState,
     AnomalyType,
@@ -123,7 +124,7 @@ class Message(Value):
     retain: ClassVar[bool] = False
 
     v: Literal[1] = SCHEMA_VERSION
-    device_id: str = Field("", pattern=r"^([A-Za-z0-9_-]{1,64})?$")
+    device_id: str = Field("", pattern=OPTIONAL_NAME_PATTERN)
     boot_id: int = Field(0, ge=0, description="incremented every time the appliance starts")
     seq: int = Field(0, ge=0, description="per-device sequence number, monotonic across restarts")
     sent_at: Optional[UtcDatetime] = Field(None, description="when the device queued this message")
@@ -245,7 +246,7 @@ def parse_payload(kind: str, payload: bytes) -> Message:
 # --------------------------------------------------------------------------- JSON Schemas
 
 _ENVELOPE_ON_WIRE: Dict[str, Dict[str, Any]] = {
-    "device_id": {"type": "string", "pattern": r"^[A-Za-z0-9_-]{1,64}$"},
+    "device_id": {"type": "string", "pattern": NAME_PATTERN},
     "boot_id": {"type": "integer", "minimum": 1},
     "seq": {"type": "integer", "minimum": 1},
     "sent_at": {"type": "string", "format": "date-time", "pattern": r"Z$"},
