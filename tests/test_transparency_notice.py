@@ -14,8 +14,12 @@ import yaml
 
 from appliance.cli import main
 from appliance.config import load_config
+from appliance.config.schema import PublishConfig
 from appliance.models.manifest import load_manifest
+from appliance.publish.egress import check_json_payload
 from appliance.publish.messages import (
+    MAX_LINES,
+    MAX_ZONES,
     MESSAGE_TYPES,
     AnomalyMessage,
     CameraHealth,
@@ -95,7 +99,7 @@ def _paths(value: Any, prefix: str = "") -> Set[str]:
 
 def test_every_field_of_every_published_payload_is_in_the_notice() -> None:
     notice = build_notice(load_config(ROOT / "examples" / "site.yaml"))
-    listed = {t.kind: {f.path for f in t.fields} for t in notice.topics}
+    listed = {t.kind: set(t.fields) for t in notice.topics}
     for kind, message in _full_messages().items():
         on_wire = _paths(json.loads(message.to_json_bytes()))
         assert on_wire <= listed[kind], f"{kind}: fields on the wire but not in the notice: {on_wire - listed[kind]}"
@@ -176,3 +180,28 @@ def test_a_bad_transparency_field_is_one_line_naming_file_and_field(
     assert main(["notice", "manifest", "--config", str(site)]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and str(site) in err and "transparency.contact_email" in err
+
+
+def test_the_largest_notice_the_config_allows_passes_the_egress_checks(tmp_path: Path) -> None:
+    """The notice is published like any payload: no string over 200 chars, no long array, under the size cap."""
+    longest = "Ab " * 66 + "cd"  # 200 characters, the config's limit
+    zones = [{"name": f"zone-{i:02d}-" + "x" * 50, "polygon": [[0, 0], [1, 0], [1, 1]]} for i in range(MAX_ZONES)]
+    lines = [{"name": f"line-{i:02d}-" + "y" * 50, "start": [0, 0], "end": [1, 1]} for i in range(MAX_LINES)]
+    site = _site(
+        tmp_path,
+        transparency={"operator_name": longest, "contact_email": "a" * 60 + "@" + "b" * 60 + ".org",
+                      "contact_url": "https://example.org/" + "p.q/" * 45, "purpose_details": longest,
+                      "legal_basis": longest, "dpia_reference": longest, "public_url": "https://e.org/" + "q." * 93},
+        zones=zones,
+        lines=lines,
+    )
+    payload = notice_payload(build_notice(load_config(site)))
+    check_json_payload(payload)
+    assert len(payload) <= PublishConfig().max_payload_bytes
+
+
+def test_config_refuses_a_text_the_egress_policy_would_refuse(tmp_path: Path) -> None:
+    from appliance.errors import InputError
+
+    with pytest.raises(InputError, match=r"transparency\.public_url"):
+        load_config(_site(tmp_path, transparency={"public_url": "https://example.org/" + "abcd" * 20}))

@@ -10,6 +10,7 @@ config stays valid when a board profile changes the working resolution.
 
 from __future__ import annotations
 
+import re
 from typing import List, Literal, Optional, Tuple
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -363,7 +364,11 @@ Purpose = Literal["crowd_safety", "capacity_management", "footfall_statistics"]
 
 
 class TransparencyConfig(Strict):
-    """Who runs the device and why: printed on the public sign, published in the notice, kept in the record."""
+    """Who runs the device and why: printed on the public sign, published in the notice, kept in the record.
+
+    Texts are at most 200 characters and may not hold an unbroken run of 80 letters/digits: the notice
+    is published, and the egress policy refuses longer strings and anything that looks like encoded data.
+    """
 
     operator_name: Optional[str] = Field(
         None, min_length=1, max_length=200, description="The controller (who decides why the camera is there)"
@@ -375,10 +380,10 @@ class TransparencyConfig(Strict):
         None, pattern=r"^[0-9 +()./-]{3,40}$", description="Phone number printed on the sign"
     )
     contact_url: Optional[str] = Field(
-        None, pattern=r"^https?://\S+$", max_length=300, description="Contact page (privacy or DPO page)"
+        None, pattern=r"^https?://\S+$", max_length=200, description="Contact page (privacy or DPO page)"
     )
     purpose: Purpose = Field("crowd_safety", description="Why the device counts people (one of a fixed set)")
-    purpose_details: str = Field("", max_length=500, description="Free-text detail of the purpose, in plain words")
+    purpose_details: str = Field("", max_length=200, description="Free-text detail of the purpose, in plain words")
     legal_basis: Optional[str] = Field(
         None, max_length=200, description="Legal basis of the processing, e.g. 'GDPR Art. 6(1)(e), public task'"
     )
@@ -388,7 +393,7 @@ class TransparencyConfig(Strict):
     public_url: Optional[str] = Field(
         None,
         pattern=r"^https?://\S+$",
-        max_length=300,
+        max_length=200,
         description="Public page with the full notice; the sign's QR code points here (none: a compact notice)",
     )
     sign_languages: List[SignLanguage] = Field(
@@ -403,6 +408,16 @@ class TransparencyConfig(Strict):
         "/var/lib/crowd-appliance/audit-{device_id}.jsonl",
         description="Append-only, hash-chained audit log (JSON lines); {device_id} is replaced",
     )
+
+    @field_validator(
+        "operator_name", "contact_email", "contact_url", "purpose_details", "legal_basis", "dpia_reference",
+        "public_url",
+    )
+    @classmethod
+    def _publishable(cls, v: Optional[str]) -> Optional[str]:
+        if v is not None and re.search(r"[A-Za-z0-9+/_-]{80,}", v):
+            raise ValueError("has an unbroken run of 80+ letters/digits, which egress refuses as encoded data")
+        return v
 
 
 class SiteConfig(Strict):

@@ -7,15 +7,16 @@ notice, the sign's compact QR form and the record without anyone editing them.
 
 from __future__ import annotations
 
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Tuple
 
 from pydantic import BaseModel, ConfigDict, Field
 
 
 class EgressField(BaseModel):
+    """One field of a payload; the notice keys these by dotted path ('<name>' = a configured zone/line/...)."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    path: str = Field(description="Dotted path in the payload; '<name>' is a configured zone/line/... name")
     type: str = Field(description="JSON type(s), '|'-separated, e.g. 'number|null'")
     description: str = Field("", description="What the field holds, from the message class")
 
@@ -35,7 +36,9 @@ def _types(node: Dict[str, Any], defs: Dict[str, Any]) -> List[str]:
     return [node.get("type", "any")]
 
 
-def _walk(node: Dict[str, Any], defs: Dict[str, Any], path: str, out: List[EgressField], desc: str = "") -> None:
+def _walk(
+    node: Dict[str, Any], defs: Dict[str, Any], path: str, out: List[Tuple[str, EgressField]], desc: str = ""
+) -> None:
     node = _resolve(node, defs)
     description = desc if desc else node.get("description", "")
     if "anyOf" in node:
@@ -45,18 +48,18 @@ def _walk(node: Dict[str, Any], defs: Dict[str, Any], path: str, out: List[Egres
             inner = _resolve(alts[0], defs)
             if inner.get("type") in ("object", "array"):
                 out.append(
-                    EgressField(path=path, type=inner["type"] + ("|null" if nullable else ""), description=description)
+                    (path, EgressField(type=inner["type"] + ("|null" if nullable else ""), description=description))
                 )
                 _walk_children(inner, defs, path, out)
                 return
-        out.append(EgressField(path=path, type="|".join(_types(node, defs)), description=description))
+        out.append((path, EgressField(type="|".join(_types(node, defs)), description=description)))
         return
     kind = node.get("type", "any")
-    out.append(EgressField(path=path, type=kind, description=description))
+    out.append((path, EgressField(type=kind, description=description)))
     _walk_children(node, defs, path, out)
 
 
-def _walk_children(node: Dict[str, Any], defs: Dict[str, Any], path: str, out: List[EgressField]) -> None:
+def _walk_children(node: Dict[str, Any], defs: Dict[str, Any], path: str, out: List[Tuple[str, EgressField]]) -> None:
     if node.get("type") == "object":
         for name, child in node.get("properties", {}).items():
             _walk(child, defs, f"{path}.{name}", out, child.get("description", ""))
@@ -71,10 +74,10 @@ def _walk_children(node: Dict[str, Any], defs: Dict[str, Any], path: str, out: L
         _walk(node["items"], defs, f"{path}[]", out)
 
 
-def schema_fields(schema: Dict[str, Any]) -> List[EgressField]:
-    """Flatten a payload's JSON Schema into its leaf and container fields, in schema order."""
+def schema_fields(schema: Dict[str, Any], depth: int = 99) -> Dict[str, EgressField]:
+    """Flatten a payload's JSON Schema into ``{dotted path: field}``, in schema order, to ``depth`` levels."""
     defs = schema.get("$defs", {})
-    out: List[EgressField] = []
+    out: List[Tuple[str, EgressField]] = []
     for name, child in schema.get("properties", {}).items():
         _walk(child, defs, name, out, child.get("description", ""))
-    return out
+    return {path: f for path, f in out if path.count(".") + path.count("[]") < depth}

@@ -31,9 +31,8 @@ NOTICE_KIND = "notice"
 # What the training sets' own terms say about use, stated plainly wherever a model trained on them
 # runs. Keyed by the dataset name as it appears in the manifest's ``training_data``.
 TRAINING_DATA_TERMS: Dict[str, str] = {
-    "WIDER FACE": "WIDER FACE is published for non-commercial research; its terms restrict commercial use "
-    "of the data and of data derived from it. CenterFace was trained on it: an operator using the device "
-    "commercially must assess whether those terms reach the model weights.",
+    "WIDER FACE": "WIDER FACE is for non-commercial research: its terms restrict commercial use of data "
+    "derived from it, such as this model. Assess before any commercial use.",
     "PASCAL VOC": "PASCAL VOC images come from Flickr; their use must respect Flickr's terms of use.",
 }
 
@@ -82,7 +81,9 @@ class TopicNotice(_Strict):
     retained: bool
     sent: str = Field(description="When a message is sent")
     interval_s: Optional[float] = Field(None, description="Fixed interval, when there is one")
-    fields: List[EgressField] = Field(description="Every field of the payload, generated from its schema")
+    fields: Dict[str, EgressField] = Field(
+        description="Every field of the payload by dotted path ('<name>': a configured name), from its schema"
+    )
 
 
 class ModelNotice(_Strict):
@@ -146,9 +147,10 @@ def _topic_notices(cfg: ApplianceConfig) -> List[TopicNotice]:
             topic=f"{prefix}/{NOTICE_KIND}",
             kind=NOTICE_KIND,
             retained=True,
-            sent="on every connect (this document)",
+            sent="on every connect (this document; full schema: docs/schemas/notice.json)",
             interval_s=None,
-            fields=schema_fields(Notice.model_json_schema()),
+            # Top level only: the full self-description would double the notice's size for nothing.
+            fields=schema_fields(Notice.model_json_schema(), depth=1),
         )
     )
     return out
@@ -218,19 +220,19 @@ def build_notice(cfg: ApplianceConfig, *, models_dir: Optional[Path] = None) -> 
             anonymization_shape=a.shape,
             head_blur=a.head_blur,
             face_score_threshold=a.face_score_threshold,
-            fail_closed="a frame is blurred before anything else sees it; if the face stage fails or takes longer "
-            f"than {a.max_latency_ms:g} ms the frame is dropped, never passed on unblurred",
+            fail_closed="a frame is blurred before anything else sees it; if the face stage fails or takes over "
+            f"{a.max_latency_ms:g} ms the frame is dropped, never passed on unblurred",
             analytics=analytics,
             zones=[z.name for z in cfg.zones],
             lines=[ln.name for ln in cfg.lines],
         ),
-        egress="only the anonymized aggregates listed under topics leave the device: numbers, configured names "
-        "and short status texts; no image, no box, no track, no identifier of a person",
+        egress="only the aggregates listed under topics leave the device: numbers, configured names and short "
+        "status texts; no image, no box, no track, nothing that identifies a person",
         destination="mqtt" if cfg.mqtt.url else "stdout",
         topics=_topic_notices(cfg),
         models=_model_notices(cfg, models_dir),
-        audit_log="an append-only, hash-chained log on the device of every start and stop, config change, "
-        "anomaly flag, image written by a local command and model verification failure",
+        audit_log="a hash-chained log on the device of every start, stop, config change, anomaly flag, image "
+        "written by a local command and model verification failure",
     )
 
 

@@ -29,7 +29,7 @@ def notice_lines(n: Notice) -> List[str]:
     for t in n.topics:
         when = f"every {t.interval_s:g} s" if t.interval_s else t.sent
         out.append(f"  {t.topic}{' (retained)' if t.retained else ''}: {when}")
-        out.append("    " + ", ".join(f.path for f in t.fields))
+        out.append("    " + ", ".join(t.fields))
     out.append("")
     out.append("Models:")
     for m in n.models:

@@ -143,7 +143,7 @@ def _topics_table(n: Notice) -> List[str]:
         every = f"every {t.interval_s:g} s" if t.interval_s else t.sent
         out.append(
             f"| `{t.topic}` | {'yes' if t.retained else 'no'} | {every} | "
-            + ", ".join(f"`{f.path}`" for f in t.fields)
+            + ", ".join(f"`{path}`" for path in t.fields)
             + " |"
         )
     return out
