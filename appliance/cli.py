@@ -232,7 +232,8 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
     from appliance.audit.signing import Verifier
 
     log = _audit_log(args)
-    cert = None if args.log else _load(args).mqtt.tls.cert_file
+    # Signatures are checked against the device certificate named in the config (not with --log alone).
+    cert = _load(args).mqtt.tls.cert_file if (args.config or not args.log) else None
     report = log.verify(
         expected_head=_parse_head(args.expect_head) if args.expect_head else None,
         check_signature=Verifier(cert) if cert else None,

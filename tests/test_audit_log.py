@@ -165,6 +165,10 @@ def test_entries_signed_with_the_device_key_verify_with_its_certificate(tmp_path
     other = Verifier(str(pki.clients["device-b"]["cert"]))
     report = log.verify(check_signature=other)
     assert not report.ok and report.first_bad == 1 and "signature" in (report.problem or "")
+    # Someone without the key appends a correctly chained entry: the missing signature gives it away.
+    AuditLog(log.path).append(Stopped(reason="forged"))
+    report = log.verify(check_signature=good)
+    assert not report.ok and report.first_bad == 3 and "not signed" in (report.problem or "")
 
 
 def test_audit_verify_cli_exit_codes_and_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -208,3 +212,29 @@ def test_the_log_refuses_to_extend_a_chain_whose_last_entry_is_unreadable(tmp_pa
         f.write(b'{"seq": 10, "trunc\n')
     with pytest.raises(ApplianceError, match="unreadable"):
         log.append(Stopped(reason="x"))
+
+
+def test_from_config_signs_with_the_mtls_key_and_the_cli_checks_with_its_certificate(
+    tmp_path: Path, pki, capsys: pytest.CaptureFixture[str]  # type: ignore[no-untyped-def]
+) -> None:
+    device = pki.clients["device-a"]
+    site = tmp_path / "site.yaml"
+    site.write_text(
+        "device_id: device-a\n"
+        f"mqtt: {{tls: {{ca_file: '{pki.ca}', cert_file: '{device['cert']}', key_file: '{device['key']}'}}}}\n"
+        f"transparency: {{audit_log_path: '{tmp_path}/audit-{{device_id}}.jsonl'}}\n"
+    )
+    cfg = load_config(site)
+    log = AuditLog.from_config(cfg)
+    assert log.path == tmp_path / "audit-device-a.jsonl"
+    record_start(log, cfg)
+    log.append(Stopped(reason="test"))
+    assert main(["audit", "verify", "--config", str(site)]) == 0
+    out = capsys.readouterr().out
+    assert "intact, 2 entries" in out and "(2 signed)" in out
+    lines = _lines(log.path)
+    entry = json.loads(lines[1])
+    entry["sig"] = json.loads(lines[0])["sig"]  # a signature moved from another entry
+    log.path.write_bytes(lines[0] + canonical(entry) + b"\n")
+    assert main(["audit", "verify", "--config", str(site), "--json"]) == 1
+    assert json.loads(capsys.readouterr().out)["first_bad"] == 2

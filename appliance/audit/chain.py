@@ -82,6 +82,10 @@ def verify_lines(
             if check_signature is not None and not check_signature(digest, e["sig"]):
                 return broken(n, "signature does not verify with the device certificate")
             signed += 1
+        elif signed and check_signature is not None:
+            # Anyone who can write the file can append a correctly chained but unsigned entry;
+            # once the device signs, an unsigned entry is a forgery (or a key removed: check it).
+            return broken(n, "not signed, but earlier entries are")
         entries.append(e)
         prev = digest
     report = ChainReport(True, len(entries), prev, signed=signed, entries=entries)
