@@ -131,6 +131,8 @@ def _topic_notices(cfg: ApplianceConfig) -> List[TopicNotice]:
     }
     out = []
     for kind, cls in MESSAGE_TYPES.items():
+        if kind == NOTICE_KIND:  # should the notice become a message class itself, it is described below
+            continue
         sent, interval = when.get(kind, ("when produced", None))
         out.append(
             TopicNotice(
