@@ -13,6 +13,7 @@ errors rather than silently read as 1, 10 or a density of infinity.
 
 from __future__ import annotations
 
+import re
 from typing import Any, List, Literal, Optional, Tuple
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
@@ -420,6 +421,68 @@ class HomeAssistantConfig(Strict):
         description="Home Assistant's discovery prefix (its MQTT integration's setting)",
     )
 
+# --------------------------------------------------------------------------- transparency (issue 9)
+
+SignLanguage = Literal["en", "fr", "nb"]  # one translation file each in appliance/transparency/translations/
+Purpose = Literal["crowd_safety", "capacity_management", "footfall_statistics"]
+
+
+class TransparencyConfig(Strict):
+    """Who runs the device and why: printed on the public sign, published in the notice, kept in the record.
+
+    Texts are at most 200 characters and may not hold an unbroken run of 80 letters/digits: the notice
+    is published, and the egress policy refuses longer strings and anything that looks like encoded data.
+    """
+
+    operator_name: Optional[str] = Field(
+        None, min_length=1, max_length=200, description="The controller (who decides why the camera is there)"
+    )
+    contact_email: Optional[str] = Field(
+        None, pattern=r"^[^@\s]+@[^@\s]+$", max_length=200, description="Where the public can ask or object"
+    )
+    contact_phone: Optional[str] = Field(
+        None, pattern=r"^[0-9 +()./-]{3,40}$", description="Phone number printed on the sign"
+    )
+    contact_url: Optional[str] = Field(
+        None, pattern=r"^https?://\S+$", max_length=200, description="Contact page (privacy or DPO page)"
+    )
+    purpose: Purpose = Field("crowd_safety", description="Why the device counts people (one of a fixed set)")
+    purpose_details: str = Field("", max_length=200, description="Free-text detail of the purpose, in plain words")
+    legal_basis: Optional[str] = Field(
+        None, max_length=200, description="Legal basis of the processing, e.g. 'GDPR Art. 6(1)(e), public task'"
+    )
+    dpia_reference: Optional[str] = Field(
+        None, max_length=200, description="Reference of the operator's data-protection impact assessment"
+    )
+    public_url: Optional[str] = Field(
+        None,
+        pattern=r"^https?://\S+$",
+        max_length=200,
+        description="Public page with the full notice; the sign's QR code points here (none: a compact notice)",
+    )
+    sign_languages: List[SignLanguage] = Field(
+        default_factory=lambda: list[SignLanguage](["en"]),
+        min_length=1,
+        description="Languages of the printed sign, one page each; the first is the default",
+    )
+    central_retention_days: Optional[int] = Field(
+        None, ge=1, description="How long the operator promises to keep the aggregates centrally (days)"
+    )
+    audit_log_path: str = Field(
+        "/var/lib/crowd-appliance/audit-{device_id}.jsonl",
+        description="Append-only, hash-chained audit log (JSON lines); {device_id} is replaced",
+    )
+
+    @field_validator(
+        "operator_name", "contact_email", "contact_url", "purpose_details", "legal_basis", "dpia_reference",
+        "public_url",
+    )
+    @classmethod
+    def _publishable(cls, v: Optional[str]) -> Optional[str]:
+        if v is not None and re.search(r"[A-Za-z0-9+/_-]{80,}", v):
+            raise ValueError("has an unbroken run of 80+ letters/digits, which egress refuses as encoded data")
+        return v
+
 
 class SiteConfig(Strict):
     """What a site file may contain (everything but the board's own profile)."""
@@ -443,6 +506,8 @@ class SiteConfig(Strict):
     outbox: OutboxConfig = Field(default_factory=OutboxConfig)
     health: HealthConfig = Field(default_factory=HealthConfig)
     home_assistant: HomeAssistantConfig = Field(default_factory=HomeAssistantConfig)
+
+    transparency: TransparencyConfig = Field(default_factory=TransparencyConfig)
 
     @model_validator(mode="after")
     def _unique_names(self) -> SiteConfig:

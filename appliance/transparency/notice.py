@@ -1,0 +1,264 @@
+"""The machine-readable notice: who runs the device, why, what it processes and what leaves it.
+
+Built only from the running configuration, the model manifest and the message classes, so it cannot
+drift from what the device does. The same document is printed by ``appliance notice manifest``,
+published retained on ``{prefix}/{device_id}/notice`` and its hash goes into the birth message::
+
+    notice = build_notice(cfg)
+    payload = notice_payload(notice)     # the retained MQTT payload (canonical JSON bytes)
+    digest = notice_hash(notice)         # sha256 hex of exactly those bytes
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Dict, List, Literal, Optional, Union
+
+from pydantic import BaseModel, ConfigDict, Field
+
+import appliance
+from appliance.publish.messages import MESSAGE_TYPES, message_schema
+from appliance.transparency.egress_fields import EgressField, schema_fields
+
+if TYPE_CHECKING:
+    from appliance.config import ApplianceConfig
+
+NOTICE_VERSION: Literal[1] = 1
+NOTICE_KIND = "notice"
+
+# What the training sets' own terms say about use, stated plainly wherever a model trained on them
+# runs. Keyed by the dataset name as it appears in the manifest's ``training_data``.
+TRAINING_DATA_TERMS: Dict[str, str] = {
+    "WIDER FACE": "WIDER FACE is for non-commercial research: its terms restrict commercial use of data "
+    "derived from it, such as this model. Assess before any commercial use.",
+    "PASCAL VOC": "PASCAL VOC images come from Flickr; their use must respect Flickr's terms of use.",
+}
+
+PURPOSE_TEXT: Dict[str, str] = {
+    "crowd_safety": "Crowd safety: detect overcrowding and dangerous crowd movement early",
+    "capacity_management": "Capacity management: know how many people are in an area to manage access",
+    "footfall_statistics": "Footfall statistics: count how many people pass, for planning",
+}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Controller(_Strict):
+    name: Optional[str] = Field(description="The operator (controller); null: not configured yet")
+    email: Optional[str] = None
+    phone: Optional[str] = None
+    url: Optional[str] = None
+
+
+class PurposeNotice(_Strict):
+    code: Literal["crowd_safety", "capacity_management", "footfall_statistics"]
+    text: str = Field(description="The purpose in plain words")
+    details: str = Field("", description="The operator's own detail")
+    legal_basis: Optional[str] = None
+    dpia_reference: Optional[str] = None
+
+
+class OnDeviceProcessing(_Strict):
+    frames: str = Field(description="What happens to camera frames")
+    anonymization_method: Literal["gaussian", "pixelate", "fill"]
+    anonymization_shape: Literal["ellipse", "box"]
+    face_blur: bool = True
+    head_blur: bool = Field(description="Heads of detected people are hidden too, not only detected faces")
+    face_score_threshold: float
+    fail_closed: str = Field(description="What happens when anonymization cannot be done in time or fails")
+    analytics: List[str] = Field(description="What is computed from the anonymized frames")
+    zones: List[str] = Field(description="Names of the configured zones")
+    lines: List[str] = Field(description="Names of the configured counting lines")
+
+
+class TopicNotice(_Strict):
+    topic: str
+    kind: str
+    retained: bool
+    sent: str = Field(description="When a message is sent")
+    interval_s: Optional[float] = Field(None, description="Fixed interval, when there is one")
+    fields: Dict[str, EgressField] = Field(
+        description="Every field of the payload by dotted path ('<name>': a configured name), from its schema"
+    )
+
+
+class ModelNotice(_Strict):
+    name: str
+    task: Literal["face", "person"]
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    precision: Literal["fp32", "int8"]
+    source_package: str
+    source_version: str
+    source_url: str
+    licence: str
+    training_data: str
+    training_data_terms: List[str] = Field(description="What the training set's terms say about use")
+
+
+class Notice(_Strict):
+    """The device's public notice (``{prefix}/{device_id}/notice``, retained)."""
+
+    v: Literal[1] = NOTICE_VERSION
+    device_id: str
+    software_version: str
+    config_hash: str
+    controller: Controller
+    purpose: PurposeNotice
+    public_url: Optional[str] = None
+    central_retention_days: Optional[int] = Field(None, description="Operator's promise for the aggregates")
+    on_device: OnDeviceProcessing
+    egress: str = Field(description="What leaves the device, in one sentence")
+    destination: Literal["mqtt", "stdout"] = Field(description="mqtt: a broker; stdout: printed, nothing sent")
+    topics: List[TopicNotice]
+    models: List[ModelNotice]
+    audit_log: str = Field(description="What the device records about itself")
+
+
+PROMISE = "faces are blurred inside this device; no images are stored or sent; only counts leave"
+
+
+def _topic_notices(cfg: ApplianceConfig) -> List[TopicNotice]:
+    prefix = f"{cfg.mqtt.topic_prefix}/{cfg.device_id}"
+    when: Dict[str, tuple] = {
+        "status": ("on every connect (online) and on stop or loss of connection (offline)", None),
+        "counts": ("once per counting window", cfg.publish.interval_s),
+        "anomalies": ("when an anomaly flag is raised or cleared", None),
+        "health": ("periodically", cfg.publish.health_interval_s),
+    }
+    out = []
+    for kind, cls in MESSAGE_TYPES.items():
+        if kind == NOTICE_KIND:  # should the notice become a message class itself, it is described below
+            continue
+        sent, interval = when.get(kind, ("when produced", None))
+        out.append(
+            TopicNotice(
+                topic=f"{prefix}/{kind}",
+                kind=kind,
+                retained=cls.retain,
+                sent=sent,
+                interval_s=interval,
+                fields=schema_fields(message_schema(cls)),
+            )
+        )
+    out.append(
+        TopicNotice(
+            topic=f"{prefix}/{NOTICE_KIND}",
+            kind=NOTICE_KIND,
+            retained=True,
+            sent="on every connect (this document; full schema: docs/schemas/notice.json)",
+            interval_s=None,
+            # Top level only: the full self-description would double the notice's size for nothing.
+            fields=schema_fields(Notice.model_json_schema(), depth=1),
+        )
+    )
+    return out
+
+
+def _model_notices(cfg: ApplianceConfig, models_dir: Optional[Path]) -> List[ModelNotice]:
+    from appliance.models.manifest import load_manifest
+
+    manifest = load_manifest(models_dir)
+    out = []
+    for name in (cfg.profile.models.face, cfg.profile.models.person):
+        m = manifest.get(name)
+        out.append(
+            ModelNotice(
+                name=m.name,
+                task=m.task,
+                sha256=m.sha256,
+                precision=m.precision,
+                source_package=m.source.package,
+                source_version=m.source.version,
+                source_url=m.source.url,
+                licence=m.source.licence,
+                training_data=m.training_data,
+                training_data_terms=[t for k, t in TRAINING_DATA_TERMS.items() if k in m.training_data],
+            )
+        )
+    return out
+
+
+def build_notice(cfg: ApplianceConfig, *, models_dir: Optional[Path] = None) -> Notice:
+    """The notice for this configuration (deterministic: the same config and models give the same bytes)."""
+    from appliance.config import config_hash
+
+    t = cfg.transparency
+    a = cfg.anonymize
+    analytics = ["people count per frame, aggregated per window (min, mean, max, last)"]
+    if cfg.zones:
+        analytics.append("occupancy, density and dwell time per zone")
+    if cfg.lines:
+        analytics.append("line crossings in each direction")
+    if cfg.analytics.heatmap.enabled:
+        h = cfg.analytics.heatmap
+        analytics.append(f"a coarse {h.rows}x{h.cols} occupancy grid of numbers (not an image)")
+    enabled = [name for name, det in cfg.anomalies if getattr(det, "enabled", False)]
+    if any(z.max_people is not None or z.max_density_per_m2 is not None for z in cfg.zones):
+        enabled.insert(0, "overcrowding")
+    if enabled:
+        analytics.append("anomaly flags: " + ", ".join(enabled))
+    analytics.append("person tracks exist in memory only, for a few seconds, and are never published")
+    return Notice(
+        device_id=cfg.device_id,
+        software_version=appliance.__version__,
+        config_hash=config_hash(cfg),
+        controller=Controller(name=t.operator_name, email=t.contact_email, phone=t.contact_phone, url=t.contact_url),
+        purpose=PurposeNotice(
+            code=t.purpose,
+            text=PURPOSE_TEXT[t.purpose],
+            details=t.purpose_details,
+            legal_basis=t.legal_basis,
+            dpia_reference=t.dpia_reference,
+        ),
+        public_url=t.public_url,
+        central_retention_days=t.central_retention_days,
+        on_device=OnDeviceProcessing(
+            frames="camera frames are held in memory only while they are processed; never stored, never sent",
+            anonymization_method=a.method,
+            anonymization_shape=a.shape,
+            head_blur=a.head_blur,
+            face_score_threshold=a.face_score_threshold,
+            fail_closed="a frame is blurred before anything else sees it; if the face stage fails or takes over "
+            f"{a.max_latency_ms:g} ms the frame is dropped, never passed on unblurred",
+            analytics=analytics,
+            zones=[z.name for z in cfg.zones],
+            lines=[ln.name for ln in cfg.lines],
+        ),
+        egress="only the aggregates listed under topics leave the device: numbers, configured names and short "
+        "status texts; no image, no box, no track, nothing that identifies a person",
+        destination="mqtt" if cfg.mqtt.url else "stdout",
+        topics=_topic_notices(cfg),
+        models=_model_notices(cfg, models_dir),
+        audit_log="a hash-chained log on the device of every start, stop, config change, anomaly flag, image "
+        "written by a local command and model verification failure",
+    )
+
+
+def notice_payload(notice: Notice) -> bytes:
+    """Canonical JSON (sorted keys, compact): the retained payload, and what :func:`notice_hash` hashes."""
+    return json.dumps(notice.model_dump(mode="json"), sort_keys=True, separators=(",", ":")).encode("utf-8")
+
+
+def notice_hash(notice: Notice) -> str:
+    """sha256 hex of :func:`notice_payload`; goes into the birth message so a change is visible."""
+    return hashlib.sha256(notice_payload(notice)).hexdigest()
+
+
+def notice_schema() -> Dict[str, object]:
+    schema: Dict[str, object] = Notice.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["$id"] = f"https://crowd-appliance.invalid/schemas/{NOTICE_KIND}.json"
+    schema["title"] = f"crowd-appliance notice v{NOTICE_VERSION}"
+    return schema
+
+
+def export_notice_schema(directory: Union[str, Path] = "docs/schemas") -> Path:
+    """Write ``notice.json`` beside the message schemas (kept in sync by tests/test_transparency_notice.py)."""
+    path = Path(directory) / f"{NOTICE_KIND}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(notice_schema(), indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    return path

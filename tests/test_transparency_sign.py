@@ -1,0 +1,140 @@
+"""The printed sign, checked as a person sees it: the PDF rendered by poppler, the QR code read back
+by OpenCV's decoder (independent of segno, which encoded it), the text layer read by pdftotext."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any, Dict, List, Tuple
+
+import cv2
+import pytest
+import yaml
+
+from appliance.cli import main
+from appliance.config import load_config
+from appliance.config.schema import SignLanguage
+from appliance.transparency import build_notice
+from appliance.transparency.compact import compact_notice
+from appliance.transparency.i18n import LANGUAGES, TRANSLATIONS_DIR, load_texts
+from appliance.transparency.sign import render_sign_pdf
+
+ROOT = Path(__file__).resolve().parent.parent
+LONG_NAME = (
+    "Communauté urbaine de Grand Exemple \u2013 Direction de la sécurité publique, de la prévention des risques "
+    "et de la tranquillité des espaces publics"
+)
+
+pytestmark = pytest.mark.skipif(
+    shutil.which("pdftoppm") is None or shutil.which("pdftotext") is None,
+    reason="needs poppler-utils (scripts/setup.sh installs it)",
+)
+
+
+def _site(tmp_path: Path, **transparency: Any) -> Path:
+    data: Dict[str, Any] = yaml.safe_load((ROOT / "examples" / "site.yaml").read_text())
+    data["transparency"] = {"operator_name": LONG_NAME, "contact_email": "dpo@example.org",
+                            "contact_phone": "+33 1 23 45 67 89", **transparency}
+    path = tmp_path / "site.yaml"
+    path.write_text(yaml.safe_dump(data, allow_unicode=True))
+    return path
+
+
+def _render_png(pdf: Path, page: int, dpi: int = 150) -> Path:
+    stem = pdf.with_name(f"{pdf.stem}-p{page}")
+    subprocess.run(["pdftoppm", "-png", "-r", str(dpi), "-f", str(page), "-l", str(page), "-singlefile",
+                    str(pdf), str(stem)], check=True)
+    return stem.with_suffix(".png")
+
+
+def _decode_qr(png: Path) -> str:
+    text, points, _ = cv2.QRCodeDetectorAruco().detectAndDecode(cv2.imread(str(png)))
+    assert points is not None and text, f"no QR code decoded from {png}"
+    return str(text)
+
+
+def _text(pdf: Path, page: int) -> str:
+    out = subprocess.run(["pdftotext", "-f", str(page), "-l", str(page), "-layout", str(pdf), "-"],
+                         check=True, capture_output=True, text=True).stdout
+    return " ".join(out.split())
+
+
+def _word_boxes(pdf: Path) -> Tuple[float, List[Tuple[str, float, float]]]:
+    html = subprocess.run(["pdftotext", "-bbox", str(pdf), "-"], check=True, capture_output=True, text=True).stdout
+    width = float(re.search(r'<page width="([\d.]+)"', html).group(1))  # type: ignore[union-attr]
+    words = [(w, float(x0), float(x1)) for x0, x1, w in re.findall(r'xMin="([\d.]+)" yMin="[\d.]+" xMax="([\d.]+)" '
+                                                                    r'yMax="[\d.]+">([^<]*)</word>', html)]
+    return width, words
+
+
+def test_every_language_file_has_the_same_texts_as_english() -> None:
+    assert {p.stem for p in TRANSLATIONS_DIR.glob("*.yaml")} == set(LANGUAGES)
+    english = load_texts("en")
+    for language in LANGUAGES:
+        texts = load_texts(language)
+        assert set(texts) == set(english), language
+        assert all(v.strip() for v in texts.values()), language
+    assert LANGUAGES == ("en", "fr", "nb") == SignLanguage.__args__  # type: ignore[attr-defined]
+
+
+def test_sign_pdf_has_one_page_per_language_with_operator_purpose_and_a_qr_of_the_compact_notice(
+    tmp_path: Path,
+) -> None:
+    site = _site(tmp_path, sign_languages=["en", "fr"], purpose="capacity_management")
+    out = tmp_path / "sign.pdf"
+    assert main(["notice", "sign", "--config", str(site), "-o", str(out)]) == 0
+    notice = build_notice(load_config(site))
+    for page, language in ((1, "en"), (2, "fr")):
+        text = _text(out, page)
+        assert LONG_NAME in text, "the full operator name is printed (wrapped, not cut)"
+        assert load_texts(language)["purpose_capacity_management"] in text
+        assert load_texts(language)["promise"] in text
+        assert "dpo@example.org" in text
+        assert _decode_qr(_render_png(out, page)) == compact_notice(notice)
+    with pytest.raises(subprocess.CalledProcessError):
+        _render_png(out, 3)  # no third page
+
+
+def test_with_a_public_url_the_qr_code_is_that_url(tmp_path: Path) -> None:
+    url = "https://example.org/cameras/square-01"
+    site = _site(tmp_path, public_url=url, sign_languages=["nb"])
+    out = tmp_path / "sign.png"
+    assert main(["notice", "sign", "--config", str(site), "-o", str(out)]) == 0
+    assert _decode_qr(out) == url
+
+
+def test_long_operator_names_wrap_inside_the_page_on_a4_and_a3(tmp_path: Path) -> None:
+    # 200 characters, the field's limit, ending in a word longer than a line (it must break, not overflow).
+    name = LONG_NAME + " " + "Verwaltungsgemeinschaftsdirektionsausschussvorsitzendenstellvertretungsbüro"
+    name = name[:200]
+    notice = build_notice(load_config(_site(tmp_path, operator_name=name)))
+    for size in ("A4", "A3"):
+        pdf = tmp_path / f"sign-{size}.pdf"
+        pdf.write_bytes(render_sign_pdf(notice, ["fr"], size))  # type: ignore[arg-type]
+        width, words = _word_boxes(pdf)
+        assert len(words) > 50
+        overflowing = [w for w, x0, x1 in words if x0 < 0 or x1 > width]
+        assert not overflowing, f"{size}: text runs off the page: {overflowing}"
+        assert LONG_NAME in _text(pdf, 1)
+
+
+def test_a_sign_without_an_operator_or_contact_is_refused_with_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["notice", "sign", "-o", str(tmp_path / "s.pdf")]) == 2
+    assert "transparency.operator_name" in capsys.readouterr().err
+    site = tmp_path / "site.yaml"
+    site.write_text("transparency: {operator_name: City}\n")
+    assert main(["notice", "sign", "--config", str(site), "-o", str(tmp_path / "s.pdf")]) == 2
+    assert "contact" in capsys.readouterr().err
+    assert main(["notice", "sign", "--config", str(site), "-o", str(tmp_path / "s.svg")]) == 2
+    assert not (tmp_path / "s.pdf").exists()
+
+
+def test_the_committed_example_sign_decodes_to_the_example_public_url() -> None:
+    example = ROOT / "docs" / "img" / "sign-example.png"
+    cfg = load_config(ROOT / "examples" / "site.yaml")
+    assert cfg.transparency.public_url, "examples/site.yaml sets transparency.public_url for the example sign"
+    assert _decode_qr(example) == cfg.transparency.public_url
