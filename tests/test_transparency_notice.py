@@ -68,8 +68,8 @@ def _full_messages() -> Dict[str, Message]:
     msgs = {
         "status": StatusMessage(config_hash="abcd1234", board="x86-generic", started_at=NOW, models=[model]),
         "counts": counts,
-        "anomalies": AnomalyMessage(type="overcrowding", zone="walkway", state="raised", value=13, threshold=12,
-                                    baseline=4, since=NOW),
+        "anomalies": AnomalyMessage(type="overcrowding", event_id="d" * 32, zone="walkway", state="raised",
+                                    value=13, threshold=12, baseline=4, since=NOW),
         "health": HealthMessage(
             state="ok", fps=5, latency_ms={"anonymize": LatencyStats(p50=1, p95=2)},
             frames=FrameCounters(captured=3, analyzed=2, dropped={"too_slow": 1}),
