@@ -47,7 +47,7 @@ class _UniqueKeyLoader(yaml.SafeLoader):
                 first_line[key] = key_node.start_mark.line + 1
             except TypeError:
                 pass  # unhashable key: the base class reports it with its position
-        return super().construct_mapping(node, deep=deep)  # type: ignore[no-any-return]
+        return super().construct_mapping(node, deep=deep)
 
 
 def _yaml_error(exc: yaml.YAMLError, text: str) -> Tuple[str, str]:

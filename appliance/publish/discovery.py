@@ -148,10 +148,10 @@ def build_entities(
     out: List[tuple[str, HaEntity]] = []
 
     def sensor(key: str, **fields: object) -> None:
-        out.append((key, HaSensor(unique_id=f"crowd-appliance_{device_id}_{key}", **common, **fields)))  # type: ignore[arg-type]
+        out.append((key, HaSensor(unique_id=f"crowd-appliance_{device_id}_{key}", **common, **fields)))
 
     def binary(key: str, **fields: object) -> None:
-        out.append((key, HaBinarySensor(unique_id=f"crowd-appliance_{device_id}_{key}", **common, **fields)))  # type: ignore[arg-type]
+        out.append((key, HaBinarySensor(unique_id=f"crowd-appliance_{device_id}_{key}", **common, **fields)))
 
     sensor(
         "people",
