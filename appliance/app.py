@@ -57,6 +57,7 @@ def build_analyzer(cfg: ApplianceConfig, frame_size: Optional[Tuple[int, int]] =
         lines=cfg.lines,
         analytics=cfg.analytics,
         anomalies=cfg.anomalies,
+        privacy=cfg.privacy,
     )
 
 

@@ -38,6 +38,7 @@ def counts_message(summary: WindowSummary) -> CountsMessage:
         lines=summary.lines,
         heatmap=summary.heatmap,
         camera_ok=summary.camera_ok,
+        privacy=summary.privacy,
     )
 
 

@@ -82,22 +82,61 @@ class CountStats(Value):
         return cls(min=min(values), mean=mean, max=max(values), last=values[-1])
 
 
-class ZoneStats(CountStats):
+class ZoneStats(Value):
+    """One zone over one window. With small-count protection, a zone that held fewer than
+    ``min_count`` people is published as ``suppressed`` with its figures null (never a silent zero)."""
+
+    min: Optional[Count]
+    mean: Optional[NonNegative]
+    max: Optional[Count]
+    last: Optional[Count]
     density_per_m2: Optional[NonNegative] = Field(
         None, description="mean people per square metre; null when the zone has no area_m2"
     )
-    dwell_mean_s: Optional[NonNegative] = None
+    dwell_mean_s: Optional[NonNegative] = Field(
+        None, description="null when no visit ended or was in progress, or fewer than privacy.min_count visits"
+    )
     dwell_p90_s: Optional[NonNegative] = None
+    suppressed: bool = Field(False, description="true: fewer than privacy.min_count people; counts are null")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ZoneStats:
+        counts = (self.min, self.mean, self.max, self.last)
+        if self.suppressed:
+            if any(v is not None for v in (*counts, self.density_per_m2)):
+                raise ValueError("a suppressed zone carries no counts")
+        elif any(v is None for v in counts):
+            raise ValueError("min, mean, max and last are null only when suppressed")
+        else:
+            CountStats(min=self.min, mean=self.mean, max=self.max, last=self.last)  # the same ordering rule
+        return self
 
 
 class LineCounts(Value):
-    """Crossings of one counting line (per frame in memory, per window on the wire)."""
+    """Crossings of one counting line (per frame in memory, per window on the wire). With small-count
+    protection a line crossed by fewer than ``min_count`` people in a direction is ``suppressed``."""
 
-    in_: Count = Field(alias="in", description="crossings in the line's positive direction")
-    out: Count
+    in_: Optional[Count] = Field(alias="in", description="crossings in the line's positive direction")
+    out: Optional[Count]
+    suppressed: bool = Field(False, description="true: a direction had fewer than privacy.min_count crossings")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> LineCounts:
+        if self.suppressed != (self.in_ is None or self.out is None) or (self.in_ is None) != (self.out is None):
+            raise ValueError("in and out are null exactly when suppressed")
+        return self
 
     def __add__(self, other: LineCounts) -> LineCounts:
-        return LineCounts(in_=self.in_ + other.in_, out=self.out + other.out)
+        return LineCounts(in_=(self.in_ or 0) + (other.in_ or 0), out=(self.out or 0) + (other.out or 0))
+
+
+class PrivacyApplied(Value):
+    """How the window's figures were protected, declared in every counts message."""
+
+    min_count: Count = Field(description="zone, line and dwell figures below this were suppressed (0: off)")
+    noise_epsilon: Optional[float] = Field(
+        None, gt=0, description="Laplace noise of scale 1/epsilon was added to each zone and line count; null: none"
+    )
 
 
 class Heatmap(Value):

@@ -128,11 +128,13 @@ def test_window_summary_as_dict_has_the_published_field_names() -> None:
     d = an.close_window(0.0, 1.0).as_dict()
     assert set(d) == {
         "window_start", "window_end", "frames_analyzed", "frames_dropped", "total", "zones", "lines",
-        "heatmap", "camera_ok",
+        "heatmap", "camera_ok", "privacy",
     }
     assert set(d["total"]) == {"min", "mean", "max", "last"}
-    assert set(d["zones"]["left"]) == {"min", "mean", "max", "last", "density_per_m2", "dwell_mean_s", "dwell_p90_s"}
-    assert d["lines"] == {"door": {"in": 0, "out": 0}}
+    assert set(d["zones"]["left"]) == {
+        "min", "mean", "max", "last", "density_per_m2", "dwell_mean_s", "dwell_p90_s", "suppressed",
+    }
+    assert d["lines"] == {"door": {"in": 0, "out": 0, "suppressed": False}}
 
 
 def test_heatmap_counts_anchors_per_cell_when_enabled() -> None:

@@ -106,7 +106,7 @@ def test_schema_rejects_an_unstamped_payload() -> None:
 
 def test_lines_use_in_and_out_on_the_wire() -> None:
     doc = json.loads(sample_counts().stamp(device_id="d", boot_id=1, seq=1).to_json_bytes())
-    assert doc["lines"] == {"gate": {"in": 7, "out": 2}}
+    assert doc["lines"] == {"gate": {"in": 7, "out": 2, "suppressed": False}}
 
 
 # --------------------------------------------------------------------------- message classes

@@ -20,11 +20,12 @@ from appliance.analyze.dwell import DwellTimer
 from appliance.analyze.geometry import GroundPlane, Size, to_pixels
 from appliance.analyze.heatmap import HeatmapGrid
 from appliance.analyze.line import LineCounter
+from appliance.analyze.privacy import WindowPrivacy
 from appliance.analyze.results import AnomalyEvent, FrameAnalysis, WindowSummary
 from appliance.analyze.tracker import Track, Tracker
 from appliance.analyze.zone import Zone
 from appliance.anonymize.frame import AnonymizedFrame
-from appliance.config.schema import AnalyticsConfig, AnomaliesConfig, LineConfig, ZoneConfig
+from appliance.config.schema import AnalyticsConfig, AnomaliesConfig, LineConfig, PrivacyConfig, ZoneConfig
 from appliance.vocabulary import CountStats, LineCounts, ZoneStats
 
 
@@ -48,8 +49,11 @@ class Analyzer:
         lines: Sequence[LineConfig] = (),
         analytics: Optional[AnalyticsConfig] = None,
         anomalies: Optional[AnomaliesConfig] = None,
+        privacy: Optional[PrivacyConfig] = None,
+        rng: Optional[np.random.Generator] = None,
     ) -> None:
         analytics = analytics or AnalyticsConfig()
+        self.privacy = WindowPrivacy(privacy or PrivacyConfig(), rng)
         self.frame_size: Size = (int(frame_size[0]), int(frame_size[1]))
         ground = None
         if analytics.ground_plane is not None:
@@ -185,8 +189,9 @@ class Analyzer:
                 stats = CountStats.of(w.zone_counts[zone.name])
                 assert stats is not None
                 dens = w.zone_densities[zone.name]
+                visits = self.dwell[zone.name].visits()
                 dwell_mean, dwell_p90 = self.dwell[zone.name].close_window(end)
-                zones[zone.name] = ZoneStats(
+                exact = ZoneStats(
                     min=stats.min,
                     mean=stats.mean,
                     max=stats.max,
@@ -195,6 +200,7 @@ class Analyzer:
                     dwell_mean_s=dwell_mean,
                     dwell_p90_s=dwell_p90,
                 )
+                zones[zone.name] = self.privacy.zone(exact, visits, zone.area_m2)
         else:
             for timer in self.dwell.values():
                 timer.close_window(end)
@@ -208,9 +214,10 @@ class Analyzer:
             frames_dropped=frames_dropped,
             total=CountStats.of(w.totals),
             zones=zones,
-            lines=dict(w.lines),
+            lines={name: self.privacy.line(counts) for name, counts in w.lines.items()},
             heatmap=heatmap,
             camera_ok=camera_ok,
+            privacy=self.privacy.applied,
         )
         self._window = self._new_window()
         return summary

@@ -32,6 +32,10 @@ class DwellTimer:
                 self._finished.append(last_in - entered)
                 del self._visits[tid]
 
+    def visits(self) -> int:
+        """Visits the next ``close_window`` reports on (ended in the window, or still in progress)."""
+        return len(self._finished) + len(self._visits)
+
     def close_window(self, t_end: float) -> Tuple[Optional[float], Optional[float]]:
         """(mean, p90) in seconds over visits ended in the window and those still in progress."""
         dwells = self._finished + [last_in - entered for entered, last_in in self._visits.values()]

@@ -13,7 +13,16 @@ from typing import Any, Dict, List, Optional
 
 import numpy as np
 
-from appliance.vocabulary import AnomalyState, AnomalyType, CountStats, Heatmap, LineCounts, Severity, ZoneStats
+from appliance.vocabulary import (
+    AnomalyState,
+    AnomalyType,
+    CountStats,
+    Heatmap,
+    LineCounts,
+    PrivacyApplied,
+    Severity,
+    ZoneStats,
+)
 
 
 @dataclass(frozen=True)
@@ -62,6 +71,7 @@ class WindowSummary:
     lines: Dict[str, LineCounts]
     heatmap: Optional[Heatmap]
     camera_ok: bool  # False if the camera was lost, or a tamper check failed, at any time in the window
+    privacy: PrivacyApplied
 
     def as_dict(self) -> Dict[str, Any]:
         """The published counts message's content fields, as they appear on the wire."""
@@ -75,4 +85,5 @@ class WindowSummary:
             "lines": {name: c.model_dump(by_alias=True) for name, c in self.lines.items()},
             "heatmap": None if self.heatmap is None else self.heatmap.model_dump(),
             "camera_ok": self.camera_ok,
+            "privacy": self.privacy.model_dump(),
         }

@@ -411,6 +411,26 @@ class AnalyticsConfig(Strict):
     )
 
 
+class PrivacyConfig(Strict):
+    """Small-count protection of what is published, so one person at 3 a.m. cannot be singled out."""
+
+    min_count: int = Field(
+        0,
+        ge=0,
+        le=1000,
+        description="k: a zone that held fewer than k people, a line direction crossed by fewer than k, and dwell "
+        "statistics of fewer than k visits are published as suppressed in that window (0: off). The frame total "
+        "stays exact",
+    )
+    noise_epsilon: Optional[float] = Field(
+        None,
+        gt=0,
+        le=10,
+        description="Add Laplace noise of scale 1/epsilon to each published zone count and line crossing count "
+        "(differential privacy per released value); none: exact counts",
+    )
+
+
 class HomeAssistantConfig(Strict):
     """Home Assistant MQTT discovery: retained config messages so Home Assistant adds the device by itself."""
 
@@ -501,6 +521,7 @@ class SiteConfig(Strict):
     lines: List[LineConfig] = Field(default_factory=list, description="Counting lines (see Line below)")
     anomalies: AnomaliesConfig = Field(default_factory=AnomaliesConfig)
     analytics: AnalyticsConfig = Field(default_factory=AnalyticsConfig)
+    privacy: PrivacyConfig = Field(default_factory=PrivacyConfig)
     mqtt: MqttConfig = Field(default_factory=MqttConfig)
     publish: PublishConfig = Field(default_factory=PublishConfig)
     outbox: OutboxConfig = Field(default_factory=OutboxConfig)

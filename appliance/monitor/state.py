@@ -73,7 +73,7 @@ class DeviceSnapshot:
     last_seen: Optional[datetime]
     window_end: Optional[datetime]
     total: Optional[int]  # people in view at the end of the last counts window
-    zones: Dict[str, int]  # zone -> people at the end of the last counts window
+    zones: Dict[str, Optional[int]]  # zone -> people at the end of the last counts window (None: suppressed)
     camera_ok: Optional[bool]
     health: Optional[str]
     fps: Optional[float]

@@ -72,7 +72,7 @@ def fleet_table(snapshots: List[DeviceSnapshot], now: datetime, title: str = "")
     table.add_column("seq", overflow="fold", min_width=8)
     table.add_column("seen", no_wrap=True)
     for s in snapshots:
-        zones = "\n".join(f"{name}={n}" for name, n in sorted(s.zones.items())) or "-"
+        zones = "\n".join(f"{name}={'<k' if n is None else n}" for name, n in sorted(s.zones.items())) or "-"
         anomalies = Text(
             "\n".join(
                 f"{a.type}{'@' + a.zone if a.zone else ''} {_duration(a.raised_for_s(now))}" for a in s.anomalies

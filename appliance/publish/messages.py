@@ -45,6 +45,7 @@ from appliance.vocabulary import (
     ModelInfo,
     Name,
     NonNegative,
+    PrivacyApplied,
     Severity,
     Value,
     ZoneStats,
@@ -183,6 +184,9 @@ class CountsMessage(Message):
     lines: Dict[Name, LineCounts] = Field(default_factory=dict, max_length=MAX_LINES)
     heatmap: Optional[Heatmap] = None
     camera_ok: bool = True
+    privacy: PrivacyApplied = Field(
+        PrivacyApplied(min_count=0), description="the small-count protection applied to this window's figures"
+    )
 
     @model_validator(mode="after")
     def _window(self) -> CountsMessage:
