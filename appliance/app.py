@@ -18,11 +18,12 @@ from appliance.anonymize import AnonymizedFrame, Anonymizer, FrameDropped
 from appliance.capture import FrameSource, RawFrame, open_source
 from appliance.capture.sources import IMAGE_SUFFIXES
 from appliance.config import ApplianceConfig
+from appliance.config.loader import config_hash
 from appliance.errors import InputError
 from appliance.models import load_detectors
 from appliance.models.manifest import load_manifest
 from appliance.pipeline import Pipeline
-from appliance.publish import ModelInfo, Publisher, make_publisher
+from appliance.publish import ModelInfo, Publisher, make_birth, make_publisher
 
 
 def working_size(cfg: ApplianceConfig) -> Tuple[int, int]:
@@ -51,7 +52,13 @@ def build_pipeline(
     source = source or open_source(cfg.capture.source, cfg.capture, working_size(cfg))
     anonymizer = build_anonymizer(cfg, live=source.live)
     models = model_infos(cfg)
-    publisher = publisher or make_publisher(cfg, software_models=models)
+    publisher = publisher or make_publisher(
+        device_id=cfg.device_id,
+        mqtt=cfg.mqtt,
+        publish=cfg.publish,
+        outbox=cfg.outbox,
+        birth=make_birth(config_hash=config_hash(cfg), board=cfg.profile.name, models=models),
+    )
     analyzer = Analyzer(cfg, frame_size=working_size(cfg))
     return Pipeline(cfg, source, anonymizer, analyzer, publisher, models)
 

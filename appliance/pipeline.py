@@ -96,6 +96,7 @@ class Pipeline:
                 if max_frames is not None and frames_read >= max_frames:
                     stopped_by = "max_frames"
                     break
+                self.publisher.check()  # delivery dead for good: DeliveryFailed, exit 1 (restart)
                 t0 = time.monotonic()
                 raw = self.source.read()
                 if raw is None and self.source.state == "ended":

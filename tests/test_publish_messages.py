@@ -30,10 +30,10 @@ from appliance.publish import (
     StdoutPublisher,
     ZoneStats,
     export_schemas,
-    make_publisher,
 )
 from appliance.publish.egress import ApprovedPayload, check_json_payload
 from appliance.publish.messages import MESSAGE_TYPES, message_schema
+from tests.test_publish_mqtt import publisher_for
 
 REPO = Path(__file__).resolve().parent.parent
 NOW = datetime(2024, 5, 1, 12, 0, 0, tzinfo=timezone.utc)
@@ -233,7 +233,7 @@ def test_approved_payloads_come_only_from_the_policy() -> None:
 
 def test_stdout_publisher_prints_one_json_line_per_message(cfg: ApplianceConfig) -> None:
     out = io.StringIO()
-    pub = make_publisher(cfg, software_models=[ModelInfo(name="centerface-int8", sha256=SHA)], stream=out)
+    pub = publisher_for(cfg, [ModelInfo(name="centerface-int8", sha256=SHA)], stream=out)
     assert isinstance(pub, StdoutPublisher)
     pub.start()
     pub.publish(sample_counts())
@@ -256,7 +256,7 @@ def test_stdout_publisher_prints_one_json_line_per_message(cfg: ApplianceConfig)
 
 
 def test_stdout_publisher_refuses_status_from_the_pipeline(cfg: ApplianceConfig) -> None:
-    pub = make_publisher(cfg, stream=io.StringIO())
+    pub = publisher_for(cfg, stream=io.StringIO())
     pub.start()
     with pytest.raises(EgressError, match="status_managed"):
         pub.publish(StatusMessage(config_hash="abcdef01", board="x", started_at=NOW, state="offline"))
@@ -265,4 +265,4 @@ def test_stdout_publisher_refuses_status_from_the_pipeline(cfg: ApplianceConfig)
 
 def test_publish_before_start_is_an_error(cfg: ApplianceConfig) -> None:
     with pytest.raises(RuntimeError, match="before start"):
-        make_publisher(cfg, stream=io.StringIO()).publish(sample_counts())
+        publisher_for(cfg, stream=io.StringIO()).publish(sample_counts())

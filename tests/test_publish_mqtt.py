@@ -9,12 +9,12 @@ import sqlite3
 import time
 from datetime import timedelta
 from pathlib import Path
-from typing import Callable, List
+from typing import Callable, List, Optional, Sequence, TextIO
 
 import jsonschema
 import pytest
 
-from appliance.config import load_config
+from appliance.config import config_hash, load_config
 from appliance.config.schema import ApplianceConfig
 from appliance.publish import (
     AnomalyMessage,
@@ -27,7 +27,9 @@ from appliance.publish import (
     ModelInfo,
     MqttPublisher,
     Outbox,
+    Publisher,
     check_broker,
+    make_birth,
     make_publisher,
     utcnow,
 )
@@ -60,8 +62,16 @@ def counts(i: int) -> CountsMessage:
     )
 
 
+def publisher_for(cfg: ApplianceConfig, models: Sequence[ModelInfo] = (), stream: Optional[TextIO] = None) -> Publisher:
+    """What the composition root does: a birth for this config, then the publisher from its sections."""
+    birth = make_birth(config_hash=config_hash(cfg), board=cfg.profile.name, models=models)
+    return make_publisher(
+        device_id=cfg.device_id, mqtt=cfg.mqtt, publish=cfg.publish, outbox=cfg.outbox, birth=birth, stream=stream
+    )
+
+
 def started(cfg: ApplianceConfig, made: List[MqttPublisher]) -> MqttPublisher:
-    pub = make_publisher(cfg, software_models=[ModelInfo(name="ssdlite-person-int8", sha256=SHA)])
+    pub = publisher_for(cfg, [ModelInfo(name="ssdlite-person-int8", sha256=SHA)])
     assert isinstance(pub, MqttPublisher)
     made.append(pub)
     pub.start()
@@ -166,7 +176,8 @@ def test_unreachable_broker_keeps_buffering_and_reports_it(tmp_path: Path, publi
         pub.connect(timeout_s=1)
     pub.publish(counts(0))
     stats = pub.stats()
-    assert stats.pending == 1 and not stats.connected and "cannot connect" in (stats.last_error or "")
+    # The birth waits too: it is the first row of this boot's backlog.
+    assert stats.pending == 2 and not stats.connected and "cannot connect" in (stats.last_error or "")
 
 
 def test_refused_credentials_give_a_clear_error(locked_mosquitto: Broker, tmp_path: Path, publishers) -> None:
@@ -176,7 +187,7 @@ def test_refused_credentials_give_a_clear_error(locked_mosquitto: Broker, tmp_pa
         pub.connect(timeout_s=10)
     assert time.monotonic() - t0 < 5, "a refusal is reported at once, not after the timeout"
     with pytest.raises(BrokerRejected):
-        check_broker(make_cfg(locked_mosquitto.url, tmp_path), timeout_s=5)
+        check_broker(make_cfg(locked_mosquitto.url, tmp_path).mqtt, DEVICE, timeout_s=5)
 
 
 def test_password_comes_from_a_file_and_is_never_in_errors(
