@@ -189,15 +189,16 @@ class DeliveryLoop:
 
     # ------------------------------------------------------------------ storage
 
-    def _store(self, op: Callable[[], T]) -> Optional[T]:
+    def _store(self, op: Callable[[], T], *, write: bool = True) -> Optional[T]:
         """Run one outbox operation; on a transient error back off (servicing the link) and
-        return None, so the caller tries again on its next turn."""
+        return None, so the caller tries again on its next turn. Only a successful write ends a
+        run of errors (reads work while another process holds the write lock)."""
         try:
             result = op()
         except sqlite3.Error as exc:
             self._storage_failed(exc)
             return None
-        if self._storage_failing_since is not None:
+        if write and self._storage_failing_since is not None:
             log.warning("outbox storage works again")
             self._storage_failing_since = None
             self.storage_error = None
@@ -241,7 +242,9 @@ class DeliveryLoop:
 
     def _pump(self) -> None:
         while self.link.connected and not self._refused_now and len(self._inflight) < DELIVERY_WINDOW:
-            rows = self._store(partial(self.outbox.pending, self._last_sent, DELIVERY_WINDOW - len(self._inflight)))
+            rows = self._store(
+                partial(self.outbox.pending, self._last_sent, DELIVERY_WINDOW - len(self._inflight)), write=False
+            )
             if not rows:
                 return
             for row in rows:
@@ -311,7 +314,7 @@ class DeliveryLoop:
         # Give the backlog a bounded chance to drain, then say goodbye.
         while self.link.connected and time.monotonic() < deadline and not self._refused_now:
             self._pump()
-            left = self._store(partial(self.outbox.pending, self._last_sent, 1))
+            left = self._store(partial(self.outbox.pending, self._last_sent, 1), write=False)
             if not self._inflight and left == []:
                 break
             self.link.loop(0.02)
