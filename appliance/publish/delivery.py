@@ -2,7 +2,8 @@
 
 It owns the MQTT link (one thread, so no locking around paho). It survives what it can:
 
-* **broker gone**: reconnect with full-jitter exponential backoff (:mod:`backoff`), resend every
+* **broker gone**: reconnect with full-jitter exponential backoff (:mod:`backoff`; also after a
+  lost connection, and reset only by a connection that lasted ``STABLE_S``), resend every
   unacknowledged message in seq order after each reconnect (duplicates are dropped by seq);
 * **broker refuses a message** (an MQTT 5 PUBACK failure, e.g. an ACL that does not match the
   certificate): the message is *kept*, the refusal counted and logged loudly, the connection closed
@@ -51,6 +52,8 @@ ACK_FLUSH_S = 0.5
 # Storage retries: short first, a few seconds at most (the link keeps being serviced meanwhile).
 STORAGE_RETRY_MIN_S = 0.05
 STORAGE_RETRY_MAX_S = 2.0
+# A connection must last this long before the reconnect backoff starts again from its minimum.
+STABLE_S = 10.0
 # Marks in the in-flight table for messages that are not outbox rows.
 _REPUBLISHED_BIRTH = 0
 _DEATH = -1
@@ -107,6 +110,7 @@ class DeliveryLoop:
         self._last_flush = time.monotonic()
         self._storage_failing_since: Optional[float] = None
         self._refused_now = False
+        self._connected_at: Optional[float] = None
 
     # ------------------------------------------------------------------ control (other threads)
 
@@ -133,8 +137,15 @@ class DeliveryLoop:
                         self._stop.wait(self.backoff.next_delay())
                         continue
                 self._pump()
-                if not self.link.loop(0.02 if self._inflight else 0.1) and self.link.last_error is not None:
-                    self._report(self.link.last_error)
+                if not self.link.loop(0.02 if self._inflight else 0.1):
+                    if self.link.last_error is not None:
+                        self._report(self.link.last_error)
+                    # Wait before reconnecting even after a lost connection: two clients with one
+                    # client id (or a broker that drops us at once) must not reconnect in a tight loop.
+                    self._stop.wait(self.backoff.next_delay())
+                elif self._connected_at is not None and time.monotonic() - self._connected_at >= STABLE_S:
+                    self.backoff.reset()  # only a connection that lasted resets the backoff
+                    self._connected_at = None
                 self._flush_acks()
                 if self._refused_now:
                     # Reconnect later and resend from the oldest kept message; a tight resend loop
@@ -164,12 +175,13 @@ class DeliveryLoop:
         version = "5" if self.link.protocol == MQTTProtocolVersion.MQTTv5 else "3.1.1"
         log.info("connected to %s (MQTT %s)", self.link.address, version)
         if not self.refusing:
-            self.backoff.reset()
             self.last_error = None
+        self._connected_at = time.monotonic()
         self.connected_event.set()
         self.error_event.set()
         self._last_sent = 0  # resend everything not yet acknowledged, in seq order
         self._refused_now = False
+        self._connected_at: Optional[float] = None
         if self.birth_delivered:
             try:
                 self._inflight[self.link.publish(self.boot.birth)] = _REPUBLISHED_BIRTH

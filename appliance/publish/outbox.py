@@ -14,11 +14,10 @@ One file per device, held with an exclusive lock (:class:`~appliance.publish.loc
 for as long as it is open, and stamped with its owner's device id: a second process is refused,
 and a file that holds another device's messages is refused instead of being emptied.
 
-SD-card wear: the pipeline writes a few messages per publish interval (never per frame); each is
-one small transaction. Deletions after PUBACK are batched by the caller (:meth:`Outbox.ack` takes
-many seqs). WAL mode turns each commit into an append to the ``-wal`` file. ``synchronous=FULL``
-fsyncs each commit: a power cut must not roll the seq counter back, or the next boot would reuse
-seqs that subscribers have already seen and then discard as duplicates.
+SD-card wear: a few small transactions per publish interval (never per frame); deletions after
+PUBACK are batched (:meth:`Outbox.ack`); WAL mode appends each commit to the ``-wal`` file.
+``synchronous=FULL`` fsyncs each commit: a power cut must not roll the seq counter back, or the
+next boot would reuse seqs that subscribers have already seen and discard as duplicates.
 
 Bounds (``OutboxConfig``):
 
@@ -28,8 +27,8 @@ Bounds (``OutboxConfig``):
   when there is none, the oldest *counts*; only when neither is left, the oldest *anomalies*.
   The message being queued goes last (a fresh health message is the one reporting the drops).
 
-Every drop is counted per kind in the file itself, so health can report drops from before a
-restart too. Birth and death (``status``) are never dropped.
+Every drop is counted per kind in the file (health reports drops from before a restart too).
+Birth and death (``status``) are never dropped.
 
 Boots: :meth:`begin_boot` reserves two seqs, stores the birth as a message at the first and keeps
 the death (the last will) in the ``boots`` table. A boot that ends without its death having been
