@@ -164,7 +164,8 @@ class DeliveryLoop:
             self.link.close_socket()
         finally:
             if self.failure is None:
-                self._flush_acks(force=True)
+                with contextlib.suppress(_GiveUp):
+                    self._flush_acks(force=True)
 
     def _connect(self) -> bool:
         try:
@@ -181,7 +182,6 @@ class DeliveryLoop:
         self.error_event.set()
         self._last_sent = 0  # resend everything not yet acknowledged, in seq order
         self._refused_now = False
-        self._connected_at: Optional[float] = None
         if self.birth_delivered:
             try:
                 self._inflight[self.link.publish(self.boot.birth)] = _REPUBLISHED_BIRTH
