@@ -20,6 +20,7 @@ from appliance.anonymize import AnonymizedFrame, Anonymizer
 from appliance.capture import FrameSource, open_source
 from appliance.capture.sources import IMAGE_SUFFIXES
 from appliance.config import ApplianceConfig, BoardProfile
+from appliance.config.loader import config_hash
 from appliance.errors import InputError
 from appliance.frames import Analysed, Dropped, FrameLoop, Lost
 from appliance.health import HealthMonitor
@@ -27,7 +28,7 @@ from appliance.models import load_detectors
 from appliance.models.manifest import load_manifest
 from appliance.pipeline import Pipeline
 from appliance.progress import Progress
-from appliance.publish import Publisher, make_publisher
+from appliance.publish import Publisher, make_birth, make_publisher
 from appliance.schedule import Schedule
 from appliance.vocabulary import ModelInfo
 
@@ -77,7 +78,13 @@ def build_pipeline(
     source = source or open_source(cfg.capture.source, cfg.capture, working_size(cfg.profile))
     anonymizer = build_anonymizer(cfg, live=source.live)
     models = model_infos(cfg.profile)
-    publisher = publisher or make_publisher(cfg, software_models=models)
+    publisher = publisher or make_publisher(
+        device_id=cfg.device_id,
+        mqtt=cfg.mqtt,
+        publish=cfg.publish,
+        outbox=cfg.outbox,
+        birth=make_birth(config_hash=config_hash(cfg), board=cfg.profile.name, models=models),
+    )
     return Pipeline(
         source,
         anonymizer,

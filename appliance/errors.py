@@ -32,3 +32,15 @@ class SourceError(ApplianceError):
 
 class BrokerError(ApplianceError):
     """The MQTT broker refused us or cannot be reached."""
+
+
+class AlreadyRunning(ApplianceError):
+    """Another appliance process holds this outbox (same device id or same file). Exit code 3:
+    distinct from a crash, so a service manager or a technician sees at once what happened."""
+
+    exit_code = 3
+
+
+class DeliveryFailed(ApplianceError):
+    """The delivery side cannot go on (storage unusable, or a bug in the delivery thread). Exit 1,
+    so the service manager restarts the appliance instead of leaving it half dead."""

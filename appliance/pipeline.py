@@ -112,6 +112,7 @@ class Pipeline:
                 # Store-and-forward: counting goes on, messages wait in the outbox for the broker.
                 log.warning("%s; counting goes on and messages wait in the outbox", exc)
             for result in loop:
+                self.publisher.check()  # delivery dead for good: DeliveryFailed, exit 1 (restart)
                 self._handle(result)
         finally:
             # The final (partial) window and health go out before the clean 'offline'.

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Callable, List, Literal
 
 import cv2
@@ -115,7 +114,9 @@ def run_selftest(cfg: ApplianceConfig, source_timeout_s: float = 10.0) -> Selfte
     def outbox() -> str:
         if not cfg.mqtt.url:
             raise SkipCheck("no broker configured (messages go to stdout)")
-        parent = Path(cfg.outbox.path).parent
+        from appliance.publish import outbox_path
+
+        parent = outbox_path(cfg.outbox, cfg.device_id).parent
         parent.mkdir(parents=True, exist_ok=True)
         probe = parent / ".selftest-write"
         probe.write_bytes(b"ok")
@@ -129,7 +130,7 @@ def run_selftest(cfg: ApplianceConfig, source_timeout_s: float = 10.0) -> Selfte
             raise SkipCheck("no broker configured")
         from appliance.publish import check_broker
 
-        return check_broker(cfg, timeout_s=source_timeout_s)
+        return check_broker(cfg.mqtt, cfg.device_id, timeout_s=source_timeout_s)
 
     _run(report, "broker", broker)
     return report

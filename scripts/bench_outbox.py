@@ -29,10 +29,11 @@ from urllib.parse import urlsplit
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
-from appliance.config import load_config
-from appliance.publish import CountsMessage, CountStats, MqttPublisher, Outbox, make_publisher, utcnow
-from appliance.publish.outbox import Sealed
-from appliance.publish.publisher import DELIVERY_WINDOW
+from appliance.config import config_hash, load_config
+from appliance.publish import CountsMessage, CountStats, EgressPolicy, Outbox, make_birth, make_publisher, utcnow
+from appliance.publish.delivery import DELIVERY_WINDOW
+from appliance.publish.envelope import Envelope
+from appliance.publish.writer import OutboxWriter
 
 
 def _free_port() -> int:
@@ -66,17 +67,21 @@ def _message(i: int) -> CountsMessage:
 def bench_outbox(url: str, workdir: Path, n: int) -> Dict[str, float]:
     cfg = load_config(overrides={"device_id": "bench-0001", "mqtt": {"url": url},
                                  "outbox": {"path": str(workdir / "bench-outbox.sqlite3")}})
-    pub = make_publisher(cfg)
-    assert isinstance(pub, MqttPublisher)
     # The backlog an outage leaves behind: n messages committed while the broker was away.
-    box: Outbox = pub.outbox
-    box.start_boot()
+    box = Outbox(workdir / "bench-outbox.sqlite3", max_bytes=1 << 30, max_age_s=1e9, owner=cfg.device_id)
+    writer = OutboxWriter(box, max_queued=n)
+    policy = EgressPolicy(topic_prefix=cfg.mqtt.topic_prefix, device_id=cfg.device_id,
+                          max_payload_bytes=cfg.publish.max_payload_bytes)
+    envelope = Envelope(policy, cfg.device_id)
     t0 = time.perf_counter()
     for i in range(n):
         msg = _message(i)
-        box.enqueue(lambda seq, msg=msg: _seal(pub, msg, seq))
+        writer.submit(lambda seq, msg=msg: envelope.seal(msg, boot_id=1, seq=seq))
     fill_s = time.perf_counter() - t0
+    box.close()
 
+    birth = make_birth(config_hash=config_hash(cfg), board=cfg.profile.name, models=())
+    pub = make_publisher(device_id=cfg.device_id, mqtt=cfg.mqtt, publish=cfg.publish, outbox=cfg.outbox, birth=birth)
     t0 = time.perf_counter()
     pub.start()
     while pub.stats().pending:
@@ -85,11 +90,6 @@ def bench_outbox(url: str, workdir: Path, n: int) -> Dict[str, float]:
     pub.close(clean=True)
     return {"messages": n, "fill_s": fill_s, "drain_s": drain_s, "drain_msgs_per_s": n / drain_s,
             "enqueue_msgs_per_s": n / fill_s}
-
-
-def _seal(pub: MqttPublisher, msg: CountsMessage, seq: int) -> Sealed:
-    approved = pub.policy.approve(msg.stamp(device_id=pub.device_id, boot_id=1, seq=seq))
-    return Sealed(approved.kind, approved.topic, approved.payload)
 
 
 def bench_direct(url: str, n: int) -> Dict[str, float]:

@@ -4,9 +4,11 @@ Used by the tests that SIGKILL the appliance (the real pipeline is wired the sam
 
     python tests/publish_driver.py --broker URL --device-id ID --outbox PATH [--count N] [--period S]
 
-Prints ``ready <boot_id>`` once the publisher has started, ``published <seq>`` is not printed (the
-test reads the outbox and the broker instead). SIGTERM stops it cleanly (``offline`` published).
-With ``--drain`` it publishes nothing, waits until the outbox is empty and stops cleanly.
+Prints ``ready <boot_id>`` once the publisher has started and, with ``--announce``, ``published
+<seq>`` after each message is stored (so a test can kill it at a known point instead of racing a
+sleep). SIGTERM stops it cleanly (``offline`` published). With ``--drain`` it publishes nothing,
+waits until the outbox is empty and stops cleanly. Like ``appliance run``, an ApplianceError ends
+it with one line on stderr and the error's exit code, and it calls ``check()`` on every message.
 """
 
 from __future__ import annotations
@@ -19,8 +21,9 @@ import time
 from datetime import datetime, timedelta, timezone
 from typing import Optional, Sequence
 
-from appliance.config import load_config
-from appliance.publish import CountsMessage, CountStats, MqttPublisher, make_publisher
+from appliance.config import config_hash, load_config
+from appliance.errors import ApplianceError
+from appliance.publish import CountsMessage, CountStats, MqttPublisher, make_birth, make_publisher
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -31,6 +34,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ap.add_argument("--count", type=int, default=0, help="0: forever")
     ap.add_argument("--period", type=float, default=0.05)
     ap.add_argument("--drain", action="store_true")
+    ap.add_argument("--announce", action="store_true")
     args = ap.parse_args(argv)
 
     cfg = load_config(
@@ -41,20 +45,31 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             "publish": {"close_timeout_s": 10},
         }
     )
-    pub = make_publisher(cfg)
-    assert isinstance(pub, MqttPublisher)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        return run(cfg, args, stop)
+    except ApplianceError as exc:
+        print(exc, file=sys.stderr, flush=True)
+        return exc.exit_code
+
+
+def run(cfg, args: argparse.Namespace, stop: threading.Event) -> int:  # type: ignore[no-untyped-def]
+    birth = make_birth(config_hash=config_hash(cfg), board=cfg.profile.name, models=())
+    pub = make_publisher(device_id=cfg.device_id, mqtt=cfg.mqtt, publish=cfg.publish, outbox=cfg.outbox, birth=birth)
+    assert isinstance(pub, MqttPublisher)
     pub.start()
     print(f"ready {pub.boot_id}", flush=True)
 
     if args.drain:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 60
         while pub.stats().pending and time.monotonic() < deadline:
+            pub.check()
             time.sleep(0.05)
     else:
         n = 0
         while not stop.is_set() and (args.count == 0 or n < args.count):
+            pub.check()
             end = datetime.now(timezone.utc)
             pub.publish(
                 CountsMessage(
@@ -64,6 +79,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                     total=CountStats(min=n % 7, mean=n % 7, max=n % 7, last=n % 7),
                 )
             )
+            if args.announce:
+                print(f"published {pub.outbox.last_seq}", flush=True)
             n += 1
             stop.wait(args.period)
     pub.close(clean=True)

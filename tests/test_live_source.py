@@ -20,7 +20,7 @@ from appliance.app import build_pipeline
 from appliance.capture import open_source
 from appliance.config import load_config
 from appliance.config.schema import CaptureConfig
-from appliance.publish import StdoutPublisher
+from appliance.publish import StdoutPublisher, make_birth
 from appliance.resources import sample_clip
 
 
@@ -75,7 +75,9 @@ def test_a_lost_camera_is_reported_in_health_and_flagged_while_the_device_keeps_
                                  "publish": {"health_interval_s": 1.0, "interval_s": 2.0},
                                  "device_id": "live-1"})
     out = io.StringIO()
-    pipeline = build_pipeline(cfg, publisher=StdoutPublisher(cfg, stream=out))
+    birth = make_birth(config_hash="0123abcd", board=cfg.profile.name, models=())
+    publisher = StdoutPublisher(device_id=cfg.device_id, mqtt=cfg.mqtt, publish=cfg.publish, birth=birth, stream=out)
+    pipeline = build_pipeline(cfg, publisher=publisher)
     stop = threading.Event()
 
     def camera_dies_then_stop() -> None:

@@ -11,6 +11,7 @@ from typing import Any, Dict, List
 import jsonschema
 import pytest
 from pydantic import ValidationError
+from test_publish_mqtt import publisher_for
 
 from appliance.config import load_config
 from appliance.config.schema import ApplianceConfig
@@ -30,7 +31,6 @@ from appliance.publish import (
     StdoutPublisher,
     ZoneStats,
     export_schemas,
-    make_publisher,
 )
 from appliance.publish.egress import ApprovedPayload, check_json_payload
 from appliance.publish.messages import MESSAGE_TYPES, message_schema
@@ -234,7 +234,7 @@ def test_approved_payloads_come_only_from_the_policy() -> None:
 
 def test_stdout_publisher_prints_one_json_line_per_message(cfg: ApplianceConfig) -> None:
     out = io.StringIO()
-    pub = make_publisher(cfg, software_models=[ModelInfo(name="centerface-int8", sha256=SHA)], stream=out)
+    pub = publisher_for(cfg, [ModelInfo(name="centerface-int8", sha256=SHA)], stream=out)
     assert isinstance(pub, StdoutPublisher)
     pub.start()
     pub.publish(sample_counts())
@@ -257,7 +257,7 @@ def test_stdout_publisher_prints_one_json_line_per_message(cfg: ApplianceConfig)
 
 
 def test_stdout_publisher_refuses_status_from_the_pipeline(cfg: ApplianceConfig) -> None:
-    pub = make_publisher(cfg, stream=io.StringIO())
+    pub = publisher_for(cfg, stream=io.StringIO())
     pub.start()
     with pytest.raises(EgressError, match="status_managed"):
         pub.publish(StatusMessage(config_hash="abcdef01", board="x", started_at=NOW, state="offline"))
@@ -266,4 +266,4 @@ def test_stdout_publisher_refuses_status_from_the_pipeline(cfg: ApplianceConfig)
 
 def test_publish_before_start_is_an_error(cfg: ApplianceConfig) -> None:
     with pytest.raises(RuntimeError, match="before start"):
-        make_publisher(cfg, stream=io.StringIO()).publish(sample_counts())
+        publisher_for(cfg, stream=io.StringIO()).publish(sample_counts())

@@ -8,12 +8,13 @@ from typing import Dict, List
 
 import pytest
 from conftest import free_port
-from test_publish_mqtt import counts
+from test_publish_mqtt import counts, publisher_for
 
 from appliance.config import load_config
-from appliance.publish import CameraHealth, HealthMessage, MqttPublisher, Outbox, make_publisher
+from appliance.publish import CameraHealth, HealthMessage, MqttPublisher, Outbox
 from appliance.publish.egress import EgressError
 from appliance.publish.outbox import Sealed
+from appliance.publish.writer import OutboxWriter
 
 
 class Clock:
@@ -24,8 +25,20 @@ class Clock:
         return self.now
 
 
+def sealed(seq: int, kind: str, size: int = 100) -> Sealed:
+    return Sealed(seq, kind, f"p/d/{kind}", json.dumps({"seq": seq, "pad": "x" * size}).encode())
+
+
 def put(box: Outbox, kind: str, size: int = 100) -> int:
-    return box.enqueue(lambda seq: Sealed(kind, f"p/d/{kind}", json.dumps({"seq": seq, "pad": "x" * size}).encode()))
+    seq = box.last_seq + 1
+    box.append(sealed(seq, kind, size))
+    return seq
+
+
+def start_boot(box: Outbox) -> tuple:
+    boot_id, first = box.next_boot()
+    box.begin_boot(sealed(first, "status"), sealed(first + 1, "status"), boot_id)
+    return boot_id, first
 
 
 def kinds_left(box: Outbox) -> List[str]:
@@ -35,28 +48,42 @@ def kinds_left(box: Outbox) -> List[str]:
 def test_seq_and_boot_id_persist_across_reopen(tmp_path: Path) -> None:
     path = tmp_path / "o.db"
     box = Outbox(path, max_bytes=1 << 20, max_age_s=3600)
-    assert box.start_boot() == (1, 1)  # birth 1, death 2 reserved
+    assert start_boot(box) == (1, 1)  # birth 1, death 2 reserved
     assert [put(box, "counts") for _ in range(3)] == [3, 4, 5]
     box.close()
 
     box = Outbox(path, max_bytes=1 << 20, max_age_s=3600)
-    assert box.start_boot() == (2, 6)
+    assert start_boot(box) == (2, 6)
     assert put(box, "counts") == 8
     assert box.reserved_seqs() == [1, 2, 6, 7]
-    assert [r.seq for r in box.pending()] == [3, 4, 5, 8], "undelivered messages survive a restart"
+    # Undelivered messages survive a restart; boot 1 never closed, so its death (2) is queued.
+    assert [r.seq for r in box.pending()] == [1, 2, 3, 4, 5, 6, 8]
     box.close()
 
 
 def test_refused_payload_consumes_no_seq_and_stores_nothing(tmp_path: Path) -> None:
     box = Outbox(tmp_path / "o.db", max_bytes=1 << 20, max_age_s=3600)
+    writer = OutboxWriter(box, max_queued=10)
 
     def refuse(seq: int) -> Sealed:
         raise EgressError("too_large", "no")
 
     with pytest.raises(EgressError):
-        box.enqueue(refuse)
-    assert put(box, "counts") == 1
+        writer.submit(refuse)
+    assert writer.submit(lambda seq: sealed(seq, "counts")) == 1
     assert box.stats().pending == 1 and box.stats().pending_bytes == len(box.pending()[0].payload)
+
+
+def test_append_checks_continuity_and_records_declared_losses(tmp_path: Path) -> None:
+    from appliance.publish.outbox import OutboxConflict
+
+    box = Outbox(tmp_path / "o.db", max_bytes=1 << 20, max_age_s=3600)
+    put(box, "counts")
+    with pytest.raises(OutboxConflict):
+        box.append(sealed(3, "counts"))  # 2 skipped without being declared lost
+    box.append(sealed(4, "counts"), lost_before=2)
+    assert [r.seq for r in box.pending()] == [1, 4] and box.last_seq == 4
+    assert box.stats().lost == 2, "the gap is recorded as a loss, never rolled back"
 
 
 def test_ack_deletes_only_the_acknowledged(tmp_path: Path) -> None:
@@ -111,13 +138,61 @@ def test_drop_counters_survive_a_restart(tmp_path: Path) -> None:
     assert Outbox(tmp_path / "o.db", max_bytes=1 << 20, max_age_s=3600).stats().dropped == {"health": 1}
 
 
-def test_status_is_latest_only(tmp_path: Path) -> None:
+def test_every_boot_queues_its_birth_and_an_unclosed_boot_its_death(tmp_path: Path) -> None:
+    """Birth and death are part of the backlog at their reserved seqs: a boot that lived entirely
+    inside an outage still reaches the control room, in seq order."""
     box = Outbox(tmp_path / "o.db", max_bytes=1 << 20, max_age_s=3600)
-    box.put_status(1, "p/d/status", b'{"state":"online"}')
-    box.put_status(2, "p/d/status", b'{"state":"offline"}')
-    status = box.status()
-    assert status is not None and (status.seq, status.payload) == (2, b'{"state":"offline"}')
-    assert box.stats().pending == 0, "status is state, not part of the backlog"
+    start_boot(box)  # boot 1: 1, 2
+    put(box, "counts")  # 3
+    box.close_boot(1, undelivered_death=None)  # its 'offline' was acknowledged
+    start_boot(box)  # boot 2: 4, 5 (killed: never closed)
+    put(box, "counts")  # 6
+    start_boot(box)  # boot 3: 7, 8; queues boot 2's death (5) from the will it registered
+    assert [(r.seq, r.kind) for r in box.pending()] == [
+        (1, "status"), (3, "counts"), (4, "status"), (5, "status"), (6, "counts"), (7, "status"),
+    ]
+    assert box.pending()[3].payload == sealed(5, "status").payload
+
+
+def test_status_is_never_dropped_by_the_cap(tmp_path: Path) -> None:
+    one = len(json.dumps({"seq": 10, "pad": "x" * 100}))
+    box = Outbox(tmp_path / "o.db", max_bytes=3 * one, max_age_s=3600)
+    start_boot(box)
+    for _ in range(5):
+        put(box, "counts")
+    assert [r.kind for r in box.pending()] == ["status", "counts", "counts"]
+
+
+def test_a_second_process_on_the_same_outbox_is_refused(tmp_path: Path) -> None:
+    from appliance.errors import AlreadyRunning
+
+    first = Outbox(tmp_path / "o.db", max_bytes=1 << 20, max_age_s=3600)
+    with pytest.raises(AlreadyRunning, match=r"o.db is in use by another appliance process \(pid \d+\)") as info:
+        Outbox(tmp_path / "o.db", max_bytes=1 << 20, max_age_s=3600)
+    assert info.value.exit_code == 3 and "\n" not in str(info.value)
+    first.close()
+    Outbox(tmp_path / "o.db", max_bytes=1 << 20, max_age_s=3600).close()  # free again once closed
+
+
+def test_another_devices_outbox_is_refused_and_left_intact(tmp_path: Path) -> None:
+    from appliance.errors import InputError
+
+    box = Outbox(tmp_path / "o.db", max_bytes=1 << 20, max_age_s=3600, owner="cam-01")
+    put(box, "counts")
+    box.close()
+    with pytest.raises(InputError, match="belongs to device 'cam-01', not 'cam-02'") as info:
+        Outbox(tmp_path / "o.db", max_bytes=1 << 20, max_age_s=3600, owner="cam-02")
+    assert info.value.exit_code == 2
+    box = Outbox(tmp_path / "o.db", max_bytes=1 << 20, max_age_s=3600, owner="cam-01")
+    assert [r.seq for r in box.pending()] == [1], "cam-01's backlog is still there"
+
+
+def test_the_default_outbox_path_is_per_device() -> None:
+    from appliance.publish import outbox_path
+
+    cfg = load_config(overrides={"device_id": "cam-42"})
+    assert str(outbox_path(cfg.outbox, "cam-42")) == "/var/lib/crowd-appliance/cam-42/outbox.sqlite3"
+    assert outbox_path(cfg.outbox, "cam-42") != outbox_path(cfg.outbox, "cam-43")
 
 
 def test_a_long_outage_reaches_the_cap_and_health_reports_the_drops(tmp_path: Path) -> None:
@@ -129,7 +204,7 @@ def test_a_long_outage_reaches_the_cap_and_health_reports_the_drops(tmp_path: Pa
             "outbox": {"path": str(tmp_path / "o.db"), "max_bytes": 4096},
         }
     )
-    pub = make_publisher(cfg)
+    pub = publisher_for(cfg)
     assert isinstance(pub, MqttPublisher)
     pub.start()
     try:

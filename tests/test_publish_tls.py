@@ -13,11 +13,11 @@ import paho.mqtt.client as paho
 import pytest
 from conftest import Broker, Pki
 from paho.mqtt.enums import CallbackAPIVersion
-from test_publish_mqtt import counts
+from test_publish_mqtt import counts, publisher_for
 
 from appliance.config import load_config
 from appliance.config.schema import ApplianceConfig
-from appliance.publish import BrokerRejected, MqttPublisher, check_broker, make_publisher
+from appliance.publish import BrokerRejected, MqttPublisher, check_broker
 
 pytestmark = pytest.mark.mqtt
 
@@ -37,7 +37,7 @@ def tls_cfg(broker: Broker, tmp_path: Path, device: str, ca: Path, pki: Pki, cer
 
 
 def start(cfg: ApplianceConfig, made: List[MqttPublisher]) -> MqttPublisher:
-    pub = make_publisher(cfg)
+    pub = publisher_for(cfg)
     assert isinstance(pub, MqttPublisher)
     made.append(pub)
     pub.start()
@@ -57,7 +57,8 @@ def test_mutual_tls_with_a_valid_device_certificate_works(
     pub.publish(counts(1))
     got = room.wait_for(lambda ms: any(m.topic == "crowdmon/device-a/counts" for m in ms))
     assert any(m.topic == "crowdmon/device-a/status" and m.payload["state"] == "online" for m in got)
-    assert "TLS" in check_broker(tls_cfg(tls_mosquitto, tmp_path, "device-a", pki.ca, pki, cert_of="device-a"))
+    cfg = tls_cfg(tls_mosquitto, tmp_path, "device-a", pki.ca, pki, cert_of="device-a")
+    assert "TLS" in check_broker(cfg.mqtt, cfg.device_id)
 
 
 def test_wrong_ca_is_refused_with_a_clear_error(
@@ -78,7 +79,7 @@ def test_host_name_mismatch_is_refused(tls_mosquitto: Broker, tmp_path: Path, pk
     cfg = tls_cfg(tls_mosquitto, tmp_path, "device-a", pki.ca, pki, cert_of="device-a")
     cfg.mqtt.url = f"mqtts://127.0.0.1:{tls_mosquitto.port}"
     with pytest.raises(BrokerRejected, match=r"certificate not accepted .*mismatch.*URL host matches"):
-        check_broker(cfg, timeout_s=5)
+        check_broker(cfg.mqtt, cfg.device_id, timeout_s=5)
 
 
 def test_device_a_cannot_publish_to_device_b(
@@ -106,16 +107,23 @@ def test_device_a_cannot_publish_to_device_b(
         raw.disconnect()
 
     # The appliance configured as device-b but holding device-a's certificate: MQTT 5 PUBACKs
-    # carry "Not authorized"; the publisher discards and counts them instead of retrying forever.
-    pub = start(tls_cfg(tls_mosquitto, tmp_path, "device-b", pki.ca, pki, cert_of="device-a"), publishers)
+    # carry "Not authorized". The publisher keeps every refused message (one ACL mistake must not
+    # destroy the buffer), counts the refusals and retries after reconnecting.
+    cfg_b = tls_cfg(tls_mosquitto, tmp_path, "device-b", pki.ca, pki, cert_of="device-a")
+    pub = start(cfg_b, publishers)
     pub.connect(timeout_s=10)
     pub.publish(counts(1))
-    deadline = time.monotonic() + 10
-    while pub.stats().rejected < 1 and time.monotonic() < deadline:
+    deadline = time.monotonic() + 20
+    while pub.stats().rejected < 2 and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert pub.stats().rejected == 1 and pub.stats().pending == 0
-    time.sleep(0.5)
+    stats = pub.stats()
+    assert stats.rejected >= 2, "refused again after a reconnect: it is retried, not dropped"
+    assert stats.pending == 2, "the birth and the counts are kept"
+    assert "broker refused" in (stats.last_error or "") and "'device-b'" in (stats.last_error or "")
     assert not [m for m in room.snapshot() if m.topic.startswith("crowdmon/device-b/")], "nothing reached B's topics"
+    # selftest sees the same mismatch with one test publish.
+    with pytest.raises(BrokerRejected, match="refused a test publish on crowdmon/device-b/selftest: Not authorized"):
+        check_broker(cfg_b.mqtt, "device-b", timeout_s=10)
 
 
 def test_anonymous_clients_are_refused_by_the_shipped_config(

@@ -246,7 +246,10 @@ class PublishConfig(Strict):
 
 
 class OutboxConfig(Strict):
-    path: str = Field("/var/lib/crowd-appliance/outbox.sqlite3", description="SQLite store-and-forward queue")
+    path: str = Field(
+        "/var/lib/crowd-appliance/{device_id}/outbox.sqlite3",
+        description="SQLite store-and-forward queue, one per device; {device_id} is replaced by the device id",
+    )
     # 64 MiB holds about a week of counts at the default 10 s interval (~1 KiB each) plus health:
     # far more than the 24 h a 4G outage should last, and small for any SD card.
     max_bytes: int = Field(
@@ -255,6 +258,16 @@ class OutboxConfig(Strict):
     max_age_s: float = Field(
         7 * 24 * 3600, gt=0, description="Health and counts older than this are dropped (anomalies are not)"
     )
+    memory_queue_max: int = Field(
+        1000,
+        ge=1,
+        le=100000,
+        description="Messages held in memory while the disk refuses writes; beyond, the oldest is lost",
+    )
+    storage_give_up_s: float = Field(
+        600.0, gt=0, description="Delivery retries storage errors this long, then the appliance exits 1 (restarted)"
+    )
+    busy_timeout_s: float = Field(5.0, gt=0, le=300, description="Wait this long for a SQLite lock before retrying")
 
 
 class HealthConfig(Strict):

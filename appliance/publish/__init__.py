@@ -6,7 +6,10 @@ calls the pipeline makes, and ``docs/control-room.md`` for what a subscriber rec
 
 from __future__ import annotations
 
+from appliance.errors import AlreadyRunning, DeliveryFailed
+from appliance.publish.backoff import FullJitterBackoff
 from appliance.publish.egress import ApprovedPayload, EgressError, EgressPolicy
+from appliance.publish.lifecycle import make_birth
 from appliance.publish.messages import (
     AnomalyMessage,
     CameraHealth,
@@ -17,6 +20,7 @@ from appliance.publish.messages import (
     Heatmap,
     LatencyStats,
     LineCounts,
+    LinkHealth,
     Message,
     ModelInfo,
     OutboxHealth,
@@ -26,17 +30,12 @@ from appliance.publish.messages import (
     utcnow,
 )
 from appliance.publish.mqtt_client import BrokerRejected, BrokerUnreachable, check_broker
-from appliance.publish.outbox import Outbox, OutboxStats
-from appliance.publish.publisher import (
-    MqttPublisher,
-    Publisher,
-    PublisherStats,
-    StdoutPublisher,
-    make_birth,
-    make_publisher,
-)
+from appliance.publish.outbox import Outbox, OutboxStats, outbox_path
+from appliance.publish.publisher import MqttPublisher, Publisher, StdoutPublisher, make_publisher
+from appliance.publish.stats import PublisherStats
 
 __all__ = [
+    "AlreadyRunning",
     "AnomalyMessage",
     "ApprovedPayload",
     "BrokerRejected",
@@ -44,13 +43,16 @@ __all__ = [
     "CameraHealth",
     "CountStats",
     "CountsMessage",
+    "DeliveryFailed",
     "EgressError",
     "EgressPolicy",
     "FrameCounters",
+    "FullJitterBackoff",
     "HealthMessage",
     "Heatmap",
     "LatencyStats",
     "LineCounts",
+    "LinkHealth",
     "Message",
     "ModelInfo",
     "MqttPublisher",
@@ -66,5 +68,6 @@ __all__ = [
     "export_schemas",
     "make_birth",
     "make_publisher",
+    "outbox_path",
     "utcnow",
 ]

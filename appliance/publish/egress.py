@@ -37,6 +37,8 @@ _HEX_BLOB = re.compile(r"[0-9a-fA-F]{65,}")
 _BASE64_BLOB = re.compile(r"[A-Za-z0-9+/_-]{80,}={0,2}")
 
 _APPROVAL_TOKEN = object()
+# The selftest's empty probe (see EgressPolicy.probe); never a kind of message.
+PROBE_KIND = "selftest"
 
 
 class EgressError(ApplianceError):
@@ -115,6 +117,12 @@ class EgressPolicy:
         except EgressError as exc:
             self._count(exc.reason)
             raise
+
+    def probe(self) -> ApprovedPayload:
+        """The one payload that is not a message: ``{}`` on ``{prefix}/{device_id}/selftest``,
+        sent only by ``appliance selftest`` to learn whether the broker lets us publish as this id.
+        It carries nothing."""
+        return ApprovedPayload(self.topic_for(PROBE_KIND), b"{}", PROBE_KIND, 0, False, _APPROVAL_TOKEN)
 
     # ------------------------------------------------------------------ checks
 

@@ -105,9 +105,27 @@ class OutboxHealth(Value):
 
     pending: Count = 0
     dropped: Dict[Name, Count] = Field(default_factory=dict, description="kind -> messages dropped (cap/age)")
-    rejected: Count = Field(0, description="messages the broker refused (e.g. ACL) and were discarded")
+    rejected: Count = Field(
+        0, description="broker refusals (e.g. ACL) since start; refused messages are kept and retried"
+    )
     egress_refused: Count = Field(0, description="messages the egress policy refused to publish")
     oldest_age_s: Optional[NonNegative] = None
+    write_errors: Count = Field(
+        0, description="outbox writes that failed since start (disk full, locked); held in memory meanwhile"
+    )
+    lost: Count = Field(
+        0, description="messages lost: the disk refused them and the memory queue overflowed; their seqs are gaps"
+    )
+
+
+class LinkHealth(Value):
+    """The broker link as the publisher sees it. Filled in by the publisher, not the pipeline."""
+
+    connected: bool
+    last_error: Optional[str] = Field(None, max_length=200, description="the last connection or delivery error")
+    seconds_since_puback: Optional[NonNegative] = Field(
+        None, description="since the broker last acknowledged a message; null before the first"
+    )
 
 
 # --------------------------------------------------------------------------- messages
@@ -234,6 +252,7 @@ class HealthMessage(Message):
     camera: CameraHealth
     models: List[ModelInfo] = Field(default_factory=list, max_length=8)
     outbox: Optional[OutboxHealth] = Field(None, description="filled in by the publisher")
+    link: Optional[LinkHealth] = Field(None, description="broker link; filled in by the publisher")
     uptime_s: NonNegative
 
 

@@ -26,7 +26,7 @@ import ssl
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Dict, Optional
 from urllib.parse import urlsplit
 
 import paho.mqtt.client as paho
@@ -35,9 +35,9 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from appliance.config.schema import ApplianceConfig, MqttConfig
+from appliance.config.schema import MqttConfig
 from appliance.errors import BrokerError, InputError
-from appliance.publish.egress import ApprovedPayload
+from appliance.publish.egress import ApprovedPayload, EgressPolicy
 
 log = logging.getLogger(__name__)
 
@@ -146,13 +146,14 @@ class MqttLink:
 
     def _new_client(self) -> paho.Client:
         v5 = self.protocol == MQTTProtocolVersion.MQTTv5
+        # 3.1.1: a clean session. Redelivery across connections is the outbox's job, not the
+        # broker's, so there is no session state worth keeping (and none to leak on the broker).
+        # (MQTT 5 takes clean_start at connect instead.)
         client = paho.Client(
             callback_api_version=CallbackAPIVersion.VERSION2,
             client_id=self.client_id,
             protocol=self.protocol,
-            # 3.1.1: a clean session. Redelivery across connections is the outbox's job, not the
-            # broker's, so there is no session state worth keeping (and none to leak on the broker).
-            **({} if v5 else {"clean_session": True}),
+            clean_session=None if v5 else True,
         )
         client.connect_timeout = self.cfg.connect_timeout_s
         client.max_inflight_messages_set(64)
@@ -289,8 +290,12 @@ class MqttLink:
             self.close_socket()
         return self.connected
 
-    def publish(self, approved: ApprovedPayload, *, expiry_s: Optional[int] = None) -> int:
-        """Send one approved payload at QoS 1; returns the mid its PUBACK will carry."""
+    def publish(
+        self, approved: ApprovedPayload, *, expiry_s: Optional[int] = None, retain: Optional[bool] = None
+    ) -> int:
+        """Send one approved payload at QoS 1; returns the mid its PUBACK will carry.
+
+        ``retain=False`` sends a retained kind (status) as history, leaving the retained value alone."""
         if self._client is None or not self.connected:
             raise BrokerUnreachable(f"{self.address}: not connected")
         props = None
@@ -298,7 +303,11 @@ class MqttLink:
             props = Properties(PacketTypes.PUBLISH)
             props.MessageExpiryInterval = max(1, int(expiry_s))
         info = self._client.publish(
-            approved.topic, approved.payload, qos=self.cfg.qos, retain=approved.retain, properties=props
+            approved.topic,
+            approved.payload,
+            qos=self.cfg.qos,
+            retain=approved.retain if retain is None else retain and approved.retain,
+            properties=props,
         )
         if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_AGAIN):
             self.connected = False
@@ -347,14 +356,40 @@ def _maybe_v3_only(exc: BrokerError) -> bool:
     return "protocol version" in text or "before connack" in text
 
 
-def check_broker(cfg: ApplianceConfig, timeout_s: float = 10.0) -> str:
-    """Connect once with the configured identity, then disconnect; publishes nothing.
+def check_broker(mqtt: MqttConfig, device_id: str, timeout_s: float = 10.0) -> str:
+    """Connect once with the configured identity, publish one empty test message on the device's
+    own ``{prefix}/{device_id}/selftest`` topic, wait for its PUBACK, disconnect.
 
-    For ``appliance selftest``: returns a one-line description, raises :class:`BrokerRejected` or
-    :class:`BrokerUnreachable` with the reason.
+    For ``appliance selftest``: returns a one-line description; raises :class:`BrokerRejected`
+    (TLS, credentials, or the broker refusing this identity to publish as ``device_id``) or
+    :class:`BrokerUnreachable`. MQTT 3.1.1 brokers acknowledge a refused publish silently, so
+    there the publish permission cannot be checked (the line says so).
     """
-    link = MqttLink(cfg.mqtt, client_id=f"{cfg.mqtt.client_id or cfg.device_id}-selftest", on_ack=lambda *_: None)
+    result: Dict[int, Optional[str]] = {}
+    link = MqttLink(
+        mqtt,
+        client_id=f"{mqtt.client_id or device_id}-selftest",
+        on_ack=lambda mid, refused: result.__setitem__(mid, refused),
+    )
     link.connect(timeout_s)
-    version = "5" if link.protocol == MQTTProtocolVersion.MQTTv5 else "3.1.1"
-    link.disconnect()
-    return f"{link.address}: connected (MQTT {version}{', TLS' if link.address.tls else ''})"
+    v5 = link.protocol == MQTTProtocolVersion.MQTTv5
+    where = f"{link.address}: connected (MQTT {'5' if v5 else '3.1.1'}{', TLS' if link.address.tls else ''})"
+    probe = EgressPolicy(topic_prefix=mqtt.topic_prefix, device_id=device_id, max_payload_bytes=1024).probe()
+    try:
+        mid = link.publish(probe)
+        deadline = time.monotonic() + timeout_s
+        while mid not in result and link.connected and time.monotonic() < deadline:
+            link.loop(0.05)
+    finally:
+        link.disconnect()
+    if mid not in result:
+        raise BrokerUnreachable(f"{link.address}: no PUBACK for a test publish on {probe.topic} within {timeout_s:g} s")
+    refused = result[mid]
+    if refused:
+        raise BrokerRejected(
+            f"{link.address}: broker refused a test publish on {probe.topic}: {refused}; "
+            f"the broker does not let this identity publish as {device_id!r} (certificate CN or ACL)"
+        )
+    if not v5:
+        return f"{where}; publish permission not checked (MQTT 3.1.1 brokers drop refused messages silently)"
+    return f"{where}; may publish as {device_id}"

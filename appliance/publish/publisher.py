@@ -1,23 +1,25 @@
 """The publish stage as the pipeline sees it. Usage, exactly::
 
-    from appliance.publish import make_publisher, CountsMessage, ModelInfo
+    from appliance.publish import make_birth, make_publisher, CountsMessage
 
-    pub = make_publisher(cfg, software_models=[ModelInfo(name="centerface-int8", sha256="...")])
-    pub.start()                       # or pub.start(birth) with a StatusMessage you built
+    birth = make_birth(config_hash=..., board="rpi4", models=[ModelInfo(name=..., sha256=...)])
+    pub = make_publisher(device_id=..., mqtt=cfg.mqtt, publish=cfg.publish, outbox=cfg.outbox, birth=birth)
+    pub.start()                       # opens the boot: birth queued, last will registered
     try:
-        pub.connect(timeout_s=10)     # optional: raises BrokerRejected / BrokerUnreachable (see below)
+        pub.connect(timeout_s=10)     # optional: raises BrokerRejected / BrokerUnreachable
     except BrokerUnreachable as exc:
         log.warning("%s; buffering to the outbox", exc)   # keep running: store-and-forward
     ...
-    pub.publish(CountsMessage(window_start=..., window_end=..., frames_analyzed=..., total=...))
-    pub.publish(AnomalyMessage(...)); pub.publish(HealthMessage(...))   # content fields only
+    pub.publish(CountsMessage(...)); pub.publish(HealthMessage(...))   # content fields only
+    pub.check()                       # once per frame: raises DeliveryFailed (exit 1) when delivery is dead
     ...
-    pub.close(clean=True)             # publishes the retained 'offline' status and disconnects
+    pub.close(clean=True)             # drains (bounded), publishes the retained 'offline', disconnects
 
-``publish`` never blocks on the network: it stamps the envelope (``device_id``, ``boot_id``,
-``seq``, ``sent_at``), runs the egress check (raising :class:`EgressError` on a violation), and
-commits the message to the outbox. A delivery thread drains the outbox to the broker and deletes
-each message after its PUBACK. ``HealthMessage.outbox`` is filled in here when left as None.
+``publish`` never blocks on the network: it stamps the envelope, runs the egress check (raising
+:class:`EgressError` on a violation, consuming no seq) and stores the message (see
+:mod:`writer`: held in memory while the disk refuses). The delivery thread (:mod:`delivery`)
+drains the outbox to the broker. A ``HealthMessage`` gets its ``outbox`` and ``link`` sections
+from the publisher, and ``ok`` becomes ``degraded`` while delivery is stuck (:mod:`stats`).
 
 With no broker configured (``mqtt.url`` is None) :class:`StdoutPublisher` prints each message as
 one JSON line ``{"topic": ..., "payload": {...}}`` instead, through the same egress check.
@@ -31,158 +33,115 @@ import sqlite3
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Dict, Iterable, List, Optional, Protocol, Sequence, TextIO
+from typing import Optional, Protocol, TextIO
 
-from paho.mqtt.enums import MQTTProtocolVersion
-
-from appliance.config.loader import config_hash
-from appliance.config.schema import ApplianceConfig
-from appliance.errors import ApplianceError, BrokerError, InputError
+from appliance.config.schema import MqttConfig, OutboxConfig, PublishConfig
+from appliance.publish.backoff import FullJitterBackoff
+from appliance.publish.delivery import DeliveryLoop
 from appliance.publish.egress import ApprovedPayload, EgressError, EgressPolicy
-from appliance.publish.messages import (
-    HealthMessage,
-    Message,
-    ModelInfo,
-    OutboxHealth,
-    StatusMessage,
-    utcnow,
-)
+from appliance.publish.envelope import Envelope
+from appliance.publish.lifecycle import Boot, seal_boot
+from appliance.publish.messages import HealthMessage, Message, StatusMessage, utcnow
 from appliance.publish.mqtt_client import BrokerUnreachable, MqttLink
-from appliance.publish.outbox import Outbox, OutboxStats, Sealed
+from appliance.publish.outbox import Outbox, OutboxStats, Sealed, outbox_path
+from appliance.publish.stats import PublisherStats, fill_health
+from appliance.publish.writer import OutboxWriter
 
 log = logging.getLogger(__name__)
 
-# Messages handed to paho and not yet acknowledged. Bounded so that a long backlog is streamed from
-# SQLite rather than copied into memory.
-DELIVERY_WINDOW = 64
-# Acknowledged messages are deleted in batches (one transaction each): bounded SD-card writes.
-ACK_BATCH = 256
-ACK_FLUSH_S = 0.5
-
-
-@dataclass(frozen=True)
-class PublisherStats:
-    """State of the publish stage, for the health message and for the CLI."""
-
-    connected: bool
-    last_error: Optional[str]
-    pending: int = 0
-    pending_bytes: int = 0
-    oldest_age_s: Optional[float] = None
-    dropped: Dict[str, int] = field(default_factory=dict)
-    rejected: int = 0
-    egress_refused: int = 0
-
-    def to_health(self) -> OutboxHealth:
-        return OutboxHealth(
-            pending=self.pending,
-            dropped=dict(self.dropped),
-            rejected=self.rejected,
-            egress_refused=self.egress_refused,
-            oldest_age_s=self.oldest_age_s,
-        )
-
 
 class Publisher(Protocol):
-    def start(self, birth: Optional[StatusMessage] = None) -> None: ...
+    def start(self) -> None: ...
 
     def connect(self, timeout_s: float) -> None: ...
 
     def publish(self, msg: Message) -> None: ...
+
+    def check(self) -> None: ...
 
     def stats(self) -> PublisherStats: ...
 
     def close(self, clean: bool = True) -> None: ...
 
 
-def make_birth(
-    cfg: ApplianceConfig, models: Iterable[ModelInfo] = (), started_at: Optional[datetime] = None
-) -> StatusMessage:
-    """The ``online`` status for this configuration (envelope left for the publisher to stamp)."""
-    return StatusMessage(
-        state="online",
-        models=list(models),
-        config_hash=config_hash(cfg),
-        board=cfg.profile.name,
-        started_at=started_at or utcnow(),
-    )
+class _Base:
+    """What both publishers share: the envelope, the birth, the checks on what the pipeline sends."""
 
-
-class _BasePublisher:
-    """Envelope stamping and the egress policy, shared by both implementations."""
-
-    def __init__(self, cfg: ApplianceConfig, software_models: Sequence[ModelInfo] = ()) -> None:
-        self.cfg = cfg
-        self.device_id = cfg.device_id
-        self.software_models = list(software_models)
+    def __init__(self, *, device_id: str, mqtt: MqttConfig, publish: PublishConfig, birth: StatusMessage) -> None:
+        if birth.state != "online":
+            raise ValueError("the birth message must be 'online'")
+        self.device_id = device_id
+        self.publish_cfg = publish
         self.policy = EgressPolicy(
-            topic_prefix=cfg.mqtt.topic_prefix,
-            device_id=cfg.device_id,
-            max_payload_bytes=cfg.publish.max_payload_bytes,
+            topic_prefix=mqtt.topic_prefix, device_id=device_id, max_payload_bytes=publish.max_payload_bytes
         )
-        self.boot_id = 0
-        self._birth: Optional[StatusMessage] = None
-        self._death: Optional[StatusMessage] = None
+        self.envelope = Envelope(self.policy, device_id)
+        self._birth_content = birth
+        self.boot: Optional[Boot] = None
         self._closed = False
 
-    def _stamp(self, msg: Message, seq: int, sent_at: Optional[datetime] = None) -> Message:
-        return msg.stamp(device_id=self.device_id, boot_id=self.boot_id, seq=seq, sent_at=sent_at)
+    @property
+    def boot_id(self) -> int:
+        return self.boot.boot_id if self.boot is not None else 0
 
     def _prepare(self, msg: Message) -> Message:
-        if self._birth is None:
+        if self.boot is None:
             raise RuntimeError("publish() before start()")
         if self._closed:
             raise RuntimeError("publish() after close()")
         if isinstance(msg, StatusMessage):
             # Birth and death are the publisher's: one per boot, with seqs reserved at start.
             raise EgressError("status_managed", "status is published by start() and close() only")
-        if isinstance(msg, HealthMessage) and msg.outbox is None:
-            data = msg.model_dump()
-            data["outbox"] = self.stats().to_health().model_dump()
-            msg = HealthMessage.model_validate(data)
+        if isinstance(msg, HealthMessage):
+            msg = fill_health(msg, self.stats(), stuck_after_s=self.publish_cfg.health_interval_s)
         return msg
 
-    def _begin(self, birth: Optional[StatusMessage], first_seq: int) -> None:
-        birth = birth or make_birth(self.cfg, self.software_models)
-        if birth.state != "online":
-            raise ValueError("the birth message must be 'online'")
-        self._birth = self._stamp(birth, first_seq)  # type: ignore[assignment]
-        self._death = self._stamp(birth.as_offline(), first_seq + 1)  # type: ignore[assignment]
+    def _fresh_death(self) -> ApprovedPayload:
+        """The clean stop's ``offline``: the reserved death seq, stamped now."""
+        assert self.boot is not None
+        return self.envelope.approve(
+            self._birth_content.as_offline(), boot_id=self.boot.boot_id, seq=self.boot.death_seq, sent_at=utcnow()
+        )
 
     def stats(self) -> PublisherStats:  # pragma: no cover - overridden
         raise NotImplementedError
 
 
-class StdoutPublisher(_BasePublisher):
+class StdoutPublisher(_Base):
     """No broker configured: one JSON line per message on ``stream`` (stdout by default).
 
     Seqs count from 1 for each run (nothing is stored); boot_id is always 1.
     """
 
     def __init__(
-        self, cfg: ApplianceConfig, software_models: Sequence[ModelInfo] = (), stream: Optional[TextIO] = None
+        self,
+        *,
+        device_id: str,
+        mqtt: MqttConfig,
+        publish: PublishConfig,
+        birth: StatusMessage,
+        stream: Optional[TextIO] = None,
     ) -> None:
-        super().__init__(cfg, software_models)
+        super().__init__(device_id=device_id, mqtt=mqtt, publish=publish, birth=birth)
         self.stream = stream if stream is not None else sys.stdout
         self._seq = 0
         self._lock = threading.Lock()
 
-    def start(self, birth: Optional[StatusMessage] = None) -> None:
-        self.boot_id = 1
+    def start(self) -> None:
+        self.boot = seal_boot(self.envelope, self._birth_content, boot_id=1, first_seq=1)
         self._seq = 2  # 1: birth, 2: death
-        self._begin(birth, 1)
-        assert self._birth is not None
-        self._emit(self.policy.approve(self._birth))
+        self._emit(self.boot.birth)
 
     def connect(self, timeout_s: float) -> None:
         """Nothing to connect to."""
 
+    def check(self) -> None:
+        """Printing cannot fail for good."""
+
     def publish(self, msg: Message) -> None:
         msg = self._prepare(msg)
         with self._lock:
-            approved = self.policy.approve(self._stamp(msg, self._seq + 1))
+            approved = self.envelope.approve(msg, boot_id=self.boot_id, seq=self._seq + 1)
             self._seq += 1
             self._emit(approved)
 
@@ -195,56 +154,66 @@ class StdoutPublisher(_BasePublisher):
         return PublisherStats(connected=True, last_error=None, egress_refused=self.policy.refused_total)
 
     def close(self, clean: bool = True) -> None:
-        if self._closed or self._death is None:
-            self._closed = True
+        if self._closed:
             return
         self._closed = True
-        if clean:
-            self._emit(self.policy.approve(self._stamp(self._death, self._death.seq, utcnow())))
+        if clean and self.boot is not None:
+            self._emit(self._fresh_death())
 
 
-class MqttPublisher(_BasePublisher):
-    """Outbox -> MQTT. ``publish`` commits to SQLite; one delivery thread owns the MQTT link."""
+class MqttPublisher(_Base):
+    """Outbox -> MQTT: :class:`OutboxWriter` stores, :class:`DeliveryLoop` delivers."""
 
     def __init__(
-        self, cfg: ApplianceConfig, software_models: Sequence[ModelInfo] = (), outbox: Optional[Outbox] = None
+        self,
+        *,
+        device_id: str,
+        mqtt: MqttConfig,
+        publish: PublishConfig,
+        outbox: OutboxConfig,
+        birth: StatusMessage,
     ) -> None:
-        super().__init__(cfg, software_models)
-        if outbox is None:
-            try:
-                outbox = Outbox(cfg.outbox.path, max_bytes=cfg.outbox.max_bytes, max_age_s=cfg.outbox.max_age_s)
-            except (OSError, sqlite3.Error) as exc:
-                raise InputError(f"cannot open the outbox: {exc}", path=cfg.outbox.path, field="outbox.path") from None
-        self.outbox = outbox
-        self.link = MqttLink(cfg.mqtt, client_id=cfg.mqtt.client_id or cfg.device_id, on_ack=self._on_ack)
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._clean_stop = True
-        self._thread: Optional[threading.Thread] = None
-        self._state_lock = threading.Lock()
-        self._connected_event = threading.Event()
-        self._error_event = threading.Event()
-        self._last_error: Optional[BrokerError] = None
-        # Delivery-thread state (touched by that thread only).
-        self._inflight: Dict[int, int] = {}  # mid -> seq (0: the status message)
-        self._last_sent = 0
-        self._acked: List[int] = []
-        self._last_flush = time.monotonic()
-        self._status_acked = threading.Event()
+        super().__init__(device_id=device_id, mqtt=mqtt, publish=publish, birth=birth)
+        self.mqtt = mqtt
+        self.outbox_cfg = outbox
+        self.outbox = Outbox(
+            outbox_path(outbox, device_id),
+            max_bytes=outbox.max_bytes,
+            max_age_s=outbox.max_age_s,
+            owner=device_id,
+            busy_timeout_s=outbox.busy_timeout_s,
+        )
+        self.writer: Optional[OutboxWriter] = None
+        self.delivery: Optional[DeliveryLoop] = None
+        self._last_outbox_stats = OutboxStats(0, 0, None)
 
     # ------------------------------------------------------------------ pipeline side
 
-    def start(self, birth: Optional[StatusMessage] = None) -> None:
-        boot_id, first = self.outbox.start_boot(reserve=2)
-        self.boot_id = boot_id
-        self._begin(birth, first)
-        assert self._birth is not None and self._death is not None
-        approved = self.policy.approve(self._birth)
-        # The latest status replaces any stale one (e.g. an 'offline' a clean stop could not send).
-        self.outbox.put_status(approved.seq, approved.topic, approved.payload)
-        self.link.set_will(self.policy.approve(self._death))
-        self._thread = threading.Thread(target=self._run, name="mqtt-delivery", daemon=True)
-        self._thread.start()
+    def start(self) -> None:
+        boot_id, first = self.outbox.next_boot()
+        boot = seal_boot(self.envelope, self._birth_content, boot_id=boot_id, first_seq=first)
+        birth, death = boot.sealed()
+        self.outbox.begin_boot(birth, death, boot_id)  # a disk-full here is a runtime error: exit 1
+        self.boot = boot
+        self.writer = OutboxWriter(self.outbox, max_queued=self.outbox_cfg.memory_queue_max)
+        link = MqttLink(self.mqtt, client_id=self.mqtt.client_id or self.device_id, on_ack=self._on_ack)
+        link.set_will(boot.death)
+        self.delivery = DeliveryLoop(
+            outbox=self.outbox,
+            writer=self.writer,
+            link=link,
+            policy=self.policy,
+            boot=boot,
+            mqtt=self.mqtt,
+            close_timeout_s=self.publish_cfg.close_timeout_s,
+            storage_give_up_s=self.outbox_cfg.storage_give_up_s,
+            backoff=FullJitterBackoff(self.mqtt.reconnect_min_s, self.mqtt.reconnect_max_s),
+        )
+        self.delivery.start()
+
+    def _on_ack(self, mid: int, refused: Optional[str]) -> None:
+        if self.delivery is not None:
+            self.delivery.on_ack(mid, refused)
 
     def connect(self, timeout_s: float) -> None:
         """Wait up to ``timeout_s`` for the first connection.
@@ -253,42 +222,52 @@ class MqttPublisher(_BasePublisher):
         itself) and :class:`BrokerUnreachable` if no connection was made in time. Either way the
         publisher keeps running, buffering and retrying; the caller decides whether to exit.
         """
+        delivery = self._delivery()
         deadline = time.monotonic() + timeout_s
-        while not self._connected_event.is_set():
-            err = self._last_error
+        while not delivery.connected_event.is_set():
+            err = delivery.last_error
             if err is not None and getattr(err, "fatal", False):
                 raise err
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise err or BrokerUnreachable(f"{self.link.address}: not connected after {timeout_s:g} s")
-            self._error_event.wait(min(remaining, 0.1))
-            self._error_event.clear()
+                raise err or BrokerUnreachable(f"{delivery.link.address}: not connected after {timeout_s:g} s")
+            delivery.error_event.wait(min(remaining, 0.1))
+            delivery.error_event.clear()
 
     def publish(self, msg: Message) -> None:
         msg = self._prepare(msg)
+        boot_id = self.boot_id
+        self._writer().submit(lambda seq: self.envelope.seal(msg, boot_id=boot_id, seq=seq))
 
-        def seal(seq: int) -> Sealed:
-            approved = self.policy.approve(self._stamp(msg, seq))
-            return Sealed(approved.kind, approved.topic, approved.payload)
-
-        try:
-            self.outbox.enqueue(seal)
-        except sqlite3.Error as exc:
-            raise ApplianceError(f"{self.outbox.path}: outbox write failed: {exc}") from None
-        self._wake.set()
+    def check(self) -> None:
+        """Raises :class:`DeliveryFailed` once delivery has failed for good (exit 1, restart)."""
+        failure = self.delivery.failure if self.delivery is not None else None
+        if failure is not None:
+            raise failure
 
     def stats(self) -> PublisherStats:
-        ob: OutboxStats = self.outbox.stats()
-        err = self._last_error
+        try:
+            ob = self._last_outbox_stats = self.outbox.stats()
+        except sqlite3.Error:
+            ob = self._last_outbox_stats  # the file is locked or failing; health still goes out
+        writer, delivery = self.writer, self.delivery
+        err = delivery.last_error if delivery is not None else None
+        storage = (delivery.storage_error if delivery is not None else None) or (writer.last_error if writer else None)
+        last_puback = delivery.last_puback if delivery is not None else None
         return PublisherStats(
-            connected=self.link.connected,
-            last_error=str(err) if err else None,
+            connected=delivery is not None and delivery.link.connected,
+            last_error=str(err) if err else (f"outbox: {storage}" if storage else None),
             pending=ob.pending,
             pending_bytes=ob.pending_bytes,
             oldest_age_s=ob.oldest_age_s,
             dropped=ob.dropped,
-            rejected=ob.rejected,
+            rejected=delivery.refused_total if delivery is not None else 0,
             egress_refused=self.policy.refused_total,
+            write_errors=(writer.write_errors if writer else 0) + (delivery.storage_errors if delivery else 0),
+            lost=ob.lost + (writer.lost_unrecorded if writer else 0),
+            held_in_memory=writer.queued if writer else 0,
+            seconds_since_puback=None if last_puback is None else time.monotonic() - last_puback,
+            refusing=delivery.refusing if delivery is not None else False,
         )
 
     def close(self, clean: bool = True) -> None:
@@ -297,148 +276,48 @@ class MqttPublisher(_BasePublisher):
         if self._closed:
             return
         self._closed = True
-        self._clean_stop = clean
-        self._stop.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout=self.cfg.publish.close_timeout_s + self.cfg.mqtt.connect_timeout_s + 5)
-        if clean and self._death is not None:
-            # Latest status, kept in the outbox file: 'offline' until the next start() replaces it.
-            death = self.policy.approve(self._stamp(self._death, self._death.seq, utcnow()))
-            self.outbox.put_status(death.seq, death.topic, death.payload)
-        self.outbox.close()
-
-    # ------------------------------------------------------------------ delivery thread
-
-    def _report(self, exc: BrokerError) -> None:
-        previous = self._last_error
-        self._last_error = exc
-        self._error_event.set()
-        # Once per distinct error, not once per retry: a clear line, not a log flood.
-        if previous is None or str(previous) != str(exc):
-            level = logging.ERROR if getattr(exc, "fatal", False) else logging.WARNING
-            log.log(level, "%s%s", exc, "" if getattr(exc, "fatal", False) else " (buffering to the outbox)")
-
-    def _run(self) -> None:
-        backoff = self.cfg.mqtt.reconnect_min_s
+        delivery, writer, boot = self.delivery, self.writer, self.boot
         try:
-            while not self._stop.is_set():
-                if not self.link.connected:
-                    self._inflight.clear()
-                    try:
-                        self.link.connect()
-                    except BrokerError as exc:
-                        self._report(exc)
-                        self._stop.wait(backoff)
-                        backoff = min(backoff * 2, self.cfg.mqtt.reconnect_max_s)
-                        continue
-                    backoff = self.cfg.mqtt.reconnect_min_s
-                    try:
-                        self._on_connected()
-                    except BrokerError as exc:
-                        self._report(exc)
-                        continue
-                self._pump()
-                self._wake.clear()
-                if not self.link.loop(0.02 if self._inflight else 0.1) and self.link.last_error is not None:
-                    self._report(self.link.last_error)
-                self._flush_acks()
-            if self._clean_stop:
-                self._finish_clean()
-            else:
-                self.link.disconnect(send_will=True)
-        except Exception:  # pragma: no cover - a bug here must not kill the pipeline silently
-            log.exception("mqtt delivery thread failed")
-            self.link.close_socket()
-        finally:
-            self._flush_acks(force=True)
-
-    def _on_connected(self) -> None:
-        version = "5" if self.link.protocol == MQTTProtocolVersion.MQTTv5 else "3.1.1"
-        log.info("connected to %s (MQTT %s)", self.link.address, version)
-        self._last_error = None
-        self._connected_event.set()
-        self._error_event.set()
-        # Resend everything not yet acknowledged, in seq order (duplicates are deduplicated by seq).
-        self._last_sent = 0
-        status = self.outbox.status()
-        if status is not None:
-            approved = self.policy.approve_stored("status", status.topic, status.payload)
-            self._inflight[self.link.publish(approved)] = 0
-
-    def _pump(self) -> None:
-        while self.link.connected and len(self._inflight) < DELIVERY_WINDOW:
-            rows = self.outbox.pending(after_seq=self._last_sent, limit=DELIVERY_WINDOW - len(self._inflight))
-            if not rows:
+            if writer is not None and not writer.flush():
+                log.error("outbox: %d message(s) held in memory are lost: %s", writer.queued, writer.last_error)
+            if delivery is None or boot is None:
                 return
-            for row in rows:
-                self._last_sent = row.seq
+            death = self._fresh_death() if clean else None
+            delivery.stop(
+                clean=clean, death=death, timeout_s=self.publish_cfg.close_timeout_s + self.mqtt.connect_timeout_s + 5
+            )
+            if clean and delivery.failure is None:
+                undelivered = None
+                if death is not None and not delivery.death_delivered:
+                    undelivered = Sealed(death.seq, "status", death.topic, death.payload)
                 try:
-                    approved = self.policy.approve_stored(row.kind, row.topic, row.payload)
-                except EgressError as exc:
-                    log.error("outbox seq %d dropped: %s", row.seq, exc)
-                    self.outbox.discard_invalid(row.seq)
-                    continue
-                expiry = None
-                if row.kind == "counts" and self.cfg.mqtt.counts_expiry_s is not None:
-                    # Expiry counts from when the window was queued, not from this (late) send.
-                    expiry = int(self.cfg.mqtt.counts_expiry_s - (time.time() - row.created))
-                try:
-                    mid = self.link.publish(approved, expiry_s=expiry)
-                except BrokerError:
-                    return
-                self._inflight[mid] = row.seq
+                    self.outbox.close_boot(boot.boot_id, undelivered_death=undelivered)
+                except Exception as exc:  # the next boot queues this boot's will instead
+                    log.error("outbox: could not record the end of boot %d: %s", boot.boot_id, exc)
+        finally:
+            self.outbox.close()
 
-    def _on_ack(self, mid: int, refused: Optional[str]) -> None:
-        seq = self._inflight.pop(mid, None)
-        if seq is None:
-            return
-        if seq == 0:
-            if refused:
-                log.error("broker refused the status message: %s", refused)
-            self._status_acked.set()
-            return
-        if refused:
-            log.error("broker refused seq %d: %s (discarded; check the broker ACL)", seq, refused)
-            self.outbox.reject(seq)
-        else:
-            self._acked.append(seq)
+    def _writer(self) -> OutboxWriter:
+        if self.writer is None:
+            raise RuntimeError("publish() before start()")
+        return self.writer
 
-    def _flush_acks(self, force: bool = False) -> None:
-        if not self._acked:
-            return
-        now = time.monotonic()
-        if force or len(self._acked) >= ACK_BATCH or now - self._last_flush >= ACK_FLUSH_S:
-            self.outbox.ack(self._acked)
-            self._acked = []
-            self._last_flush = now
-
-    def _finish_clean(self) -> None:
-        deadline = time.monotonic() + self.cfg.publish.close_timeout_s
-        # Give the backlog a bounded chance to drain, then say goodbye.
-        while self.link.connected and time.monotonic() < deadline:
-            self._pump()
-            if not self._inflight and not self.outbox.pending(after_seq=self._last_sent, limit=1):
-                break
-            self.link.loop(0.02)
-        self._flush_acks(force=True)
-        if self.link.connected and self._death is not None:
-            death = self.policy.approve(self._stamp(self._death, self._death.seq, utcnow()))
-            self._status_acked.clear()
-            self._inflight[self.link.publish(death)] = 0
-            until = max(deadline, time.monotonic() + 1.0)
-            while self.link.connected and not self._status_acked.is_set() and time.monotonic() < until:
-                self.link.loop(0.02)
-        self.link.disconnect(send_will=False)
+    def _delivery(self) -> DeliveryLoop:
+        if self.delivery is None:
+            raise RuntimeError("connect() before start()")
+        return self.delivery
 
 
 def make_publisher(
-    cfg: ApplianceConfig,
     *,
-    software_models: Sequence[ModelInfo] = (),
+    device_id: str,
+    mqtt: MqttConfig,
+    publish: PublishConfig,
+    outbox: OutboxConfig,
+    birth: StatusMessage,
     stream: Optional[TextIO] = None,
 ) -> Publisher:
     """:class:`MqttPublisher` when ``mqtt.url`` is set, else :class:`StdoutPublisher`."""
-    if cfg.mqtt.url is None:
-        return StdoutPublisher(cfg, software_models, stream=stream)
-    return MqttPublisher(cfg, software_models)
+    if mqtt.url is None:
+        return StdoutPublisher(device_id=device_id, mqtt=mqtt, publish=publish, birth=birth, stream=stream)
+    return MqttPublisher(device_id=device_id, mqtt=mqtt, publish=publish, outbox=outbox, birth=birth)

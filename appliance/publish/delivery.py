@@ -1,0 +1,349 @@
+"""The delivery thread: drains the outbox to the broker in seq order, deletes what the broker acked.
+
+It owns the MQTT link (one thread, so no locking around paho). It survives what it can:
+
+* **broker gone**: reconnect with full-jitter exponential backoff (:mod:`backoff`; also after a
+  lost connection, and reset only by a connection that lasted ``STABLE_S``), resend every
+  unacknowledged message in seq order after each reconnect (duplicates are dropped by seq);
+* **broker refuses a message** (an MQTT 5 PUBACK failure, e.g. an ACL that does not match the
+  certificate): the message is *kept*, the refusal counted and logged loudly, the connection closed
+  and retried with backoff; nothing is discarded until someone fixes the broker or the identity;
+* **storage errors** (``database is locked``, ``database or disk is full``): retried with backoff
+  and reported in health; only when they last ``storage_give_up_s``, or the file is unusable
+  (not transient), does the loop give up with :class:`DeliveryFailed`, which
+  ``Publisher.check()`` raises so the process exits 1 and the service manager restarts it.
+
+Order: the current boot's birth is a row of the backlog at its own seq, so it never overtakes an
+older backlog; once delivered it is republished (retained) first on every later reconnect. Status
+rows of earlier boots (births and deaths recovered from an outage) are history, sent unretained.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sqlite3
+import threading
+import time
+from functools import partial
+from typing import Callable, Dict, List, Optional, TypeVar
+
+from paho.mqtt.enums import MQTTProtocolVersion
+
+from appliance.config.schema import MqttConfig
+from appliance.errors import BrokerError, DeliveryFailed
+from appliance.publish.backoff import FullJitterBackoff
+from appliance.publish.egress import ApprovedPayload, EgressError, EgressPolicy
+from appliance.publish.lifecycle import Boot
+from appliance.publish.mqtt_client import BrokerRejected, MqttLink
+from appliance.publish.outbox import Outbox, is_transient
+from appliance.publish.writer import OutboxWriter
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# Messages handed to paho and not yet acknowledged. Bounded so that a long backlog is streamed from
+# SQLite rather than copied into memory.
+DELIVERY_WINDOW = 64
+# Acknowledged messages are deleted in batches (one transaction each): bounded SD-card writes.
+ACK_BATCH = 256
+ACK_FLUSH_S = 0.5
+# Storage retries: short first, a few seconds at most (the link keeps being serviced meanwhile).
+STORAGE_RETRY_MIN_S = 0.05
+STORAGE_RETRY_MAX_S = 2.0
+# A connection must last this long before the reconnect backoff starts again from its minimum.
+STABLE_S = 10.0
+# Marks in the in-flight table for messages that are not outbox rows.
+_REPUBLISHED_BIRTH = 0
+_DEATH = -1
+
+
+class _GiveUp(Exception):
+    pass
+
+
+class DeliveryLoop:
+    def __init__(
+        self,
+        *,
+        outbox: Outbox,
+        writer: OutboxWriter,
+        link: MqttLink,
+        policy: EgressPolicy,
+        boot: Boot,
+        mqtt: MqttConfig,
+        close_timeout_s: float,
+        storage_give_up_s: float,
+        backoff: FullJitterBackoff,
+    ) -> None:
+        self.outbox = outbox
+        self.writer = writer
+        self.link = link
+        self.policy = policy
+        self.boot = boot
+        self.mqtt = mqtt
+        self.close_timeout_s = close_timeout_s
+        self.storage_give_up_s = storage_give_up_s
+        self.backoff = backoff
+        self._storage_backoff = FullJitterBackoff(STORAGE_RETRY_MIN_S, STORAGE_RETRY_MAX_S)
+        self._thread: Optional[threading.Thread] = None
+        self._stop = threading.Event()
+        self._clean = True
+        self._death: Optional[ApprovedPayload] = None
+        # Read by other threads (plain attribute reads are atomic in CPython).
+        self.connected_event = threading.Event()
+        self.error_event = threading.Event()
+        self.last_error: Optional[BrokerError] = None
+        self.storage_error: Optional[str] = None
+        self.storage_errors = 0
+        self.failure: Optional[DeliveryFailed] = None
+        self.refused_total = 0
+        self.refusing = False
+        self.last_puback: Optional[float] = None
+        self.birth_delivered = False
+        self.death_delivered = False
+        # Delivery-thread state.
+        self._inflight: Dict[int, int] = {}  # mid -> seq (or a mark above)
+        self._last_sent = 0
+        self._acked: List[int] = []
+        self._last_flush = time.monotonic()
+        self._storage_failing_since: Optional[float] = None
+        self._refused_now = False
+        self._connected_at: Optional[float] = None
+
+    # ------------------------------------------------------------------ control (other threads)
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="mqtt-delivery", daemon=True)
+        self._thread.start()
+
+    def stop(self, *, clean: bool, death: Optional[ApprovedPayload], timeout_s: float) -> None:
+        self._clean = clean
+        self._death = death
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=timeout_s)
+
+    # ------------------------------------------------------------------ the thread
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.is_set():
+                self._flush_writer()
+                if not self.link.connected:
+                    self._inflight.clear()
+                    if not self._connect():
+                        self._stop.wait(self.backoff.next_delay())
+                        continue
+                self._pump()
+                if not self.link.loop(0.02 if self._inflight else 0.1):
+                    if self.link.last_error is not None:
+                        self._report(self.link.last_error)
+                    # Wait before reconnecting even after a lost connection: two clients with one
+                    # client id (or a broker that drops us at once) must not reconnect in a tight loop.
+                    self._stop.wait(self.backoff.next_delay())
+                elif self._connected_at is not None and time.monotonic() - self._connected_at >= STABLE_S:
+                    self.backoff.reset()  # only a connection that lasted resets the backoff
+                    self._connected_at = None
+                self._flush_acks()
+                if self._refused_now:
+                    # Reconnect later and resend from the oldest kept message; a tight resend loop
+                    # would only flood the broker's log.
+                    self.link.disconnect(send_will=False)
+                    self._stop.wait(self.backoff.next_delay())
+            if self._clean:
+                self._finish_clean()
+            else:
+                self.link.disconnect(send_will=True)
+        except _GiveUp:
+            self.link.close_socket()  # the broker publishes our will
+        except Exception as exc:  # a bug here must not leave a half-dead device
+            log.exception("mqtt delivery thread failed")
+            self.failure = DeliveryFailed(f"delivery thread failed: {type(exc).__name__}: {exc}")
+            self.link.close_socket()
+        finally:
+            if self.failure is None:
+                with contextlib.suppress(_GiveUp):
+                    self._flush_acks(force=True)
+
+    def _connect(self) -> bool:
+        try:
+            self.link.connect()
+        except BrokerError as exc:
+            self._report(exc)
+            return False
+        version = "5" if self.link.protocol == MQTTProtocolVersion.MQTTv5 else "3.1.1"
+        log.info("connected to %s (MQTT %s)", self.link.address, version)
+        if not self.refusing:
+            self.last_error = None
+        self._connected_at = time.monotonic()
+        self.connected_event.set()
+        self.error_event.set()
+        self._last_sent = 0  # resend everything not yet acknowledged, in seq order
+        self._refused_now = False
+        if self.birth_delivered:
+            try:
+                self._inflight[self.link.publish(self.boot.birth)] = _REPUBLISHED_BIRTH
+            except BrokerError as exc:
+                self._report(exc)
+        return True
+
+    def _report(self, exc: BrokerError) -> None:
+        previous = self.last_error
+        self.last_error = exc
+        self.error_event.set()
+        # Once per distinct error, not once per retry: a clear line, not a log flood.
+        if previous is None or str(previous) != str(exc):
+            fatal = getattr(exc, "fatal", False)
+            level = logging.ERROR if fatal else logging.WARNING
+            log.log(level, "%s%s", exc, "" if fatal else " (buffering to the outbox)")
+
+    # ------------------------------------------------------------------ storage
+
+    def _store(self, op: Callable[[], T], *, write: bool = True) -> Optional[T]:
+        """Run one outbox operation; on a transient error back off (servicing the link) and
+        return None, so the caller tries again on its next turn. Only a successful write ends a
+        run of errors (reads work while another process holds the write lock)."""
+        try:
+            result = op()
+        except sqlite3.Error as exc:
+            self._storage_failed(exc)
+            return None
+        if write and self._storage_failing_since is not None:
+            log.warning("outbox storage works again")
+            self._storage_failing_since = None
+            self.storage_error = None
+            self._storage_backoff.reset()
+        return result
+
+    def _storage_failed(self, exc: sqlite3.Error) -> None:
+        now = time.monotonic()
+        self.storage_errors += 1
+        if self.storage_error != str(exc):
+            log.error("outbox storage error: %s (retrying)", exc)
+        self.storage_error = str(exc)
+        if self._storage_failing_since is None:
+            self._storage_failing_since = now
+        if not is_transient(exc):
+            self._give_up(f"{self.outbox.path}: outbox unusable: {exc}")
+        if now - self._storage_failing_since > self.storage_give_up_s:
+            self._give_up(f"{self.outbox.path}: outbox storage failing for {self.storage_give_up_s:g} s: {exc}")
+        self._service_link_for(self._storage_backoff.next_delay())
+
+    def _give_up(self, reason: str) -> None:
+        log.error("%s; giving up (the appliance exits 1 to be restarted)", reason)
+        self.failure = DeliveryFailed(reason)
+        raise _GiveUp
+
+    def _service_link_for(self, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline and not self._stop.is_set():
+            if self.link.connected:
+                self.link.loop(min(0.05, max(0.0, deadline - time.monotonic())))
+            else:
+                self._stop.wait(min(0.05, max(0.0, deadline - time.monotonic())))
+
+    def _flush_writer(self) -> None:
+        if self.writer.queued and time.monotonic() - self._last_flush >= ACK_FLUSH_S:
+            self.writer.flush()
+        if self.writer.fatal is not None:
+            self._give_up(f"{self.outbox.path}: outbox unusable: {self.writer.fatal}")
+
+    # ------------------------------------------------------------------ sending
+
+    def _pump(self) -> None:
+        while self.link.connected and not self._refused_now and len(self._inflight) < DELIVERY_WINDOW:
+            rows = self._store(
+                partial(self.outbox.pending, self._last_sent, DELIVERY_WINDOW - len(self._inflight)), write=False
+            )
+            if not rows:
+                return
+            for row in rows:
+                self._last_sent = row.seq
+                try:
+                    approved = self.policy.approve_stored(row.kind, row.topic, row.payload)
+                except EgressError as exc:
+                    log.error("outbox seq %d dropped: %s", row.seq, exc)
+                    self._store(partial(self.outbox.discard_invalid, row.seq))
+                    continue
+                expiry = None
+                if row.kind == "counts" and self.mqtt.counts_expiry_s is not None:
+                    # Expiry counts from when the window was queued, not from this (late) send.
+                    expiry = int(self.mqtt.counts_expiry_s - (time.time() - row.created))
+                # Only this boot's birth is the device's state; earlier boots' status rows are history.
+                retain = approved.retain and row.seq == self.boot.birth_seq
+                try:
+                    mid = self.link.publish(approved, expiry_s=expiry, retain=retain)
+                except BrokerError:
+                    return
+                self._inflight[mid] = row.seq
+
+    def on_ack(self, mid: int, refused: Optional[str]) -> None:
+        """PUBACK callback (runs in this thread, inside ``link.loop``)."""
+        seq = self._inflight.pop(mid, None)
+        if seq is None:
+            return
+        if refused:
+            self._refused(seq, refused)
+            return
+        self.last_puback = time.monotonic()
+        if self.refusing and seq > 0:
+            self.refusing = False
+            self.last_error = None
+            log.warning("the broker accepts our messages again")
+        if seq == _DEATH:
+            self.death_delivered = True
+        elif seq > 0:
+            self._acked.append(seq)
+            if seq == self.boot.birth_seq:
+                self.birth_delivered = True
+
+    def _refused(self, seq: int, reason: str) -> None:
+        self.refused_total += 1
+        self.refusing = True
+        self._refused_now = True
+        what = "our status" if seq <= 0 or seq == self.boot.birth_seq else f"seq {seq}"
+        exc = BrokerRejected(
+            f"{self.link.address}: broker refused {what} on {self.policy.topic_for('')}: {reason}; "
+            f"kept in the outbox and retried after reconnecting (check the broker ACL and that the "
+            f"certificate's CN is {self.policy.device_id!r})"
+        )
+        self._report(exc)
+
+    def _flush_acks(self, force: bool = False) -> None:
+        if not self._acked:
+            return
+        now = time.monotonic()
+        if force or len(self._acked) >= ACK_BATCH or now - self._last_flush >= ACK_FLUSH_S:
+            acked = self._acked
+            if self._store(partial(_ack, self.outbox, acked)):
+                self._acked = []
+            self._last_flush = now
+
+    def _finish_clean(self) -> None:
+        deadline = time.monotonic() + self.close_timeout_s
+        # Give the backlog a bounded chance to drain, then say goodbye.
+        while self.link.connected and time.monotonic() < deadline and not self._refused_now:
+            self._pump()
+            left = self._store(partial(self.outbox.pending, self._last_sent, 1), write=False)
+            if not self._inflight and left == []:
+                break
+            self.link.loop(0.02)
+        self._flush_acks(force=True)
+        # The death goes out directly only once the birth is out (so only newer rows can remain,
+        # and the death's seq is below theirs). Otherwise it is queued at its seq by the caller.
+        if self.link.connected and self.birth_delivered and self._death is not None:
+            with contextlib.suppress(BrokerError):
+                self._inflight[self.link.publish(self._death)] = _DEATH
+            until = max(deadline, time.monotonic() + 1.0)
+            while self.link.connected and not self.death_delivered and time.monotonic() < until:
+                if _DEATH not in self._inflight.values():
+                    break  # refused
+                self.link.loop(0.02)
+        self.link.disconnect(send_will=False)
+
+
+def _ack(outbox: Outbox, seqs: List[int]) -> bool:
+    outbox.ack(seqs)
+    return True

@@ -1,0 +1,92 @@
+"""The write side of the outbox: seq allocation and a bounded memory queue for when the disk refuses.
+
+``submit`` peeks the next seq under this object's lock, has the caller seal the payload for it
+(an egress refusal raises and consumes nothing), then appends it to the outbox. When SQLite
+refuses the write (disk full, file locked past the busy timeout), the sealed message waits here,
+in seq order, and is appended as soon as the disk accepts again (on the next submit or the
+delivery thread's next :meth:`flush`). If more than ``max_queued`` wait, the oldest is lost: it is
+counted (``lost``), and its seq stays a gap in the stream the control room sees, recorded in the
+outbox with the next append, never rolled back and reused.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+import time
+from collections import deque
+from typing import Callable, Deque, Optional
+
+from appliance.publish.outbox import Outbox, Sealed, is_transient
+
+log = logging.getLogger(__name__)
+
+RETRY_S = 0.5
+
+
+class OutboxWriter:
+    def __init__(self, outbox: Outbox, *, max_queued: int) -> None:
+        self.outbox = outbox
+        self.max_queued = max_queued
+        self._lock = threading.Lock()
+        self._queue: Deque[Sealed] = deque()
+        self._next_seq = outbox.last_seq + 1
+        self._lost_unrecorded = 0  # lost seqs not yet recorded in the file (they precede the queue)
+        self.write_errors = 0
+        self.last_error: Optional[str] = None
+        self.fatal: Optional[sqlite3.Error] = None
+        self._last_attempt = 0.0
+
+    def submit(self, seal: Callable[[int], Sealed]) -> int:
+        """Seal the next message with ``seal(seq)`` and store it (or hold it); returns its seq."""
+        with self._lock:
+            sealed = seal(self._next_seq)
+            self._next_seq += 1
+            self._queue.append(sealed)
+            if len(self._queue) > self.max_queued:
+                gone = self._queue.popleft()
+                self._lost_unrecorded += 1
+                log.error("outbox: seq %d (%s) lost: the disk has refused writes for %d messages",
+                          gone.seq, gone.kind, self.max_queued + 1)
+            # While the disk refuses, retry at most every RETRY_S here (the delivery thread retries
+            # too): a file locked by another process costs a busy timeout per attempt.
+            if len(self._queue) == 1 or time.monotonic() - self._last_attempt >= RETRY_S:
+                self._flush_locked()
+            return sealed.seq
+
+    def flush(self) -> bool:
+        """Try to store what waits; returns True when nothing waits any more."""
+        with self._lock:
+            return self._flush_locked()
+
+    def _flush_locked(self) -> bool:
+        self._last_attempt = time.monotonic()
+        while self._queue:
+            head = self._queue[0]
+            try:
+                self.outbox.append(head, lost_before=self._lost_unrecorded)
+            except sqlite3.Error as exc:
+                self.write_errors += 1
+                if self.last_error != str(exc):
+                    log.error("outbox write failed: %s (holding %d message(s) in memory)", exc, len(self._queue))
+                self.last_error = str(exc)
+                if not is_transient(exc):
+                    self.fatal = exc
+                return False
+            self._queue.popleft()
+            self._lost_unrecorded = 0
+            if self.last_error is not None:
+                log.warning("outbox accepts writes again")
+                self.last_error = None
+        return True
+
+    @property
+    def queued(self) -> int:
+        with self._lock:
+            return len(self._queue)
+
+    @property
+    def lost_unrecorded(self) -> int:
+        with self._lock:
+            return self._lost_unrecorded
