@@ -15,6 +15,13 @@ from appliance.models.detections import Detections
 from appliance.models.manifest import ModelEntry
 from appliance.models.nms import nms
 
+# Every frame is framed by a mirrored border of this fraction of its longer side before detection:
+# a face cut by the frame edge then reads as a whole face (its mirror image completes it) and is
+# found; without it CenterFace missed a real half face at a portrait's edge entirely (issue 12).
+# Measured on portrait crops cut through the face: best score 0.84-0.90 with this border against
+# 0-0.89 with a constant one and none found at all without any; all 16 Megamind faces still found.
+EDGE_PAD_RATIO = 0.05
+
 if TYPE_CHECKING:
     from onnxruntime import InferenceSession
 
@@ -28,6 +35,7 @@ class FaceDetector:
         entry: ModelEntry,
         input_size: Tuple[int, int] = (640, 480),
         score_threshold: Optional[float] = None,
+        edge_pad_ratio: float = EDGE_PAD_RATIO,
     ) -> None:
         if entry.task != "face" or entry.postprocess.kind != "centerface":
             raise ValueError(f"{entry.name} is not a CenterFace face model")
@@ -50,6 +58,8 @@ class FaceDetector:
         self._input_name = entry.input.name
         self._outputs = list(entry.postprocess.outputs)
         self._stride = int(entry.postprocess.stride or 4)
+        self.edge_pad_ratio = float(edge_pad_ratio)
+        self._padded = np.empty((0, 0, 3), np.uint8)
 
     @property
     def name(self) -> str:
@@ -71,19 +81,46 @@ class FaceDetector:
             np.multiply(self._blob, self._scale, out=self._blob)
         return self._blob
 
+    def padding(self, width: int, height: int) -> Tuple[int, int, int, int]:
+        """(left, top, right, bottom) border for a frame: the mirrored edge border, then enough more
+        on two sides to give the detector input's aspect ratio, so the resize never squashes a
+        face (a portrait photo squeezed into 640x480 hid faces from the model too)."""
+        edge = round(self.edge_pad_ratio * max(width, height))
+        w, h = width + 2 * edge, height + 2 * edge
+        in_w, in_h = self.input_size
+        extra_x = max(0, round(h * in_w / in_h) - w)
+        extra_y = max(0, round(w * in_h / in_w) - h)
+        return edge + extra_x // 2, edge + extra_y // 2, edge + extra_x - extra_x // 2, edge + extra_y - extra_y // 2
+
     def detect(self, frame_bgr: np.ndarray) -> Detections:
         if frame_bgr.ndim != 3 or frame_bgr.shape[2] != 3:
             raise ValueError(f"expected an HxWx3 BGR frame, got shape {frame_bgr.shape}")
         fh, fw = frame_bgr.shape[:2]
-        heat, scale, offset, lms = self.session.run(self._outputs, {self._input_name: self.preprocess(frame_bgr)})
+        left, top, right, bottom = self.padding(fw, fh)
+        shape = (fh + top + bottom, fw + left + right, 3)
+        if self._padded.shape != shape:  # once per frame size, not per frame
+            self._padded = np.empty(shape, np.uint8)
+        cv2.copyMakeBorder(frame_bgr, top, bottom, left, right, cv2.BORDER_REFLECT_101, dst=self._padded)
+        ph, pw = shape[:2]
+        heat, scale, offset, lms = self.session.run(
+            self._outputs, {self._input_name: self.preprocess(self._padded)}
+        )
         dets = self.decode(heat, scale, offset, lms)
         w, h = self.input_size
-        sx, sy = fw / w, fh / h
-        boxes = dets.boxes * np.asarray([sx, sy, sx, sy], np.float32)
+        sx, sy = pw / w, ph / h
+        boxes = dets.boxes * np.asarray([sx, sy, sx, sy], np.float32) - np.asarray([left, top, left, top], np.float32)
         boxes[:, 0::2] = np.clip(boxes[:, 0::2], 0, fw)
         boxes[:, 1::2] = np.clip(boxes[:, 1::2], 0, fh)
-        landmarks = dets.landmarks * np.asarray([sx, sy], np.float32) if dets.landmarks is not None else None
-        return Detections(boxes.astype(np.float32), dets.scores, landmarks)
+        landmarks = None
+        if dets.landmarks is not None:
+            landmarks = dets.landmarks * np.asarray([sx, sy], np.float32) - np.asarray([left, top], np.float32)
+        # A face wholly inside the mirrored border is a reflection of one in the frame: drop it.
+        inside = ((boxes[:, 2] - boxes[:, 0]) >= 1) & ((boxes[:, 3] - boxes[:, 1]) >= 1)
+        return Detections(
+            boxes[inside].astype(np.float32),
+            dets.scores[inside],
+            None if landmarks is None else landmarks[inside].astype(np.float32),
+        )
 
     def decode(
         self, heat: np.ndarray, scale: np.ndarray, offset: np.ndarray, lms: np.ndarray
