@@ -109,7 +109,8 @@ class Anonymizer:
         self._people.detect(blank)
 
     def close(self) -> None:
-        """End the worker thread (waits for a detection in progress). The object cannot be used after."""
+        """End the worker thread (waits for a detection in progress); later frames, if any, run the
+        two detectors one after the other. The pipeline calls this when it stops."""
         if self._pool is not None:
             self._pool.shutdown(wait=True)
             self._pool = None

@@ -126,6 +126,9 @@ def load_detectors(cfg: ApplianceConfig, models_dir: Optional[Path] = None) -> T
     # sessions' workers for 2-4 cores; its calls here are small, so one thread loses nothing and
     # stops the contention (issue 12: with spin-wait off and fast pre-processing, 0.64x the wall).
     cv2.setNumThreads(1)
+    # No OpenCL kernels: none of our calls benefit, and a compiled kernel cache would be written
+    # under ~/.cache/opencv on boards with an OpenCL driver (nothing is written outside the state dir).
+    cv2.ocl.setUseOpenCL(False)
     face = open_face_detector(
         prof.models.face,
         models_dir=root,
