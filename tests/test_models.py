@@ -229,7 +229,7 @@ def test_person_detector_finds_the_people_on_a_vtest_frame(vtest_frame: np.ndarr
     assert (heights > 30).all() and (heights < 150).all(), "pedestrians here are 40-90 px tall"
 
 
-@pytest.mark.parametrize("tiling", ["2x1", "2x2"])
+@pytest.mark.parametrize("tiling", ["2x1", "2x2", "perspective"])
 def test_tiling_finds_at_least_as_many_people_without_duplicates(vtest_frame: np.ndarray, tiling: str) -> None:
     name = _names("person")[0]
     base = open_person_detector(name, score_threshold=0.4).detect(vtest_frame)
@@ -266,6 +266,22 @@ def test_tiles_cover_the_frame_and_overlap() -> None:
     (_, _, lx2, _), (rx1, _, _, _) = wins[1], wins[2]
     assert rx1 < lx2 and lx2 - rx1 >= 0.15 * 768
     assert tile_windows(768, 576, "off") == [(0, 0, 768, 576)]
+
+
+def test_perspective_tiles_are_smallest_at_the_top_and_cover_each_band() -> None:
+    wins = tile_windows(768, 576, "perspective")
+    assert wins[0] == (0, 0, 768, 576)
+    top = [w for w in wins[1:] if w[1] == 0]
+    middle = [w for w in wins[1:] if w[1] > 0]
+    assert len(top) == 3 and len(middle) == 2
+    # Each band spans the whole width, and its tiles overlap their neighbours.
+    for band in (top, middle):
+        assert band[0][0] == 0 and band[-1][2] == 768
+        assert all(b[0] < a[2] for a, b in zip(band, band[1:]))
+    area = [(x2 - x1) * (y2 - y1) for x1, y1, x2, y2 in wins[1:]]
+    assert max(area[:3]) < min(area[3:])  # far people (top) get the most magnification
+    # The bands overlap, so nobody standing on the boundary is cut in both.
+    assert middle[0][1] < top[0][3]
 
 
 # --------------------------------------------------------------------------- int8 vs fp32

@@ -55,29 +55,6 @@ def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float, max_out: in
     return np.asarray(keep, dtype=np.int64)
 
 
-def suppress_contained(boxes: np.ndarray, scores: np.ndarray, max_inside: float) -> np.ndarray:
-    """Indices (best score first) of the boxes that do not lie mostly inside a stronger kept box.
-
-    A box is dropped when more than ``max_inside`` of its own area lies inside a higher-scoring kept
-    box. Across tiles the same person is often found whole in one tile and as a part (upper body,
-    legs) in another; IoU is small for such pairs, so NMS alone keeps both and counts two people.
-    """
-    boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
-    scores = np.asarray(scores, np.float32).reshape(-1)
-    order = np.argsort(-scores, kind="stable")
-    area = np.clip(boxes[:, 2] - boxes[:, 0], 0, None) * np.clip(boxes[:, 3] - boxes[:, 1], 0, None)
-    keep: list[int] = []
-    for i in order:
-        if keep:
-            k = boxes[keep]
-            iw = np.clip(np.minimum(k[:, 2], boxes[i, 2]) - np.maximum(k[:, 0], boxes[i, 0]), 0, None)
-            ih = np.clip(np.minimum(k[:, 3], boxes[i, 3]) - np.maximum(k[:, 1], boxes[i, 1]), 0, None)
-            if np.any(iw * ih > max_inside * area[i]):
-                continue
-        keep.append(int(i))
-    return np.asarray(keep, dtype=np.int64)
-
-
 def match_detections(reference: np.ndarray, candidate: np.ndarray, iou_threshold: float = 0.5) -> np.ndarray:
     """Greedily pair each reference box with its best unused candidate at IoU >= ``iou_threshold``.
 
