@@ -10,6 +10,7 @@ machine falls on both sides alike; only ratios are meaningful, never the absolut
 * ``detectors``: the Anonymizer in one process with the two detectors side by side
   (``concurrent=True``) and one after the other, on the same decoded frames.
 * ``import``: ``import appliance.app`` here and in the baseline.
+* ``threads``: the Anonymizer (detectors side by side) with 1 and 2 intra-op threads per session.
 
 Usage: python scripts/bench_speed.py --clip /work/shared/data/vtest.avi --baseline /tmp/base
 """
@@ -118,6 +119,45 @@ def bench_detectors(clip: Path, frames: int, repeats: int) -> None:
     stages["side by side"].close()
 
 
+def bench_threads(clip: Path, frames: int, repeats: int) -> None:
+    """The Anonymizer (detectors side by side) with 1 and with 2 intra-op threads per session."""
+    import cv2
+
+    from appliance.anonymize import Anonymizer
+    from appliance.capture import RawFrame
+    from appliance.config import load_config
+    from appliance.models import load_detectors
+
+    cap = cv2.VideoCapture(str(clip))
+    images = []
+    while len(images) < frames:
+        ok, image = cap.read()
+        if not ok:
+            break
+        images.append(image)
+    stages = {}
+    for n in (1, 2):
+        cfg = load_config()
+        cfg.profile.runtime.intra_op_threads = n  # the profile is a plain model: set it for this run
+        face, person = load_detectors(cfg)
+        stages[f"{n} thread(s)"] = Anonymizer(face, person, cfg.anonymize)
+        stages[f"{n} thread(s)"].warm_up(images[0].shape[1], images[0].shape[0])
+
+    def run(stage: Anonymizer) -> Tuple[float, float]:
+        stage.reset()
+        t0, c0 = time.perf_counter(), time.process_time()
+        for i, image in enumerate(images):
+            stage.process(RawFrame(i, i / 10, image.copy()))
+        return time.perf_counter() - t0, time.process_time() - c0
+
+    res = interleave({k: (lambda s=s: run(s)) for k, s in stages.items()}, repeats, "intra-op threads")
+    one, two = res["1 thread(s)"], res["2 thread(s)"]
+    print(f"anonymizer side by side, {len(images)} frames: 1 / 2 intra-op threads per session wall "
+          f"{median(one, 0) / median(two, 0):.2f}x, CPU {median(one, 1) / median(two, 1):.2f}x (medians of {repeats})")
+    for stage in stages.values():
+        stage.close()
+
+
 def bench_import(baseline: Optional[Path], repeats: int) -> None:
     args = ["-c", "import appliance.app"]
     sides = {"this": lambda: timed_process(args, REPO)}
@@ -134,15 +174,17 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=200)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--baseline", type=Path, help="checkout to compare the whole run and the import with")
-    ap.add_argument("--only", choices=["whole", "detectors", "import"], action="append")
+    ap.add_argument("--only", choices=["whole", "detectors", "import", "threads"], action="append")
     args = ap.parse_args()
-    only = set(args.only or ["whole", "detectors", "import"])
+    only = set(args.only or ["whole", "detectors", "import", "threads"])
     if not args.clip.exists():
         raise SystemExit(f"{args.clip}: clip not found")
     if "import" in only:
         bench_import(args.baseline, max(args.repeats, 5))
     if "detectors" in only:
         bench_detectors(args.clip, args.frames, args.repeats)
+    if "threads" in only:
+        bench_threads(args.clip, args.frames, args.repeats)
     if "whole" in only:
         if not args.baseline:
             raise SystemExit("--baseline is needed for the whole-run comparison")
