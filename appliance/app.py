@@ -142,6 +142,7 @@ def blur_file(cfg: ApplianceConfig, src: Path, dst: Path, progress: Optional[Pro
             writer.write(image)  # a dropped frame is written black: the video keeps its timing
     finally:
         source.close()
+        anonymizer.close()
         if writer is not None:
             writer.release()
     return report
@@ -179,6 +180,7 @@ def count_file(cfg: ApplianceConfig, src: Path, progress: Optional[Progress] = N
                 yield row
     finally:
         source.close()
+        anonymizer.close()
 
 
 # --------------------------------------------------------------------------- preview
@@ -226,6 +228,7 @@ def write_preview(cfg: ApplianceConfig, dst: Path, skip_frames: int = 0) -> str:
                 raise InputError(f"anonymizer dropped the frame ({result}); nothing written")
     finally:
         source.close()
+        anonymizer.close()
     if last is None or last.analysis is None:
         raise InputError(f"source gave no frame (state {source.state})", path=cfg.capture.source)
     if not cv2.imwrite(str(dst), draw_overlay(last.frame, last.analysis, cfg)):

@@ -122,6 +122,7 @@ class Pipeline:
             self._publish_health()
             self.publisher.close(clean=True)
             self.source.close()
+            self.anonymizer.close()
         return RunResult(
             frames_read=loop.frames_read,
             frames_analyzed=self.health.frames_analyzed,

@@ -399,6 +399,7 @@ def quantize_main(args: argparse.Namespace) -> None:
     import yaml
 
     from appliance.models import open_face_detector, open_person_detector
+    from appliance.models.manifest import load_manifest
     from appliance.models.nms import match_detections
 
     cache, data, out = Path(args.cache), Path(args.data), Path(args.out)
@@ -470,17 +471,21 @@ def quantize_main(args: argparse.Namespace) -> None:
         (where / "manifest.yaml").write_text(header + yaml.safe_dump(doc, sort_keys=False, width=110))
 
     write_manifest(stage)
+    # The staged manifest is new, so it cannot match the pin in the package (updated at the end).
+    stage_manifest = load_manifest(stage, pinned=False)
 
     log("step 6/6: evaluation")
     results: Dict[str, Any] = {"onnxruntime": ort.__version__}
 
     def face_dets(name: str, imgs: List[Any]) -> List[Any]:
-        det = open_face_detector(name, models_dir=stage, threads=2, input_size=FACE_SIZE)
+        det = open_face_detector(name, models_dir=stage, manifest=stage_manifest, threads=2,
+                                 input_size=FACE_SIZE)
         return [det.detect(im) for im in imgs]
 
     def person_dets(name: str, frames: List[Any], size: int = PERSON_SIZE, tiling: str = "off",
                     thr: float = 0.4) -> List[Any]:
-        det = open_person_detector(name, models_dir=stage, threads=2, input_size=size, tiling=tiling,
+        det = open_person_detector(name, models_dir=stage, manifest=stage_manifest, threads=2, input_size=size,
+                                   tiling=tiling,
                                    score_threshold=thr, min_box_height_px=0)
         return [det.detect(f) for f in frames]
 
@@ -557,7 +562,8 @@ def quantize_main(args: argparse.Namespace) -> None:
         for tiling in ("off", "2x1", "2x2"):
             if args.quick and (size, tiling) not in ((300, "off"), (300, "2x2"), (512, "off")):
                 continue
-            det = open_person_detector(lever_model, models_dir=stage, threads=2, input_size=size,
+            det = open_person_detector(lever_model, models_dir=stage, manifest=stage_manifest, threads=2,
+                                       input_size=size,
                                        tiling=tiling, score_threshold=0.25, min_box_height_px=0)
             t0 = time.perf_counter()
             dets = [det.detect(f) for f in lever_frames]
@@ -605,8 +611,28 @@ def quantize_main(args: argparse.Namespace) -> None:
     shutil.copy(stage / anchors_rel, out / anchors_rel)
     entries[:] = shipped
     write_manifest(out)
+    if out.resolve() == (REPO / "models").resolve():
+        pin_manifest(out / "manifest.yaml")
+    else:  # a trial build elsewhere must not unpin the shipped models
+        sha = hashlib.sha256((out / "manifest.yaml").read_bytes()).hexdigest()
+        log(f"{out}/manifest.yaml sha256 {sha} (not pinned)")
     (out / "eval.json").write_text(json.dumps(results, indent=1) + "\n")
     log(f"wrote {out}/manifest.yaml and eval.json; shipped: {', '.join(results['shipped'])}")
+
+
+def pin_manifest(manifest: Path) -> None:
+    """Write the new manifest's sha256 into appliance/models/manifest.py (MANIFEST_SHA256), so the
+    appliance accepts this manifest and no other."""
+    import re
+
+    sha = hashlib.sha256(manifest.read_bytes()).hexdigest()
+    module = REPO / "appliance" / "models" / "manifest.py"
+    text, n = re.subn(r'^MANIFEST_SHA256 = "[0-9a-f]{64}"$', f'MANIFEST_SHA256 = "{sha}"',
+                      module.read_text(encoding="utf-8"), flags=re.M)
+    if n != 1:
+        raise SystemExit(f"{module}: MANIFEST_SHA256 line not found; pin {sha} by hand")
+    module.write_text(text, encoding="utf-8")
+    log(f"pinned manifest sha256 {sha} in {module}")
 
 
 def main() -> None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 from functools import lru_cache
+from pathlib import Path
 from typing import Tuple
 
 import cv2
@@ -11,7 +13,8 @@ import pytest
 from independent_face_detector import detect_faces as independent_faces
 
 from appliance.anonymize import AnonymizedFrame, Anonymizer, FrameDropped
-from appliance.anonymize.blur import expand_boxes, hide_regions
+from appliance.anonymize.anonymizer import head_boxes
+from appliance.anonymize.blur import expand_boxes, hide_regions, merge_overlapping
 from appliance.capture import RawFrame
 from appliance.config import load_config
 from appliance.config.schema import AnonymizeConfig
@@ -174,3 +177,130 @@ def test_remembered_head_blur_never_hides_people_from_the_next_frames_detector()
     counts = [len(stage.process(RawFrame(i, float(i), scene.copy())).people) for i in range(5)]
     assert counts[0] >= 2
     assert counts == [counts[0]] * 5
+
+
+# --------------------------------------------------------------------------- faces at the frame edge
+
+
+SMALL_PORTRAIT = Path(__file__).parent / "data" / "face_portrait_small.jpg"
+
+
+class NoFaces:
+    """A face detector that finds nothing, to see what the head blur alone hides."""
+
+    def detect(self, frame_bgr: np.ndarray) -> Detections:
+        return Detections()
+
+
+def _unchanged_fraction(after: np.ndarray, before: np.ndarray, box: np.ndarray) -> float:
+    x1, y1, x2, y2 = (int(v) for v in box[:4])
+    x1, y1 = max(x1, 0), max(y1, 0)
+    return float((np.abs(after[y1:y2, x1:x2].astype(int) - before[y1:y2, x1:x2]).sum(2) == 0).mean())
+
+
+def _lower_third(face: np.ndarray) -> np.ndarray:
+    x1, y1, x2, y2 = face[:4]
+    return np.array([x1, y1 + (y2 - y1) * 0.66, x2, y2])
+
+
+@pytest.mark.parametrize("cut", [0.4, 0.5, 0.6])  # fraction of the face's width lost at the left edge
+def test_a_face_cut_by_the_left_edge_is_found_and_hidden_down_to_the_chin(cut: float) -> None:
+    full = cv2.imread(str(SMALL_PORTRAIT), cv2.IMREAD_COLOR)
+    x1, _, x2, _ = independent_faces(full, score_threshold=0.5)[0][:4]
+    image = np.ascontiguousarray(full[:, int(x1 + (x2 - x1) * cut) :])
+    truth = independent_faces(image, score_threshold=0.3)
+    assert len(truth) == 1  # the independent detector still sees the half face
+    before = image.copy()
+    frame = anonymizer().process(RawFrame(0, 0.0, image))
+    assert frame.faces_blurred >= 1  # found by our face model, not only hidden by the head blur
+    assert len(independent_faces(frame.image, score_threshold=0.3)) == 0
+    assert _unchanged_fraction(frame.image, before, _lower_third(truth[0])) < 0.02  # mouth and chin too
+
+
+@pytest.mark.parametrize("path", [SMALL_PORTRAIT, FACE_IMAGE])
+def test_the_head_blur_alone_reaches_the_chin_of_a_head_and_shoulders_view(path: Path) -> None:
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    face = independent_faces(image, score_threshold=0.5)[0]
+    before = image.copy()
+    _, person = detectors()
+    frame = Anonymizer(NoFaces(), person, AnonymizeConfig()).process(RawFrame(0, 0.0, image))
+    assert len(frame.people) >= 1
+    assert _unchanged_fraction(frame.image, before, face) == 0.0
+
+
+def test_a_standing_persons_head_box_is_the_top_of_the_box() -> None:
+    people = Detections(np.array([[100, 50, 140, 170], [0, 0, 120, 100]], np.float32), np.ones(2, np.float32))
+    heads = head_boxes(people, head_height_ratio=0.28)
+    assert heads[0].tolist() == pytest.approx([100, 50, 140, 50 + 120 * 0.28])  # tall and narrow: height rule
+    assert heads[1].tolist() == pytest.approx([0, 0, 120, 90])  # chest-up view: 0.75 of the width
+
+
+# --------------------------------------------------------------------------- concurrency and merging
+
+
+@pytest.mark.parametrize("concurrent", [True, False])
+@pytest.mark.parametrize("broken", ["face", "person", "both"])
+def test_either_model_failing_drops_the_frame_whether_or_not_they_run_side_by_side(
+    concurrent: bool, broken: str
+) -> None:
+    face, person = detectors()
+    stage = Anonymizer(
+        Broken() if broken in ("face", "both") else face,
+        Broken() if broken in ("person", "both") else person,
+        AnonymizeConfig(),
+        concurrent=concurrent,
+    )
+    image = portrait()
+    with pytest.raises(FrameDropped) as dropped:
+        stage.process(RawFrame(0, 0.0, image))
+    assert dropped.value.reason == ("person_model_error" if broken == "person" else "face_model_error")
+    assert not image.any()
+    stage.close()
+
+
+def test_side_by_side_and_one_after_the_other_give_the_same_frame() -> None:
+    cap = cv2.VideoCapture(str(sample_clip()))
+    face, person = detectors()
+    with Anonymizer(face, person, AnonymizeConfig(), concurrent=True) as together:
+        alone = Anonymizer(face, person, AnonymizeConfig(), concurrent=False)
+        for i in range(6):
+            ok, image = cap.read()
+            assert ok
+            a = together.process(RawFrame(i, i / 10, image.copy()))
+            b = alone.process(RawFrame(i, i / 10, image.copy()))
+            assert np.array_equal(a.image, b.image)
+            assert np.array_equal(a.people.boxes, b.people.boxes) and a.faces_blurred == b.faces_blurred
+
+
+def test_close_ends_the_worker_thread() -> None:
+    face, person = detectors()
+    before = set(threading.enumerate())
+    stage = Anonymizer(face, person, AnonymizeConfig())
+    stage.process(RawFrame(0, 0.0, portrait()))
+    workers = [t for t in threading.enumerate() if t not in before and t.name.startswith("face-detector")]
+    assert len(workers) == 1
+    stage.close()
+    assert not workers[0].is_alive()
+
+
+def test_merged_regions_cover_every_input_box_and_keep_separate_heads_apart() -> None:
+    same_head = np.array([[100, 40, 130, 80], [102, 41, 132, 81], [104, 42, 134, 82], [105, 45, 131, 79]])
+    other_head = np.array([[140, 40, 170, 80]])
+    boxes = np.concatenate([same_head, other_head]).astype(np.int32)
+    merged = merge_overlapping(boxes)
+    assert len(merged) == 2
+    for x1, y1, x2, y2 in boxes:
+        assert any(m[0] <= x1 and m[1] <= y1 and m[2] >= x2 and m[3] >= y2 for m in merged)
+
+
+def test_remembered_heads_are_hidden_in_fewer_regions_than_boxes_on_the_sample_clip() -> None:
+    cap = cv2.VideoCapture(str(sample_clip()))
+    stage = anonymizer()
+    boxes = regions = 0
+    for i in range(12):
+        ok, image = cap.read()
+        assert ok
+        frame = stage.process(RawFrame(i, i / 10, image))
+        boxes += frame.heads_blurred + sum(len(r) for r in list(stage._recent_heads)[:-1])
+        regions += stage.regions_hidden
+    assert regions < boxes / 2

@@ -7,7 +7,11 @@ frame 300 of OpenCV's vtest.avi read sequentially, with 6 people in view.
 
 from __future__ import annotations
 
+import hashlib
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import cv2
@@ -17,7 +21,7 @@ import pytest
 from appliance.config.schema import ApplianceConfig, BoardProfile
 from appliance.errors import ModelIntegrityError
 from appliance.models import load_detectors, open_face_detector, open_person_detector
-from appliance.models.manifest import load_manifest, read_verified
+from appliance.models.manifest import MANIFEST_SHA256, load_manifest, read_verified
 from appliance.models.nms import iou_matrix, match_detections, nms
 from appliance.models.person_detector import ssd_anchors, tile_windows
 from appliance.models.runtime import select_providers
@@ -104,6 +108,33 @@ def test_no_session_is_created_for_a_tampered_file(tmp_path: Path, monkeypatch: 
     with pytest.raises(ModelIntegrityError):
         open_face_detector(name, models_dir=_tampered_copy(tmp_path, name))
     assert created == []
+
+
+def test_a_model_swapped_together_with_its_manifest_hash_is_refused(tmp_path: Path) -> None:
+    # The manifest moves with APPLIANCE_MODELS_DIR; its own sha256 is pinned inside the package.
+    name = _names("face")[0]
+    root = _tampered_copy(tmp_path, name)
+    manifest = root / "manifest.yaml"
+    entry = MANIFEST.get(name)
+    forged = hashlib.sha256((root / entry.file).read_bytes()).hexdigest()
+    manifest.write_text(manifest.read_text().replace(entry.sha256, forged))
+    assert forged in manifest.read_text()
+    report = verify_models(root)
+    assert not report.ok and "manifest.yaml" in (report.error or "") and "sha256" in (report.error or "")
+    with pytest.raises(ModelIntegrityError) as exc:
+        open_face_detector(name, models_dir=root)
+    assert "\n" not in str(exc.value) and "manifest.yaml" in str(exc.value)
+    proc = subprocess.run(
+        [sys.executable, "-m", "appliance", "count", str(DATA / "face_portrait_small.jpg")],
+        capture_output=True, text=True, timeout=300, env={**os.environ, "APPLIANCE_MODELS_DIR": str(root)},
+    )
+    assert proc.returncode == 2 and proc.stdout == ""
+    errors = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(errors) == 1 and "manifest.yaml" in errors[0] and "Traceback" not in proc.stderr
+
+
+def test_the_shipped_manifest_is_the_pinned_one() -> None:
+    assert hashlib.sha256((models_dir() / "manifest.yaml").read_bytes()).hexdigest() == MANIFEST_SHA256
 
 
 def test_a_missing_model_file_is_refused(tmp_path: Path) -> None:
@@ -198,7 +229,7 @@ def test_person_detector_finds_the_people_on_a_vtest_frame(vtest_frame: np.ndarr
     assert (heights > 30).all() and (heights < 150).all(), "pedestrians here are 40-90 px tall"
 
 
-@pytest.mark.parametrize("tiling", ["2x1", "2x2"])
+@pytest.mark.parametrize("tiling", ["2x1", "2x2", "perspective"])
 def test_tiling_finds_at_least_as_many_people_without_duplicates(vtest_frame: np.ndarray, tiling: str) -> None:
     name = _names("person")[0]
     base = open_person_detector(name, score_threshold=0.4).detect(vtest_frame)
@@ -237,6 +268,22 @@ def test_tiles_cover_the_frame_and_overlap() -> None:
     assert tile_windows(768, 576, "off") == [(0, 0, 768, 576)]
 
 
+def test_perspective_tiles_are_smallest_at_the_top_and_cover_each_band() -> None:
+    wins = tile_windows(768, 576, "perspective")
+    assert wins[0] == (0, 0, 768, 576)
+    top = [w for w in wins[1:] if w[1] == 0]
+    middle = [w for w in wins[1:] if w[1] > 0]
+    assert len(top) == 3 and len(middle) == 2
+    # Each band spans the whole width, and its tiles overlap their neighbours.
+    for band in (top, middle):
+        assert band[0][0] == 0 and band[-1][2] == 768
+        assert all(b[0] < a[2] for a, b in zip(band, band[1:]))
+    area = [(x2 - x1) * (y2 - y1) for x1, y1, x2, y2 in wins[1:]]
+    assert max(area[:3]) < min(area[3:])  # far people (top) get the most magnification
+    # The bands overlap, so nobody standing on the boundary is cut in both.
+    assert middle[0][1] < top[0][3]
+
+
 # --------------------------------------------------------------------------- int8 vs fp32
 
 
@@ -265,3 +312,53 @@ def test_nms_keeps_the_best_of_overlapping_boxes_and_separate_ones() -> None:
     scores = np.array([0.6, 0.9, 0.5], np.float32)
     assert nms(boxes, scores, 0.5).tolist() == [1, 2]
     assert nms(np.zeros((0, 4)), np.zeros((0,)), 0.5).tolist() == []
+
+
+# --------------------------------------------------------------------------- pre-processing
+
+
+def _reference_blob(image: np.ndarray, size: tuple, entry: object, layout: str) -> np.ndarray:
+    """The straightforward formula the fast pre-processing must reproduce."""
+    img = cv2.resize(image, size, interpolation=cv2.INTER_LINEAR)
+    if entry.input.color == "RGB":  # type: ignore[attr-defined]
+        img = img[:, :, ::-1]
+    mean = np.asarray(entry.input.mean, np.float32)  # type: ignore[attr-defined]
+    scale = np.asarray(entry.input.scale, np.float32)  # type: ignore[attr-defined]
+    blob = (img.astype(np.float32) - mean) * scale
+    return (blob.transpose(2, 0, 1) if layout == "NCHW" else blob)[None]
+
+
+@pytest.mark.parametrize("name", _names("face"))
+def test_face_preprocessing_equals_the_plain_formula_on_a_real_frame(vtest_frame: np.ndarray, name: str) -> None:
+    det = open_face_detector(name, input_size=(640, 480))
+    expected = _reference_blob(vtest_frame, (640, 480), det.entry, "NCHW")
+    np.testing.assert_allclose(det.preprocess(vtest_frame), expected, rtol=0, atol=1e-5)
+    # The buffer is reused: a second, different frame gives its own numbers, not the first's.
+    other = vtest_frame[::-1].copy()
+    np.testing.assert_allclose(det.preprocess(other), _reference_blob(other, (640, 480), det.entry, "NCHW"), atol=1e-5)
+
+
+@pytest.mark.parametrize("name", _names("person"))
+def test_person_preprocessing_equals_the_plain_formula_on_a_real_frame(vtest_frame: np.ndarray, name: str) -> None:
+    det = open_person_detector(name, input_size=300)
+    for window in (vtest_frame, vtest_frame[:, 300:700]):  # a tile is a non-contiguous view
+        expected = _reference_blob(window, (300, 300), det.entry, "NHWC")
+        np.testing.assert_allclose(det.preprocess(window), expected, rtol=0, atol=1e-6)
+
+
+# --------------------------------------------------------------------------- nothing written outside
+
+
+def test_a_full_run_writes_nothing_under_home(tmp_path: Path) -> None:
+    # onnxruntime would otherwise keep a telemetry queue (~/.cache/Microsoft/DeveloperTools/
+    # .onnxruntime/onnxruntime.db with a device id); no library may leave files in HOME.
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {**os.environ, "HOME": str(home), "XDG_CACHE_HOME": str(home / ".cache")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "appliance", "run", "--max-frames", "5"],
+        capture_output=True, text=True, timeout=300, env=env, cwd=Path(__file__).resolve().parent.parent,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "online" in proc.stdout  # it really ran: birth printed
+    assert sorted(str(p.relative_to(home)) for p in home.rglob("*")) == []

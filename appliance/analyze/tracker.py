@@ -2,7 +2,8 @@
 
 * Each track is a constant-velocity Kalman filter on the box (centre, width, height) stepped by the
   real time between frames, so dropped frames and a low frame rate do not break motion estimates.
-* Association is one Hungarian assignment (``scipy.optimize.linear_sum_assignment``) on a cost that
+* Association is one exact minimum-cost assignment (``appliance.analyze.assignment``, the same
+  pairs as ``scipy.optimize.linear_sum_assignment`` without importing SciPy) on a cost that
   combines IoU with the centre distance in box heights. The distance term keeps fast movers and
   small, far-away people (whose boxes barely overlap frame to frame) on the same track.
 * ByteTrack's idea: detections below ``high_score`` never start a track, but may continue a
@@ -19,10 +20,11 @@ from dataclasses import dataclass
 from typing import List, Optional, Tuple
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
 
+from appliance.analyze.assignment import linear_sum_assignment
 from appliance.config.schema import TrackerConfig
 from appliance.models.detections import Detections
+from appliance.models.nms import iou_matrix
 
 _INVALID = 1e6
 
@@ -98,20 +100,6 @@ class _TrackState:
         self.hits = 1
         self.confirmed = False
         self.last_seen = t
-
-
-def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Pairwise IoU of boxes a (N, 4) and b (M, 4)."""
-    if len(a) == 0 or len(b) == 0:
-        return np.zeros((len(a), len(b)))
-    x1 = np.maximum(a[:, None, 0], b[None, :, 0])
-    y1 = np.maximum(a[:, None, 1], b[None, :, 1])
-    x2 = np.minimum(a[:, None, 2], b[None, :, 2])
-    y2 = np.minimum(a[:, None, 3], b[None, :, 3])
-    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
-    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
-    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    return inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-9)
 
 
 class Tracker:

@@ -45,6 +45,38 @@ def expand_boxes(boxes: np.ndarray, margin_ratio: float, width: int, height: int
     return out
 
 
+# Two boxes are hidden as one when their common bounding box is at most this much larger than the
+# bigger of the two: the same head over a few frames (a few pixels apart) merges, two people's heads
+# side by side (twice the area) do not.
+MERGE_MAX_GROWTH = 1.3
+
+
+def merge_overlapping(boxes: np.ndarray, max_growth: float = MERGE_MAX_GROWTH) -> np.ndarray:
+    """Replace groups of mostly-coincident ``[x1, y1, x2, y2]`` integer boxes by their bounding box.
+
+    Every input box lies inside one output box, so hiding the output (as rectangles) hides at
+    least every input pixel, and a bigger region is hidden more coarsely, never less. Boxes inside
+    another are always absorbed. Deterministic: largest boxes first, then input order.
+    """
+    boxes = np.asarray(boxes).reshape(-1, 4)
+    if len(boxes) < 2:
+        return boxes
+    area = (boxes[:, 2] - boxes[:, 0]).astype(np.int64) * (boxes[:, 3] - boxes[:, 1])
+    merged: list = []
+    for i in np.argsort(-area, kind="stable"):
+        b = boxes[i]
+        a = int(area[i])
+        for k, (m, m_area) in enumerate(merged):
+            u = np.array([min(m[0], b[0]), min(m[1], b[1]), max(m[2], b[2]), max(m[3], b[3])])
+            u_area = int(u[2] - u[0]) * int(u[3] - u[1])
+            if u_area <= max_growth * max(m_area, a):
+                merged[k] = (u, u_area)
+                break
+        else:
+            merged.append((b.copy(), a))
+    return np.stack([m for m, _ in merged]).astype(boxes.dtype)
+
+
 def _hidden(roi: np.ndarray, method: Method) -> np.ndarray:
     h, w = roi.shape[:2]
     if method == "fill":

@@ -80,10 +80,11 @@ class BoardProfile(Strict):
     person_input_size: int = Field(
         300, ge=128, le=1280, description="Square input side of the person detector (pixels)"
     )
-    person_tiling: Literal["off", "2x1", "2x2"] = Field(
+    person_tiling: Literal["off", "2x1", "2x2", "perspective"] = Field(
         # 2x1 measured on vtest.avi: counts 0.75 -> 0.94 of the hand count at threshold 0.4 (models/README.md)
         "2x1",
-        description="Run the person detector on overlapping tiles as well as the whole frame",
+        description="Run the person detector on overlapping tiles as well as the whole frame; "
+        "'perspective': 3 tiles across the top half and 2 across the middle, where people are small",
     )
     face_input_width: int = Field(640, ge=64, description="Face detector input width (multiple of 32)")
     face_input_height: int = Field(480, ge=64, description="Face detector input height (multiple of 32)")

@@ -124,6 +124,15 @@ def load_detectors(
             read_verified(root, rel, sha)
     providers = prof.runtime.execution_providers
     threads = prof.runtime.intra_op_threads
+    import cv2
+
+    # OpenCV's own pool (resizes, blurs) would be a third set of threads competing with the two
+    # sessions' workers for 2-4 cores; its calls here are small, so one thread loses nothing and
+    # stops the contention (issue 12: with spin-wait off and fast pre-processing, 0.64x the wall).
+    cv2.setNumThreads(1)
+    # No OpenCL kernels: none of our calls benefit, and a compiled kernel cache would be written
+    # under ~/.cache/opencv on boards with an OpenCL driver (nothing is written outside the state dir).
+    cv2.ocl.setUseOpenCL(False)
     face = open_face_detector(
         prof.models.face,
         models_dir=root,

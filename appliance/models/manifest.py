@@ -4,6 +4,11 @@ The manifest is the single source of truth for a model's pre- and post-processin
 detectors read them from here instead of hard-coding them. Every file a model needs (the ONNX graph
 and, for SSDLite, its anchors) is pinned by sha256; :func:`read_verified` is the only way the
 appliance reads a model file, so a modified or missing file never reaches onnxruntime.
+
+The manifest itself is pinned by :data:`MANIFEST_SHA256`, a constant inside the package: the
+manifest moves with ``APPLIANCE_MODELS_DIR``, so without the pin anyone who can write that folder
+could swap a model and its listed hash together and pass every check. ``scripts/build_models.py``
+rewrites the pin when it writes a new manifest.
 """
 
 from __future__ import annotations
@@ -19,6 +24,8 @@ from appliance.errors import ModelIntegrityError
 from appliance.resources import models_dir as default_models_dir
 
 MANIFEST_NAME = "manifest.yaml"
+# sha256 of the shipped models/manifest.yaml (rewritten by scripts/build_models.py).
+MANIFEST_SHA256 = "0675eacb66cdc11de3955227608c75df57f33fe2f46f0720fd657af199709247"
 
 
 class _Strict(BaseModel):
@@ -114,14 +121,30 @@ def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def load_manifest(models_dir: Optional[Path] = None) -> Manifest:
-    """Parse and validate ``manifest.yaml``; any problem is a one-line ``ModelIntegrityError``."""
+def load_manifest(models_dir: Optional[Path] = None, *, pinned: bool = True) -> Manifest:
+    """Parse and validate ``manifest.yaml``; any problem is a one-line ``ModelIntegrityError``.
+
+    ``pinned`` (the default everywhere the appliance runs) refuses a manifest whose sha256 is not
+    :data:`MANIFEST_SHA256`; only the model build script reads its own fresh, unpinned manifest.
+    """
     path = Path(models_dir or default_models_dir()) / MANIFEST_NAME
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = path.read_bytes()
     except FileNotFoundError:
         raise ModelIntegrityError("manifest not found", path=str(path)) from None
-    except (OSError, yaml.YAMLError) as exc:
+    except OSError as exc:
+        raise ModelIntegrityError(f"cannot read manifest: {exc.strerror}", path=str(path)) from None
+    actual = sha256_bytes(raw)
+    if pinned and actual != MANIFEST_SHA256:
+        raise ModelIntegrityError(
+            f"sha256 mismatch (pinned in the package {MANIFEST_SHA256[:12]}..., file {actual[:12]}...); "
+            "refusing a manifest this build did not ship",
+            path=str(path),
+        )
+    try:
+        # Parse the very bytes that were hashed.
+        data = yaml.safe_load(raw.decode("utf-8"))
+    except (UnicodeDecodeError, yaml.YAMLError) as exc:
         raise ModelIntegrityError(f"cannot read manifest: {exc}".splitlines()[0], path=str(path)) from None
     try:
         return Manifest.model_validate(data)

@@ -10,9 +10,16 @@ import numpy as np
 
 
 def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Pairwise IoU of boxes ``a`` (N, 4) and ``b`` (M, 4), both ``[x1, y1, x2, y2]``; returns (N, M)."""
-    a = np.asarray(a, np.float32).reshape(-1, 4)
-    b = np.asarray(b, np.float32).reshape(-1, 4)
+    """Pairwise IoU of boxes ``a`` (N, 4) and ``b`` (M, 4), both ``[x1, y1, x2, y2]``; returns (N, M).
+
+    The one IoU of the project (detectors, NMS, tracker). Computed in float32 unless a caller
+    passes float64 boxes (the tracker's Kalman boxes), which then keep their precision.
+    """
+    dtype = np.result_type(np.asarray(a).dtype, np.asarray(b).dtype, np.float32)
+    if dtype != np.float64:
+        dtype = np.dtype(np.float32)
+    a = np.asarray(a, dtype).reshape(-1, 4)
+    b = np.asarray(b, dtype).reshape(-1, 4)
     ix1 = np.maximum(a[:, None, 0], b[None, :, 0])
     iy1 = np.maximum(a[:, None, 1], b[None, :, 1])
     ix2 = np.minimum(a[:, None, 2], b[None, :, 2])
@@ -22,7 +29,7 @@ def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     area_b = np.clip(b[:, 2] - b[:, 0], 0, None) * np.clip(b[:, 3] - b[:, 1], 0, None)
     union = area_a[:, None] + area_b[None, :] - inter
     # An empty union only happens for two degenerate boxes; call that no overlap instead of NaN.
-    return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0).astype(np.float32)
+    return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0).astype(dtype)
 
 
 def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float, max_out: int = 0) -> np.ndarray:
@@ -57,7 +64,7 @@ def match_detections(reference: np.ndarray, candidate: np.ndarray, iou_threshold
     if len(reference) == 0 or len(candidate) == 0:
         return np.zeros((0,), np.float32)
     ious = iou_matrix(reference, candidate)
-    matched = []
+    matched: list[tuple[int, float]] = []
     used = np.zeros(ious.shape[1], bool)
     # Best pairs first, so one poor early match cannot steal a candidate from a better one.
     for flat in np.argsort(-ious, axis=None, kind="stable"):
