@@ -41,3 +41,8 @@ def data_file(name: str) -> Path:
 def sample_clip() -> Path:
     """The bundled sample clip (trimmed from OpenCV's vtest.avi) that ``appliance run`` uses by default."""
     return data_file("sample_vtest.mp4")
+
+
+def systemd_dir() -> Path:
+    """The folder holding ``appliance.service`` (``systemd/`` in a checkout)."""
+    return _shipped_dir("systemd", "appliance.systemd_files")
