@@ -61,7 +61,10 @@ fi
 if [ -z "$WHEELHOUSE" ] && [ -d "$HERE/../wheelhouse" ]; then
     WHEELHOUSE="$(cd "$HERE/../wheelhouse" && pwd)"
 fi
-[ -z "$WHEELHOUSE" ] || [ -d "$WHEELHOUSE" ] || die "--wheelhouse $WHEELHOUSE: no such folder"
+if [ -n "$WHEELHOUSE" ]; then
+    [ -d "$WHEELHOUSE" ] || die "--wheelhouse $WHEELHOUSE: no such folder"
+    WHEELHOUSE="$(cd "$WHEELHOUSE" && pwd)"
+fi
 for f in site.yaml appliance.service "tls/ca.crt" "tls/$DEVICE_ID.crt" "tls/$DEVICE_ID.key"; do
     [ -f "$HERE/$f" ] || die "$HERE/$f missing: unpack the whole bundle and run install.sh from it"
 done
@@ -102,7 +105,11 @@ if [ -n "$WHEELHOUSE" ]; then
 else
     say "installing crowd-appliance $VERSION from PyPI"
 fi
-if ! "$PREFIX/.venv/bin/python" -m pip "${pip_args[@]}" "crowd-appliance==$VERSION" >"$pip_log" 2>&1; then
+# The second step replaces the appliance itself even when its version did not change (a rebuilt
+# wheel); its dependencies are only upgraded when the new version asks for it.
+if ! { "$PREFIX/.venv/bin/python" -m pip "${pip_args[@]}" "crowd-appliance==$VERSION" \
+       && "$PREFIX/.venv/bin/python" -m pip "${pip_args[@]}" --force-reinstall --no-deps "crowd-appliance==$VERSION"; \
+     } >"$pip_log" 2>&1; then
     tail -n 20 "$pip_log" >&2
     echo "install.sh: error: pip install failed (full log: $pip_log)" >&2
     exit 1
@@ -154,5 +161,6 @@ if (cd "$STATE" && "${selftest[@]}"); then
     exit 0
 fi
 echo "${RED}RED: $DEVICE_ID installed, but the self-test failed: fix the FAIL lines above, then run" \
-     "sudo ${selftest[*]} and sudo systemctl start appliance${OFF}"
+     "${selftest[*]}${OFF}"
+[ "$SYSTEM" -eq 0 ] || echo "install.sh: once it is green: sudo systemctl start appliance"
 exit 1
