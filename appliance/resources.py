@@ -8,7 +8,6 @@ In a checkout (or an editable install) they are the top-level folders ``firmware
 from __future__ import annotations
 
 import os
-from importlib import resources
 from pathlib import Path
 
 _CHECKOUT = Path(__file__).resolve().parent.parent
@@ -18,7 +17,9 @@ def _shipped_dir(top_level: str, package: str) -> Path:
     in_checkout = _CHECKOUT / top_level
     if in_checkout.is_dir():
         return in_checkout
-    return Path(str(resources.files(package)))
+    # These folders have no __init__.py, so importlib.resources.files() returns a namespace
+    # MultiplexedPath whose str() is not a path; in a wheel they sit inside the package folder.
+    return Path(__file__).resolve().parent / package.rsplit(".", 1)[1]
 
 
 def firmware_configs_dir() -> Path:
@@ -41,3 +42,8 @@ def data_file(name: str) -> Path:
 def sample_clip() -> Path:
     """The bundled sample clip (trimmed from OpenCV's vtest.avi) that ``appliance run`` uses by default."""
     return data_file("sample_vtest.mp4")
+
+
+def systemd_dir() -> Path:
+    """The folder holding ``appliance.service`` (``systemd/`` in a checkout)."""
+    return _shipped_dir("systemd", "appliance.systemd_files")

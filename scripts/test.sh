@@ -5,3 +5,6 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 .venv/bin/ruff check appliance tests scripts
 .venv/bin/python -m pytest -q -p no:cacheprovider "$@"
+# aarch64 smoke test under qemu-user (skips with a reason where the host cannot run it;
+# APPLIANCE_SKIP_AARCH64=1 skips it on purpose).
+bash scripts/aarch64_smoke.sh

@@ -1,0 +1,5 @@
+"""``appliance provision``: site PKI, per-device bundles and the installer they carry.
+
+Runs on the integrator's or technician's laptop, not on the device; it needs the optional
+``cryptography`` dependency (``pip install 'crowd-appliance[provision]'``).
+"""

@@ -1,0 +1,84 @@
+"""The site config a provisioned device runs with: its id, board, broker and TLS files, zones and
+lines from the integrator's zones file. Validated with the appliance's own loader before it goes
+into a bundle, so a bad board name or zone fails on the laptop, not on the lamp post."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any, Dict, Optional
+
+import yaml
+
+from appliance.config import load_board_profile, load_config
+from appliance.errors import InputError
+
+# Where install.sh puts things on the device (the unit file names the same paths).
+ETC_DIR = "/etc/crowd-appliance"
+TLS_DIR = f"{ETC_DIR}/tls"
+STATE_DIR = "/var/lib/crowd-appliance"
+ZONES_FILE_KEYS = ("zones", "lines")
+
+
+def read_zones_file(path: Path) -> Dict[str, Any]:
+    """The ``zones`` and ``lines`` of a zones file (a site file holding only those two keys),
+    validated by the appliance's loader so errors name this file and the field."""
+    load_config(path)  # raises InputError naming the file and field
+    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    extra = sorted(set(data) - set(ZONES_FILE_KEYS))
+    if extra:
+        raise InputError("unknown key (a zones file holds only zones and lines)", path=str(path), field=extra[0])
+    return {k: data[k] for k in ZONES_FILE_KEYS if k in data}
+
+
+def device_site_config(
+    device_id: str,
+    board: str,
+    broker_url: str,
+    *,
+    zones_file: Optional[Path] = None,
+    source: Optional[str] = None,
+    topic_prefix: str = "crowdmon",
+) -> Dict[str, Any]:
+    load_board_profile(board)  # unknown board: one line listing the known ones
+    site: Dict[str, Any] = {"device_id": device_id, "board": board}
+    if source is not None:
+        site["capture"] = {"source": source}
+    if zones_file is not None:
+        site.update(read_zones_file(zones_file))
+    site["mqtt"] = {
+        "url": broker_url,
+        "topic_prefix": topic_prefix,
+        "tls": {
+            "ca_file": f"{TLS_DIR}/ca.crt",
+            "cert_file": f"{TLS_DIR}/{device_id}.crt",
+            "key_file": f"{TLS_DIR}/{device_id}.key",
+        },
+    }
+    site["outbox"] = {"path": f"{STATE_DIR}/outbox.sqlite3"}
+    return site
+
+
+def render_site_yaml(site: Dict[str, Any]) -> str:
+    """The YAML text of ``site``, checked by loading it exactly as the device will."""
+    text = f"# Site config of {site['device_id']}, written by `appliance provision`.\n" + yaml.safe_dump(
+        site, sort_keys=False
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "site.yaml"
+        path.write_text(text, encoding="utf-8")
+        try:
+            load_config(path)
+        except InputError as exc:
+            raise InputError(f"the site config built for this device is invalid: {exc}") from None
+    return text
+
+
+def acl_lines(device_id: str, topic_prefix: str = "crowdmon") -> str:
+    """This device's entry for the control room's Mosquitto ACL (deploy/mosquitto/crowd-appliance.acl)."""
+    return (
+        f"# {device_id}: publish only under its own topics. The example ACL's pattern line\n"
+        f"# 'pattern write {topic_prefix}/%u/#' already grants this; append these lines where a broker lists users.\n"
+        f"user {device_id}\n"
+        f"topic write {topic_prefix}/{device_id}/#\n"
+    )

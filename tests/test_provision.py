@@ -1,0 +1,227 @@
+"""``appliance provision``: site PKI, device bundles, batch mode, and the faults of issue 10 item 13
+(a re-provisioned key kept a loose mode, a device key was silently replaced, a missing --dir
+gave a traceback)."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import pytest
+import yaml
+from cryptography import x509
+
+from appliance.cli import main
+from appliance.config import load_config
+from appliance.errors import InputError
+from appliance.provision.pki import init_site, make_ca, mint_client, write_pem
+from appliance.resources import systemd_dir
+
+BROKER = "mqtts://broker.example.org:8883"
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+@pytest.fixture(scope="module")
+def site_pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("site") / "pki"
+    init_site(root, ["broker.example.org"], ["10.0.0.5"])
+    return root
+
+
+def zones_file(tmp_path: Path, text: str = "") -> Path:
+    path = tmp_path / "zones.yaml"
+    path.write_text(text or (
+        "zones:\n  - name: entrance\n    polygon: [[0, 0], [0.5, 0], [0.5, 1], [0, 1]]\n"
+        "lines:\n  - name: gate\n    start: [0.5, 0]\n    end: [0.5, 1]\n"
+    ))
+    return path
+
+
+def bundle_members(path: Path) -> dict:
+    with tarfile.open(path) as tar:
+        return {m.name: (m, tar.extractfile(m).read() if m.isfile() else b"") for m in tar.getmembers()}
+
+
+# --------------------------------------------------------------------------- issue 10 item 13
+
+
+def test_write_pem_tightens_an_existing_key_file_to_0600(tmp_path: Path) -> None:
+    key_path = tmp_path / "dev.key"
+    key_path.write_text("old key, world-readable")
+    os.chmod(key_path, 0o644)
+    key, _ = make_ca()
+    write_pem(key_path, key)
+    assert mode(key_path) == 0o600
+    assert key_path.read_bytes().startswith(b"-----BEGIN PRIVATE KEY-----")
+
+
+def test_reprovisioning_refuses_to_replace_a_device_key_unless_forced(site_pki: Path, tmp_path: Path) -> None:
+    out = tmp_path / "dev"
+    crt, key = mint_client(site_pki, "cam-refuse", out=out)
+    first = key.read_bytes()
+    with pytest.raises(InputError, match="refusing to replace"):
+        mint_client(site_pki, "cam-refuse", out=out)
+    assert key.read_bytes() == first
+    os.chmod(key, 0o644)  # e.g. copied around with a loose umask
+    mint_client(site_pki, "cam-refuse", out=out, force=True)
+    assert key.read_bytes() != first and mode(key) == 0o600
+    cert = x509.load_pem_x509_certificate(crt.read_bytes())
+    assert cert.subject.rfc4514_string().startswith("CN=cam-refuse")
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "appliance", *args], capture_output=True, text=True, timeout=120)
+
+
+def test_missing_pki_folder_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    missing = tmp_path / "no-such-pki"
+    for args in (["device", "cam-1", "--board", "rpi4", "--broker-url", BROKER], ["client", "control-room"]):
+        proc = run_cli("provision", *args, "--dir", str(missing), "-o", str(tmp_path / "b")) if args[0] == "device" \
+            else run_cli("provision", *args, "--dir", str(missing))
+        assert proc.returncode == 2, proc.stderr
+        assert "Traceback" not in proc.stderr
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1 and str(missing) in lines[0] and "provision init" in lines[0]
+
+
+def test_the_legacy_script_forwards_to_the_same_checks(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "scripts/provision_device.py", "client", "x", "--dir", str(tmp_path / "nope")],
+        capture_output=True, text=True, timeout=120, cwd=Path(__file__).resolve().parent.parent,
+    )
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr and "no such folder" in proc.stderr
+
+
+# --------------------------------------------------------------------------- bundles
+
+
+def test_init_writes_keys_0600_and_refuses_a_second_ca(tmp_path: Path) -> None:
+    pki = tmp_path / "pki"
+    assert main(["provision", "init", "--dir", str(pki), "--broker-name", "localhost"]) == 0
+    assert mode(pki / "ca.key") == 0o600 and mode(pki / "server.key") == 0o600
+    assert mode(pki / "ca.crt") == 0o644
+    before = (pki / "ca.key").read_bytes()
+    assert main(["provision", "init", "--dir", str(pki)]) == 2
+    assert (pki / "ca.key").read_bytes() == before
+
+
+def test_device_bundle_holds_a_validated_config_keys_unit_acl_and_installer(site_pki: Path, tmp_path: Path) -> None:
+    zones = zones_file(tmp_path)
+    out = tmp_path / "bundles"
+    assert main(["provision", "device", "cam-0007", "--dir", str(site_pki), "--board", "rpi4",
+                 "--zones", str(zones), "--broker-url", BROKER, "-o", str(out)]) == 0
+    bundle = out / "cam-0007.tar.gz"
+    assert mode(bundle) == 0o600  # it carries the private key
+    members = bundle_members(bundle)
+    assert set(members) == {f"cam-0007/{n}" for n in (
+        "install.sh", "site.yaml", "tls/ca.crt", "tls/cam-0007.crt", "tls/cam-0007.key", "appliance.service",
+        "broker.acl")}
+    assert members["cam-0007/tls/cam-0007.key"][0].mode == 0o600
+    assert members["cam-0007/install.sh"][0].mode == 0o755
+    assert members["cam-0007/tls/cam-0007.key"][1] == (site_pki / "devices/cam-0007/cam-0007.key").read_bytes()
+    assert members["cam-0007/tls/ca.crt"][1] == (site_pki / "ca.crt").read_bytes()
+    # The unit is the shipped file, copied at bundle time (not a second copy to keep in sync).
+    assert members["cam-0007/appliance.service"][1] == (systemd_dir() / "appliance.service").read_bytes()
+
+    site_path = tmp_path / "site.yaml"
+    site_path.write_bytes(members["cam-0007/site.yaml"][1])
+    cfg = load_config(site_path)
+    assert cfg.device_id == "cam-0007" and cfg.profile.name == "rpi4"
+    assert [z.name for z in cfg.zones] == ["entrance"] and [ln.name for ln in cfg.lines] == ["gate"]
+    assert cfg.mqtt.url == BROKER
+    assert cfg.mqtt.tls.key_file == "/etc/crowd-appliance/tls/cam-0007.key"
+    assert cfg.outbox.path.startswith("/var/lib/crowd-appliance/")
+
+    acl = members["cam-0007/broker.acl"][1].decode()
+    assert "user cam-0007\ntopic write crowdmon/cam-0007/#\n" in acl
+    script = members["cam-0007/install.sh"][1].decode()
+    assert 'DEVICE_ID="cam-0007"' in script and "@" not in script.split("\n", 1)[0]
+    assert "@DEVICE_ID@" not in script and "@APPLIANCE_VERSION@" not in script
+
+
+@pytest.mark.parametrize(
+    ("zones_text", "expected"),
+    [
+        ("zones:\n  - name: a\n    polygon: [[0, 0], [1, 0]]\n", "zones.yaml: zones.0"),
+        ("capture:\n  source: \"0\"\n", "zones.yaml: capture: unknown key"),
+        ("zones: [\n", "zones.yaml: line"),
+    ],
+)
+def test_a_bad_zones_file_is_named_and_nothing_is_minted(
+    site_pki: Path, tmp_path: Path, capsys: pytest.CaptureFixture, zones_text: str, expected: str
+) -> None:
+    zones = zones_file(tmp_path, zones_text)
+    code = main(["provision", "device", "cam-badzones", "--dir", str(site_pki), "--board", "rpi4",
+                 "--zones", str(zones), "--broker-url", BROKER, "-o", str(tmp_path / "b")])
+    assert code == 2
+    assert expected in capsys.readouterr().err
+    assert not (site_pki / "devices" / "cam-badzones").exists()
+
+
+def test_unknown_board_lists_the_known_ones(site_pki: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert main(["provision", "device", "cam-x", "--dir", str(site_pki), "--board", "rpi9",
+                 "--broker-url", BROKER, "-o", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "rpi9" in err and "rpi4" in err
+    assert not (site_pki / "devices" / "cam-x").exists()
+
+
+def test_rebuilding_a_bundle_needs_force_and_then_rekeys(site_pki: Path, tmp_path: Path) -> None:
+    args = ["provision", "device", "cam-again", "--dir", str(site_pki), "--board", "rpi5",
+            "--broker-url", BROKER, "-o", str(tmp_path)]
+    assert main(args) == 0
+    key = site_pki / "devices/cam-again/cam-again.key"
+    first = key.read_bytes()
+    assert main(args) == 2
+    assert key.read_bytes() == first
+    assert main([*args, "--force"]) == 0
+    assert key.read_bytes() != first
+    assert bundle_members(tmp_path / "cam-again.tar.gz")["cam-again/tls/cam-again.key"][1] == key.read_bytes()
+
+
+def test_batch_checks_every_row_before_minting_any(
+    site_pki: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    zones_file(tmp_path)
+    csv_path = tmp_path / "devices.csv"
+    csv_path.write_text("id,board,zones\nlot-1,rpi4,zones.yaml\nlot-2,jetson-orin,\nlot-3,rpi9,\n")
+    out = tmp_path / "bundles"
+    args = ["provision", "batch", str(csv_path), "--dir", str(site_pki), "--broker-url", BROKER, "-o", str(out)]
+    assert main(args) == 2
+    assert "rpi9" in capsys.readouterr().err
+    assert not (site_pki / "devices" / "lot-1").exists() and not out.exists()
+
+    csv_path.write_text("id,board,zones\nlot-1,rpi4,zones.yaml\nlot-2,jetson-orin,\n")
+    assert main(args) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["lot-1.tar.gz", "lot-2.tar.gz"]
+    site = yaml.safe_load(bundle_members(out / "lot-1.tar.gz")["lot-1/site.yaml"][1])
+    assert site["board"] == "rpi4" and site["zones"][0]["name"] == "entrance"
+    assert "zones" not in yaml.safe_load(bundle_members(out / "lot-2.tar.gz")["lot-2/site.yaml"][1])
+    # A second run would re-key all 50 cameras: refused as a whole.
+    assert main(args) == 2
+
+
+@pytest.mark.parametrize(
+    ("csv_text", "expected"),
+    [
+        ("name,board\na,rpi4\n", "missing column 'id'"),
+        ("id,board,zones\na,rpi4,\na,rpi5,\n", "line 3: duplicate device id 'a'"),
+        ("id,board,zones\na,rpi4,missing.yaml\n", "line 2: zones file not found"),
+        ("id,board,zones\n", "no devices listed"),
+    ],
+)
+def test_batch_csv_errors_name_the_file_and_line(
+    site_pki: Path, tmp_path: Path, capsys: pytest.CaptureFixture, csv_text: str, expected: str
+) -> None:
+    csv_path = tmp_path / "devices.csv"
+    csv_path.write_text(csv_text)
+    assert main(["provision", "batch", str(csv_path), "--dir", str(site_pki), "--broker-url", BROKER]) == 2
+    err = capsys.readouterr().err
+    assert str(csv_path) in err and expected in err
