@@ -19,6 +19,7 @@ from appliance.anonymize import Anonymizer, FrameDropped
 from appliance.capture import FrameSource, RawFrame
 from appliance.config import ApplianceConfig
 from appliance.health import HealthMonitor
+from appliance.health.watchdog import Watchdog
 from appliance.publish import BrokerUnreachable, ModelInfo, Publisher
 from appliance.report import anomaly_message, counts_message, health_message
 
@@ -86,13 +87,18 @@ class Pipeline:
         now = time.time()
         frames_read = 0
         stopped_by = "signal"
+        watchdog: Optional[Watchdog] = None
+        watchdog_ready = False
         try:
             try:
                 self.publisher.connect(timeout_s=cfg.mqtt.connect_timeout_s)
             except BrokerUnreachable as exc:
                 # Store-and-forward: counting goes on, messages wait in the outbox for the broker.
                 log.warning("%s; counting goes on and messages wait in the outbox", exc)
+            # Watchdog hook: only this loop proves liveness (READY after the first analysed frame).
+            watchdog = Watchdog(cfg.health.watchdog_timeout_s)
             while not stop.is_set():
+                watchdog.progress()
                 if max_frames is not None and frames_read >= max_frames:
                     stopped_by = "max_frames"
                     break
@@ -120,14 +126,21 @@ class Pipeline:
                 self.health.frame_captured()
                 self.health.record_latency("capture", (time.monotonic() - t0) * 1000)
                 self._process(raw)
+                if not watchdog_ready and self.health.frames_analyzed:
+                    watchdog.ready()
+                    watchdog_ready = True
                 now += self.source.frame_period_s or 0.0  # the final window ends after its last frame
         finally:
+            if watchdog is not None:
+                watchdog.stopping()
             # The final (partial) window and health go out before the clean 'offline'.
             if window_start is not None:
                 self._close_window(now)
             self._publish_health()
             self.publisher.close(clean=True)
             self.source.close()
+            if watchdog is not None:
+                watchdog.close()
         return RunResult(
             frames_read=frames_read,
             frames_analyzed=self.health.frames_analyzed,

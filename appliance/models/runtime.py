@@ -8,6 +8,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import onnxruntime as ort
 
+from appliance.health.fault_injection import with_injected_faults
 from appliance.models.manifest import ModelEntry, read_verified
 
 log = logging.getLogger(__name__)
@@ -64,4 +65,4 @@ def create_session(
         provider_options=[o for _, o in with_options],
     )
     log.info("loaded %s (%s) on %s", entry.name, entry.file, ",".join(session.get_providers()))
-    return session
+    return with_injected_faults(entry.name, session)
