@@ -5,16 +5,14 @@ topics in its ACL (mosquitto then drops every message). So the probe publishes o
 non-retained message on the device's own ``{prefix}/{device_id}/selftest`` topic at QoS 1 and
 waits for the PUBACK. With MQTT 5 a refused publish is acked with a failure reason (mosquitto:
 "Not authorized"); MQTT 3.1.1 brokers ack refused messages like accepted ones, which the result
-says. The payload carries no data beyond the device id and a timestamp.
+says. The payload is empty: the probe carries no data at all (docs/control-room.md).
 """
 
 from __future__ import annotations
 
-import json
 import ssl
 import threading
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from typing import Any, Optional
 
 import paho.mqtt.client as paho
@@ -82,9 +80,6 @@ def probe_publish(cfg: ApplianceConfig, timeout_s: float = 10.0) -> ProbeResult:
     client.on_connect = on_connect
     client.on_publish = on_publish
     topic = probe_topic(cfg)
-    payload = json.dumps(
-        {"device_id": cfg.device_id, "selftest": True, "sent_at": datetime.now(timezone.utc).isoformat()}
-    ).encode()
     try:
         client.connect(address.host, address.port, keepalive=30)
     except (OSError, ssl.SSLError) as exc:
@@ -100,7 +95,7 @@ def probe_publish(cfg: ApplianceConfig, timeout_s: float = 10.0) -> ProbeResult:
         if v5:
             props = Properties(PacketTypes.PUBLISH)
             props.MessageExpiryInterval = PROBE_EXPIRY_S
-        client.publish(topic, payload, qos=1, retain=False, properties=props)
+        client.publish(topic, b"", qos=1, retain=False, properties=props)
         if not acked.wait(timeout_s):
             raise BrokerError(f"{address}: no PUBACK for {topic} within {timeout_s:g} s")
         puback = outcome["puback"]
