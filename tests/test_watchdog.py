@@ -125,7 +125,7 @@ def test_a_malformed_fault_injection_is_a_bad_input() -> None:
 # --------------------------------------------------------------------------- Watchdog object
 
 
-def test_systemd_watchdog_sec_takes_precedence_and_pings_at_most_every_half_interval(
+def test_systemd_watchdog_sec_takes_precedence_and_pings_after_ready_at_most_every_half_interval(
     listener: NotifyListener,
 ) -> None:
     clock = FakeClock()
@@ -134,15 +134,15 @@ def test_systemd_watchdog_sec_takes_precedence_and_pings_at_most_every_half_inte
     try:
         assert wd.systemd and wd.timeout_s == 10.0
         wd.progress()
-        assert listener.drain() == ["WATCHDOG=1"]
+        assert listener.drain() == [], "no ping before READY=1 (systemd's start timeout applies until then)"
+        wd.ready()
+        assert listener.drain() == ["READY=1\nSTATUS=analysing frames", "WATCHDOG=1"]
         clock.now = 4.9
         wd.progress()
         assert listener.drain() == []  # rate-limited
         clock.now = 5.0
         wd.progress()
         assert listener.drain() == ["WATCHDOG=1"]
-        wd.ready()
-        assert "READY=1" in listener.drain()[-1].splitlines()
         wd.stopping()
         assert "STOPPING=1" in listener.drain()[-1].splitlines()
     finally:
@@ -235,7 +235,8 @@ def test_appliance_run_notifies_ready_then_pings_from_the_frame_loop(tmp_path: P
     seen: List[str] = []
     try:
         listener.wait_for("READY=1", 180, seen)
-        for _ in range(2):  # the loop keeps running: pings keep coming (every 1 s)
+        assert not any("WATCHDOG=1" in m for m in seen), "pinged before READY=1"
+        for _ in range(3):  # the loop keeps running: pings keep coming (every 1 s)
             listener.wait_for("WATCHDOG=1", 60, seen)
         proc.terminate()
         listener.wait_for("STOPPING=1", 60, seen)

@@ -60,6 +60,9 @@ class Watchdog:
         self._lock = threading.Lock()
         self._last_progress = clock()
         self._last_ping: Optional[float] = None
+        # No pings before READY=1: a ping arms systemd's watchdog, and until the first frame is
+        # analysed (a TensorRT engine build can take minutes) systemd's TimeoutStartSec= applies.
+        self._ready = False
         self._loop_thread = threading.get_ident()
         self._stop = threading.Event()
         self._monitor: Optional[threading.Thread] = None
@@ -76,8 +79,10 @@ class Watchdog:
 
     def ready(self) -> None:
         """Models loaded and the first frame analysed: tell systemd the service is up."""
-        self.progress()
+        with self._lock:
+            self._ready = True
         self.notifier.notify("READY=1", "STATUS=analysing frames")
+        self.progress()
 
     def progress(self) -> None:
         """The main loop completed an iteration. Call it from the loop itself, never from a timer."""
@@ -85,7 +90,11 @@ class Watchdog:
         with self._lock:
             self._last_progress = now
             self._loop_thread = threading.get_ident()
-            due = self.systemd and (self._last_ping is None or now - self._last_ping >= self._ping_every_s)
+            due = (
+                self.systemd
+                and self._ready
+                and (self._last_ping is None or now - self._last_ping >= self._ping_every_s)
+            )
             if due:
                 self._last_ping = now
         if due:
