@@ -94,6 +94,7 @@ def build_pipeline(
         health=HealthMonitor(cfg.health.face_stage_max_consecutive_failures),
         models=models,
         connect_timeout_s=cfg.mqtt.connect_timeout_s,
+        watchdog_timeout_s=cfg.health.watchdog_timeout_s,
         progress=progress,
     )
 

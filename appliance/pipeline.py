@@ -19,6 +19,7 @@ from appliance.anonymize import Anonymizer
 from appliance.capture import FrameSource
 from appliance.frames import Analysed, Dropped, FrameLoop, FrameResult, StopReason
 from appliance.health import HealthMonitor
+from appliance.health.watchdog import Watchdog
 from appliance.progress import Progress
 from appliance.publish import BrokerUnreachable, Message, Publisher
 from appliance.report import anomaly_message, counts_message, health_message
@@ -49,6 +50,7 @@ class Pipeline:
         health: HealthMonitor,
         models: List[ModelInfo],
         connect_timeout_s: float,
+        watchdog_timeout_s: float = 60.0,
         progress: Optional[Progress] = None,
     ) -> None:
         self.source = source
@@ -59,6 +61,7 @@ class Pipeline:
         self.health = health
         self.models = models
         self.connect_timeout_s = connect_timeout_s
+        self.watchdog_timeout_s = watchdog_timeout_s
         self.progress = progress
         self._windows = 0
         self._dropped_before_window = 0  # health's drop total when the current window opened
@@ -105,16 +108,25 @@ class Pipeline:
             label="run",
         )
         self.publisher.start()
+        watchdog: Optional[Watchdog] = None
         try:
             try:
                 self.publisher.connect(timeout_s=self.connect_timeout_s)
             except BrokerUnreachable as exc:
                 # Store-and-forward: counting goes on, messages wait in the outbox for the broker.
                 log.warning("%s; counting goes on and messages wait in the outbox", exc)
+            # Only this loop proves liveness: a hung model or camera read stops the pings (systemd)
+            # or ends the process (internal watchdog), so the broker publishes the last will.
+            watchdog = Watchdog(self.watchdog_timeout_s)
             for result in loop:
+                watchdog.progress()
                 self.publisher.check()  # delivery dead for good: DeliveryFailed, exit 1 (restart)
                 self._handle(result)
+                if not watchdog.is_ready and isinstance(result, Analysed):
+                    watchdog.ready()  # models loaded and the first frame analysed
         finally:
+            if watchdog is not None:
+                watchdog.stopping()
             # The final (partial) window and health go out before the clean 'offline'.
             final = self.schedule.finish()
             if final is not None:
@@ -123,6 +135,8 @@ class Pipeline:
             self.publisher.close(clean=True)
             self.source.close()
             self.anonymizer.close()
+            if watchdog is not None:
+                watchdog.close()
         return RunResult(
             frames_read=loop.frames_read,
             frames_analyzed=self.health.frames_analyzed,

@@ -275,6 +275,15 @@ class HealthConfig(Strict):
     face_stage_max_consecutive_failures: int = Field(
         25, ge=1, description="After this many face-stage failures in a row, health reports 'failed'"
     )
+    # 60 s: far above one loop iteration on the slowest board (a Pi 4 frame is under 1 s, a lost
+    # live camera returns after capture.read_timeout_s), far below what a technician would notice.
+    watchdog_timeout_s: float = Field(
+        60.0,
+        ge=5,
+        le=3600,
+        description="The main loop must make progress this often or the process exits with code 1 so it is "
+        "restarted (and the broker publishes the last will). Under systemd, WatchdogSec= takes precedence",
+    )
 
 
 class RapidChangeConfig(Strict):

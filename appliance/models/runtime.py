@@ -20,6 +20,7 @@ os.environ["ORT_DISABLE_TELEMETRY"] = "1"
 
 import onnxruntime as ort
 
+from appliance.health.fault_injection import with_injected_faults
 from appliance.models.manifest import ModelEntry, read_verified
 
 ort.disable_telemetry_events()
@@ -83,4 +84,4 @@ def create_session(
         provider_options=[o for _, o in with_options],
     )
     log.info("loaded %s (%s) on %s", entry.name, entry.file, ",".join(session.get_providers()))
-    return session
+    return with_injected_faults(entry.name, session)
