@@ -8,29 +8,35 @@ blurred.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Literal, Optional, Tuple
 
 import cv2
 import numpy as np
 
 from appliance.analyze import Analyzer, FrameAnalysis
 from appliance.anonymize import AnonymizedFrame, Anonymizer
+from appliance.audit import AuditLog, ImageWritten, record_start
 from appliance.capture import FrameSource, open_source
 from appliance.capture.sources import IMAGE_SUFFIXES
 from appliance.config import ApplianceConfig, BoardProfile
 from appliance.config.loader import config_hash
-from appliance.errors import InputError
+from appliance.errors import ApplianceError, InputError
 from appliance.frames import Analysed, Dropped, FrameLoop, Lost
 from appliance.health import HealthMonitor
 from appliance.models import load_detectors
 from appliance.models.manifest import load_manifest
 from appliance.pipeline import Pipeline
 from appliance.progress import Progress
-from appliance.publish import Publisher, make_birth, make_publisher
+from appliance.publish import AuditHead, Publisher, RetainedDocument, make_birth, make_publisher
+from appliance.publish.discovery import discovery_messages
 from appliance.schedule import Schedule
+from appliance.transparency import Notice, build_notice, notice_hash, notice_payload
 from appliance.vocabulary import ModelInfo
+
+log = logging.getLogger(__name__)
 
 
 def working_size(profile: BoardProfile) -> Tuple[int, int]:
@@ -67,6 +73,29 @@ def open_file_source(cfg: ApplianceConfig, spec: str, size: Optional[Tuple[int, 
     return open_source(spec, cfg.capture.model_copy(update={"loop": False}), size)
 
 
+def open_audit(cfg: ApplianceConfig, *, required: bool) -> Optional[AuditLog]:
+    """The device's audit log with this start recorded. ``required`` when publishing to a broker
+    (a deployed device): a log that cannot be written is then a runtime failure. A local demo run
+    or a laptop ``blur`` goes on without one, saying so."""
+    audit = AuditLog.from_config(cfg)
+    try:
+        record_start(audit, cfg)
+    except ApplianceError as exc:
+        if required:
+            raise
+        log.warning("%s; going on without an audit log (a device publishing to a broker always keeps one)", exc)
+        return None
+    return audit
+
+
+def retained_documents(cfg: ApplianceConfig, notice: Notice) -> List[RetainedDocument]:
+    """The public notice, and Home Assistant discovery configs when enabled."""
+    documents = [RetainedDocument("notice", notice_payload(notice))]
+    ha = discovery_messages(cfg.device_id, cfg.mqtt.topic_prefix, cfg.zones, cfg.lines, cfg.home_assistant)
+    documents += [RetainedDocument("discovery", m.payload, m.topic) for m in ha]
+    return documents
+
+
 def build_pipeline(
     cfg: ApplianceConfig,
     source: Optional[FrameSource] = None,
@@ -78,13 +107,26 @@ def build_pipeline(
     source = source or open_source(cfg.capture.source, cfg.capture, working_size(cfg.profile))
     anonymizer = build_anonymizer(cfg, live=source.live)
     models = model_infos(cfg.profile)
-    publisher = publisher or make_publisher(
-        device_id=cfg.device_id,
-        mqtt=cfg.mqtt,
-        publish=cfg.publish,
-        outbox=cfg.outbox,
-        birth=make_birth(config_hash=config_hash(cfg), board=cfg.profile.name, models=models),
-    )
+    audit = open_audit(cfg, required=cfg.mqtt.url is not None)
+    notice = build_notice(cfg)
+    if publisher is None:
+        head = audit.head() if audit is not None else None
+        birth = make_birth(
+            config_hash=config_hash(cfg),
+            board=cfg.profile.name,
+            models=models,
+            notice_hash=notice_hash(notice),
+            audit=None if head is None else AuditHead(length=head[0], sha256=head[1]),
+        )
+        publisher = make_publisher(
+            device_id=cfg.device_id,
+            mqtt=cfg.mqtt,
+            publish=cfg.publish,
+            outbox=cfg.outbox,
+            birth=birth,
+            documents=retained_documents(cfg, notice),
+            discovery_prefix=cfg.home_assistant.discovery_prefix if cfg.home_assistant.enabled else None,
+        )
     return Pipeline(
         source,
         anonymizer,
@@ -96,6 +138,7 @@ def build_pipeline(
         connect_timeout_s=cfg.mqtt.connect_timeout_s,
         watchdog_timeout_s=cfg.health.watchdog_timeout_s,
         progress=progress,
+        audit=audit,
     )
 
 
@@ -146,7 +189,19 @@ def blur_file(cfg: ApplianceConfig, src: Path, dst: Path, progress: Optional[Pro
         anonymizer.close()
         if writer is not None:
             writer.release()
+    record_image(cfg, "blur", dst, report.frames - (report.dropped if is_image else 0))
     return report
+
+
+def record_image(cfg: ApplianceConfig, command: Literal["blur", "preview"], dst: Path, frames: int) -> None:
+    """Anonymized image data written to disk is an audit entry, where the device keeps a log."""
+    if frames <= 0:
+        return
+    audit = AuditLog.from_config(cfg)
+    try:
+        audit.append(ImageWritten(command=command, output_path=str(dst.resolve()), frames=frames))
+    except ApplianceError as exc:
+        log.warning("%s; the image written is not in an audit log", exc)
 
 
 def _video_writer(dst: Path, source: FrameSource, width: int, height: int) -> cv2.VideoWriter:
@@ -234,4 +289,5 @@ def write_preview(cfg: ApplianceConfig, dst: Path, skip_frames: int = 0) -> str:
         raise InputError(f"source gave no frame (state {source.state})", path=cfg.capture.source)
     if not cv2.imwrite(str(dst), draw_overlay(last.frame, last.analysis, cfg)):
         raise InputError("cannot write", path=str(dst))
+    record_image(cfg, "preview", dst, 1)
     return f"{last.analysis.count} people, {len(cfg.zones)} zone(s), {len(cfg.lines)} line(s)"

@@ -16,12 +16,13 @@ from typing import Iterable, List, Optional
 
 from appliance.analyze import Analyzer, AnomalyEvent
 from appliance.anonymize import Anonymizer
+from appliance.audit import AnomalyChanged, AuditLog, Stopped
 from appliance.capture import FrameSource
 from appliance.frames import Analysed, Dropped, FrameLoop, FrameResult, StopReason
 from appliance.health import HealthMonitor
 from appliance.health.watchdog import Watchdog
 from appliance.progress import Progress
-from appliance.publish import BrokerUnreachable, Message, Publisher
+from appliance.publish import AuditHead, BrokerUnreachable, Message, Publisher
 from appliance.report import anomaly_message, counts_message, health_message
 from appliance.schedule import HealthDue, Schedule, WindowDue
 from appliance.vocabulary import ModelInfo
@@ -52,6 +53,7 @@ class Pipeline:
         connect_timeout_s: float,
         watchdog_timeout_s: float = 60.0,
         progress: Optional[Progress] = None,
+        audit: Optional[AuditLog] = None,
     ) -> None:
         self.source = source
         self.anonymizer = anonymizer
@@ -63,6 +65,7 @@ class Pipeline:
         self.connect_timeout_s = connect_timeout_s
         self.watchdog_timeout_s = watchdog_timeout_s
         self.progress = progress
+        self.audit = audit  # every anomaly and the stop are recorded; its head goes into health
         self._windows = 0
         self._dropped_before_window = 0  # health's drop total when the current window opened
 
@@ -85,7 +88,14 @@ class Pipeline:
 
     def _publish_health(self) -> None:
         cam = self.source.stats()
-        self._publish(health_message(self.health.snapshot(cam.camera_state, cam.reconnects), self.models))
+        snapshot = self.health.snapshot(cam.camera_state, cam.reconnects)
+        self._publish(health_message(snapshot, self.models, self._audit_head()))
+
+    def _audit_head(self) -> Optional[AuditHead]:
+        if self.audit is None:
+            return None
+        length, head = self.audit.head()
+        return AuditHead(length=length, sha256=head)
 
     def _on_clock(self, now_s: float, duration_s: float) -> None:
         for due in self.schedule.advance(now_s, duration_s):
@@ -131,6 +141,8 @@ class Pipeline:
             final = self.schedule.finish()
             if final is not None:
                 self._close_window(final)
+            if self.audit is not None:
+                self.audit.append(Stopped(reason=loop.stopped_by, frames_analyzed=self.health.frames_analyzed))
             self._publish_health()
             self.publisher.close(clean=True)
             self.source.close()
@@ -168,4 +180,9 @@ class Pipeline:
 
     def _emit_events(self, events: Iterable[AnomalyEvent]) -> None:
         for event in events:
+            if self.audit is not None:
+                changed = AnomalyChanged(
+                    type=event.type, state=event.state, zone=event.zone, value=event.value, threshold=event.threshold
+                )
+                self.audit.append(changed)
             self._publish(anomaly_message(event))

@@ -8,12 +8,13 @@ seconds, and the narrow message classes that the egress policy accepts.
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import Sequence
+from typing import Optional, Sequence
 
 from appliance.analyze import AnomalyEvent, WindowSummary
 from appliance.health import HealthSnapshot
 from appliance.publish import (
     AnomalyMessage,
+    AuditHead,
     CameraHealth,
     CountsMessage,
     FrameCounters,
@@ -57,7 +58,9 @@ def anomaly_message(event: AnomalyEvent) -> AnomalyMessage:
     )
 
 
-def health_message(snap: HealthSnapshot, models: Sequence[ModelInfo]) -> HealthMessage:
+def health_message(
+    snap: HealthSnapshot, models: Sequence[ModelInfo], audit: Optional[AuditHead] = None
+) -> HealthMessage:
     return HealthMessage(
         state=snap.state,
         fps=snap.fps,
@@ -68,4 +71,5 @@ def health_message(snap: HealthSnapshot, models: Sequence[ModelInfo]) -> HealthM
         camera=CameraHealth(state=snap.camera_state, reconnects=snap.camera_reconnects),
         models=list(models),
         uptime_s=snap.uptime_s,
+        audit=audit,
     )

@@ -37,6 +37,7 @@ PLACEHOLDERS = {
     "DIR": "pki",
     "P": "crowdmon",
     "B": "rpi4",
+    "CHECK": "camera",
 }
 FENCE = re.compile(r"^```[^\n]*\n(.*?)^```", re.MULTILINE | re.DOTALL)
 SPAN = re.compile(r"`([^`\n]+)`")
@@ -81,6 +82,10 @@ def test_the_docs_show_commands_at_all() -> None:
 @pytest.mark.parametrize(("doc", "line"), COMMANDS, ids=[f"{d}:{line}" for d, line in COMMANDS])
 def test_a_shown_command_line_is_accepted_by_the_cli(doc: str, line: str) -> None:
     argv = to_argv(line)
+    if "..." in argv:  # `appliance provision init|device ...`: the rest is described in prose
+        argv = argv[: argv.index("...")]
+        assert list(command_path(argv)) == argv, f"{doc}: `{line}` names no command"
+        return
     if list(command_path(argv)) == argv:
         return  # a mention of a command by name (`appliance monitor`): the --help test below runs it
     parser = build_parser()

@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 import pytest
+from conftest import REPO, Broker, Subscriber, _require_mosquitto, _run_user_line, free_port
+from wheelhouse import build_wheelhouse
 
 from appliance.cli import main
-from tests.conftest import REPO, Broker, Subscriber, _require_mosquitto, _run_user_line, free_port
-from tests.wheelhouse import build_wheelhouse
 
 DEVICE = "cam-install-1"
 FRAME = REPO / "tests" / "data" / "vtest_frame300.jpg"

@@ -14,9 +14,8 @@ import yaml
 
 from appliance.cli import main
 from appliance.config import load_config
-from appliance.config.schema import PublishConfig
 from appliance.models.manifest import load_manifest
-from appliance.publish.egress import check_json_payload
+from appliance.publish.egress import DOCUMENT_MAX_BYTES, EgressPolicy, RetainedDocument, check_json_payload
 from appliance.publish.messages import (
     MAX_LINES,
     MAX_ZONES,
@@ -195,9 +194,14 @@ def test_the_largest_notice_the_config_allows_passes_the_egress_checks(tmp_path:
         zones=zones,
         lines=lines,
     )
-    payload = notice_payload(build_notice(load_config(site)))
+    cfg = load_config(site)
+    payload = notice_payload(build_notice(cfg))
     check_json_payload(payload)
-    assert len(payload) <= PublishConfig().max_payload_bytes
+    # The notice has its own cap (it lists every published field); the egress policy enforces it.
+    assert len(payload) <= DOCUMENT_MAX_BYTES
+    policy = EgressPolicy(topic_prefix="crowdmon", device_id=cfg.device_id, max_payload_bytes=1024)
+    approved = policy.approve_document(RetainedDocument("notice", payload))
+    assert approved.retain and approved.topic == f"crowdmon/{cfg.device_id}/notice"
 
 
 def test_config_refuses_a_text_the_egress_policy_would_refuse(tmp_path: Path) -> None:

@@ -26,7 +26,12 @@ _TAIL_CHUNK = 65536
 
 
 def audit_log_path(cfg: ApplianceConfig) -> Path:
-    return Path(cfg.transparency.audit_log_path.replace("{device_id}", cfg.device_id))
+    """``transparency.audit_log_path``, or ``audit.jsonl`` beside the device's outbox."""
+    if cfg.transparency.audit_log_path:
+        return Path(cfg.transparency.audit_log_path.replace("{device_id}", cfg.device_id))
+    from appliance.publish.outbox import outbox_path
+
+    return outbox_path(cfg.outbox, cfg.device_id).parent / "audit.jsonl"
 
 
 def _iso(at: datetime) -> str:

@@ -511,9 +511,10 @@ class TransparencyConfig(Strict):
     central_retention_days: Optional[int] = Field(
         None, ge=1, description="How long the operator promises to keep the aggregates centrally (days)"
     )
-    audit_log_path: str = Field(
-        "/var/lib/crowd-appliance/audit-{device_id}.jsonl",
-        description="Append-only, hash-chained audit log (JSON lines); {device_id} is replaced",
+    audit_log_path: Optional[str] = Field(
+        None,
+        description="Append-only, hash-chained audit log (JSON lines); {device_id} is replaced. "
+        "None: audit.jsonl beside the outbox",
     )
 
     @field_validator(

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from appliance.errors import AlreadyRunning, DeliveryFailed
 from appliance.publish.backoff import FullJitterBackoff
-from appliance.publish.egress import ApprovedPayload, EgressError, EgressPolicy
+from appliance.publish.egress import ApprovedPayload, EgressError, EgressPolicy, RetainedDocument
 from appliance.publish.lifecycle import make_birth
 from appliance.publish.messages import (
     AnomalyMessage,
+    AuditHead,
     CameraHealth,
     CountsMessage,
     CountStats,
@@ -38,6 +39,7 @@ __all__ = [
     "AlreadyRunning",
     "AnomalyMessage",
     "ApprovedPayload",
+    "AuditHead",
     "BrokerRejected",
     "BrokerUnreachable",
     "CameraHealth",
@@ -61,6 +63,7 @@ __all__ = [
     "OutboxStats",
     "Publisher",
     "PublisherStats",
+    "RetainedDocument",
     "StatusMessage",
     "StdoutPublisher",
     "ZoneStats",

@@ -26,7 +26,7 @@ import sqlite3
 import threading
 import time
 from functools import partial
-from typing import Callable, Dict, List, Optional, TypeVar
+from typing import Callable, Dict, List, Optional, Sequence, TypeVar
 
 from paho.mqtt.enums import MQTTProtocolVersion
 
@@ -57,6 +57,7 @@ STABLE_S = 10.0
 # Marks in the in-flight table for messages that are not outbox rows.
 _REPUBLISHED_BIRTH = 0
 _DEATH = -1
+_DOCUMENT = -2
 
 
 class _GiveUp(Exception):
@@ -76,8 +77,10 @@ class DeliveryLoop:
         close_timeout_s: float,
         storage_give_up_s: float,
         backoff: FullJitterBackoff,
+        documents: Sequence[ApprovedPayload] = (),
     ) -> None:
         self.outbox = outbox
+        self.documents = list(documents)
         self.writer = writer
         self.link = link
         self.policy = policy
@@ -182,9 +185,13 @@ class DeliveryLoop:
         self.error_event.set()
         self._last_sent = 0  # resend everything not yet acknowledged, in seq order
         self._refused_now = False
-        if self.birth_delivered:
+        republish = [(self.boot.birth, _REPUBLISHED_BIRTH)] if self.birth_delivered else []
+        # Retained state (the notice, discovery configs) is re-published at every connect: a broker
+        # restarted without persistence would otherwise have forgotten it.
+        republish += [(document, _DOCUMENT) for document in self.documents]
+        for payload, mark in republish:
             try:
-                self._inflight[self.link.publish(self.boot.birth)] = _REPUBLISHED_BIRTH
+                self._inflight[self.link.publish(payload)] = mark
             except BrokerError as exc:
                 self._report(exc)
         return True
@@ -303,7 +310,10 @@ class DeliveryLoop:
         self.refused_total += 1
         self.refusing = True
         self._refused_now = True
-        what = "our status" if seq <= 0 or seq == self.boot.birth_seq else f"seq {seq}"
+        if seq == _DOCUMENT:
+            what = "a retained document"
+        else:
+            what = "our status" if seq <= 0 or seq == self.boot.birth_seq else f"seq {seq}"
         exc = BrokerRejected(
             f"{self.link.address}: broker refused {what} on {self.policy.topic_for('')}: {reason}; "
             f"kept in the outbox and retried after reconnecting (check the broker ACL and that the "

@@ -23,7 +23,7 @@ import json
 import re
 import threading
 from dataclasses import dataclass, field
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Literal, Optional
 
 from appliance.errors import ApplianceError
 from appliance.publish.messages import MESSAGE_TYPES, Message, parse_payload
@@ -49,6 +49,19 @@ class EgressError(ApplianceError):
         self.reason = reason
 
 
+# The public notice lists every published field and the operator's texts: larger than a message.
+DOCUMENT_MAX_BYTES = 32 * 1024
+
+
+@dataclass(frozen=True)
+class RetainedDocument:
+    """State the device publishes retained at every connect, outside the outbox's history."""
+
+    kind: Literal["notice", "discovery"]
+    payload: bytes
+    topic: Optional[str] = None  # discovery: the Home Assistant config topic
+
+
 @dataclass(frozen=True)
 class ApprovedPayload:
     """A payload that passed the egress check. Construct only through :meth:`EgressPolicy.approve`."""
@@ -68,8 +81,11 @@ class ApprovedPayload:
 class EgressPolicy:
     """Checks payloads for one device. Thread-safe; counts refusals by reason."""
 
-    def __init__(self, *, topic_prefix: str, device_id: str, max_payload_bytes: int) -> None:
+    def __init__(
+        self, *, topic_prefix: str, device_id: str, max_payload_bytes: int, discovery_prefix: Optional[str] = None
+    ) -> None:
         self.topic_prefix = topic_prefix
+        self.discovery_prefix = discovery_prefix
         self.device_id = device_id
         self.max_payload_bytes = max_payload_bytes
         self._lock = threading.Lock()
@@ -114,6 +130,31 @@ class EgressPolicy:
                 # payload carried something the model would not have produced.
                 raise EgressError("invalid", "stored payload is not in canonical form")
             return approved
+        except EgressError as exc:
+            self._count(exc.reason)
+            raise
+
+    def approve_document(self, doc: RetainedDocument) -> ApprovedPayload:
+        """Check a retained document that is not a message: the public notice on the device's own
+        ``notice`` topic, or a Home Assistant discovery config under ``discovery_prefix`` (an empty
+        payload removes one). Same structural checks as every message; the notice may be larger."""
+        try:
+            if doc.kind == "notice":
+                topic, limit = self.topic_for("notice"), DOCUMENT_MAX_BYTES
+            elif doc.kind == "discovery" and self.discovery_prefix is not None:
+                topic, limit = doc.topic or "", self.max_payload_bytes
+                pattern = rf"^{re.escape(self.discovery_prefix)}/(sensor|binary_sensor)/{re.escape(self.device_id)}/"
+                if not re.match(pattern + r"[A-Za-z0-9_-]{1,64}/config$", topic):
+                    raise EgressError("wrong_topic", f"{topic!r} is not this device's discovery topic")
+            else:
+                raise EgressError("unknown_kind", f"{doc.kind!r} is not a document this device publishes")
+            if doc.topic is not None and doc.topic != topic:
+                raise EgressError("wrong_topic", f"topic {doc.topic!r} is not {topic!r}")
+            if len(doc.payload) > limit:
+                raise EgressError("too_large", f"{len(doc.payload)} bytes > {limit}")
+            if doc.payload or doc.kind != "discovery":
+                check_json_payload(doc.payload)
+            return ApprovedPayload(topic, doc.payload, doc.kind, 0, True, _APPROVAL_TOKEN)
         except EgressError as exc:
             self._count(exc.reason)
             raise

@@ -13,16 +13,28 @@ from typing import Iterable, Optional, Tuple
 
 from appliance.publish.egress import ApprovedPayload
 from appliance.publish.envelope import Envelope
-from appliance.publish.messages import ModelInfo, StatusMessage, utcnow
+from appliance.publish.messages import AuditHead, ModelInfo, StatusMessage, utcnow
 from appliance.publish.outbox import Sealed
 
 
 def make_birth(
-    *, config_hash: str, board: str, models: Iterable[ModelInfo], started_at: Optional[datetime] = None
+    *,
+    config_hash: str,
+    board: str,
+    models: Iterable[ModelInfo],
+    started_at: Optional[datetime] = None,
+    notice_hash: Optional[str] = None,
+    audit: Optional[AuditHead] = None,
 ) -> StatusMessage:
     """The ``online`` status for this configuration (envelope left for the publisher to stamp)."""
     return StatusMessage(
-        state="online", models=list(models), config_hash=config_hash, board=board, started_at=started_at or utcnow()
+        state="online",
+        models=list(models),
+        config_hash=config_hash,
+        board=board,
+        started_at=started_at or utcnow(),
+        notice_hash=notice_hash,
+        audit=audit,
     )
 
 

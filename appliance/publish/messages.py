@@ -47,6 +47,7 @@ from appliance.vocabulary import (
     NonNegative,
     PrivacyApplied,
     Severity,
+    Sha256,
     Value,
     ZoneStats,
 )
@@ -118,6 +119,13 @@ class OutboxHealth(Value):
     )
 
 
+class AuditHead(Value):
+    """The head of the device's hash-chained audit log: an anchor kept outside the device."""
+
+    length: Count = Field(description="entries in the log")
+    sha256: Sha256 = Field(description="hash of the last entry (which covers every entry before it)")
+
+
 class LinkHealth(Value):
     """The broker link as the publisher sees it. Filled in by the publisher, not the pipeline."""
 
@@ -176,6 +184,10 @@ class StatusMessage(Message):
     config_hash: str = Field(pattern=r"^[0-9a-f]{8,64}$")
     board: Name
     started_at: UtcDatetime
+    notice_hash: Optional[Sha256] = Field(
+        None, description="sha256 of the retained notice payload this boot publishes; a change is visible here"
+    )
+    audit: Optional[AuditHead] = Field(None, description="the device's audit log when this boot started")
 
     def as_offline(self) -> StatusMessage:
         """The death message matching this birth: same content, ``offline``, envelope not yet stamped."""
@@ -252,6 +264,9 @@ class HealthMessage(Message):
     camera: CameraHealth
     models: List[ModelInfo] = Field(default_factory=list, max_length=8)
     outbox: Optional[OutboxHealth] = Field(None, description="filled in by the publisher")
+    audit: Optional[AuditHead] = Field(
+        None, description="the audit log's head now: keep it, so a later rewrite or truncation on the device shows"
+    )
     link: Optional[LinkHealth] = Field(None, description="broker link; filled in by the publisher")
     uptime_s: NonNegative
 

@@ -33,12 +33,12 @@ import sqlite3
 import sys
 import threading
 import time
-from typing import Optional, Protocol, TextIO
+from typing import Any, Dict, List, Optional, Protocol, Sequence, TextIO
 
 from appliance.config.schema import MqttConfig, OutboxConfig, PublishConfig
 from appliance.publish.backoff import FullJitterBackoff
 from appliance.publish.delivery import DeliveryLoop
-from appliance.publish.egress import ApprovedPayload, EgressError, EgressPolicy
+from appliance.publish.egress import ApprovedPayload, EgressError, EgressPolicy, RetainedDocument
 from appliance.publish.envelope import Envelope
 from appliance.publish.lifecycle import Boot, seal_boot
 from appliance.publish.messages import HealthMessage, Message, StatusMessage, utcnow
@@ -67,14 +67,28 @@ class Publisher(Protocol):
 class _Base:
     """What both publishers share: the envelope, the birth, the checks on what the pipeline sends."""
 
-    def __init__(self, *, device_id: str, mqtt: MqttConfig, publish: PublishConfig, birth: StatusMessage) -> None:
+    def __init__(
+        self,
+        *,
+        device_id: str,
+        mqtt: MqttConfig,
+        publish: PublishConfig,
+        birth: StatusMessage,
+        documents: Sequence[RetainedDocument] = (),
+        discovery_prefix: Optional[str] = None,
+    ) -> None:
         if birth.state != "online":
             raise ValueError("the birth message must be 'online'")
         self.device_id = device_id
         self.publish_cfg = publish
         self.policy = EgressPolicy(
-            topic_prefix=mqtt.topic_prefix, device_id=device_id, max_payload_bytes=publish.max_payload_bytes
+            topic_prefix=mqtt.topic_prefix,
+            device_id=device_id,
+            max_payload_bytes=publish.max_payload_bytes,
+            discovery_prefix=discovery_prefix,
         )
+        # Checked now: a document the egress policy refuses stops the start, not the first connect.
+        self.documents: List[ApprovedPayload] = [self.policy.approve_document(d) for d in documents]
         self.envelope = Envelope(self.policy, device_id)
         self._birth_content = birth
         self.boot: Optional[Boot] = None
@@ -121,8 +135,17 @@ class StdoutPublisher(_Base):
         publish: PublishConfig,
         birth: StatusMessage,
         stream: Optional[TextIO] = None,
+        documents: Sequence[RetainedDocument] = (),
+        discovery_prefix: Optional[str] = None,
     ) -> None:
-        super().__init__(device_id=device_id, mqtt=mqtt, publish=publish, birth=birth)
+        super().__init__(
+            device_id=device_id,
+            mqtt=mqtt,
+            publish=publish,
+            birth=birth,
+            documents=documents,
+            discovery_prefix=discovery_prefix,
+        )
         self.stream = stream if stream is not None else sys.stdout
         self._seq = 0
         self._lock = threading.Lock()
@@ -131,6 +154,8 @@ class StdoutPublisher(_Base):
         self.boot = seal_boot(self.envelope, self._birth_content, boot_id=1, first_seq=1)
         self._seq = 2  # 1: birth, 2: death
         self._emit(self.boot.birth)
+        for document in self.documents:
+            self._emit(document)
 
     def connect(self, timeout_s: float) -> None:
         """Nothing to connect to."""
@@ -146,7 +171,8 @@ class StdoutPublisher(_Base):
             self._emit(approved)
 
     def _emit(self, approved: ApprovedPayload) -> None:
-        line = json.dumps({"topic": approved.topic, "payload": json.loads(approved.payload)}, separators=(",", ":"))
+        payload = json.loads(approved.payload) if approved.payload else None  # empty: a removed discovery config
+        line = json.dumps({"topic": approved.topic, "payload": payload}, separators=(",", ":"))
         self.stream.write(line + "\n")
         self.stream.flush()
 
@@ -172,8 +198,17 @@ class MqttPublisher(_Base):
         publish: PublishConfig,
         outbox: OutboxConfig,
         birth: StatusMessage,
+        documents: Sequence[RetainedDocument] = (),
+        discovery_prefix: Optional[str] = None,
     ) -> None:
-        super().__init__(device_id=device_id, mqtt=mqtt, publish=publish, birth=birth)
+        super().__init__(
+            device_id=device_id,
+            mqtt=mqtt,
+            publish=publish,
+            birth=birth,
+            documents=documents,
+            discovery_prefix=discovery_prefix,
+        )
         self.mqtt = mqtt
         self.outbox_cfg = outbox
         self.outbox = Outbox(
@@ -208,6 +243,7 @@ class MqttPublisher(_Base):
             close_timeout_s=self.publish_cfg.close_timeout_s,
             storage_give_up_s=self.outbox_cfg.storage_give_up_s,
             backoff=FullJitterBackoff(self.mqtt.reconnect_min_s, self.mqtt.reconnect_max_s),
+            documents=self.documents,
         )
         self.delivery.start()
 
@@ -316,8 +352,15 @@ def make_publisher(
     outbox: OutboxConfig,
     birth: StatusMessage,
     stream: Optional[TextIO] = None,
+    documents: Sequence[RetainedDocument] = (),
+    discovery_prefix: Optional[str] = None,
 ) -> Publisher:
-    """:class:`MqttPublisher` when ``mqtt.url`` is set, else :class:`StdoutPublisher`."""
+    """:class:`MqttPublisher` when ``mqtt.url`` is set, else :class:`StdoutPublisher`. ``documents``
+    (the public notice, Home Assistant discovery configs) are published retained at every connect."""
+    common: Dict[str, Any] = dict(
+        device_id=device_id, mqtt=mqtt, publish=publish, birth=birth, documents=documents,
+        discovery_prefix=discovery_prefix,
+    )
     if mqtt.url is None:
-        return StdoutPublisher(device_id=device_id, mqtt=mqtt, publish=publish, birth=birth, stream=stream)
-    return MqttPublisher(device_id=device_id, mqtt=mqtt, publish=publish, outbox=outbox, birth=birth)
+        return StdoutPublisher(stream=stream, **common)
+    return MqttPublisher(outbox=outbox, **common)
