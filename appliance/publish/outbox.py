@@ -39,18 +39,36 @@ is eventually delivered, in seq order with the rest of the backlog.
 
 from __future__ import annotations
 
-import errno
 import sqlite3
 import threading
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, Iterable, Iterator, List, Optional, Tuple
+from typing import Callable, Iterable, Iterator, List, Optional, Tuple
 
-from appliance.config.schema import OutboxConfig
 from appliance.errors import ApplianceError, InputError
 from appliance.publish.lockfile import FileLock
+from appliance.publish.outbox_types import (
+    OutboxConflict,
+    OutboxRow,
+    OutboxStats,
+    Sealed,
+    is_disk_full,
+    is_transient,
+    outbox_path,
+)
+
+# Defined beside, part of the outbox's interface.
+__all__ = [
+    "Outbox",
+    "OutboxConflict",
+    "OutboxRow",
+    "OutboxStats",
+    "Sealed",
+    "is_disk_full",
+    "is_transient",
+    "outbox_path",
+]
 
 # Cap drops go through kinds in this order. Anything not listed (status) is never dropped.
 DROP_ORDER: Tuple[str, ...] = ("health", "counts", "anomalies")
@@ -82,58 +100,6 @@ CREATE TABLE IF NOT EXISTS boots (
 """
 # Added to ``boots`` after the first release; files written before have no such columns.
 _BOOT_COLUMNS = {"death_topic": "TEXT", "death_payload": "BLOB", "closed": "INTEGER NOT NULL DEFAULT 0"}
-
-
-def outbox_path(cfg: OutboxConfig, device_id: str) -> Path:
-    """``outbox.path`` with ``{device_id}`` expanded: one outbox per device by default."""
-    return Path(cfg.path.replace("{device_id}", device_id))
-
-
-class OutboxConflict(ApplianceError):
-    """A write that would break seq continuity: someone else wrote to the file. Exit 1."""
-
-
-@dataclass(frozen=True)
-class OutboxRow:
-    seq: int
-    kind: str
-    topic: str
-    payload: bytes
-    created: float
-
-
-@dataclass(frozen=True)
-class OutboxStats:
-    """What health reports about store-and-forward."""
-
-    pending: int
-    pending_bytes: int
-    oldest_age_s: Optional[float]
-    dropped: Dict[str, int] = field(default_factory=dict)
-    lost: int = 0
-
-
-@dataclass(frozen=True)
-class Sealed:
-    """A payload built for its seq, ready to store: what :meth:`Outbox.append` takes."""
-
-    seq: int
-    kind: str
-    topic: str
-    payload: bytes
-    created: Optional[float] = None  # unix time it was sealed; None: when stored
-
-
-def is_disk_full(exc: BaseException) -> bool:
-    if isinstance(exc, OSError):
-        return exc.errno in (errno.ENOSPC, errno.EDQUOT)
-    return isinstance(exc, sqlite3.Error) and "full" in str(exc).lower()
-
-
-def is_transient(exc: sqlite3.Error) -> bool:
-    """Locked, busy, disk full, I/O: may clear by itself. Anything else (a corrupt file, a closed
-    connection) will not, and retrying would only hide it."""
-    return isinstance(exc, sqlite3.OperationalError)
 
 
 class Outbox:
