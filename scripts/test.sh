@@ -4,6 +4,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 .venv/bin/ruff check appliance tests scripts
+.venv/bin/mypy
 .venv/bin/python -m pytest -q -p no:cacheprovider "$@"
 # aarch64 smoke test under qemu-user (skips with a reason where the host cannot run it;
 # APPLIANCE_SKIP_AARCH64=1 skips it on purpose).
