@@ -51,7 +51,7 @@ class MonitorOptions:
 
 
 def _client(opts: MonitorOptions, inbox: queue.Queue[_Received], connack: queue.Queue[Any]) -> paho.Client:
-    address = parse_url(opts.broker_url)
+    address = parse_url(opts.broker_url, field="--broker")
     for flag, path in (("--ca-file", opts.ca_file), ("--cert-file", opts.cert_file), ("--key-file", opts.key_file)):
         if path is not None and not os.access(path, os.R_OK):
             raise InputError("file not found or not readable", path=path, field=flag)
@@ -93,7 +93,7 @@ def _client(opts: MonitorOptions, inbox: queue.Queue[_Received], connack: queue.
 
 
 def _connect(client: paho.Client, opts: MonitorOptions, connack: queue.Queue[Any]) -> None:
-    address = parse_url(opts.broker_url)
+    address = parse_url(opts.broker_url, field="--broker")
     try:
         client.connect(address.host, address.port, keepalive=30)
     except ssl.SSLError as exc:

@@ -24,10 +24,8 @@ import os
 import socket
 import ssl
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, Optional
-from urllib.parse import urlsplit
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
@@ -35,6 +33,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
+from appliance.config.broker_url import BrokerAddress, BrokerUrlError, parse_broker_url
 from appliance.config.schema import MqttConfig
 from appliance.errors import BrokerError, InputError
 from appliance.publish.egress import ApprovedPayload, EgressPolicy
@@ -54,31 +53,12 @@ class BrokerUnreachable(BrokerError):
     fatal = False
 
 
-@dataclass(frozen=True)
-class BrokerAddress:
-    scheme: str
-    host: str
-    port: int
-
-    @property
-    def tls(self) -> bool:
-        return self.scheme == "mqtts"
-
-    def __str__(self) -> str:
-        return f"{self.scheme}://{self.host}:{self.port}"
-
-
-def parse_url(url: str) -> BrokerAddress:
-    parts = urlsplit(url)
-    if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
-        raise InputError(f"not an mqtt:// or mqtts:// URL with a host: {url!r}", field="mqtt.url")
-    if parts.username or parts.password:
-        raise InputError("credentials do not belong in the URL", field="mqtt.url")
+def parse_url(url: str, field: str = "mqtt.url") -> BrokerAddress:
+    """The config's one broker-URL parser, its error as one line naming the field."""
     try:
-        port = parts.port
-    except ValueError:
-        raise InputError(f"bad port in {url!r}", field="mqtt.url") from None
-    return BrokerAddress(parts.scheme, parts.hostname, port or (8883 if parts.scheme == "mqtts" else 1883))
+        return parse_broker_url(url)
+    except BrokerUrlError as exc:
+        raise InputError(f"{url!r} {exc}", field=field) from None
 
 
 def read_password(cfg: MqttConfig) -> Optional[str]:
