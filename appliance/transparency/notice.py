@@ -116,6 +116,7 @@ class Notice(_Strict):
     topics: List[TopicNotice]
     models: List[ModelNotice]
     audit_log: str = Field(description="What the device records about itself")
+    small_counts: str = Field(description="How figures of few people are protected before they leave")
 
 
 PROMISE = "faces are blurred inside this device; no images are stored or sent; only counts leave"
@@ -235,7 +236,20 @@ def build_notice(cfg: ApplianceConfig, *, models_dir: Optional[Path] = None) -> 
         models=_model_notices(cfg, models_dir),
         audit_log="a hash-chained log on the device of every start, stop, config change, anomaly flag, image "
         "written by a local command and model verification failure",
+        small_counts=_small_counts(cfg),
     )
+
+
+def _small_counts(cfg: ApplianceConfig) -> str:
+    k, epsilon = cfg.privacy.min_count, cfg.privacy.noise_epsilon
+    text = (
+        f"zone, line and dwell figures of fewer than {k} people in a window are published as suppressed"
+        if k
+        else "not enabled: zone and line figures are published exactly, however few people they count"
+    )
+    if epsilon is not None:
+        text += f"; Laplace noise (epsilon {epsilon:g} per value) is added to zone and line counts"
+    return text + "; the frame total is exact"
 
 
 def notice_payload(notice: Notice) -> bytes:

@@ -38,4 +38,5 @@ def notice_lines(n: Notice) -> List[str]:
         out += [f"    ! {term}" for term in m.training_data_terms]
     out.append("")
     out.append(f"Audit: {n.audit_log}.")
+    out.append(f"Small counts: {n.small_counts}.")
     return out
