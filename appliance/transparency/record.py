@@ -239,9 +239,7 @@ def build_record(cfg: ApplianceConfig, notice: Optional[Notice] = None) -> str:
         "published in the birth and health messages |",
         "| someone quietly changes the config or the log | config hash in the birth message; hash-chained audit "
         "log whose head is published; `appliance audit verify` |",
-        "| a single person is singled out from small counts | "
-        + blank("small-count protection setting, see privacy.min_count when available")
-        + " |",
+        f"| a single person is singled out from small counts | {n.small_counts} (`privacy` in the site config) |",
         f"| other risks at this site | {blank('list and mitigate')} |",
         "",
         "### A.8 Why this is not biometric identification or categorisation",
