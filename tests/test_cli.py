@@ -57,6 +57,11 @@ def test_run_without_broker_prints_what_it_would_publish_and_every_payload_is_sc
     topics = [m["topic"] for m in messages]
     assert topics[0] == "crowdmon/cli-test/status" and messages[0]["payload"]["state"] == "online"
     assert topics[-1] == "crowdmon/cli-test/status" and messages[-1]["payload"]["state"] == "offline"
+    # The retained notice follows the birth; it is a document, not a message: no envelope (no seq).
+    assert topics[1] == "crowdmon/cli-test/notice"
+    notice_schema = json.loads((SCHEMAS / "notice.json").read_text())
+    jsonschema.validate(messages[1]["payload"], notice_schema)
+    messages = [m for m in messages if not m["topic"].endswith("/notice")]
     counts = [m["payload"] for m in messages if m["topic"].endswith("/counts")]
     # 12 s of 10 fps video in [start, end) windows of 5 s: every frame in exactly one window.
     assert [c["frames_analyzed"] for c in counts] == [50, 50, 20]

@@ -82,7 +82,8 @@ def acl_broker(tmp_path: Path, site: Path) -> Iterator[Callable[[str], Broker]]:
 def install(bundle_dir: Path, root: Path, wheelhouse: Path) -> subprocess.CompletedProcess:
     return subprocess.run(
         ["bash", str(bundle_dir / "install.sh"), "--root", str(root), "--wheelhouse", str(wheelhouse),
-         "--source", str(FRAME)],
+         # No camera and no NTP in CI: those two checks are left out (and named SKIP), the rest must pass.
+         "--skip", "camera", "--skip", "time"],
         capture_output=True, text=True, timeout=600, cwd=root,
     )
 

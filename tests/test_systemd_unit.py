@@ -105,7 +105,7 @@ def test_the_unit_uses_the_watchdog_and_does_not_crash_loop_on_a_bad_config() ->
     unit = settings(UNIT.read_text())
     assert unit["Type"] == ["notify"] and unit["NotifyAccess"] == ["main"]
     assert float(unit["WatchdogSec"][0]) > 0
-    assert unit["Restart"] == ["on-failure"] and unit["RestartPreventExitStatus"] == ["2"]
+    assert unit["Restart"] == ["on-failure"] and unit["RestartPreventExitStatus"] == ["2 3"]
     assert unit["ExecStart"][0].split()[0] == EXEC_START
     # Raw frames are in memory: no core dump may write them to disk.
     assert unit["LimitCORE"] == ["0"]

@@ -284,7 +284,9 @@ def test_without_systemd_a_hung_detector_ends_the_process_and_the_last_will_fire
     finally:
         stop(proc)
     line = stderr.wait_for("watchdog: main loop made no progress", 10)
-    assert "fault_injection.py" in line, line  # the line says where the loop is stuck
+    # The line says where the loop is stuck: in the hung model, or waiting for it (the face model runs
+    # on the anonymizer's worker thread, side by side with the person model).
+    assert "fault_injection.py" in line or "anonymizer.py" in line, line
     assert "Traceback" not in stderr.text()
     # The main thread never got out of the hung model, so this 'offline' is the broker's last will.
     sub.wait_for(lambda ms: ms[-1].payload["state"] == "offline", 60)

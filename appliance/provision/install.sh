@@ -15,7 +15,7 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 
 usage() {
     cat <<USAGE
-usage: install.sh [--root DIR] [--wheelhouse DIR] [--python PY] [--source SRC] [--no-selftest]
+usage: install.sh [--root DIR] [--wheelhouse DIR] [--python PY] [--source SRC] [--skip CHECK]... [--no-selftest]
 
   --root DIR        install under DIR instead of / (a test or image build): no user is created,
                     nothing is chowned, systemctl is not called, and the paths in site.yaml are
@@ -24,6 +24,8 @@ usage: install.sh [--root DIR] [--wheelhouse DIR] [--python PY] [--source SRC] [
                     'wheelhouse' beside the bundle if it exists, else PyPI
   --python PY       the Python 3.9+ to build the venv with (default: python3)
   --source SRC      camera source for the self-test only (default: the one in site.yaml)
+  --skip CHECK      leave one self-test check out (camera, time, outbox, broker), e.g. on a lab
+                    bench; the device is then not reported as ready to deploy
   --no-selftest     skip the self-test (and do not start the service)
 USAGE
 }
@@ -33,12 +35,14 @@ WHEELHOUSE=""
 PYTHON=python3
 SELFTEST_SOURCE=""
 SELFTEST=1
+SELFTEST_SKIP=()
 while [ $# -gt 0 ]; do
     case "$1" in
         --root) ROOT="${2:?--root needs a folder}"; shift 2 ;;
         --wheelhouse) WHEELHOUSE="${2:?--wheelhouse needs a folder}"; shift 2 ;;
         --python) PYTHON="${2:?--python needs an interpreter}"; shift 2 ;;
         --source) SELFTEST_SOURCE="${2:?--source needs a source}"; shift 2 ;;
+        --skip) SELFTEST_SKIP+=(--skip "${2:?--skip needs a check name}"); shift 2 ;;
         --no-selftest) SELFTEST=0; shift ;;
         -h|--help) usage; exit 0 ;;
         *) echo "install.sh: error: unknown option $1" >&2; usage >&2; exit 2 ;;
@@ -148,6 +152,7 @@ if [ "$SELFTEST" -eq 0 ]; then
 fi
 selftest=("$PREFIX/.venv/bin/appliance" selftest --config "$ETC/site.yaml")
 [ -z "$SELFTEST_SOURCE" ] || selftest+=(--source "$SELFTEST_SOURCE")
+selftest+=("${SELFTEST_SKIP[@]}")
 if [ "$SYSTEM" -eq 1 ]; then
     selftest=(runuser -u "$USER_NAME" -- "${selftest[@]}")
 fi

@@ -372,4 +372,4 @@ def check_broker(mqtt: MqttConfig, device_id: str, timeout_s: float = 10.0) -> s
         )
     if not v5:
         return f"{where}; publish permission not checked (MQTT 3.1.1 brokers drop refused messages silently)"
-    return f"{where}; may publish as {device_id}"
+    return f"{where}; PUBACK for a test publish on {probe.topic}: may publish as {device_id}"
