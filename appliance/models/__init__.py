@@ -7,7 +7,7 @@ onnxruntime and OpenCV are imported only when a detector is opened: other stages
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -40,13 +40,14 @@ def open_face_detector(
     threads: int = 2,
     input_size: Tuple[int, int] = (640, 480),
     score_threshold: Optional[float] = None,
+    verified: Optional[Mapping[str, bytes]] = None,
 ) -> FaceDetector:
     root = Path(models_dir or default_models_dir())
     entry = _entry(name, "face", root, manifest)
     from appliance.models.face_detector import FaceDetector
     from appliance.models.runtime import create_session
 
-    session = create_session(root, entry, providers, threads)
+    session = create_session(root, entry, providers, threads, verified)
     return FaceDetector(session, entry, input_size=input_size, score_threshold=score_threshold)
 
 
@@ -62,18 +63,22 @@ def open_person_detector(
     score_threshold: Optional[float] = None,
     nms_iou: Optional[float] = None,
     min_box_height_px: float = 0.0,
+    verified: Optional[Mapping[str, bytes]] = None,
 ) -> PersonDetector:
     root = Path(models_dir or default_models_dir())
     entry = _entry(name, "person", root, manifest)
     anchors = None
     pp = entry.postprocess
     if pp.anchors_file:
-        raw = read_verified(root, pp.anchors_file, pp.anchors_sha256 or "")
+        if verified and pp.anchors_file in verified:
+            raw = verified[pp.anchors_file]
+        else:
+            raw = read_verified(root, pp.anchors_file, pp.anchors_sha256 or "")
         anchors = _npy_from_bytes(raw)
     from appliance.models.person_detector import PersonDetector
     from appliance.models.runtime import create_session
 
-    session = create_session(root, entry, providers, threads)
+    session = create_session(root, entry, providers, threads, verified)
     return PersonDetector(
         session,
         entry,
@@ -119,9 +124,12 @@ def load_detectors(
     manifest = load_manifest(root)
     # Check every file of both models first, so a bad person model is reported before the face
     # model has spent seconds building a (TensorRT) session.
-    for name in (prof.models.face, prof.models.person):
-        for rel, sha in manifest.get(name).files():
-            read_verified(root, rel, sha)
+    # Each file is read and hashed once; the sessions are built from these very bytes.
+    verified = {
+        rel: read_verified(root, rel, sha)
+        for name in (prof.models.face, prof.models.person)
+        for rel, sha in manifest.get(name).files()
+    }
     providers = prof.runtime.execution_providers
     threads = prof.runtime.intra_op_threads
     import cv2
@@ -141,6 +149,7 @@ def load_detectors(
         threads=threads,
         input_size=(prof.face_input_width, prof.face_input_height),
         score_threshold=anonymize.face_score_threshold,
+        verified=verified,
     )
     person = open_person_detector(
         prof.models.person,
@@ -153,5 +162,6 @@ def load_detectors(
         score_threshold=detection.person_score_threshold,
         nms_iou=detection.nms_iou,
         min_box_height_px=detection.min_box_height_px,
+        verified=verified,
     )
     return face, person

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 # Before the import, see the module docstring. Forced, not defaulted: nothing leaves the device.
 os.environ["ORT_DISABLE_TELEMETRY"] = "1"
@@ -60,9 +60,13 @@ def create_session(
     entry: ModelEntry,
     providers: Sequence[str] = (CPU,),
     intra_op_threads: int = 2,
+    verified: Optional[Mapping[str, bytes]] = None,
 ) -> ort.InferenceSession:
-    """Verify ``entry.file`` against its sha256, then build a session from the verified bytes."""
-    data = read_verified(Path(models_dir), entry.file, entry.sha256)
+    """Verify ``entry.file`` against its sha256 (or take the bytes already verified), then build a
+    session from exactly those bytes."""
+    data = verified[entry.file] if verified and entry.file in verified else read_verified(
+        Path(models_dir), entry.file, entry.sha256
+    )
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = intra_op_threads
     # One frame at a time: inter-op parallelism only adds thread contention on 2-4 core boards.
