@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Iterable, List, Optional
 
 from appliance.analyze import Analyzer, AnomalyEvent
@@ -68,6 +68,7 @@ class Pipeline:
         self.audit = audit  # every anomaly and the stop are recorded; its head goes into health
         self._windows = 0
         self._dropped_before_window = 0  # health's drop total when the current window opened
+        self._decode_errors_before_window = 0
 
     # ------------------------------------------------------------------ publishing
 
@@ -83,12 +84,17 @@ class Pipeline:
         dropped = self.health.dropped_total - self._dropped_before_window
         self._dropped_before_window = self.health.dropped_total
         summary = self.analyzer.close_window(due.start_s, due.end_s, frames_dropped=dropped)
+        decode_errors = self.source.stats().decode_errors
+        if decode_errors > self._decode_errors_before_window:
+            # Frames the decoder lost are frames nobody counted: this window cannot be trusted.
+            summary = replace(summary, camera_ok=False)
+        self._decode_errors_before_window = decode_errors
         self._publish(counts_message(summary))
         self._windows += 1
 
     def _publish_health(self) -> None:
         cam = self.source.stats()
-        snapshot = self.health.snapshot(cam.camera_state, cam.reconnects)
+        snapshot = self.health.snapshot(cam.camera_state, cam.reconnects, decode_errors=cam.decode_errors)
         self._publish(health_message(snapshot, self.models, self._audit_head()))
 
     def _audit_head(self) -> Optional[AuditHead]:

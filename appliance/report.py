@@ -68,7 +68,9 @@ def health_message(
         frames=FrameCounters(
             captured=snap.frames_captured, analyzed=snap.frames_analyzed, dropped=dict(snap.frames_dropped)
         ),
-        camera=CameraHealth(state=snap.camera_state, reconnects=snap.camera_reconnects),
+        camera=CameraHealth(
+            state=snap.camera_state, reconnects=snap.camera_reconnects, decode_errors=snap.camera_decode_errors
+        ),
         models=list(models),
         uptime_s=snap.uptime_s,
         audit=audit,

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import io
+import json
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
+from appliance.app import build_pipeline
 from appliance.capture import open_source
+from appliance.config import load_config
 from appliance.config.schema import CaptureConfig
 from appliance.errors import InputError
+from appliance.publish import StdoutPublisher, make_birth
 from appliance.resources import sample_clip
 
 
@@ -58,3 +63,44 @@ def test_a_file_that_is_not_video_is_an_input_error(tmp_path: Path) -> None:
     bogus.write_bytes(b"\x00" * 100)
     with pytest.raises(InputError, match=r"clip\.mp4"):
         open_source(str(bogus), CaptureConfig(), None)
+
+
+def damaged_copy(tmp_path: Path, how: str) -> Path:
+    """The sample clip cut in half, or with 20 kB zeroed in its middle."""
+    data = bytearray(sample_clip().read_bytes())
+    if how == "truncated":
+        data = data[: len(data) // 2]
+    else:
+        data[len(data) // 2 : len(data) // 2 + 20000] = bytes(20000)
+    path = tmp_path / f"{how}.mp4"
+    path.write_bytes(bytes(data))
+    return path
+
+
+@pytest.mark.parametrize("how", ["truncated", "corrupt"])
+def test_a_damaged_video_reports_decode_errors_instead_of_ending_quietly(tmp_path: Path, how: str) -> None:
+    source = open_source(str(damaged_copy(tmp_path, how)), CaptureConfig(), (320, 240))
+    frames = 0
+    while source.read() is not None:
+        frames += 1
+    stats = source.stats()
+    assert stats.state == "ended" and 0 < frames < 300
+    # Every frame the file announced is either read or counted as not decodable.
+    assert stats.decode_errors > 0 and frames + stats.decode_errors >= 290
+    if how == "corrupt":
+        assert frames > 200  # the decoder was taken past the damage, not stopped at it
+
+
+@pytest.mark.slow
+def test_a_truncated_clip_marks_its_last_window_and_health(tmp_path: Path) -> None:
+    cfg = load_config(overrides={"capture": {"source": str(damaged_copy(tmp_path, "truncated"))}})
+    out = io.StringIO()
+    birth = make_birth(config_hash="0" * 16, board=cfg.profile.name, models=[])
+    publisher = StdoutPublisher(device_id=cfg.device_id, mqtt=cfg.mqtt, publish=cfg.publish, birth=birth, stream=out)
+    result = build_pipeline(cfg, publisher=publisher).run()
+    messages = [json.loads(line)["payload"] for line in out.getvalue().splitlines()]
+    counts = [m for m in messages if "window_start" in m]
+    health = [m for m in messages if "uptime_s" in m][-1]
+    assert result.stopped_by == "end_of_source"
+    assert counts[-1]["camera_ok"] is False  # the window where the media broke off
+    assert health["camera"]["decode_errors"] > 0 and health["state"] == "degraded"

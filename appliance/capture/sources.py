@@ -17,6 +17,7 @@ skips frames instead of falling behind) and reopens a lost source with exponenti
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -33,6 +34,10 @@ from appliance.errors import InputError, SourceError
 from appliance.resources import sample_clip
 from appliance.vocabulary import CameraState, SourceState, camera_state
 
+log = logging.getLogger(__name__)
+
+# Reads to try past a frame the decoder refuses before giving the file up as truncated.
+DECODE_RETRIES = 30
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 LIVE_PREFIXES = ("rtsp://", "rtsps://", "http://", "https://")
 
@@ -43,6 +48,7 @@ class CaptureStats:
     reconnects: int
     frames_read: int
     frames_skipped: int  # live frames replaced by a newer one before the pipeline took them
+    decode_errors: int = 0  # frames a file's decoder could not decode (corrupt or truncated media)
 
     @property
     def camera_state(self) -> CameraState:
@@ -65,6 +71,7 @@ class FrameSource(ABC):
         self.reconnects = 0
         self.frames_read = 0
         self.frames_skipped = 0
+        self.decode_errors = 0
 
     @abstractmethod
     def read(self) -> Optional[RawFrame]:
@@ -88,7 +95,7 @@ class FrameSource(ABC):
         return None
 
     def stats(self) -> CaptureStats:
-        return CaptureStats(self.state, self.reconnects, self.frames_read, self.frames_skipped)
+        return CaptureStats(self.state, self.reconnects, self.frames_read, self.frames_skipped, self.decode_errors)
 
 
 class VideoFileSource(FrameSource):
@@ -103,6 +110,8 @@ class VideoFileSource(FrameSource):
         self.fps = fps if fps and 0 < fps < 1000 else 10.0
         self._t0 = time.time()
         self._position = 0  # frames into the media, across loops: the media clock
+        self._pass_position = 0  # frames into the current pass through the file
+        self._announced = int(self._cap.get(cv2.CAP_PROP_FRAME_COUNT))  # what the container says it holds
 
     @property
     def frame_period_s(self) -> Optional[float]:
@@ -113,17 +122,37 @@ class VideoFileSource(FrameSource):
         count = int(self._cap.get(cv2.CAP_PROP_FRAME_COUNT))
         return count if count > 0 and not self.loop else None
 
-    def read(self) -> Optional[RawFrame]:
+    def _decode(self) -> Tuple[bool, Optional[np.ndarray]]:
+        """The next frame. A read that fails before the container's announced end is a decode error
+        (corrupt or truncated media), not the end: count and log it, and try to get past it."""
         ok, image = self._cap.read()
+        failed = 0
+        while not ok and self._pass_position + failed < self._announced and failed < DECODE_RETRIES:
+            failed += 1
+            ok, image = self._cap.read()
+        if failed:
+            where = f"after frame {self._pass_position} of the {self._announced} the file announces"
+            if ok:
+                self.decode_errors += failed
+                log.warning("%s: %d frame(s) could not be decoded %s; skipped", self.path, failed, where)
+            else:
+                self.decode_errors += self._announced - self._pass_position  # every frame it never gave
+                log.error("%s: the video cannot be decoded %s (truncated or corrupt); it ends here", self.path, where)
+        return ok, image
+
+    def read(self) -> Optional[RawFrame]:
+        ok, image = self._decode()
         if not ok and self.loop and self._position > 0:
             self._cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
-            ok, image = self._cap.read()
-        if not ok:
+            self._pass_position = 0
+            ok, image = self._decode()
+        if not ok or image is None:
             self.state = "ended"
             return None
         frame = RawFrame(self.frames_read, self._t0 + self._position / self.fps, _resize(image, self.size))
         self.frames_read += 1
         self._position += 1
+        self._pass_position += 1
         return frame
 
     def close(self) -> None:

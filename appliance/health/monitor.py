@@ -40,6 +40,7 @@ class HealthSnapshot:
     camera_state: CameraState
     camera_reconnects: int
     uptime_s: float
+    camera_decode_errors: int = 0
     period_dropped: Dict[str, int] = field(default_factory=dict)
 
 
@@ -56,6 +57,7 @@ class HealthMonitor:
         self._period_start = time.monotonic()
         self._period_analyzed = 0
         self._period_camera_ok = False
+        self._decode_errors_seen = 0
 
     def record_latency(self, stage: str, ms: float) -> None:
         self._latency[stage].append(ms)
@@ -83,15 +85,15 @@ class HealthMonitor:
         """True while the anonymizer has failed closed on every recent frame."""
         return self._consecutive_drops >= self._max_failures
 
-    def _state(self, camera_state: CameraState) -> HealthState:
+    def _state(self, camera_state: CameraState, decode_errors: int) -> HealthState:
         if self.failing or (camera_state != "ok" and not self._period_camera_ok):
             return "failed"
-        if camera_state != "ok" or self._period_dropped:
+        if camera_state != "ok" or self._period_dropped or decode_errors > self._decode_errors_seen:
             return "degraded"
         return "ok"
 
     def snapshot(
-        self, camera_state: CameraState, camera_reconnects: int, now: Optional[float] = None
+        self, camera_state: CameraState, camera_reconnects: int, now: Optional[float] = None, decode_errors: int = 0
     ) -> HealthSnapshot:
         """Numbers for one health message; starts a new reporting period."""
         now = time.monotonic() if now is None else now
@@ -104,7 +106,7 @@ class HealthMonitor:
             for stage, values in self._latency.items()
         }
         snap = HealthSnapshot(
-            state=self._state(camera_state),
+            state=self._state(camera_state, decode_errors),
             fps=round(self._period_analyzed / period, 2),
             stage_latency_ms=latency,
             frames_captured=self.frames_captured,
@@ -112,6 +114,7 @@ class HealthMonitor:
             frames_dropped=dict(self.dropped),
             camera_state=camera_state,
             camera_reconnects=camera_reconnects,
+            camera_decode_errors=decode_errors,
             uptime_s=round(now - self._started, 1),
             period_dropped=dict(self._period_dropped),
         )
@@ -119,4 +122,5 @@ class HealthMonitor:
         self._period_analyzed = 0
         self._period_dropped.clear()
         self._period_camera_ok = camera_state == "ok"
+        self._decode_errors_seen = decode_errors
         return snap

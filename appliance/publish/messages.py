@@ -99,6 +99,7 @@ class FrameCounters(Value):
 class CameraHealth(Value):
     state: CameraState
     reconnects: Count = 0
+    decode_errors: Count = Field(0, description="frames of a file source its decoder could not decode (corrupt media)")
 
 
 class OutboxHealth(Value):
