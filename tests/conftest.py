@@ -199,6 +199,7 @@ class Received:
     topic: str
     payload: Dict[str, Any]
     retain: bool
+    raw: bytes = b""  # the payload's bytes as the broker delivered them
 
 
 class Subscriber:
@@ -245,7 +246,7 @@ class Subscriber:
 
     def _on_message(self, client: Any, userdata: Any, msg: Any) -> None:
         with self._lock:
-            self.messages.append(Received(msg.topic, json.loads(msg.payload), bool(msg.retain)))
+            self.messages.append(Received(msg.topic, json.loads(msg.payload), bool(msg.retain), bytes(msg.payload)))
 
     def snapshot(self, kind: Optional[str] = None) -> List[Received]:
         with self._lock:

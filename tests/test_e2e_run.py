@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -76,6 +77,38 @@ def test_counts_and_status_reach_a_subscriber_and_a_clean_stop_leaves_offline(
     retained = late.wait_for(lambda ms: len(ms) >= 1)[0]
     assert retained.retain and retained.payload["state"] == "offline"
     assert retained.payload["boot_id"] == status[0].payload["boot_id"]
+
+
+def test_the_notice_is_retained_on_the_broker_and_the_audit_head_is_published(
+    mosquitto: Broker, subscribe: Callable[..., Subscriber], tmp_path: Path
+) -> None:
+    room = subscribe(mosquitto, "crowdmon/e2e-1/health")
+    proc = start_run(mosquitto, tmp_path, max_frames=60)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    last_health = room.wait_for(lambda ms: len(ms) >= 1)[-1].payload
+    # A control room connecting after the run still finds the notice: it is retained.
+    late = subscribe(mosquitto, "crowdmon/e2e-1/#")
+    retained = late.wait_for(lambda ms: {m.topic for m in ms} >= {"crowdmon/e2e-1/notice", "crowdmon/e2e-1/status"})
+    notice = next(m for m in retained if m.topic.endswith("/notice"))
+    status = next(m for m in retained if m.topic.endswith("/status"))
+    assert notice.retain and notice.payload["device_id"] == "e2e-1"
+    jsonschema.validate(notice.payload, json.loads((SCHEMAS / "notice.json").read_text()))
+    # The birth (and its death) carry the hash of exactly the bytes published as the notice.
+    assert status.payload["notice_hash"] == hashlib.sha256(notice.raw).hexdigest()
+
+    # The audit log beside the outbox is intact, and its head is the one the last health published:
+    # the control room's anchor against a later rewrite or truncation on the device.
+    head = f"{last_health['audit']['length']}:{last_health['audit']['sha256']}"
+    verify = subprocess.run(
+        [sys.executable, "-m", "appliance", "audit", "verify", "--log", str(tmp_path / "audit.jsonl"),
+         "--expect-head", head, "--json"],
+        capture_output=True, text=True, cwd=REPO,
+    )
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+    report = json.loads(verify.stdout)
+    assert report["ok"] is True
+    assert status.payload["audit"]["length"] >= 1
 
 
 def test_kill_9_is_reported_offline_by_the_last_will(
