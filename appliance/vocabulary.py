@@ -134,6 +134,9 @@ class PrivacyApplied(Value):
     """How the window's figures were protected, declared in every counts message."""
 
     min_count: Count = Field(description="zone, line and dwell figures below this were suppressed (0: off)")
+    total_suppressed: bool = Field(
+        False, description="true: the window's total was below min_count and privacy.protect_total is on; total is null"
+    )
     noise_epsilon: Optional[float] = Field(
         None, gt=0, description="Laplace noise of scale 1/epsilon was added to each zone and line count; null: none"
     )

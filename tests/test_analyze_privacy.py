@@ -27,7 +27,7 @@ def test_a_lone_person_is_suppressed_not_published_as_zero() -> None:
         assert z.suppressed and (z.min, z.mean, z.max, z.last, z.density_per_m2) == (None,) * 5
     assert s.lines["door"] == LineCounts(in_=None, out=None, suppressed=True)
     message = counts_message(s).model_dump(by_alias=True)
-    assert message["privacy"] == {"min_count": 3, "noise_epsilon": None}
+    assert message["privacy"] == {"min_count": 3, "noise_epsilon": None, "total_suppressed": False}
     assert message["lines"]["door"] == {"in": None, "out": None, "suppressed": True}
 
 
@@ -78,3 +78,15 @@ def test_laplace_noise_is_unbiased_with_the_declared_spread() -> None:
     assert lasts_arr.mean() == pytest.approx(20, abs=0.6)
     assert 1.5 < lasts_arr.std() < 3.2
     assert len(set(lasts)) > 5  # not a constant: noise really is there
+
+
+def test_the_total_is_protected_only_when_asked() -> None:
+    an = build_analyzer(config(privacy={"min_count": 3, "protect_total": True}), (W, H))
+    for i in range(5):
+        an.process(frame(i, [person_at(300, 300)]))
+    s = an.close_window(0.0, 0.5)
+    assert s.total is None and s.privacy.total_suppressed and s.frames_analyzed == 5
+    for i in range(5):
+        an.process(frame(i, [person_at(100 + 100 * k, 300) for k in range(4)]))
+    s = an.close_window(0.5, 1.0)
+    assert s.total is not None and s.total.max == 4 and not s.privacy.total_suppressed

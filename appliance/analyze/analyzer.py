@@ -207,17 +207,18 @@ class Analyzer:
         heatmap = self.heatmap.close_window() if self.heatmap is not None else None
         # A tamper flag still raised means this window's counts cannot be trusted either.
         camera_ok = w.camera_ok and all(det.camera_ok for det in self.detectors)
+        total, privacy = self.privacy.total(CountStats.of(w.totals))
         summary = WindowSummary(
             window_start=start,
             window_end=end,
             frames_analyzed=len(w.totals),
             frames_dropped=frames_dropped,
-            total=CountStats.of(w.totals),
+            total=total,
             zones=zones,
             lines={name: self.privacy.line(counts) for name, counts in w.lines.items()},
             heatmap=heatmap,
             camera_ok=camera_ok,
-            privacy=self.privacy.applied,
+            privacy=privacy,
         )
         self._window = self._new_window()
         return summary

@@ -3,7 +3,7 @@
 * **Suppression** (``min_count`` = k): a zone that held between 1 and k-1 people at most, a line
   direction crossed by 1 to k-1 people, and dwell statistics of fewer than k visits are published
   as ``suppressed`` with null figures, never as a silent zero. Zero is published: it says nobody
-  was there, which singles nobody out. The frame total stays exact.
+  was there, which singles nobody out. The frame total stays exact unless ``protect_total``.
 * **Noise** (``noise_epsilon`` = ε): Laplace noise of scale 1/ε (the sensitivity of a count to one
   person is 1) is added to every released zone count and line count, then rounded and made
   consistent (min <= mean <= max, nothing negative), which is post-processing and keeps the
@@ -12,12 +12,12 @@
 
 from __future__ import annotations
 
-from typing import Dict, Optional
+from typing import Dict, Optional, Tuple
 
 import numpy as np
 
 from appliance.config.schema import PrivacyConfig
-from appliance.vocabulary import LineCounts, PrivacyApplied, ZoneStats
+from appliance.vocabulary import CountStats, LineCounts, PrivacyApplied, ZoneStats
 
 
 class WindowPrivacy:
@@ -48,6 +48,12 @@ class WindowPrivacy:
         last = min(max(round(self._noisy(stats.last)), lo), hi)
         density = round(mean / area_m2, 4) if area_m2 else None  # the area is public, the mean is noisy
         return ZoneStats(min=lo, mean=mean, max=hi, last=last, density_per_m2=density, **dwell)
+
+    def total(self, stats: Optional[CountStats]) -> Tuple[Optional[CountStats], PrivacyApplied]:
+        """The window's total and the declaration: exact unless ``protect_total`` and few people."""
+        if stats is not None and self.cfg.protect_total and self._small(stats.max):
+            return None, self.applied.model_copy(update={"total_suppressed": True})
+        return stats, self.applied
 
     def line(self, counts: LineCounts) -> LineCounts:
         n_in, n_out = counts.in_ or 0, counts.out or 0

@@ -21,6 +21,11 @@ class PrivacyConfig(Strict):
         "statistics of fewer than k visits are published as suppressed in that window (0: off). The frame total "
         "stays exact",
     )
+    protect_total: bool = Field(
+        False,
+        description="Also suppress the frame total of a window that saw fewer than min_count people (it is exact "
+        "by default: the control room needs the real crowd size)",
+    )
     noise_epsilon: Optional[float] = Field(
         None,
         gt=0,

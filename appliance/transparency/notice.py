@@ -249,7 +249,8 @@ def _small_counts(cfg: ApplianceConfig) -> str:
     )
     if epsilon is not None:
         text += f"; Laplace noise (epsilon {epsilon:g} per value) is added to zone and line counts"
-    return text + "; the frame total is exact"
+    protected = cfg.privacy.protect_total and k
+    return text + ("; the frame total is suppressed likewise" if protected else "; the frame total is exact")
 
 
 def notice_payload(notice: Notice) -> bytes:
