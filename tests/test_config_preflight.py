@@ -51,6 +51,11 @@ BROKER = "mqtt: {url: 'mqtts://127.0.0.1:8883'"
         (BROKER + "}\noutbox: {path: ''}", "outbox.path", "is empty"),
         (BROKER + "}\noutbox: {path: TMP/empty-folder}", "outbox.path", "is a folder"),
         (BROKER + "}\noutbox: {path: TMP/ca.crt/outbox.sqlite3}", "outbox.path", "is not a folder"),
+        (
+            BROKER + "}\noutbox: {path: TMP/o.db}\ntransparency: {audit_log_path: TMP/ca.crt/audit.jsonl}",
+            "transparency.audit_log_path",
+            "is not a folder",
+        ),
         ("board_overrides: {models: {face: no-such-model}}", "models.face", "unknown model 'no-such-model'"),
         ("board_overrides: {models: {face: ssdlite-person-int8}}", "models.face", "is a person model, not a face"),
     ],

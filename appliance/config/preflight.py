@@ -46,8 +46,9 @@ def _nearest_existing(path: Path) -> Path:
     return Path("/")
 
 
-def outbox_path_problem(path: str) -> Optional[str]:
-    """None if an outbox can be created or opened at ``path`` (its folder may not exist yet)."""
+def writable_file_problem(path: str) -> Optional[str]:
+    """None if a state file (outbox, audit log) can be created or opened at ``path`` (its folder
+    may not exist yet)."""
     if not path.strip():
         return "is empty"
     try:
@@ -114,9 +115,16 @@ def preflight(cfg: ApplianceConfig, *, label: str) -> None:
             fail("mqtt.password_file", problem, mqtt.password_file)
     if mqtt.password_env is not None and mqtt.password_env not in os.environ:
         fail("mqtt.password_env", f"environment variable {mqtt.password_env} is not set")
-    problem = outbox_path_problem(cfg.outbox.path)
+    problem = writable_file_problem(cfg.outbox.path)
     if problem:
         fail("outbox.path", problem, cfg.outbox.path or None)
+    # A device publishing to a broker always keeps its audit log (run refuses to start without it).
+    from appliance.audit.log import audit_log_path
+
+    audit = str(audit_log_path(cfg))
+    problem = writable_file_problem(audit)
+    if problem:
+        fail("transparency.audit_log_path", problem, audit)
 
 
 def load_runnable_config(
