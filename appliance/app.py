@@ -31,7 +31,8 @@ from appliance.models.manifest import load_manifest
 from appliance.pipeline import Pipeline
 from appliance.progress import Progress
 from appliance.publish import AuditHead, Publisher, RetainedDocument, make_birth, make_publisher
-from appliance.publish.discovery import discovery_messages
+from appliance.publish.discovery import AnnouncedTopics, discovery_messages
+from appliance.publish.outbox import outbox_path
 from appliance.schedule import Schedule
 from appliance.transparency import Notice, build_notice, notice_hash, notice_payload
 from appliance.vocabulary import ModelInfo
@@ -89,10 +90,17 @@ def open_audit(cfg: ApplianceConfig, *, required: bool) -> Optional[AuditLog]:
 
 
 def retained_documents(cfg: ApplianceConfig, notice: Notice) -> List[RetainedDocument]:
-    """The public notice, and Home Assistant discovery configs when enabled."""
+    """The public notice, and Home Assistant discovery: this config's entities, and the removal of
+    any announced before and gone since (a zone dropped, discovery switched off)."""
     documents = [RetainedDocument("notice", notice_payload(notice))]
-    ha = discovery_messages(cfg.device_id, cfg.mqtt.topic_prefix, cfg.zones, cfg.lines, cfg.home_assistant)
-    documents += [RetainedDocument("discovery", m.payload, m.topic) for m in ha]
+    current = discovery_messages(cfg.device_id, cfg.mqtt.topic_prefix, cfg.zones, cfg.lines, cfg.home_assistant)
+    if cfg.mqtt.url is None:  # printed, not published: nothing announced, nothing to remember
+        return documents + [RetainedDocument("discovery", m.payload, m.topic) for m in current]
+    announced = AnnouncedTopics(outbox_path(cfg.outbox, cfg.device_id).parent / "discovery-topics.json")
+    prefix = cfg.home_assistant.discovery_prefix + "/"
+    for m in announced.messages(current):
+        if m.topic.startswith(prefix):  # topics under an earlier prefix are no longer ours to touch
+            documents.append(RetainedDocument("discovery", m.payload, m.topic))
     return documents
 
 
@@ -125,7 +133,7 @@ def build_pipeline(
             outbox=cfg.outbox,
             birth=birth,
             documents=retained_documents(cfg, notice),
-            discovery_prefix=cfg.home_assistant.discovery_prefix if cfg.home_assistant.enabled else None,
+            discovery_prefix=cfg.home_assistant.discovery_prefix,
         )
     return Pipeline(
         source,

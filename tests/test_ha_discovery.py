@@ -299,3 +299,38 @@ def test_anomaly_binary_sensors_follow_their_own_type_and_zone_only() -> None:
     tamper = configs["anomaly_camera_tamper"]
     assert _render(tamper, _anomaly("camera_tamper", None, "raised")) == "raised"
     assert _render(tamper, _anomaly("rapid_change", None, "raised")).strip() == ""
+
+
+@pytest.mark.mqtt
+@pytest.mark.slow
+def test_the_appliance_announces_its_entities_and_removes_a_dropped_zone_on_its_next_start(
+    mosquitto: Any, raw_subscribers: Any, tmp_path: Any
+) -> None:
+    import subprocess
+    import sys
+
+    def run_with(zones: str) -> None:
+        site = tmp_path / "site.yaml"
+        site.write_text(
+            "device_id: cam-ha\nhome_assistant: {enabled: true}\n"
+            f"zones: [{zones}]\n"
+            f"mqtt: {{url: '{mosquitto.url}'}}\noutbox: {{path: '{tmp_path}/outbox.sqlite3'}}\n"
+        )
+        proc = subprocess.run(
+            [sys.executable, "-m", "appliance", "run", "--config", str(site), "--max-frames", "3"],
+            capture_output=True, text=True, timeout=300,
+        )
+        assert proc.returncode == 0, proc.stderr
+
+    hall = "{name: hall, polygon: [[0.5, 0], [1, 0], [1, 1]], max_people: 9}"
+    entrance = "{name: entrance, polygon: [[0, 0], [0.5, 0], [0.5, 1]], max_people: 9}"
+    run_with(f"{entrance}, {hall}")
+    run_with(entrance)  # the hall zone is gone from the config
+    # A Home Assistant starting now sees exactly the second run's entities.
+    late = raw_subscribers(mosquitto)
+    publish_all(mosquitto, [DiscoveryMessage("homeassistant/marker", b"{}", False)])
+    late.wait_for(lambda log: any(t == "homeassistant/marker" for t, _, _ in log))
+    configs = set(late.configs()) - {"homeassistant/marker"}
+    assert any("zone_entrance_people" in t for t in configs)
+    assert not any("hall" in t for t in configs)
+    assert all("/cam-ha/" in t for t in configs)

@@ -26,12 +26,16 @@ restart a binary sensor is ``unknown`` until the next raise or clear.
 from __future__ import annotations
 
 import json
-from typing import Iterable, List, Literal, NamedTuple, Optional, Sequence, Union
+import logging
+from pathlib import Path
+from typing import Iterable, List, Literal, NamedTuple, Optional, Sequence, Set, Union
 
 from pydantic import BaseModel, ConfigDict
 
 import appliance
 from appliance.config.schema import HomeAssistantConfig, LineConfig, ZoneConfig
+
+log = logging.getLogger(__name__)
 
 COMPONENTS = ("sensor", "binary_sensor")
 ZONE_ANOMALIES = ("overcrowding", "counterflow")
@@ -271,3 +275,35 @@ def removal_messages(previous_topics: Iterable[str], current: Sequence[Discovery
     """
     keep = {m.topic for m in current}
     return [DiscoveryMessage(t, b"", True) for t in sorted(set(previous_topics)) if t not in keep]
+
+
+class AnnouncedTopics:
+    """Every discovery config topic this device has ever announced, kept in a small JSON file beside
+    the outbox. The device subscribes to nothing, so this is its only memory of what to remove: a
+    zone dropped from the config gets an empty retained payload at every connect from then on
+    (idempotent, and a removal is never lost to a restart before the broker was reached)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def load(self) -> Set[str]:
+        try:
+            topics = json.loads(self.path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return set()
+        except (OSError, ValueError) as exc:
+            log.warning("%s: cannot read the announced discovery topics (%s); none will be removed", self.path, exc)
+            return set()
+        return {t for t in topics if isinstance(t, str)} if isinstance(topics, list) else set()
+
+    def messages(self, current: Sequence[DiscoveryMessage]) -> List[DiscoveryMessage]:
+        """Removals for every topic announced before and not now, then ``current``; remembers both."""
+        announced = self.load()
+        everything = announced | {m.topic for m in current}
+        if everything != announced:
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self.path.write_text(json.dumps(sorted(everything)) + "\n", encoding="utf-8")
+            except OSError as exc:
+                log.warning("%s: cannot record the announced discovery topics (%s)", self.path, exc)
+        return removal_messages(announced, current) + list(current)
