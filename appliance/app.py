@@ -17,6 +17,17 @@ import cv2
 import numpy as np
 
 from appliance.analyze import Analyzer, FrameAnalysis
+from appliance.analyze.detail import (
+    DORI_EDITION,
+    RECOGNISE_PX_PER_M,
+    WHOLE_GROUND,
+    ZoneDetail,
+    after_cap,
+    detail_scale,
+    details_from_people,
+    details_from_plane,
+    fit_height_scale,
+)
 from appliance.anonymize import AnonymizedFrame, Anonymizer
 from appliance.audit import AuditLog, ImageWritten, record_start
 from appliance.capture import FrameSource, open_source
@@ -50,9 +61,21 @@ def model_infos(profile: BoardProfile) -> List[ModelInfo]:
     return [ModelInfo(name=n, sha256=manifest.get(n).sha256) for n in names]
 
 
+def configured_details(cfg: ApplianceConfig) -> Optional[List[ZoneDetail]]:
+    """Worst-case detail level per zone at the working size, from the ground plane; None without one."""
+    plane = cfg.analytics.ground_plane
+    return None if plane is None else details_from_plane(cfg.zones, plane, working_size(cfg.profile))
+
+
+def configured_detail_scale(cfg: ApplianceConfig) -> float:
+    """The downscale factor for ``anonymize.max_detail_px_per_m``, fixed at start (the schema
+    refuses the cap without a ground plane)."""
+    return detail_scale(cfg.anonymize.max_detail_px_per_m, configured_details(cfg) or [])
+
+
 def build_anonymizer(cfg: ApplianceConfig, *, live: bool = False) -> Anonymizer:
     face, person = load_detectors(cfg.profile, cfg.anonymize, cfg.detection)
-    anonymizer = Anonymizer(face, person, cfg.anonymize, live=live)
+    anonymizer = Anonymizer(face, person, cfg.anonymize, live=live, detail_scale=configured_detail_scale(cfg))
     if live:
         anonymizer.warm_up(*working_size(cfg.profile))
     return anonymizer
@@ -250,10 +273,44 @@ def count_file(cfg: ApplianceConfig, src: Path, progress: Optional[Progress] = N
 # --------------------------------------------------------------------------- preview
 
 
-def draw_overlay(frame: AnonymizedFrame, analysis: FrameAnalysis, cfg: ApplianceConfig) -> np.ndarray:
-    """Zones, lines, person anchors and counts drawn on a copy of an anonymized frame."""
+@dataclass(frozen=True)
+class PreviewDetail:
+    """The detail level per zone shown on a preview: from the ground plane, or estimated from the
+    heights of the people seen (``estimated``), or unknown (empty) with neither."""
+
+    zones: List[ZoneDetail]
+    estimated: bool
+
+    def warnings(self) -> List[str]:
+        how = "estimated from people's heights, " if self.estimated else ""
+        return [
+            f"zone {d.zone} reaches {d.px_per_m:.0f} px/m ({how}{d.level} on {DORI_EDITION}): faces could be "
+            f"recognised there; set anonymize.max_detail_px_per_m (e.g. {RECOGNISE_PX_PER_M / 2:g}) or aim wider"
+            for d in self.zones
+            if d.recognisable
+        ]
+
+
+def preview_detail(cfg: ApplianceConfig, people_boxes: np.ndarray, frame_size: Tuple[int, int]) -> PreviewDetail:
+    """From the ground plane at the frame's size (after the cap, which is what the frame holds),
+    else from a fit of the person boxes seen."""
+    plane = cfg.analytics.ground_plane
+    if plane is not None:
+        details = details_from_plane(cfg.zones, plane, frame_size)
+        return PreviewDetail(after_cap(details, configured_detail_scale(cfg)), estimated=False)
+    scale = fit_height_scale(people_boxes, frame_size)
+    return PreviewDetail([] if scale is None else details_from_people(cfg.zones, scale, frame_size), estimated=True)
+
+
+def draw_overlay(
+    frame: AnonymizedFrame, analysis: FrameAnalysis, cfg: ApplianceConfig, detail: Optional[PreviewDetail] = None
+) -> np.ndarray:
+    """Zones, lines, person anchors, counts and the detail level per zone drawn on a copy of an
+    anonymized frame, with a red warning line where faces could be recognised."""
     img = frame.image.copy()
     h, w = img.shape[:2]
+    density = {d.zone: d for d in detail.zones} if detail else {}
+    approx = "~" if detail and detail.estimated else ""
 
     def px(points: List[Tuple[float, float]]) -> np.ndarray:
         return np.array([[round(x * w), round(y * h)] for x, y in points], np.int32)
@@ -262,7 +319,13 @@ def draw_overlay(frame: AnonymizedFrame, analysis: FrameAnalysis, cfg: Appliance
         poly = px(zone.polygon)
         cv2.polylines(img, [poly], True, (0, 200, 255), 2)
         label = f"{zone.name}: {analysis.zone_counts.get(zone.name, 0)}"
-        cv2.putText(img, label, (int(poly[0][0]), int(poly[0][1])), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 200, 255), 2)
+        x0, y0 = int(poly[0][0]), int(poly[0][1])
+        cv2.putText(img, label, (x0, y0), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 200, 255), 2)
+        if zone.name in density:
+            d = density[zone.name]
+            colour = (0, 0, 255) if d.recognisable else (0, 200, 255)
+            text = f"{approx}{d.px_per_m:.0f} px/m {d.level}"
+            cv2.putText(img, text, (x0, y0 + 20), cv2.FONT_HERSHEY_SIMPLEX, 0.5, colour, 2)
     for line in cfg.lines:
         a, b = px([line.start, line.end])
         cv2.arrowedLine(img, (int(a[0]), int(a[1])), (int(b[0]), int(b[1])), (255, 80, 0), 2, tipLength=0.03)
@@ -272,22 +335,40 @@ def draw_overlay(frame: AnonymizedFrame, analysis: FrameAnalysis, cfg: Appliance
     for x, y in analysis.anchors.astype(int):
         cv2.circle(img, (int(x), int(y)), 3, (0, 255, 0), -1)
     banner = f"{analysis.count} people | faces {frame.faces_blurred} | heads {frame.heads_blurred} blurred"
+    if WHOLE_GROUND in density:
+        banner += f" | {approx}{density[WHOLE_GROUND].px_per_m:.0f} px/m {density[WHOLE_GROUND].level}"
     cv2.rectangle(img, (0, 0), (w, 26), (0, 0, 0), -1)
     cv2.putText(img, banner, (6, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (255, 255, 255), 1)
+    recognisable = [d for d in detail.zones if d.recognisable] if detail else []
+    if recognisable:
+        worst = max(recognisable, key=lambda d: d.px_per_m)
+        text = f"WARNING: {worst.zone} {approx}{worst.px_per_m:.0f} px/m: faces could be recognised"
+        cv2.rectangle(img, (0, h - 26), (w, h), (0, 0, 200), -1)
+        cv2.putText(img, text, (6, h - 8), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (255, 255, 255), 1)
     return img
 
 
-def write_preview(cfg: ApplianceConfig, dst: Path, skip_frames: int = 0) -> str:
-    """Write one anonymized frame with the site's zones and lines drawn on it, for aiming the camera.
+@dataclass(frozen=True)
+class PreviewSummary:
+    text: str  # one line for the technician
+    warnings: List[str]  # one line each, for stderr: zones where faces could be recognised
+
+
+def write_preview(cfg: ApplianceConfig, dst: Path, skip_frames: int = 0) -> PreviewSummary:
+    """Write one anonymized frame with the site's zones and lines, and the detail level per zone,
+    drawn on it, for aiming the camera. Without a ground plane the detail level is estimated from
+    the heights of the people in all the frames read (``skip_frames`` + 1).
 
     The file stays on the device (the technician copies it off over their own link)."""
     anonymizer = build_anonymizer(cfg)
     source = open_file_source(cfg, cfg.capture.source, working_size(cfg.profile))
     last: Optional[Analysed] = None
+    seen: List[np.ndarray] = []
     try:
         for i, result in enumerate(FrameLoop(source, anonymizer, build_analyzer(cfg), max_frames=skip_frames + 1)):
             if isinstance(result, Analysed):
                 last = result
+                seen.append(result.frame.people.boxes)
             elif isinstance(result, Dropped) and i == skip_frames:
                 raise InputError(f"anonymizer dropped the frame ({result}); nothing written")
     finally:
@@ -295,7 +376,15 @@ def write_preview(cfg: ApplianceConfig, dst: Path, skip_frames: int = 0) -> str:
         anonymizer.close()
     if last is None or last.analysis is None:
         raise InputError(f"source gave no frame (state {source.state})", path=cfg.capture.source)
-    if not cv2.imwrite(str(dst), draw_overlay(last.frame, last.analysis, cfg)):
+    h, w = last.frame.image.shape[:2]
+    detail = preview_detail(cfg, np.concatenate(seen), (w, h))
+    if not cv2.imwrite(str(dst), draw_overlay(last.frame, last.analysis, cfg, detail)):
         raise InputError("cannot write", path=str(dst))
     record_image(cfg, "preview", dst, 1)
-    return f"{last.analysis.count} people, {len(cfg.zones)} zone(s), {len(cfg.lines)} line(s)"
+    worst = max(detail.zones, key=lambda d: d.px_per_m, default=None)
+    level = "detail level unknown (no ground plane, no whole person seen)"
+    if worst is not None:
+        how = "estimated from people's heights" if detail.estimated else "from the ground plane"
+        level = f"up to {worst.px_per_m:.0f} px/m ({worst.level}, {how})"
+    text = f"{last.analysis.count} people, {len(cfg.zones)} zone(s), {len(cfg.lines)} line(s), {level}"
+    return PreviewSummary(text, detail.warnings())

@@ -6,6 +6,8 @@ frame's pixels. There is no third outcome: the stage fails closed.
 
 Order of work, and why:
 
+0. With ``anonymize.max_detail_px_per_m`` set, the frame is first reduced to the capped resolution
+   (``detail_cap.reduce_detail``): privacy by construction, which holds for people no detector finds.
 1. Face detector and person detector on the raw frame, side by side (a worker thread runs the face
    model while the calling thread runs the person model; onnxruntime releases the GIL, so the two
    use two cores). Both only read the frame and return boxes; nothing leaves this method until
@@ -35,6 +37,7 @@ from typing import Deque, Optional, Protocol, Tuple
 import numpy as np
 
 from appliance.anonymize.blur import expand_boxes, hide_regions, merge_overlapping
+from appliance.anonymize.detail_cap import reduce_detail
 from appliance.anonymize.frame import _ANONYMIZER_TOKEN, AnonymizedFrame
 from appliance.capture.frame import RawFrame
 from appliance.config.schema import AnonymizeConfig
@@ -83,11 +86,17 @@ class Anonymizer:
         *,
         live: bool = False,
         concurrent: bool = True,
+        detail_scale: float = 1.0,
     ) -> None:
         """``live``: frames come from a camera or stream, so the ``max_latency_ms`` budget applies
         (for a file, taking longer costs nothing and dropping would only lose data).
         ``concurrent``: run the two detectors side by side on one worker thread owned by this
-        object (``close()`` ends it); False runs them one after the other in the caller's thread."""
+        object (``close()`` ends it); False runs them one after the other in the caller's thread.
+        ``detail_scale``: every frame is first reduced to this fraction of its resolution (the
+        ``anonymize.max_detail_px_per_m`` cap, fixed at start; 1: full detail)."""
+        if not 0 < detail_scale <= 1:
+            raise ValueError(f"detail_scale must be in (0, 1], got {detail_scale}")
+        self._detail_scale = detail_scale
         self._pool: Optional[ThreadPoolExecutor] = (
             ThreadPoolExecutor(max_workers=1, thread_name_prefix="face-detector") if concurrent else None
         )
@@ -128,6 +137,7 @@ class Anonymizer:
         try:
             if image is None or image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
                 raise FrameDropped("bad_frame", f"expected HxWx3 uint8, got {getattr(image, 'shape', None)}")
+            reduce_detail(image, self._detail_scale)  # before any detector: the cap holds for missed heads too
             faces, people = self._detect(image)
             height, width = image.shape[:2]
             face_regions = expand_boxes(faces.boxes, self._cfg.margin_ratio, width, height)

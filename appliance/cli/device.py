@@ -108,8 +108,10 @@ def cmd_preview(args: argparse.Namespace) -> int:
     from appliance.app import write_preview
 
     cfg = load(args)
-    info = write_preview(cfg, Path(args.output), skip_frames=args.skip)
-    print(f"{args.output}: anonymized preview, {info}", file=sys.stderr)
+    summary = write_preview(cfg, Path(args.output), skip_frames=args.skip)
+    print(f"{args.output}: anonymized preview, {summary.text}", file=sys.stderr)
+    for warning in summary.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     return 0
 
 

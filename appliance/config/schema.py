@@ -144,6 +144,14 @@ class AnonymizeConfig(Strict):
         description="Live sources: a frame whose anonymizing takes longer is dropped (fail closed; a hung model "
         "must not stall the device). Files are never dropped for time",
     )
+    max_detail_px_per_m: Optional[float] = Field(
+        None,
+        gt=0,
+        description="Cap on the detail level, in pixels per metre at the worst (nearest) point of any zone (with no "
+        "zones, of the visible ground), computed once at start from analytics.ground_plane (required). Frames are "
+        "downscaled by that factor before anything else sees them, so a head no detector found cannot be sharper. "
+        "IEC 62676-4 levels: detect 25, observe 62.5, recognise 125, identify 250. Null: off",
+    )
 
 
 class DetectionConfig(Strict):
@@ -301,6 +309,16 @@ class SiteConfig(Strict):
             dupes = sorted({n for n in names if names.count(n) > 1})
             if dupes:
                 raise ValueError(f"{kind}: duplicate name(s) {', '.join(dupes)}")
+        return self
+
+    @model_validator(mode="after")
+    def _detail_cap_has_a_ground_plane(self) -> SiteConfig:
+        # Estimating the density from person heights needs frames; a cap fixed at start needs the plane.
+        if self.anonymize.max_detail_px_per_m is not None and self.analytics.ground_plane is None:
+            raise ValueError(
+                "anonymize.max_detail_px_per_m: needs analytics.ground_plane (the downscale factor is computed "
+                "from it once at start); calibrate a ground plane or remove the option"
+            )
         return self
 
     @model_validator(mode="after")

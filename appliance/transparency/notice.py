@@ -99,6 +99,19 @@ class ModelNotice(_Strict):
     training_data_terms: List[str] = Field(description="What the training set's terms say about use")
 
 
+class ZoneDetailNotice(_Strict):
+    zone: str = Field(description="Zone name, or '(whole ground plane)' when no zone is configured")
+    px_per_m: float = Field(description="Highest density in the zone (pixels per metre), after any cap")
+    level: str = Field(description="IEC 62676-4 detail level that density reaches")
+
+
+class DetailLevelNotice(_Strict):
+    scale: str = Field(description="The scale the levels are named on")
+    zones: List[ZoneDetailNotice] = Field(description="Per zone; empty when no ground plane is configured")
+    cap_px_per_m: Optional[float] = Field(None, description="anonymize.max_detail_px_per_m, when set")
+    text: str = Field(description="The detail level in plain words")
+
+
 class Notice(_Strict):
     """The device's public notice (``{prefix}/{device_id}/notice``, retained)."""
 
@@ -117,6 +130,10 @@ class Notice(_Strict):
     models: List[ModelNotice]
     audit_log: str = Field(description="What the device records about itself")
     small_counts: str = Field(description="How figures of few people are protected before they leave")
+    detail_level: DetailLevelNotice = Field(
+        description="How much detail the device sees of a person at each zone (a head no detector finds "
+        "is still at most this sharp)"
+    )
 
 
 PROMISE = "faces are blurred inside this device; no images are stored or sent; only counts leave"
@@ -237,7 +254,45 @@ def build_notice(cfg: ApplianceConfig, *, models_dir: Optional[Path] = None) -> 
         audit_log="a hash-chained log on the device of every start, stop, config change, anomaly flag, image "
         "written by a local command and model verification failure",
         small_counts=_small_counts(cfg),
+        detail_level=_detail_level(cfg),
     )
+
+
+def _detail_level(cfg: ApplianceConfig) -> DetailLevelNotice:
+    from appliance.analyze.detail import (
+        DORI_EDITION,
+        DORI_PX_PER_M,
+        RECOGNISE_PX_PER_M,
+        after_cap,
+        detail_scale,
+        details_from_plane,
+    )
+
+    scale = f"{DORI_EDITION}: " + ", ".join(f"{name} {px:g}" for name, px in DORI_PX_PER_M) + " px/m"
+    cap = cfg.anonymize.max_detail_px_per_m
+    plane = cfg.analytics.ground_plane
+    if plane is None:
+        return DetailLevelNotice(
+            scale=scale,
+            zones=[],
+            cap_px_per_m=cap,
+            text="not measured: no ground plane is configured (appliance preview estimates it from people's heights)",
+        )
+    details = details_from_plane(cfg.zones, plane, (cfg.profile.working_width, cfg.profile.working_height))
+    zones = [
+        ZoneDetailNotice(zone=d.zone, px_per_m=round(d.px_per_m, 1), level=d.level)
+        for d in after_cap(details, detail_scale(cap, details))
+    ]
+    worst = max(zones, key=lambda z: z.px_per_m)
+    text = f"at most {worst.px_per_m:g} px/m ({worst.level}, in {worst.zone})"
+    if cap is not None:
+        text += f"; frames are downscaled on the device so that no zone exceeds {cap:g} px/m"
+    text += (
+        "; faces could be recognised there"
+        if worst.px_per_m >= RECOGNISE_PX_PER_M
+        else f"; below the {RECOGNISE_PX_PER_M:g} px/m at which faces could be recognised"
+    )
+    return DetailLevelNotice(scale=scale, zones=zones, cap_px_per_m=cap, text=text)
 
 
 def _small_counts(cfg: ApplianceConfig) -> str:

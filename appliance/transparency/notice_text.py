@@ -39,4 +39,5 @@ def notice_lines(n: Notice) -> List[str]:
     out.append("")
     out.append(f"Audit: {n.audit_log}.")
     out.append(f"Small counts: {n.small_counts}.")
+    out.append(f"Detail level ({n.detail_level.scale}): {n.detail_level.text}.")
     return out

@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, List, Optional
 
+from appliance.analyze import detail
 from appliance.transparency.notice import Notice, build_notice, notice_hash
 
 if TYPE_CHECKING:
@@ -22,7 +23,7 @@ EVAL_DIR = Path(__file__).resolve().parents[2] / "eval"
 # CenterFace's documented floor (models/README.md): faces under ~10 px in its input are not found.
 FACE_MIN_INPUT_PX = 10.0
 # IEC 62676-4 (2014) detail levels in pixels per metre of scene (the DORI figures).
-DORI_PX_PER_M = {"detect": 25.0, "observe": 62.5, "recognise": 125.0, "identify": 250.0}
+DORI_PX_PER_M = dict(detail.DORI_PX_PER_M)
 FACE_HEIGHT_M = 0.2  # a head-on adult face, chin to hairline, roughly
 
 
@@ -240,6 +241,8 @@ def build_record(cfg: ApplianceConfig, notice: Optional[Notice] = None) -> str:
         "| someone quietly changes the config or the log | config hash in the birth message; hash-chained audit "
         "log whose head is published; `appliance audit verify` |",
         f"| a single person is singled out from small counts | {n.small_counts} (`privacy` in the site config) |",
+        f"| a person the detectors miss could be recognised | detail level {n.detail_level.text} "
+        "(`analytics.ground_plane`, `anonymize.max_detail_px_per_m`) |",
         f"| other risks at this site | {blank('list and mitigate')} |",
         "",
         "### A.8 Why this is not biometric identification or categorisation",
