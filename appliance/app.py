@@ -101,8 +101,8 @@ def open_audit(cfg: ApplianceConfig, *, required: bool) -> Optional[AuditLog]:
     """The device's audit log with this start recorded. ``required`` when publishing to a broker
     (a deployed device): a log that cannot be written is then a runtime failure. A local demo run
     or a laptop ``blur`` goes on without one, saying so."""
-    audit = AuditLog.from_config(cfg)
     try:
+        audit = AuditLog.from_config(cfg)
         record_start(audit, cfg)
     except ApplianceError as exc:
         if required:
@@ -228,8 +228,8 @@ def record_image(cfg: ApplianceConfig, command: Literal["blur", "preview"], dst:
     """Anonymized image data written to disk is an audit entry, where the device keeps a log."""
     if frames <= 0:
         return
-    audit = AuditLog.from_config(cfg)
     try:
+        audit = AuditLog.from_config(cfg)
         audit.append(ImageWritten(command=command, output_path=str(dst.resolve()), frames=frames))
     except ApplianceError as exc:
         log.warning("%s; the image written is not in an audit log", exc)
