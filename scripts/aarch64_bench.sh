@@ -5,9 +5,10 @@
 # kernel), and natively on this host in the same run. Model-only latency at the rpi4/rpi5 input
 # sizes, int8 and fp32 interleaved, medians; int8 vs fp32 detection counts on committed frames.
 #
-# Under emulation only the int8/fp32 ratio means anything, and only roughly (qemu's cost per
-# instruction is not a core's); the milliseconds say nothing about a board. Not part of CI: about
-# 5-10 minutes. Exit 1 if a run fails or the detection counts differ between the machines.
+# Under emulation only the int8/fp32 ratio means anything, and only roughly (qemu emulates float
+# vector code at a higher cost than integer code); the milliseconds say nothing about a board.
+# Not part of CI: 9-11 minutes on a loaded 2-core machine (figures and caveats: models/README.md).
+# Exit 1 if a run fails or the detection counts differ between the machines.
 #
 #   AARCH64_SMOKE_CACHE=/tmp/aarch64cache bash scripts/aarch64_bench.sh
 #

@@ -46,6 +46,8 @@ class Latency:
     int8_ms: float
     fp32_ms: float
     ratio: float  # int8 / fp32 (< 1: int8 is faster)
+    int8_runs_ms: List[float]  # every timed run, in order, to see the spread
+    fp32_runs_ms: List[float]
 
 
 @dataclass
@@ -123,7 +125,8 @@ def measure_latency(frame: Any, rounds: int, threads: int) -> List[Latency]:
     for (family, size), (profiles, _) in cases.items():
         i8 = statistics.median(times[(family, size, "int8")])
         f32 = statistics.median(times[(family, size, "fp32")])
-        out.append(Latency(family, size, profiles, round(i8, 2), round(f32, 2), round(i8 / f32, 3)))
+        runs = [[round(t, 1) for t in times[(family, size, p)]] for p in PRECISIONS]
+        out.append(Latency(family, size, profiles, round(i8, 2), round(f32, 2), round(i8 / f32, 3), *runs))
     return out
 
 
