@@ -310,9 +310,10 @@ class Clock(threading.Thread):
 # --------------------------------------------------------------------------- worker processes
 
 # paho waits on its socket with select(), which cannot watch a descriptor numbered 1024 or more,
-# and every device holds four (its socket and SQLite's database, WAL and shared-memory files). So
-# one process can run about 250 devices; the fleet is split over processes of this many.
-DEVICES_PER_PROCESS = 200
+# and every device holds about six: its socket, paho's wake-up socket pair, and SQLite's database,
+# WAL and shared-memory files. With 200 per process devices churned (connect, select() fails,
+# close); the fleet is split over processes of this many.
+DEVICES_PER_PROCESS = 100
 
 
 def _worker(
