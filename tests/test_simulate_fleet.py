@@ -3,8 +3,9 @@
 Twenty simulated devices (the appliance's own publish stack, each with its SQLite outbox) publish
 to a real mosquitto, which is stopped for 3 s and restarted. Every device must come back, the
 control room's persistent session must hold every (device, boot, seq) published, and the two
-members of one MQTT 5 shared-subscription group must split the stream with nothing lost. The
-script only waits on conditions (reconnects, drain) with generous timeouts; no timing is asserted.
+members of one MQTT 5 shared-subscription group must split the stream with nothing lost while the
+broker runs. The script only waits on conditions (reconnects, drain) with generous timeouts; no
+timing is asserted.
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ def test_a_small_fleet_survives_a_broker_restart_with_nothing_lost(tmp_path: Pat
     assert result.reconnected == 20
     assert result.published > 20 and result.lost == 0
     assert result.drained_s is not None, "some device's outage backlog never reached the control room"
-    # The shared group: each member got part of the stream, and together they got all of it.
-    assert all(n > 0 for n in result.shared_split)
-    assert result.shared_union_complete
+    # The shared group, while the broker runs: each member got part of the stream, together all of it.
+    # (After a Mosquitto restart the group misses what arrived before its members re-subscribed:
+    # Mosquitto 2.0 does not restore shared subscriptions; see docs/control-room.md.)
+    assert result.steady_messages > 0 and all(n > 0 for n in result.steady_split)
+    assert result.steady_complete
