@@ -15,9 +15,8 @@ from pathlib import Path
 import pytest
 from conftest import MOSQUITTO, load_script
 
-pytestmark = pytest.mark.slow
 
-
+@pytest.mark.slow
 @pytest.mark.skipif(MOSQUITTO is None, reason="mosquitto is not installed (apt-get install -y mosquitto)")
 @pytest.mark.parametrize("jitter", [True, False], ids=["jitter", "no-jitter"])
 def test_a_small_fleet_survives_a_broker_restart_with_nothing_lost(tmp_path: Path, jitter: bool) -> None:
@@ -42,3 +41,13 @@ def test_a_small_fleet_survives_a_broker_restart_with_nothing_lost(tmp_path: Pat
     # Mosquitto 2.0 does not restore shared subscriptions; see docs/control-room.md.)
     assert result.steady_messages > 0 and all(n > 0 for n in result.steady_split)
     assert result.steady_complete
+
+
+def test_without_jitter_the_wait_is_the_ceiling_itself() -> None:
+    """The comparison's other arm: plain capped exponential backoff, every device in lockstep."""
+    from appliance.publish.backoff import FullJitterBackoff
+
+    backoff = FullJitterBackoff(1.0, 8.0, jitter=False)
+    assert [backoff.next_delay() for _ in range(5)] == [1.0, 2.0, 4.0, 8.0, 8.0]
+    backoff.reset()
+    assert backoff.next_delay() == 1.0
