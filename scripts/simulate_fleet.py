@@ -18,7 +18,7 @@ duplicates, and the time until every device's backlog from the outage is deliver
 
 Example (the figures in docs/control-room.md)::
 
-    python scripts/simulate_fleet.py --devices 1000 --outage-s 30
+    python scripts/simulate_fleet.py --devices 1000 --outage-s 30 --json
 
 Outboxes go to /dev/shm when it exists (``--workdir`` to change): SQLite's fsync on a shared disk
 would measure the disk, not the broker. Loopback only; everything is bounded in count and time.
