@@ -12,6 +12,13 @@ command -v pdftoppm >/dev/null 2>&1 || need_apt+=(poppler-utils)
 [ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || need_apt+=(fonts-dejavu-core)
 # systemd-analyze: the tests score and verify systemd/appliance.service with it.
 command -v systemd-analyze >/dev/null 2>&1 || need_apt+=(systemd)
+# Test brokers (scripts/test.sh sets SETUP_TEST_BROKERS=1; a field install never gets them):
+# RabbitMQ's MQTT plugin, so the MQTT 3.1.1 path is tested against a broker that is not Mosquitto
+# (tests/test_publish_rabbitmq.py; about 20 s to install, 25 s to run). The test starts its own
+# node on loopback ports; the package's own service, where systemd starts it, is not used.
+if [ "${SETUP_TEST_BROKERS:-0}" = 1 ] && [ ! -x /usr/lib/rabbitmq/bin/rabbitmq-server ]; then
+    need_apt+=(rabbitmq-server)
+fi
 if [ ${#need_apt[@]} -gt 0 ]; then
     if [ "$(id -u)" -eq 0 ]; then SUDO=""; elif command -v sudo >/dev/null 2>&1; then SUDO="sudo"; else SUDO=""; fi
     if [ "$(id -u)" -eq 0 ] || [ -n "$SUDO" ]; then

@@ -2,7 +2,7 @@
 # The project's test command (README, and .ci/run calls exactly this): set up, lint, test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh
+SETUP_TEST_BROKERS=1 bash scripts/setup.sh
 .venv/bin/ruff check appliance tests scripts
 .venv/bin/mypy
 .venv/bin/python -m pytest -q -p no:cacheprovider "$@"
