@@ -33,7 +33,9 @@ import sqlite3
 import sys
 import threading
 import time
-from typing import Any, Dict, List, Optional, Protocol, Sequence, TextIO
+from typing import List, Optional, Protocol, Sequence, TextIO
+
+from typing_extensions import NotRequired, TypedDict, Unpack
 
 from appliance.config.schema import MqttConfig, OutboxConfig, PublishConfig
 from appliance.publish.backoff import FullJitterBackoff
@@ -62,6 +64,17 @@ class Publisher(Protocol):
     def stats(self) -> PublisherStats: ...
 
     def close(self, clean: bool = True) -> None: ...
+
+
+class PublisherArgs(TypedDict):
+    """What every publisher is built from (the rest is each one's own: a stream, an outbox)."""
+
+    device_id: str
+    mqtt: MqttConfig
+    publish: PublishConfig
+    birth: StatusMessage
+    documents: NotRequired[Sequence[RetainedDocument]]
+    discovery_prefix: NotRequired[Optional[str]]
 
 
 class _Base:
@@ -127,25 +140,8 @@ class StdoutPublisher(_Base):
     Seqs count from 1 for each run (nothing is stored); boot_id is always 1.
     """
 
-    def __init__(
-        self,
-        *,
-        device_id: str,
-        mqtt: MqttConfig,
-        publish: PublishConfig,
-        birth: StatusMessage,
-        stream: Optional[TextIO] = None,
-        documents: Sequence[RetainedDocument] = (),
-        discovery_prefix: Optional[str] = None,
-    ) -> None:
-        super().__init__(
-            device_id=device_id,
-            mqtt=mqtt,
-            publish=publish,
-            birth=birth,
-            documents=documents,
-            discovery_prefix=discovery_prefix,
-        )
+    def __init__(self, *, stream: Optional[TextIO] = None, **common: Unpack[PublisherArgs]) -> None:
+        super().__init__(**common)
         self.stream = stream if stream is not None else sys.stdout
         self._seq = 0
         self._lock = threading.Lock()
@@ -190,32 +186,15 @@ class StdoutPublisher(_Base):
 class MqttPublisher(_Base):
     """Outbox -> MQTT: :class:`OutboxWriter` stores, :class:`DeliveryLoop` delivers."""
 
-    def __init__(
-        self,
-        *,
-        device_id: str,
-        mqtt: MqttConfig,
-        publish: PublishConfig,
-        outbox: OutboxConfig,
-        birth: StatusMessage,
-        documents: Sequence[RetainedDocument] = (),
-        discovery_prefix: Optional[str] = None,
-    ) -> None:
-        super().__init__(
-            device_id=device_id,
-            mqtt=mqtt,
-            publish=publish,
-            birth=birth,
-            documents=documents,
-            discovery_prefix=discovery_prefix,
-        )
-        self.mqtt = mqtt
+    def __init__(self, *, outbox: OutboxConfig, **common: Unpack[PublisherArgs]) -> None:
+        super().__init__(**common)
+        self.mqtt = common["mqtt"]
         self.outbox_cfg = outbox
         self.outbox = Outbox(
-            outbox_path(outbox, device_id),
+            outbox_path(outbox, self.device_id),
             max_bytes=outbox.max_bytes,
             max_age_s=outbox.max_age_s,
-            owner=device_id,
+            owner=self.device_id,
             busy_timeout_s=outbox.busy_timeout_s,
         )
         self.writer: Optional[OutboxWriter] = None
@@ -357,8 +336,12 @@ def make_publisher(
 ) -> Publisher:
     """:class:`MqttPublisher` when ``mqtt.url`` is set, else :class:`StdoutPublisher`. ``documents``
     (the public notice, Home Assistant discovery configs) are published retained at every connect."""
-    common: Dict[str, Any] = dict(
-        device_id=device_id, mqtt=mqtt, publish=publish, birth=birth, documents=documents,
+    common = PublisherArgs(
+        device_id=device_id,
+        mqtt=mqtt,
+        publish=publish,
+        birth=birth,
+        documents=documents,
         discovery_prefix=discovery_prefix,
     )
     if mqtt.url is None:
