@@ -19,12 +19,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO="$(pwd)"
 HOST_PY="${HOST_PY:-$REPO/.venv/bin/python}"
-start=$(date +%s)
 
-skip() { echo "aarch64 bench: SKIP: $*"; exit 0; }
-fail() { echo "aarch64 bench: FAIL: $*" >&2; exit 1; }
-step() { echo "aarch64 bench: [$(( $(date +%s) - start ))s] $*"; }
-
+AARCH64_TASK="aarch64 bench"
 . scripts/aarch64_env.sh
 aarch64_prepare
 

@@ -10,10 +10,16 @@
 # onnxruntime crashes at import under qemu-user when /proc/cpuinfo describes an x86 CPU, so the
 # aarch64 Python runs in a private mount namespace (unshare -m) with an ARM cpuinfo bind-mounted.
 #
-# The caller defines skip (exit 0 with a reason), fail (exit 1) and step (progress line) and sets
-# REPO and HOST_PY, then calls aarch64_prepare once and aarch64_python as often as it likes.
+# The caller sets AARCH64_TASK (the name its lines start with), REPO and HOST_PY, then calls
+# aarch64_prepare once and aarch64_python as often as it likes.
 
 AARCH64_CACHE="${AARCH64_SMOKE_CACHE:-$HOME/.cache/crowd-appliance-aarch64}"
+aarch64_start=$(date +%s)
+
+# skip: exit 0 with a reason; fail: exit 1; step: a progress line with the seconds since sourcing.
+skip() { echo "$AARCH64_TASK: SKIP: $*"; exit 0; }
+fail() { echo "$AARCH64_TASK: FAIL: $*" >&2; exit 1; }
+step() { echo "$AARCH64_TASK: [$(( $(date +%s) - aarch64_start ))s] $*"; }
 
 # Skips (never fails) where this host cannot run the emulated Python at all.
 aarch64_check_host() {

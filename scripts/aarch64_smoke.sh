@@ -11,12 +11,8 @@ cd "$(dirname "$0")/.."
 REPO="$(pwd)"
 FRAME=tests/data/vtest_frame300.jpg
 HOST_PY="${HOST_PY:-$REPO/.venv/bin/python}"
-start=$(date +%s)
 
-skip() { echo "aarch64 smoke: SKIP: $*"; exit 0; }
-fail() { echo "aarch64 smoke: FAIL: $*" >&2; exit 1; }
-step() { echo "aarch64 smoke: [$(( $(date +%s) - start ))s] $*"; }
-
+AARCH64_TASK="aarch64 smoke"
 . scripts/aarch64_env.sh
 aarch64_prepare
 
