@@ -30,6 +30,15 @@ REPO = Path(__file__).resolve().parent.parent
 MOSQUITTO = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None)
 
 
+def printing_publisher(cfg: Any, stream: Any) -> Any:
+    """The publisher ``appliance run`` uses without a broker, printing to ``stream``."""
+    from appliance.config import config_hash
+    from appliance.publish import StdoutPublisher, make_birth
+
+    birth = make_birth(config_hash=config_hash(cfg), board=cfg.profile.name, models=[])
+    return StdoutPublisher(device_id=cfg.device_id, mqtt=cfg.mqtt, publish=cfg.publish, birth=birth, stream=stream)
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))

@@ -9,13 +9,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from conftest import printing_publisher
 
 from appliance.app import build_pipeline
 from appliance.capture import open_source
 from appliance.config import load_config
 from appliance.config.schema import CaptureConfig
 from appliance.errors import InputError
-from appliance.publish import StdoutPublisher, make_birth
 from appliance.resources import sample_clip
 
 
@@ -95,8 +95,7 @@ def test_a_damaged_video_reports_decode_errors_instead_of_ending_quietly(tmp_pat
 def test_a_truncated_clip_marks_its_last_window_and_health(tmp_path: Path) -> None:
     cfg = load_config(overrides={"capture": {"source": str(damaged_copy(tmp_path, "truncated"))}})
     out = io.StringIO()
-    birth = make_birth(config_hash="0" * 16, board=cfg.profile.name, models=[])
-    publisher = StdoutPublisher(device_id=cfg.device_id, mqtt=cfg.mqtt, publish=cfg.publish, birth=birth, stream=out)
+    publisher = printing_publisher(cfg, out)
     result = build_pipeline(cfg, publisher=publisher).run()
     messages = [json.loads(line)["payload"] for line in out.getvalue().splitlines()]
     counts = [m for m in messages if "window_start" in m]

@@ -8,6 +8,7 @@ import threading
 
 import numpy as np
 import pytest
+from conftest import printing_publisher
 from test_analyze_support import config, detections, person_at
 
 from appliance.anonymize import Anonymizer
@@ -17,7 +18,6 @@ from appliance.capture import open_source
 from appliance.config.schema import AnonymizeConfig, CaptureConfig
 from appliance.frames import Analysed, Dropped, FrameLoop
 from appliance.models.detections import Detections
-from appliance.publish import StdoutPublisher, make_birth
 
 SIZE = (320, 240)
 
@@ -80,8 +80,7 @@ def test_a_dropped_frame_is_counted_in_its_window_and_in_health() -> None:
     cfg = config(publish={"interval_s": 0.5})
     out = io.StringIO()
     source = open_source("sample", cfg.capture, SIZE)
-    birth = make_birth(config_hash="0" * 16, board=cfg.profile.name, models=[])
-    publisher = StdoutPublisher(device_id=cfg.device_id, mqtt=cfg.mqtt, publish=cfg.publish, birth=birth, stream=out)
+    publisher = printing_publisher(cfg, out)
     pipeline = build_pipeline(cfg, source=source, publisher=publisher)
     pipeline.anonymizer = Anonymizer(KnownDetections(), FailsOnEveryThird(), cfg.anonymize)
     result = pipeline.run(max_frames=12)

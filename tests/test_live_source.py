@@ -15,12 +15,12 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from typing import Iterator
 
 import pytest
+from conftest import printing_publisher
 
 from appliance.app import build_pipeline
 from appliance.capture import open_source
 from appliance.config import load_config
 from appliance.config.schema import CaptureConfig
-from appliance.publish import StdoutPublisher, make_birth
 from appliance.resources import sample_clip
 
 
@@ -75,8 +75,7 @@ def test_a_lost_camera_is_reported_in_health_and_flagged_while_the_device_keeps_
                                  "publish": {"health_interval_s": 1.0, "interval_s": 2.0},
                                  "device_id": "live-1"})
     out = io.StringIO()
-    birth = make_birth(config_hash="0123abcd", board=cfg.profile.name, models=())
-    publisher = StdoutPublisher(device_id=cfg.device_id, mqtt=cfg.mqtt, publish=cfg.publish, birth=birth, stream=out)
+    publisher = printing_publisher(cfg, out)
     pipeline = build_pipeline(cfg, publisher=publisher)
     stop = threading.Event()
 
