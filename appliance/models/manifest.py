@@ -13,9 +13,11 @@ rewrites the pin when it writes a new manifest.
 
 from __future__ import annotations
 
+import copy
+import functools
 import hashlib
 from pathlib import Path
-from typing import List, Literal, Optional
+from typing import Any, List, Literal, Optional
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -121,6 +123,21 @@ def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+# A run reads the manifest from several places (detectors, audit, notice, health); with pure-Python
+# PyYAML each parse cost ~25 ms of start-up. The same bytes parse once, with libyaml when present.
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+@functools.lru_cache(maxsize=2)
+def _parsed(raw: bytes) -> Any:
+    return yaml.load(raw.decode("utf-8"), Loader=_YAML_LOADER)
+
+
+def _parse_yaml(raw: bytes) -> Any:
+    # A deep copy, so a caller that changes what it got cannot change the next caller's manifest.
+    return copy.deepcopy(_parsed(raw))
+
+
 def load_manifest(models_dir: Optional[Path] = None, *, pinned: bool = True) -> Manifest:
     """Parse and validate ``manifest.yaml``; any problem is a one-line ``ModelIntegrityError``.
 
@@ -143,7 +160,7 @@ def load_manifest(models_dir: Optional[Path] = None, *, pinned: bool = True) -> 
         )
     try:
         # Parse the very bytes that were hashed.
-        data = yaml.safe_load(raw.decode("utf-8"))
+        data = _parse_yaml(raw)
     except (UnicodeDecodeError, yaml.YAMLError) as exc:
         raise ModelIntegrityError(f"cannot read manifest: {exc}".splitlines()[0], path=str(path)) from None
     try:
