@@ -107,3 +107,18 @@ def test_an_edge_cut_frame_keeps_the_visible_part_of_the_face_as_its_truth(fa: M
     assert cut.truth[0] == 0 and cut.truth[2] == pytest.approx(width / 2, abs=1)
     right = by_name["portrait face 160px, right edge, 35% visible"]
     assert right.truth[2] == 640 and 640 - right.truth[0] == pytest.approx(0.35 * 2 * width, abs=1)
+
+
+@pytest.mark.parametrize("side", ["left", "right"])
+def test_a_face_cut_by_the_frame_edge_is_found_and_wholly_hidden(fa: ModuleType, side: str) -> None:
+    # The blur of a box clipped by the frame edge used to be the ellipse inscribed in the clipped
+    # box, which left the cut face's corners along the edge sharp (88-95 % of it hidden).
+    portrait = read("face_portrait_small.jpg")
+    face = faces("face_portrait_small.jpg")[0][0]
+    frames = {f.name: f for f in fa.portrait_frames(portrait, face, (640, 480))}
+    cut = frames[f"portrait face 80px, {side} edge, 35% visible"]
+    det = open_face_detector("centerface-int8", threads=1, input_size=(480, 352),
+                             score_threshold=CFG.face_score_threshold)
+    found = det.detect(cut.image).boxes
+    assert len(found) == 1
+    assert fa.coverage(mask_of(fa, found), cut.truth) == 1.0
