@@ -30,7 +30,7 @@ every frame. Per (precision, size):
 Person boxes (the anonymizer's head blur) and faces remembered from earlier frames are left out
 on purpose: this is the face model's own coverage.
 
-Usage: python scripts/face_agreement.py measure [--every 10] [--frame-size 640x480] > faces.json
+Usage: python scripts/face_agreement.py measure [--every 10] [--frame-size 640x480] [--size WxH] > faces.json
        python scripts/face_agreement.py table faces.json        # markdown tables on stdout
 """
 
@@ -268,8 +268,9 @@ def _read(path: Path) -> np.ndarray:
 # ---------------------------------------------------------------- measuring
 
 
-def profile_sizes() -> Dict[Tuple[str, Size], List[str]]:
-    """(precision, face input size) -> the board profiles that run the face model so."""
+def profile_sizes(frame_size: Size) -> Dict[Tuple[str, Size], List[str]]:
+    """(precision, face input size) -> the board profiles that run the face model so, each with its
+    working size when that is not ``frame_size`` (then these frames are not what it sees)."""
     from appliance.config.loader import load_board_profile
     from appliance.resources import firmware_configs_dir
 
@@ -277,7 +278,9 @@ def profile_sizes() -> Dict[Tuple[str, Size], List[str]]:
     for path in sorted(firmware_configs_dir().glob("*.yaml")):
         prof = load_board_profile(path.stem)
         precision = prof.models.face.rsplit("-", 1)[-1]
-        out.setdefault((precision, (prof.face_input_width, prof.face_input_height)), []).append(prof.name)
+        working = (prof.working_width, prof.working_height)
+        label = prof.name if working == frame_size else f"{prof.name} ({fmt(working)} frames)"
+        out.setdefault((precision, (prof.face_input_width, prof.face_input_height)), []).append(label)
     return out
 
 
@@ -380,7 +383,8 @@ def measure(
 
     cfg = AnonymizeConfig()
     found = detect_all(frames, sizes, threads)
-    users = profile_sizes()
+    h, w = frames[0].image.shape[:2]
+    users = profile_sizes((w, h))
     reference = found[REFERENCE]
     per_frame: Dict[str, List[FrameResult]] = {}
     summaries: List[Summary] = []
@@ -424,7 +428,7 @@ def cmd_measure(args: argparse.Namespace) -> int:
         if not (args.shared / name).is_file():
             print(f"{args.shared / name}: not found (--shared names the folder of the test material)", file=sys.stderr)
             return 2
-    sizes = list(dict.fromkeys([*ALWAYS_SIZES, *(s for _, s in profile_sizes())]))
+    sizes = list(dict.fromkeys([*ALWAYS_SIZES, *(s for _, s in profile_sizes(args.frame_size)), *args.size]))
     frames = build_frames(args.every, args.frame_size, args.shared)
     progress(f"{len(frames)} frames at {fmt(args.frame_size)}, face input sizes {', '.join(map(fmt, sizes))}")
     summaries, per_frame = measure(frames, sizes, args.threads)
@@ -482,6 +486,8 @@ def main(argv: List[str]) -> int:
     m = sub.add_parser("measure", help="measure here; JSON on stdout, progress on stderr")
     m.add_argument("--every", type=int, default=10, help="every N-th Megamind.avi frame (default %(default)s)")
     m.add_argument("--frame-size", type=parse_size, default=(640, 480), help="frame size WxH (default 640x480)")
+    m.add_argument("--size", type=parse_size, action="append", default=[],
+                   help="also measure this face input size WxH (a candidate for a profile; repeatable)")
     m.add_argument("--threads", type=int, default=2, help="intra-op threads per session (default %(default)s)")
     m.add_argument("--shared", type=Path, default=SHARED,
                    help="folder with portrait.jpg and Megamind.avi (default %(default)s)")
