@@ -42,7 +42,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Set, Tuple
 
 import numpy as np
 
@@ -63,6 +63,9 @@ GREY = 114
 FACE_HEIGHTS_PX = (12, 16, 20, 30, 40, 60, 80, 120, 160, 200)
 EDGE_VISIBLE = (0.7, 0.5, 0.35)
 EDGE_FACE_HEIGHTS_PX = (80, 160)
+
+if TYPE_CHECKING:
+    from appliance.anonymize.blur import Shape
 
 Size = Tuple[int, int]
 
@@ -142,8 +145,8 @@ def match_pairs(
         return []
     ious = iou_matrix(reference, candidate)
     pairs: List[Tuple[int, int, float]] = []
-    used_r: set = set()
-    used_c: set = set()
+    used_r: Set[int] = set()
+    used_c: Set[int] = set()
     for flat in np.argsort(-ious, axis=None, kind="stable"):
         r, c = (int(v) for v in np.unravel_index(flat, ious.shape))
         if ious[r, c] < iou_threshold:
@@ -156,13 +159,13 @@ def match_pairs(
     return pairs
 
 
-def hidden_mask(boxes: np.ndarray, width: int, height: int, margin_ratio: float, shape: str) -> np.ndarray:
+def hidden_mask(boxes: np.ndarray, width: int, height: int, margin_ratio: float, shape: Shape) -> np.ndarray:
     """(H, W) bool: the pixels the anonymizer would hide for these face boxes, drawn by its own code
     (``expand_boxes`` then ``hide_regions``, filling black on a white frame)."""
     from appliance.anonymize.blur import expand_boxes, hide_regions
 
     canvas = np.full((height, width, 3), 255, np.uint8)
-    hide_regions(canvas, expand_boxes(boxes, margin_ratio, width, height), "fill", shape)  # type: ignore[arg-type]
+    hide_regions(canvas, expand_boxes(boxes, margin_ratio, width, height), "fill", shape)
     return canvas[:, :, 0] == 0
 
 
@@ -316,7 +319,7 @@ def frame_result(
     same_size_fp32: Optional[Tuple[np.ndarray, np.ndarray]],
     reference: Tuple[np.ndarray, np.ndarray],
     margin_ratio: float,
-    shape: str,
+    shape: Shape,
 ) -> FrameResult:
     """One detector's faces on one frame against the same-size fp32 faces and the reference's."""
     boxes, scores = found
