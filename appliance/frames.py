@@ -14,19 +14,35 @@ Each iteration yields one of:
 ``on_clock(now_s, frame_period_s)`` is called before a frame is processed, with the time the
 frame (or the loss) happened on the source's clock. The run's schedule closes windows there, so a
 frame that reaches a window boundary is analysed into the next window, never the one it closed.
+
+A finite source (a file, a folder) is read ahead by a reader thread (``ReadAhead``): OpenCV
+decodes and resizes the next frame without the GIL while this thread anonymizes the current one.
+The queue holds at most ``READ_AHEAD_FRAMES`` raw frames and hands them only to this loop, in
+order; a frame still queued when the loop stops is zeroed. Live sources are not read ahead: they
+have their own capture thread that keeps only the newest frame, and a queue would only age it.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass
-from typing import Callable, Iterator, Literal, Optional, Tuple, Union
+from typing import Callable, Deque, Iterator, Literal, Optional, Tuple, Union
+
+import numpy as np
 
 from appliance.analyze import Analyzer, FrameAnalysis
 from appliance.anonymize import AnonymizedFrame, Anonymizer, FrameDropped
-from appliance.capture import FrameSource
+from appliance.capture import CaptureStats, FrameSource, RawFrame
 from appliance.progress import NoProgress, Progress
+
+log = logging.getLogger(__name__)
+
+# Decoded frames waiting for the anonymizer. One is enough to hide the decode behind inference;
+# a second absorbs a slow read (a keyframe, a cold disk) without stalling the loop.
+READ_AHEAD_FRAMES = 2
 
 StopReason = Literal["end_of_source", "max_frames", "signal"]
 
@@ -76,6 +92,108 @@ FrameResult = Union[Analysed, Dropped, Lost]
 Clock = Callable[[float, float], None]
 
 
+@dataclass(frozen=True)
+class SourceRead:
+    """One ``FrameSource.read()``: the frame (None: ended or nothing yet), whether the source had
+    ended, how long the read took, and the source's counters right after it."""
+
+    raw: Optional[RawFrame]
+    ended: bool
+    read_ms: float
+    stats: CaptureStats
+
+
+def read_once(source: FrameSource) -> SourceRead:
+    t0 = time.monotonic()
+    raw = source.read()
+    read_ms = (time.monotonic() - t0) * 1000
+    return SourceRead(raw, raw is None and source.state == "ended", read_ms, source.stats())
+
+
+class ReadAhead:
+    """Reads a source in its own thread, at most ``depth`` reads ahead of ``next()``, in order.
+
+    The thread stops after ``limit`` frames, at the source's end, at its first exception (which
+    ``next()`` raises in the caller's thread, as a direct read would) or at ``close()``. ``close()``
+    waits for a read in progress, so the source may be closed right after it, and zeroes the
+    frames nobody took: a raw frame leaves only through ``next()``.
+    """
+
+    def __init__(self, source: FrameSource, limit: Optional[int] = None, depth: int = READ_AHEAD_FRAMES) -> None:
+        if depth < 1:
+            raise ValueError(f"depth must be at least 1, got {depth}")
+        self._source = source
+        self._limit = limit
+        self._depth = depth
+        self._cond = threading.Condition()
+        self._items: Deque[Union[SourceRead, BaseException]] = deque()
+        self._closing = False
+        self._done = False  # the thread has put its last item
+        self._thread = threading.Thread(target=self._run, name="frame-reader", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        frames = 0
+        try:
+            while self._limit is None or frames < self._limit:
+                read = read_once(self._source)
+                if not self._put(read) or read.ended:
+                    return
+                frames += read.raw is not None
+        except BaseException as exc:  # handed to the loop's thread, which raises it
+            self._put(exc)
+        finally:
+            with self._cond:
+                self._done = True
+                self._cond.notify_all()
+
+    def _put(self, item: Union[SourceRead, BaseException]) -> bool:
+        with self._cond:
+            while len(self._items) >= self._depth and not self._closing:
+                self._cond.wait()
+            if self._closing:
+                if isinstance(item, SourceRead):
+                    _destroy(item)
+                return False
+            self._items.append(item)
+            self._cond.notify_all()
+            return True
+
+    def next(self) -> SourceRead:
+        with self._cond:
+            while not self._items and not self._done:
+                self._cond.wait()
+            if not self._items:
+                raise RuntimeError("read past the reader's limit")
+            item = self._items.popleft()
+            self._cond.notify_all()
+        if isinstance(item, BaseException):
+            raise item
+        return item
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def close(self, timeout_s: float = 30.0) -> None:
+        with self._cond:
+            self._closing = True
+            self._cond.notify_all()
+        self._thread.join(timeout_s)
+        if self._thread.is_alive():
+            log.error("frame reader still in a read after %.0f s; the source is closed under it", timeout_s)
+        with self._cond:
+            for item in self._items:
+                if isinstance(item, SourceRead):
+                    _destroy(item)
+            self._items.clear()
+
+
+def _destroy(read: SourceRead) -> None:
+    if read.raw is not None and isinstance(read.raw.image, np.ndarray):
+        read.raw.image[...] = 0
+
+
 class FrameLoop:
     """Iterate once; afterwards ``stopped_by`` says why it ended and ``frames_read`` how far it got."""
 
@@ -101,6 +219,20 @@ class FrameLoop:
         self.label = label
         self.frames_read = 0
         self.stopped_by: StopReason = "signal"
+        self._reader: Optional[ReadAhead] = None
+        self._stats: Optional[CaptureStats] = None
+
+    def stats(self) -> CaptureStats:
+        """The source's counters as of the frame last handed on: the reader may be ahead, and a
+        window must not be charged with decode errors met after the frames it holds."""
+        return self._stats if self._stats is not None else self.source.stats()
+
+    def close(self) -> None:
+        """End the reader thread (waiting for a read in progress), so the source may be closed.
+        Iterating to the end, or closing the iterator, does this too."""
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
 
     def __iter__(self) -> Iterator[FrameResult]:
         total = self.source.expected_frames
@@ -113,7 +245,16 @@ class FrameLoop:
                 if not isinstance(result, Lost):
                     self.progress.advance()
         finally:
+            self.close()
             self.progress.close()
+
+    def _read(self) -> SourceRead:
+        if self._reader is None and not self.source.live:
+            limit = None if self.max_frames is None else self.max_frames - self.frames_read
+            self._reader = ReadAhead(self.source, limit)
+        read = self._reader.next() if self._reader is not None else read_once(self.source)
+        self._stats = read.stats
+        return read
 
     def _results(self) -> Iterator[FrameResult]:
         period = self.source.frame_period_s or 0.0
@@ -121,10 +262,10 @@ class FrameLoop:
             if self.max_frames is not None and self.frames_read >= self.max_frames:
                 self.stopped_by = "max_frames"
                 return
-            t0 = time.monotonic()
-            raw = self.source.read()
+            read = self._read()
+            raw = read.raw
             if raw is None:
-                if self.source.state == "ended":
+                if read.ended:
                     self.stopped_by = "end_of_source"
                     return
                 now = time.time()
@@ -133,7 +274,7 @@ class FrameLoop:
                 yield Lost(now)
                 continue
             self.frames_read += 1
-            capture_ms = (time.monotonic() - t0) * 1000
+            capture_ms = read.read_ms
             if self.on_clock is not None:
                 self.on_clock(raw.timestamp_s, period)
             height, width = raw.image.shape[:2]
