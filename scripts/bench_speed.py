@@ -11,8 +11,15 @@ machine falls on both sides alike; only ratios are meaningful, never the absolut
   (``concurrent=True``) and one after the other, on the same decoded frames.
 * ``import``: ``import appliance.app`` here and in the baseline.
 * ``threads``: the Anonymizer (detectors side by side) with 1 and 2 intra-op threads per session.
+* ``floor``: model-only floor / pipeline time per frame, in one process. The pipeline side is
+  ``Pipeline.run`` as ``appliance run`` builds it (``--config``; read, anonymize, analyze, publish
+  to a printer on /dev/null); the floor side replays the very ``session.run`` inputs the pipeline
+  made (recorded on its first ``--floor-frames`` frames, then cycled) through the same two
+  sessions in the same arrangement: the face model in a worker thread while the calling thread
+  runs the person model's windows. Same models, sizes, tiling and threads; nothing else.
 
 Usage: python scripts/bench_speed.py --clip /work/shared/data/vtest.avi --baseline /tmp/base
+       python scripts/bench_speed.py --only floor --config examples/site.yaml
 """
 
 from __future__ import annotations
@@ -25,7 +32,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -64,8 +71,10 @@ def median(rows: List[Tuple[float, ...]], i: int) -> float:
     return statistics.median(r[i] for r in rows)
 
 
-def bench_whole(clip: Path, frames: int, baseline: Path, repeats: int) -> None:
+def bench_whole(clip: Path, frames: int, baseline: Path, repeats: int, config: Optional[Path]) -> None:
     args = ["-m", "appliance", "run", "--source", str(clip), "--max-frames", str(frames), "--device-id", "bench"]
+    if config is not None:
+        args += ["--config", str(config.resolve())]
     res = interleave({"this": lambda: timed_process(args, REPO), "baseline": lambda: timed_process(args, baseline)},
                      repeats, "appliance run")
     tw, tc = median(res["this"], 0), median(res["this"], 1)
@@ -84,7 +93,7 @@ def bench_detectors(clip: Path, frames: int, repeats: int) -> None:
     from appliance.models import load_detectors
 
     cfg = load_config()
-    face, person = load_detectors(cfg)
+    face, person = load_detectors(cfg.profile, cfg.anonymize, cfg.detection)
     cap = cv2.VideoCapture(str(clip))
     images: List[np.ndarray] = []
     while len(images) < frames:
@@ -139,7 +148,7 @@ def bench_threads(clip: Path, frames: int, repeats: int) -> None:
     for n in (1, 2):
         cfg = load_config()
         cfg.profile.runtime.intra_op_threads = n  # the profile is a plain model: set it for this run
-        face, person = load_detectors(cfg)
+        face, person = load_detectors(cfg.profile, cfg.anonymize, cfg.detection)
         stages[f"{n} thread(s)"] = Anonymizer(face, person, cfg.anonymize)
         stages[f"{n} thread(s)"].warm_up(images[0].shape[1], images[0].shape[0])
 
@@ -158,6 +167,93 @@ def bench_threads(clip: Path, frames: int, repeats: int) -> None:
         stage.close()
 
 
+class _RecordingSession:
+    """Stands in for an onnxruntime session: forwards every call and keeps a copy of the first
+    ``limit`` calls' inputs (the pipeline's own, as it made them)."""
+
+    def __init__(self, inner: Any, limit: int) -> None:
+        self.inner = inner
+        self.limit = limit
+        self.calls = 0
+        self.recorded: List[Tuple[Any, Dict[str, Any]]] = []
+
+    def run(self, output_names: Any, feeds: Dict[str, Any], *args: Any) -> Any:
+        self.calls += 1
+        if len(self.recorded) < self.limit:
+            self.recorded.append((output_names, {k: v.copy() for k, v in feeds.items()}))
+        return self.inner.run(output_names, feeds, *args)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def bench_floor(clip: Path, frames: int, repeats: int, config: Optional[Path], record_frames: int) -> None:
+    """Model-only floor / whole pipeline time per frame, interleaved in one process."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from appliance.anonymize import Anonymizer
+    from appliance.app import build_pipeline, configured_detail_scale, working_size
+    from appliance.capture import open_source
+    from appliance.config import config_hash, load_config
+    from appliance.models import load_detectors
+    from appliance.publish import StdoutPublisher, make_birth
+
+    cfg = load_config(config)
+    face, person = load_detectors(cfg.profile, cfg.anonymize, cfg.detection)
+    devnull = open(os.devnull, "w")  # noqa: SIM115 - lives as long as the benchmark
+    stage_p50: Dict[str, List[float]] = {}
+
+    def pipeline_pass(n: int) -> Tuple[float, float]:
+        source = open_source(str(clip), cfg.capture.model_copy(update={"loop": True}), working_size(cfg.profile))
+        birth = make_birth(config_hash=config_hash(cfg), board=cfg.profile.name, models=[])
+        publisher = StdoutPublisher(device_id="bench", mqtt=cfg.mqtt, publish=cfg.publish, birth=birth, stream=devnull)
+        pipeline = build_pipeline(cfg, source=source, publisher=publisher)
+        pipeline.anonymizer.close()  # its own fresh sessions: use the shared (recording) ones
+        pipeline.anonymizer = Anonymizer(face, person, cfg.anonymize, detail_scale=configured_detail_scale(cfg))
+        pipeline.anonymizer.warm_up(*working_size(cfg.profile))
+        t0, c0 = time.perf_counter(), time.process_time()
+        result = pipeline.run(max_frames=n)
+        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+        for stage, lat in pipeline.health.snapshot("ok", 0).stage_latency_ms.items():
+            stage_p50.setdefault(stage, []).append(lat.p50_ms)
+        return wall / result.frames_analyzed * 1000, cpu / result.frames_analyzed * 1000
+
+    # One untimed pass records the pipeline's own model inputs.
+    face_rec = _RecordingSession(face.session, record_frames)
+    person_rec = _RecordingSession(person.session, 10**9)
+    face.session, person.session = face_rec, person_rec
+    progress(f"recording the models' inputs on {record_frames} frames")
+    pipeline_pass(record_frames)
+    face.session, person.session = face_rec.inner, person_rec.inner
+    windows = person_rec.calls // face_rec.calls
+    face_feeds = face_rec.recorded
+    person_feeds = [person_rec.recorded[i * windows:(i + 1) * windows] for i in range(len(face_feeds))]
+    del person_rec.recorded[len(face_feeds) * windows:]
+    stage_p50.clear()
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="face-detector")
+
+    def floor_pass(n: int) -> Tuple[float, float]:
+        t0, c0 = time.perf_counter(), time.process_time()
+        for i in range(n):
+            names, feeds = face_feeds[i % len(face_feeds)]
+            job = pool.submit(face.session.run, names, feeds)
+            for pnames, pfeeds in person_feeds[i % len(person_feeds)]:
+                person.session.run(pnames, pfeeds)
+            job.result()
+        return (time.perf_counter() - t0) / n * 1000, (time.process_time() - c0) / n * 1000
+
+    res = interleave({"model floor": lambda: floor_pass(frames), "pipeline": lambda: pipeline_pass(frames)},
+                     repeats, "floor vs pipeline")
+    fl, pl = median(res["model floor"], 0), median(res["pipeline"], 0)
+    fc, pc = median(res["model floor"], 1), median(res["pipeline"], 1)
+    print(f"model-only floor / pipeline time per frame: {fl / pl:.2f} ({fl:.1f} vs {pl:.1f} ms wall; CPU {fc:.1f} vs "
+          f"{pc:.1f} ms; {frames} frames, {windows} person window(s) per frame, medians of {repeats})")
+    print("pipeline stage p50 (ms, medians over passes; capture runs in the reader thread, "
+          "anonymize is both detectors side by side plus the blur): "
+          + ", ".join(f"{k} {statistics.median(v):.1f}" for k, v in stage_p50.items()))
+    pool.shutdown()
+
+
 def bench_import(baseline: Optional[Path], repeats: int) -> None:
     args = ["-c", "import appliance.app"]
     sides = {"this": lambda: timed_process(args, REPO)}
@@ -174,9 +270,11 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=200)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--baseline", type=Path, help="checkout to compare the whole run and the import with")
-    ap.add_argument("--only", choices=["whole", "detectors", "import", "threads"], action="append")
+    ap.add_argument("--config", type=Path, help="site config for the whole run and the floor (default: built-in)")
+    ap.add_argument("--floor-frames", type=int, default=20, help="frames whose model inputs the floor replays")
+    ap.add_argument("--only", choices=["whole", "detectors", "import", "threads", "floor"], action="append")
     args = ap.parse_args()
-    only = set(args.only or ["whole", "detectors", "import", "threads"])
+    only = set(args.only or ["whole", "detectors", "import", "threads", "floor"])
     if not args.clip.exists():
         raise SystemExit(f"{args.clip}: clip not found")
     if "import" in only:
@@ -185,10 +283,12 @@ def main() -> None:
         bench_detectors(args.clip, args.frames, args.repeats)
     if "threads" in only:
         bench_threads(args.clip, args.frames, args.repeats)
+    if "floor" in only:
+        bench_floor(args.clip, args.frames, args.repeats, args.config, args.floor_frames)
     if "whole" in only:
         if not args.baseline:
             raise SystemExit("--baseline is needed for the whole-run comparison")
-        bench_whole(args.clip, args.frames, args.baseline, args.repeats)
+        bench_whole(args.clip, args.frames, args.baseline, args.repeats, args.config)
 
 
 if __name__ == "__main__":
