@@ -11,9 +11,15 @@ Each iteration yields one of:
 * ``Dropped``: the anonymizer failed closed; the frame's pixels are already destroyed;
 * ``Lost``: a live source delivered nothing within its read timeout.
 
-``on_clock(now_s, frame_period_s)`` is called before a frame is processed, with the time the
-frame (or the loss) happened on the source's clock. The run's schedule closes windows there, so a
-frame that reaches a window boundary is analysed into the next window, never the one it closed.
+``on_clock(now_s, frame_period_s)`` is called before a frame is analysed and before its result
+is yielded, after the previous frame's result, with the time the frame (or the loss) happened on
+the source's clock. The run's schedule closes windows there, so a frame that reaches a window
+boundary is analysed into the next window, never the one it closed.
+
+With an analyzer, frame N+1 is anonymized while a worker thread analyses frame N (tracker,
+zones, anomalies: mostly numpy and OpenCV, which release the GIL in their loops), so
+anonymization may run before its frame's clock hook; nothing in it reads the clock. The blur
+still comes first: the worker is handed anonymized frames only.
 
 A finite source (a file, a folder) is read ahead by a reader thread (``ReadAhead``): OpenCV
 decodes and resizes the next frame without the GIL while this thread anonymizes the current one.
@@ -28,6 +34,7 @@ import logging
 import threading
 import time
 from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable, Deque, Iterator, Literal, Optional, Tuple, Union
 
@@ -208,6 +215,7 @@ class FrameLoop:
         on_clock: Optional[Clock] = None,
         progress: Optional[Progress] = None,
         label: str = "frames",
+        overlap_analysis: bool = True,
     ) -> None:
         self.source = source
         self.anonymizer = anonymizer
@@ -217,6 +225,7 @@ class FrameLoop:
         self.on_clock = on_clock
         self.progress = progress or NoProgress()
         self.label = label
+        self.overlap_analysis = overlap_analysis
         self.frames_read = 0
         self.stopped_by: StopReason = "signal"
         self._reader: Optional[ReadAhead] = None
@@ -257,36 +266,98 @@ class FrameLoop:
         return read
 
     def _results(self) -> Iterator[FrameResult]:
+        worker = None
+        if self.analyzer is not None and self.overlap_analysis:
+            worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="frame-analysis")
+        try:
+            yield from self._pipelined(worker)
+        finally:
+            if worker is not None:
+                worker.shutdown(wait=True)
+
+    def _pipelined(self, worker: Optional[ThreadPoolExecutor]) -> Iterator[FrameResult]:
+        """Frame N+1 is anonymized while frame N is analysed in ``worker`` (when given); N's result
+        is yielded, then N+1's clock hook runs, then N+1 is analysed: windows close exactly where
+        they did with one frame at a time, and results come in order."""
         period = self.source.frame_period_s or 0.0
+        in_flight: Optional[_InFlight] = None
+        stopped_by: StopReason = "signal"
         while not self.stop.is_set():
             if self.max_frames is not None and self.frames_read >= self.max_frames:
-                self.stopped_by = "max_frames"
-                return
-            read = self._read()
+                stopped_by = "max_frames"
+                break
+            try:
+                read = self._read()
+            except BaseException:
+                if in_flight is not None:  # the frames before a failing read are reported first, as before
+                    yield in_flight.result()
+                raise
             raw = read.raw
             if raw is None:
+                if in_flight is not None:
+                    yield in_flight.result()
+                    in_flight = None
                 if read.ended:
-                    self.stopped_by = "end_of_source"
-                    return
+                    stopped_by = "end_of_source"
+                    break
                 now = time.time()
                 if self.on_clock is not None:
                     self.on_clock(now, 0.0)
                 yield Lost(now)
                 continue
-            self.frames_read += 1
-            capture_ms = read.read_ms
-            if self.on_clock is not None:
-                self.on_clock(raw.timestamp_s, period)
             height, width = raw.image.shape[:2]
             t1 = time.monotonic()
+            frame: Optional[AnonymizedFrame] = None
+            dropped: Optional[FrameDropped] = None
             try:
                 frame = self.anonymizer.process(raw)
             except FrameDropped as drop:
-                times = StageTimes(capture_ms, (time.monotonic() - t1) * 1000)
-                yield Dropped(raw.index, raw.timestamp_s, drop.reason, drop.detail, (width, height), times)
+                dropped = drop
+            except BaseException:
+                if in_flight is not None:
+                    yield in_flight.result()
+                raise
+            anonymize_ms = (time.monotonic() - t1) * 1000
+            if in_flight is not None:
+                yield in_flight.result()
+                in_flight = None
+                if self.stop.is_set():  # asked to stop while handling the previous frame: this one is not taken
+                    raw.image[...] = 0
+                    break
+            self.frames_read += 1
+            if self.on_clock is not None:
+                self.on_clock(raw.timestamp_s, period)
+            if dropped is not None:
+                times = StageTimes(read.read_ms, anonymize_ms)
+                yield Dropped(raw.index, raw.timestamp_s, dropped.reason, dropped.detail, (width, height), times)
                 continue
-            t2 = time.monotonic()
-            analysis = self.analyzer.process(frame) if self.analyzer is not None else None
-            times = StageTimes(capture_ms, (t2 - t1) * 1000, (time.monotonic() - t2) * 1000)
-            yield Analysed(frame, analysis, times)
-        self.stopped_by = "signal"
+            assert frame is not None
+            if worker is not None:
+                in_flight = _InFlight(worker.submit(_timed_analysis, self.analyzer, frame), frame, read.read_ms,
+                                      anonymize_ms)
+                continue
+            analysis, analyze_ms = _timed_analysis(self.analyzer, frame)
+            yield Analysed(frame, analysis, StageTimes(read.read_ms, anonymize_ms, analyze_ms))
+        if in_flight is not None:  # a frame already clocked and counted: its result is due
+            yield in_flight.result()
+        self.stopped_by = stopped_by
+
+
+@dataclass(frozen=True)
+class _InFlight:
+    """A frame being analysed in the worker."""
+
+    job: Future[Tuple[Optional[FrameAnalysis], float]]
+    frame: AnonymizedFrame
+    capture_ms: float
+    anonymize_ms: float
+
+    def result(self) -> Analysed:
+        analysis, analyze_ms = self.job.result()  # an analyzer's exception is raised here, in order
+        return Analysed(self.frame, analysis, StageTimes(self.capture_ms, self.anonymize_ms, analyze_ms))
+
+
+def _timed_analysis(analyzer: Optional[Analyzer], frame: AnonymizedFrame) -> Tuple[Optional[FrameAnalysis], float]:
+    t0 = time.monotonic()
+    analysis = analyzer.process(frame) if analyzer is not None else None
+    return analysis, (time.monotonic() - t0) * 1000

@@ -71,6 +71,8 @@ class Pipeline:
         self._dropped_before_window = 0  # health's drop total when the current window opened
         self._decode_errors_before_window = 0
         self._loop: Optional[FrameLoop] = None
+        # Analyse frame N beside the anonymization of N+1 (appliance.frames); off: one at a time.
+        self.overlap_analysis = True
 
     def _capture_stats(self) -> CaptureStats:
         # As of the frame being handled: the loop's reader thread may have read further.
@@ -128,6 +130,7 @@ class Pipeline:
             on_clock=self._on_clock,
             progress=self.progress,
             label="run",
+            overlap_analysis=self.overlap_analysis,
         )
         self._loop = loop
         self.publisher.start()

@@ -4,6 +4,7 @@ ends as reading in the loop's own thread, and no raw frame left behind when it s
 from __future__ import annotations
 
 import io
+import json
 import threading
 from pathlib import Path
 from typing import List, Optional
@@ -12,7 +13,7 @@ import cv2
 import numpy as np
 import pytest
 from conftest import printing_publisher
-from test_analyze_support import config
+from test_analyze_support import config, detections, person_at
 from test_publish_mqtt import wait_until
 
 from appliance.anonymize import Anonymizer
@@ -22,6 +23,7 @@ from appliance.capture import FrameSource, RawFrame, open_source
 from appliance.config.schema import AnonymizeConfig, CaptureConfig
 from appliance.errors import SourceError
 from appliance.frames import READ_AHEAD_FRAMES, Analysed, FrameLoop, ReadAhead
+from appliance.models.detections import Detections
 
 SIZE = (320, 240)
 
@@ -164,3 +166,43 @@ def test_a_pipeline_stopped_mid_run_closes_its_source_after_the_reader_has_ended
     result = pipeline.run(stop=stop)
     assert result.stopped_by == "signal" and result.frames_analyzed == 5
     assert source.closed and source.reads_after_close == 0 and no_reader_thread()
+
+
+class WalkingPerson:
+    """A person detector that sees one person walk left to right, 6 px a frame, and fails on
+    every fifth frame (a dropped frame in the middle of the walk)."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def detect(self, frame_bgr: np.ndarray) -> Detections:
+        self.calls += 1
+        if self.calls % 5 == 0:
+            raise RuntimeError("model fault")
+        return detections([person_at(20 + 6 * self.calls, 200, 80)])
+
+
+def run_messages(overlap: bool) -> List[dict]:
+    # The analyzer works at the profile's size (768 px wide): the line is at x = 92 px, crossed at frame 12.
+    cfg = config(publish={"interval_s": 0.5}, lines=[{"name": "middle", "start": [0.12, 0.0], "end": [0.12, 1.0]}],
+                 anomalies={"camera_tamper": {"enabled": True}})
+    out = io.StringIO()
+    source = open_source("sample", cfg.capture, SIZE)
+    pipeline = build_pipeline(cfg, source=source, publisher=printing_publisher(cfg, out))
+    pipeline.anonymizer = Anonymizer(KnownDetections(), WalkingPerson(), cfg.anonymize)
+    pipeline.overlap_analysis = overlap
+    pipeline.run(max_frames=24)
+    wall_clock = {"sent_at", "window_start", "window_end", "uptime_s", "stage_latency_ms", "fps"}
+    messages = [json.loads(line) for line in out.getvalue().splitlines()]
+    return [{"topic": m["topic"], **{k: v for k, v in m["payload"].items() if k not in wall_clock}}
+            for m in messages if m["topic"].endswith(("/counts", "/anomaly"))]
+
+
+@pytest.mark.slow
+def test_analysing_beside_the_next_frames_anonymization_publishes_the_same_windows_as_one_at_a_time() -> None:
+    together, one_at_a_time = run_messages(overlap=True), run_messages(overlap=False)
+    counts = [m for m in together if m["topic"].endswith("/counts")]
+    # 24 frames at 10 fps in 0.5 s windows; drops at frames 4, 9, 14, 19; one crossing of the line.
+    assert [(c["frames_analyzed"], c["frames_dropped"]) for c in counts] == [(4, 1), (4, 1), (4, 1), (4, 1), (4, 0)]
+    assert sum(c["lines"]["middle"]["in"] + c["lines"]["middle"]["out"] for c in counts) == 1
+    assert together == one_at_a_time
