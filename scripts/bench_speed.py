@@ -187,7 +187,8 @@ class _RecordingSession:
         return getattr(self.inner, name)
 
 
-def bench_floor(clip: Path, frames: int, repeats: int, config: Optional[Path], record_frames: int) -> None:
+def bench_floor(clip: Path, frames: int, repeats: int, config: Optional[Path], record_frames: int,
+                analysis_ab: bool) -> None:
     """Model-only floor / whole pipeline time per frame, interleaved in one process."""
     from concurrent.futures import ThreadPoolExecutor
 
@@ -203,7 +204,7 @@ def bench_floor(clip: Path, frames: int, repeats: int, config: Optional[Path], r
     devnull = open(os.devnull, "w")  # noqa: SIM115 - lives as long as the benchmark
     stage_p50: Dict[str, List[float]] = {}
 
-    def pipeline_pass(n: int) -> Tuple[float, float]:
+    def pipeline_pass(n: int, overlap_analysis: bool = True) -> Tuple[float, float]:
         source = open_source(str(clip), cfg.capture.model_copy(update={"loop": True}), working_size(cfg.profile))
         birth = make_birth(config_hash=config_hash(cfg), board=cfg.profile.name, models=[])
         publisher = StdoutPublisher(device_id="bench", mqtt=cfg.mqtt, publish=cfg.publish, birth=birth, stream=devnull)
@@ -211,11 +212,14 @@ def bench_floor(clip: Path, frames: int, repeats: int, config: Optional[Path], r
         pipeline.anonymizer.close()  # its own fresh sessions: use the shared (recording) ones
         pipeline.anonymizer = Anonymizer(face, person, cfg.anonymize, detail_scale=configured_detail_scale(cfg))
         pipeline.anonymizer.warm_up(*working_size(cfg.profile))
+        if hasattr(pipeline, "overlap_analysis"):
+            pipeline.overlap_analysis = overlap_analysis
         t0, c0 = time.perf_counter(), time.process_time()
         result = pipeline.run(max_frames=n)
         wall, cpu = time.perf_counter() - t0, time.process_time() - c0
-        for stage, lat in pipeline.health.snapshot("ok", 0).stage_latency_ms.items():
-            stage_p50.setdefault(stage, []).append(lat.p50_ms)
+        if overlap_analysis:
+            for stage, lat in pipeline.health.snapshot("ok", 0).stage_latency_ms.items():
+                stage_p50.setdefault(stage, []).append(lat.p50_ms)
         return wall / result.frames_analyzed * 1000, cpu / result.frames_analyzed * 1000
 
     # One untimed pass records the pipeline's own model inputs.
@@ -242,12 +246,21 @@ def bench_floor(clip: Path, frames: int, repeats: int, config: Optional[Path], r
             job.result()
         return (time.perf_counter() - t0) / n * 1000, (time.process_time() - c0) / n * 1000
 
-    res = interleave({"model floor": lambda: floor_pass(frames), "pipeline": lambda: pipeline_pass(frames)},
-                     repeats, "floor vs pipeline")
-    fl, pl = median(res["model floor"], 0), median(res["pipeline"], 0)
-    fc, pc = median(res["model floor"], 1), median(res["pipeline"], 1)
-    print(f"model-only floor / pipeline time per frame: {fl / pl:.2f} ({fl:.1f} vs {pl:.1f} ms wall; CPU {fc:.1f} vs "
-          f"{pc:.1f} ms; {frames} frames, {windows} person window(s) per frame, medians of {repeats})")
+    sides = {"model floor": lambda: floor_pass(frames), "pipeline": lambda: pipeline_pass(frames)}
+    if analysis_ab:  # this tree's FrameLoop can analyse beside the next anonymization: measure both
+        sides["pipeline, analysis one frame at a time"] = lambda: pipeline_pass(frames, overlap_analysis=False)
+    res = interleave(sides, repeats, "floor vs pipeline")
+    fl, fc = median(res["model floor"], 0), median(res["model floor"], 1)
+    for name in sides:
+        if name == "model floor":
+            continue
+        pl, pc = median(res[name], 0), median(res[name], 1)
+        print(f"model-only floor / {name}, time per frame: {fl / pl:.2f} ({fl:.1f} vs {pl:.1f} ms wall; CPU {fc:.1f} "
+              f"vs {pc:.1f} ms; {frames} frames, {windows} person window(s) per frame, medians of {repeats})")
+    if analysis_ab:
+        a, b = res["pipeline"], res["pipeline, analysis one frame at a time"]
+        print(f"analysis beside the next anonymization / one frame at a time: wall {median(a, 0) / median(b, 0):.2f}x, "
+              f"CPU {median(a, 1) / median(b, 1):.2f}x")
     print("pipeline stage p50 (ms, medians over passes; capture runs in the reader thread, "
           "anonymize is both detectors side by side plus the blur): "
           + ", ".join(f"{k} {statistics.median(v):.1f}" for k, v in stage_p50.items()))
@@ -272,6 +285,8 @@ def main() -> None:
     ap.add_argument("--baseline", type=Path, help="checkout to compare the whole run and the import with")
     ap.add_argument("--config", type=Path, help="site config for the whole run and the floor (default: built-in)")
     ap.add_argument("--floor-frames", type=int, default=20, help="frames whose model inputs the floor replays")
+    ap.add_argument("--no-analysis-ab", action="store_true",
+                    help="floor: skip the side with analysis one frame at a time (overlap off)")
     ap.add_argument("--only", choices=["whole", "detectors", "import", "threads", "floor"], action="append")
     args = ap.parse_args()
     only = set(args.only or ["whole", "detectors", "import", "threads", "floor"])
@@ -284,7 +299,10 @@ def main() -> None:
     if "threads" in only:
         bench_threads(args.clip, args.frames, args.repeats)
     if "floor" in only:
-        bench_floor(args.clip, args.frames, args.repeats, args.config, args.floor_frames)
+        from appliance.frames import FrameLoop
+
+        analysis_ab = "overlap_analysis" in FrameLoop.__init__.__code__.co_varnames and not args.no_analysis_ab
+        bench_floor(args.clip, args.frames, args.repeats, args.config, args.floor_frames, analysis_ab)
     if "whole" in only:
         if not args.baseline:
             raise SystemExit("--baseline is needed for the whole-run comparison")
