@@ -33,10 +33,11 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import weakref
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Callable, Deque, Iterator, Literal, Optional, Tuple, Union
+from typing import Callable, Deque, Generator, Iterator, Literal, Optional, Tuple, Union
 
 import numpy as np
 
@@ -230,6 +231,7 @@ class FrameLoop:
         self.stopped_by: StopReason = "signal"
         self._reader: Optional[ReadAhead] = None
         self._stats: Optional[CaptureStats] = None
+        self._active: Optional[weakref.ReferenceType[Generator[FrameResult, None, None]]] = None
 
     def stats(self) -> CaptureStats:
         """The source's counters as of the frame last handed on: the reader may be ahead, and a
@@ -237,13 +239,28 @@ class FrameLoop:
         return self._stats if self._stats is not None else self.source.stats()
 
     def close(self) -> None:
-        """End the reader thread (waiting for a read in progress), so the source may be closed.
-        Iterating to the end, or closing the iterator, does this too."""
+        """Stop iterating: the analysis worker and the reader thread end (waiting for the work in
+        progress), so the analyzer may close its window and the source may be closed. Iterating to
+        the end does this too."""
+        active = self._active() if self._active is not None else None
+        if active is not None:
+            active.close()  # runs the generator's finally blocks where it is suspended
+        self._active = None
+        self._close_reader()
+
+    def _close_reader(self) -> None:
         if self._reader is not None:
             self._reader.close()
             self._reader = None
 
     def __iter__(self) -> Iterator[FrameResult]:
+        iterator = self._iterate()
+        # Weakly held: a caller that breaks out of its for loop drops the iterator, and that
+        # closes it at once (threads ended) as it would without this reference.
+        self._active = weakref.ref(iterator)
+        return iterator
+
+    def _iterate(self) -> Generator[FrameResult, None, None]:
         total = self.source.expected_frames
         if self.max_frames is not None:
             total = self.max_frames if total is None else min(total, self.max_frames)
@@ -254,7 +271,7 @@ class FrameLoop:
                 if not isinstance(result, Lost):
                     self.progress.advance()
         finally:
-            self.close()
+            self._close_reader()
             self.progress.close()
 
     def _read(self) -> SourceRead:

@@ -153,7 +153,7 @@ class Pipeline:
         finally:
             if watchdog is not None:
                 watchdog.stopping()
-            loop.close()  # the reader thread ends before the source is closed below
+            loop.close()  # analysis worker and reader end before the last window closes and the source closes
             # The final (partial) window and health go out before the clean 'offline'.
             final = self.schedule.finish()
             if final is not None:

@@ -11,6 +11,8 @@ machine falls on both sides alike; only ratios are meaningful, never the absolut
   (``concurrent=True``) and one after the other, on the same decoded frames.
 * ``import``: ``import appliance.app`` here and in the baseline.
 * ``threads``: the Anonymizer (detectors side by side) with 1 and 2 intra-op threads per session.
+* ``threads-run``: ``appliance run`` (whole process, this checkout, ``--config`` or the example site)
+  with 1 and with 2 intra-op threads per session (``board_overrides``), wall and CPU time.
 * ``floor``: model-only floor / pipeline time per frame, in one process. The pipeline side is
   ``Pipeline.run`` as ``appliance run`` builds it (``--config``; read, anonymize, analyze, publish
   to a printer on /dev/null); the floor side replays the very ``session.run`` inputs the pipeline
@@ -167,6 +169,29 @@ def bench_threads(clip: Path, frames: int, repeats: int) -> None:
         stage.close()
 
 
+def bench_threads_run(clip: Path, frames: int, repeats: int, config: Optional[Path]) -> None:
+    """``appliance run`` with 1 and 2 intra-op threads per session, whole process, this checkout."""
+    import tempfile
+
+    import yaml
+
+    site = yaml.safe_load((config or REPO / "examples" / "site.yaml").read_text())
+    tmp = Path(tempfile.mkdtemp(prefix="bench-threads-"))
+    sides = {}
+    for n in (1, 2):
+        overrides = site.setdefault("board_overrides", {})
+        overrides.setdefault("runtime", {})["intra_op_threads"] = n
+        path = tmp / f"site-{n}.yaml"
+        path.write_text(yaml.safe_dump(site))
+        args = ["-m", "appliance", "run", "--config", str(path), "--source", str(clip), "--max-frames", str(frames)]
+        sides[f"{n} thread(s)"] = lambda args=args: timed_process(args, REPO)
+    res = interleave(sides, repeats, "appliance run, intra-op threads")
+    one, two = res["1 thread(s)"], res["2 thread(s)"]
+    print(f"appliance run, {frames} frames: 1 / 2 intra-op threads per session wall "
+          f"{median(one, 0) / median(two, 0):.2f}x, CPU {median(one, 1) / median(two, 1):.2f}x (medians of {repeats}; "
+          f"wall {median(one, 0):.1f} s vs {median(two, 0):.1f} s)")
+
+
 class _RecordingSession:
     """Stands in for an onnxruntime session: forwards every call and keeps a copy of the first
     ``limit`` calls' inputs (the pipeline's own, as it made them)."""
@@ -287,7 +312,8 @@ def main() -> None:
     ap.add_argument("--floor-frames", type=int, default=20, help="frames whose model inputs the floor replays")
     ap.add_argument("--no-analysis-ab", action="store_true",
                     help="floor: skip the side with analysis one frame at a time (overlap off)")
-    ap.add_argument("--only", choices=["whole", "detectors", "import", "threads", "floor"], action="append")
+    ap.add_argument("--only", action="append",
+                    choices=["whole", "detectors", "import", "threads", "threads-run", "floor"])
     args = ap.parse_args()
     only = set(args.only or ["whole", "detectors", "import", "threads", "floor"])
     if not args.clip.exists():
@@ -298,6 +324,8 @@ def main() -> None:
         bench_detectors(args.clip, args.frames, args.repeats)
     if "threads" in only:
         bench_threads(args.clip, args.frames, args.repeats)
+    if "threads-run" in only:
+        bench_threads_run(args.clip, args.frames, args.repeats, args.config)
     if "floor" in only:
         from appliance.frames import FrameLoop
 

@@ -125,6 +125,17 @@ def test_breaking_out_of_the_loop_ends_the_reader() -> None:
     assert no_reader_thread()
 
 
+def test_closing_the_loop_mid_run_ends_its_analysis_worker_and_reader_before_it_returns() -> None:
+    source = Recorded(open_source("sample", CaptureConfig(), SIZE))
+    loop = sample_loop(source)
+    results = iter(loop)
+    for _ in range(3):
+        next(results)
+    assert {"frame-reader", "frame-analysis"} <= {t.name.split("_")[0] for t in threading.enumerate()}
+    loop.close()  # what the pipeline does when its consumer fails: then it closes the window and the source
+    assert not any(t.name.startswith(("frame-reader", "frame-analysis")) for t in threading.enumerate())
+
+
 @pytest.mark.parametrize("live", [False, True], ids=["read ahead", "read in the loop"])
 def test_a_source_that_raises_raises_the_same_error_after_the_same_frames(live: bool) -> None:
     source = Recorded(open_source("sample", CaptureConfig(), SIZE), fail_at_read=5, live=live)
