@@ -19,7 +19,8 @@ boundary is analysed into the next window, never the one it closed.
 With an analyzer, frame N+1 is anonymized while a worker thread analyses frame N (tracker,
 zones, anomalies: mostly numpy and OpenCV, which release the GIL in their loops), so
 anonymization may run before its frame's clock hook; nothing in it reads the clock. The blur
-still comes first: the worker is handed anonymized frames only.
+still comes first: the worker is handed anonymized frames only. A result is yielded once the
+next frame has been read and anonymized: on a live camera that keeps up, one frame period later.
 
 A finite source (a file, a folder) is read ahead by a reader thread (``ReadAhead``): OpenCV
 decodes and resizes the next frame without the GIL while this thread anonymizes the current one.
