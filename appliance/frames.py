@@ -49,9 +49,9 @@ from appliance.progress import NoProgress, Progress
 
 log = logging.getLogger(__name__)
 
-# Decoded frames waiting for the anonymizer. One is enough to hide the decode behind inference;
-# a second absorbs a slow read (a keyframe, a cold disk) without stalling the loop.
-READ_AHEAD_FRAMES = 2
+# Decoded frames waiting for the anonymizer (the reader holds one more, ready, while it waits).
+# One hides a decode of a few ms behind some 50 ms of inference; each more costs a frame of RSS.
+READ_AHEAD_FRAMES = 1
 
 StopReason = Literal["end_of_source", "max_frames", "signal"]
 
