@@ -2,8 +2,9 @@
 
 The frame loop (``appliance.frames``) reads, anonymizes and analyses; this module decides what
 each result means for the outside world: its schedule (``appliance.schedule``) closes windows and
-makes health due on the source's clock, and every message goes to the publisher. The capture
-reader and the MQTT delivery run in their own threads behind their stage's interface.
+makes health due on the source's clock, and every message goes to the publisher. The frame
+loop's reader (files) or the live source's capture thread, and the MQTT delivery, run in their own
+threads behind their stage's interface.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Iterable, List, Optional
 from appliance.analyze import Analyzer, AnomalyEvent
 from appliance.anonymize import Anonymizer
 from appliance.audit import AnomalyChanged, AuditLog, Stopped
-from appliance.capture import FrameSource
+from appliance.capture import CaptureStats, FrameSource
 from appliance.frames import Analysed, Dropped, FrameLoop, FrameResult, StopReason
 from appliance.health import HealthMonitor
 from appliance.health.watchdog import Watchdog
@@ -69,6 +70,13 @@ class Pipeline:
         self._windows = 0
         self._dropped_before_window = 0  # health's drop total when the current window opened
         self._decode_errors_before_window = 0
+        self._loop: Optional[FrameLoop] = None
+        # Analyse frame N beside the anonymization of N+1 (appliance.frames); off: one at a time.
+        self.overlap_analysis = True
+
+    def _capture_stats(self) -> CaptureStats:
+        # As of the frame being handled: the loop's reader thread may have read further.
+        return self._loop.stats() if self._loop is not None else self.source.stats()
 
     # ------------------------------------------------------------------ publishing
 
@@ -84,7 +92,7 @@ class Pipeline:
         dropped = self.health.dropped_total - self._dropped_before_window
         self._dropped_before_window = self.health.dropped_total
         summary = self.analyzer.close_window(due.start_s, due.end_s, frames_dropped=dropped)
-        decode_errors = self.source.stats().decode_errors
+        decode_errors = self._capture_stats().decode_errors
         if decode_errors > self._decode_errors_before_window:
             # Frames the decoder lost are frames nobody counted: this window cannot be trusted.
             summary = replace(summary, camera_ok=False)
@@ -93,7 +101,7 @@ class Pipeline:
         self._windows += 1
 
     def _publish_health(self) -> None:
-        cam = self.source.stats()
+        cam = self._capture_stats()
         snapshot = self.health.snapshot(cam.camera_state, cam.reconnects, decode_errors=cam.decode_errors)
         self._publish(health_message(snapshot, self.models, self._audit_head()))
 
@@ -122,7 +130,9 @@ class Pipeline:
             on_clock=self._on_clock,
             progress=self.progress,
             label="run",
+            overlap_analysis=self.overlap_analysis,
         )
+        self._loop = loop
         self.publisher.start()
         watchdog: Optional[Watchdog] = None
         try:
@@ -143,6 +153,7 @@ class Pipeline:
         finally:
             if watchdog is not None:
                 watchdog.stopping()
+            loop.close()  # analysis worker and reader end before the last window closes and the source closes
             # The final (partial) window and health go out before the clean 'offline'.
             final = self.schedule.finish()
             if final is not None:

