@@ -95,8 +95,9 @@ class BoardProfile(Strict):
         300, ge=128, le=1280, description="Square input side of the person detector (pixels)"
     )
     person_tiling: Literal["off", "2x1", "2x2", "perspective"] = Field(
-        # 2x1 measured on vtest.avi: counts 0.75 -> 0.94 of the hand count at threshold 0.4 (models/README.md)
-        "2x1",
+        # Measured on vtest.avi at threshold 0.4 (docs/analytics.md): count MAE 1.75 off, 0.85 2x1, 0.50
+        # perspective, for about 1.8-2.2x the detector time of 2x1; the only setting under 0.6.
+        "perspective",
         description="Run the person detector on overlapping tiles as well as the whole frame; "
         "'perspective': 3 tiles across the top half and 2 across the middle, where people are small",
     )

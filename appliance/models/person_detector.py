@@ -86,9 +86,9 @@ def ssd_anchors(
 # of the frame are far away and small, so the top band is cut into three tiles (each seen at 3x
 # the full-frame scale) and the middle band into two; near the bottom people are big enough for the
 # full frame. (top, bottom) as fractions of the frame height, and columns per band. On vtest.avi's
-# 20 labelled frames at score 0.4: count MAE 0.50 against 0.85 for 2x1, same line counts, 1.8x the
-# detector time; not the default yet because rapid_change raised 2 false alarms in 310 s of normal
-# footage with it (0 with 2x1). See docs/analytics.md.
+# 20 labelled frames at score 0.4: count MAE 0.50 against 0.85 for 2x1, same line counts, about 2x
+# the detector time; the shipped CPU profiles' default. Other band layouts and bands derived from
+# people's heights were no better per millisecond there (docs/analytics.md).
 PERSPECTIVE_BANDS: Tuple[Tuple[float, float, int], ...] = ((0.0, 0.5, 3), (0.3, 0.85, 2))
 TILINGS = ("off", "2x1", "2x2", "perspective")
 
