@@ -23,7 +23,7 @@ from appliance.errors import ModelIntegrityError
 from appliance.models import load_detectors, open_face_detector, open_person_detector
 from appliance.models.manifest import MANIFEST_SHA256, load_manifest, read_verified
 from appliance.models.nms import iou_matrix, match_detections, nms
-from appliance.models.person_detector import ssd_anchors, tile_windows
+from appliance.models.person_detector import PERSPECTIVE_BANDS, band_windows, ssd_anchors, tile_windows
 from appliance.models.runtime import select_providers
 from appliance.models.verify import verify_models
 from appliance.resources import models_dir
@@ -282,6 +282,17 @@ def test_perspective_tiles_are_smallest_at_the_top_and_cover_each_band() -> None
     assert max(area[:3]) < min(area[3:])  # far people (top) get the most magnification
     # The bands overlap, so nobody standing on the boundary is cut in both.
     assert middle[0][1] < top[0][3]
+
+
+def test_detect_runs_the_tiling_windows_and_other_layouts_must_start_with_the_full_frame(
+    vtest_frame: np.ndarray,
+) -> None:
+    det = open_person_detector(_names("person")[0], score_threshold=0.4, tiling="perspective")
+    windows = tile_windows(768, 576, "perspective")
+    assert windows == band_windows(768, 576, PERSPECTIVE_BANDS)
+    np.testing.assert_array_equal(det.detect(vtest_frame).boxes, det.detect_in_windows(vtest_frame, windows).boxes)
+    with pytest.raises(ValueError, match="full frame"):
+        det.detect_in_windows(vtest_frame, windows[1:])
 
 
 # --------------------------------------------------------------------------- int8 vs fp32

@@ -103,14 +103,24 @@ def _spans(side: int, n: int) -> List[Tuple[int, int]]:
     return [(round(k * step), round(k * step) + length) for k in range(n)]
 
 
-def tile_windows(width: int, height: int, tiling: str) -> List[Tuple[int, int, int, int]]:
-    """``(x1, y1, x2, y2)`` crops for the tiling mode; the full frame always comes first."""
+Window = Tuple[int, int, int, int]
+
+
+def band_windows(width: int, height: int, bands: Sequence[Tuple[float, float, int]]) -> List[Window]:
+    """The full frame, then each band ``(top, bottom, columns)`` (fractions of the height) cut
+    into that many overlapping tiles across the whole width."""
     windows = [(0, 0, width, height)]
+    for top, bottom, cols in bands:
+        y1, y2 = round(top * height), round(bottom * height)
+        windows.extend((x1, y1, x2, y2) for x1, x2 in _spans(width, cols))
+    return windows
+
+
+def tile_windows(width: int, height: int, tiling: str) -> List[Window]:
+    """``(x1, y1, x2, y2)`` crops for the tiling mode; the full frame always comes first."""
     if tiling == "perspective":
-        for top, bottom, cols in PERSPECTIVE_BANDS:
-            y1, y2 = round(top * height), round(bottom * height)
-            windows.extend((x1, y1, x2, y2) for x1, x2 in _spans(width, cols))
-        return windows
+        return band_windows(width, height, PERSPECTIVE_BANDS)
+    windows = [(0, 0, width, height)]
     cols, rows = {"off": (1, 1), "2x1": (2, 1), "2x2": (2, 2)}[tiling]
     if cols * rows == 1:
         return windows
@@ -208,8 +218,17 @@ class PersonDetector:
         if frame_bgr.ndim != 3 or frame_bgr.shape[2] != 3:
             raise ValueError(f"expected an HxWx3 BGR frame, got shape {frame_bgr.shape}")
         fh, fw = frame_bgr.shape[:2]
+        return self.detect_in_windows(frame_bgr, tile_windows(fw, fh, self.tiling))
+
+    def detect_in_windows(self, frame_bgr: np.ndarray, windows: Sequence[Window]) -> Detections:
+        """Run every window (the full frame first, then tiles) and merge them by NMS; tile
+        detections cut by an inner tile edge are dropped first. ``detect`` uses the tiling mode's
+        windows; scripts/evaluate_tile_layouts.py compares other layouts through this."""
+        fh, fw = frame_bgr.shape[:2]
+        if not windows or tuple(windows[0]) != (0, 0, fw, fh):
+            raise ValueError("the first window must be the full frame")
         all_boxes, all_scores = [], []
-        for i, (x1, y1, x2, y2) in enumerate(tile_windows(fw, fh, self.tiling)):
+        for i, (x1, y1, x2, y2) in enumerate(windows):
             boxes, scores = self._detect_window(frame_bgr[y1:y2, x1:x2])
             boxes = boxes * np.asarray([x2 - x1, y2 - y1, x2 - x1, y2 - y1], np.float32)
             boxes += np.asarray([x1, y1, x1, y1], np.float32)
