@@ -51,6 +51,9 @@ FPS = 10.0
 MIN_THRESHOLD = 0.2
 SMALL_W, SMALL_H = 192, 144  # frames kept in memory for the camera checks (they downscale further)
 PERSON_MODEL: Optional[str] = None  # --person-model; None: the board profile's
+# --working-size: frames are resized to this (width, height) as capture does for a board whose
+# working resolution differs from the video's; None keeps the video's 768x576.
+WORKING_SIZE: Optional[Tuple[int, int]] = None
 FLAGS = ("rapid_change", "abnormal_motion", "counterflow", "camera_tamper")
 
 # ----------------------------------------------------------------------------- progress
@@ -89,6 +92,8 @@ def read_video(path: str) -> Iterator[np.ndarray]:
         ok, img = cap.read()
         if not ok:
             break
+        if WORKING_SIZE is not None and (img.shape[1], img.shape[0]) != WORKING_SIZE:
+            img = cv2.resize(img, WORKING_SIZE, interpolation=cv2.INTER_AREA)  # as appliance/capture does
         yield img
     cap.release()
 
@@ -127,7 +132,8 @@ def detect_all(
     cfg: ApplianceConfig, video: str, size: int, tiling: str, n_frames: int, args: argparse.Namespace
 ) -> DetRun:
     model = PERSON_MODEL or cfg.profile.models.person
-    cache = Path(args.cache_dir) / f"det_{model}_{size}_{tiling}_{MIN_THRESHOLD}.npz"
+    at = f"_{WORKING_SIZE[0]}x{WORKING_SIZE[1]}" if WORKING_SIZE else ""
+    cache = Path(args.cache_dir) / f"det_{model}_{size}_{tiling}_{MIN_THRESHOLD}{at}.npz"
     if cache.is_file() and not args.no_cache:
         z = np.load(cache, allow_pickle=False)
         n = int(z["n"])
@@ -283,6 +289,11 @@ def main() -> None:
         help="person detector input_size:tiling pairs to compare (416:2x2 costs ~0.5 s/frame on 2 cores)",
     )
     p.add_argument("--thresholds", default="0.3,0.4,0.5,0.6")
+    p.add_argument(
+        "--working-size",
+        default=None,
+        help="WxH: resize frames to a board's working resolution first (e.g. 640x480 for rpi4)",
+    )
     p.add_argument("--quick", action="store_true", help="only the board profile's own size/tiling")
     p.add_argument("--cache-dir", default="/tmp/appliance-eval-cache")
     p.add_argument("--no-cache", action="store_true")
@@ -294,8 +305,11 @@ def main() -> None:
         help="also time the settings side by side (interleaved, median ms) on this many frames",
     )
     args = p.parse_args()
-    global PERSON_MODEL
+    global PERSON_MODEL, WORKING_SIZE
     PERSON_MODEL = args.person_model
+    if args.working_size:
+        w, h = (int(v) for v in args.working_size.lower().split("x"))
+        WORKING_SIZE = (w, h)
 
     labels = yaml.safe_load(Path(args.labels).read_text())
     count_labels = {int(k): int(v) for k, v in labels["counts"].items()}
@@ -343,7 +357,7 @@ def main() -> None:
     default = next((r for r in runs if (r.size, r.tiling) == (prof.person_input_size, prof.person_tiling)), runs[0])
     thr = base.detection.person_score_threshold
     det = open_detector(base, default.size, default.tiling, args.models_dir)
-    clips = make_clips(default, thr, args.video, small, det, frame_size)
+    clips = make_clips(default, thr, read_video(args.video), small, det, frame_size)
     stats = evaluate_anomalies(clips, frame_size)
     strict = evaluate_anomalies(clips, frame_size, STRICT_COUNTERFLOW, ("counterflow",))
     stats["counterflow (min_share 0.8, min_tracks 3, hold 3 s)"] = strict["counterflow"]
@@ -389,7 +403,12 @@ def main() -> None:
             "tiling": default.tiling,
             "threshold": thr,
         }
-        out = {"detector_settings": rows, "anomaly_setting": anomaly_setting, "anomalies": out_flags}
+        out = {
+            "frame_size": list(frame_size),
+            "detector_settings": rows,
+            "anomaly_setting": anomaly_setting,
+            "anomalies": out_flags,
+        }
         Path(args.json).write_text(json.dumps(out, indent=2) + "\n")
 
 

