@@ -2,14 +2,18 @@
 """Compare person-detector tile layouts on the labelled vtest frames: count accuracy against
 detector time, side by side (about 2 minutes on 2 cores).
 
-    python scripts/evaluate_tile_layouts.py [--video ../shared/data/vtest.avi] [--repeats 3]
+    python scripts/evaluate_tile_layouts.py [--video ../shared/data/vtest.avi] [--labels eval/vtest_labels.yaml]
+
+For another site: its footage and hand counts of some of its frames (same format as
+eval/vtest_labels.yaml); the derived layouts are printed as ``detection.perspective_bands`` too.
 
 Layouts: the shipped tilings (2x1, perspective), other fixed band layouts, and layouts derived
 from people's heights: a line ``height_px = a * foot_row + b`` is fitted to the person boxes the
 perspective setting finds on every 10th frame (score >= 0.5, boxes wholly inside the frame), and
 bands are placed from the top foot row down so that the smallest person of each band (feet on the
 band's top edge) is at least ``target`` pixels tall at the model's input; below the row where the
-full frame already gives ``target`` pixels, no tiles. The full frame always runs first.
+full frame already gives ``target`` pixels, no tiles. The full frame always runs first. The line is
+fitted on the first 795 frames (80 s at 10 fps).
 
 Reported per layout: windows per frame, count MAE at thresholds 0.3/0.4/0.5 and bias at 0.4 on the
 20 labelled frames, and the median detector milliseconds per frame, timed interleaved (every frame
@@ -34,7 +38,7 @@ sys.path.insert(0, str(REPO))
 
 from appliance.config.loader import load_config  # noqa: E402
 from appliance.models import open_person_detector  # noqa: E402
-from appliance.models.person_detector import TILE_OVERLAP, Window, band_windows, tile_windows  # noqa: E402
+from appliance.models.person_detector import TILE_OVERLAP, Band, Window, band_windows, tile_windows  # noqa: E402
 
 INPUT_PX = 300
 # Fixed layouts tried besides the shipped ones: (top, bottom, columns) bands, fractions of the height.
@@ -75,9 +79,10 @@ def fit_height_line(boxes: np.ndarray, frame_h: int) -> Tuple[float, float]:
     return float(a_), float(b_)
 
 
-def height_layout(width: int, height: int, a: float, b: float, top_row: float, target_px: float) -> List[Window]:
-    """Bands from ``top_row`` down, each as tall as keeps its smallest person at ``target_px``."""
-    windows: List[Window] = [(0, 0, width, height)]
+def height_bands(width: int, height: int, a: float, b: float, top_row: float, target_px: float) -> List[Band]:
+    """Bands from ``top_row`` down, each as tall as keeps its smallest person at ``target_px``:
+    ``(top, bottom, columns)``, fractions of the height, as ``detection.perspective_bands`` takes them."""
+    bands: List[Band] = []
     foot = top_row
     while foot < height and (a * foot + b) * INPUT_PX / height < target_px:
         person = a * foot + b
@@ -86,9 +91,9 @@ def height_layout(width: int, height: int, a: float, b: float, top_row: float, t
         cols = 1
         while width * (1 + TILE_OVERLAP * (cols - 1)) / cols > MAX_SQUASH * (y2 - y1):
             cols += 1
-        windows += band_windows(width, height, ((y1 / height, y2 / height, cols),))[1:]
+        bands.append((round(y1 / height, 3), round(y2 / height, 3), cols))
         foot = y2
-    return windows
+    return bands
 
 
 def main() -> None:
@@ -123,8 +128,8 @@ def main() -> None:
 
     layouts: Dict[str, List[Window]] = {t: tile_windows(w, h, t) for t in ("2x1", "perspective")}
     layouts.update({name: band_windows(w, h, bands) for name, bands in BAND_LAYOUTS.items()})
-    for target in TARGETS_PX:
-        layouts[f"from heights, {target} px"] = height_layout(w, h, a, b, top_row, target)
+    derived = {f"from heights, {t} px": height_bands(w, h, a, b, top_row, t) for t in TARGETS_PX}
+    layouts.update({name: band_windows(w, h, bands) for name, bands in derived.items()})
 
     scores: Dict[str, Dict[int, np.ndarray]] = {n: {} for n in layouts}
     times: Dict[str, List[float]] = {n: [] for n in layouts}
@@ -152,9 +157,10 @@ def main() -> None:
             f"| {name} | {len(windows)} | {cells[0][0]:.2f} | {cells[1][0]:.2f} | {cells[1][1]:+.2f} "
             f"| {cells[2][0]:.2f} | {ratio:.2f} |"
         )
-    for name, windows in layouts.items():
-        if name.startswith("from heights"):
-            print(f"{name}: {windows[1:]}")
+    print("\nThe derived layouts as site config (with a board profile running person_tiling: perspective):")
+    for name, bands in derived.items():
+        items = ", ".join(f"{{top: {t:g}, bottom: {btm:g}, columns: {c}}}" for t, btm, c in bands)
+        print(f"{name}:  detection: {{perspective_bands: [{items}]}}")
 
 
 if __name__ == "__main__":

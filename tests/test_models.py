@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 import pytest
 
-from appliance.config.schema import ApplianceConfig, BoardProfile
+from appliance.config.schema import ApplianceConfig, BoardProfile, DetectionConfig
 from appliance.errors import ModelIntegrityError
 from appliance.models import load_detectors, open_face_detector, open_person_detector
 from appliance.models.manifest import MANIFEST_SHA256, load_manifest, read_verified
@@ -180,6 +180,22 @@ def test_load_detectors_uses_the_profile_and_site_thresholds() -> None:
     assert face.score_threshold == cfg.anonymize.face_score_threshold
     assert person.score_threshold == cfg.detection.person_score_threshold
     assert person.input_size == cfg.profile.person_input_size
+
+
+def test_a_site_places_its_own_perspective_bands_and_the_full_frame_still_runs_first() -> None:
+    # Bands are a site setting (where the camera looks); the board profile says perspective or not.
+    cfg = ApplianceConfig(
+        profile=BoardProfile(name="t", person_tiling="perspective"),
+        detection={"perspective_bands": [{"top": 0.165, "bottom": 0.77, "columns": 2}]},
+    )
+    _, person = load_detectors(cfg.profile, cfg.anonymize, cfg.detection)
+    assert person.windows(768, 576) == [(0, 0, 768, 576), (0, 95, 461, 444), (307, 95, 768, 444)]
+    _, built_in = load_detectors(cfg.profile, cfg.anonymize, DetectionConfig())
+    assert built_in.windows(768, 576) == band_windows(768, 576, PERSPECTIVE_BANDS)
+    # Without perspective tiling the bands are not used.
+    off = ApplianceConfig(profile=BoardProfile(name="t", person_tiling="2x1"), detection=cfg.detection)
+    _, tiled = load_detectors(off.profile, off.anonymize, off.detection)
+    assert tiled.windows(768, 576) == tile_windows(768, 576, "2x1")
 
 
 # --------------------------------------------------------------------------- faces

@@ -116,10 +116,14 @@ def band_windows(width: int, height: int, bands: Sequence[Tuple[float, float, in
     return windows
 
 
-def tile_windows(width: int, height: int, tiling: str) -> List[Window]:
-    """``(x1, y1, x2, y2)`` crops for the tiling mode; the full frame always comes first."""
+Band = Tuple[float, float, int]
+
+
+def tile_windows(width: int, height: int, tiling: str, bands: Optional[Sequence[Band]] = None) -> List[Window]:
+    """``(x1, y1, x2, y2)`` crops for the tiling mode; the full frame always comes first.
+    ``bands`` replaces ``PERSPECTIVE_BANDS`` for the perspective mode (a site's own layout)."""
     if tiling == "perspective":
-        return band_windows(width, height, PERSPECTIVE_BANDS)
+        return band_windows(width, height, bands or PERSPECTIVE_BANDS)
     windows = [(0, 0, width, height)]
     cols, rows = {"off": (1, 1), "2x1": (2, 1), "2x2": (2, 2)}[tiling]
     if cols * rows == 1:
@@ -140,6 +144,7 @@ class PersonDetector:
         anchors_300: Optional[np.ndarray] = None,
         input_size: int = 300,
         tiling: str = "off",
+        perspective_bands: Optional[Sequence[Band]] = None,
         score_threshold: Optional[float] = None,
         nms_iou: Optional[float] = None,
         min_box_height_px: float = 0.0,
@@ -153,6 +158,7 @@ class PersonDetector:
         self.entry = entry
         self.input_size = int(input_size)
         self.tiling = tiling
+        self.perspective_bands = tuple(perspective_bands) if perspective_bands else None
         self.score_threshold = float(score_threshold or pp.score_threshold)
         self.nms_iou = float(nms_iou or pp.nms_iou)
         self.min_box_height_px = float(min_box_height_px)
@@ -218,7 +224,11 @@ class PersonDetector:
         if frame_bgr.ndim != 3 or frame_bgr.shape[2] != 3:
             raise ValueError(f"expected an HxWx3 BGR frame, got shape {frame_bgr.shape}")
         fh, fw = frame_bgr.shape[:2]
-        return self.detect_in_windows(frame_bgr, tile_windows(fw, fh, self.tiling))
+        return self.detect_in_windows(frame_bgr, self.windows(fw, fh))
+
+    def windows(self, width: int, height: int) -> List[Window]:
+        """The crops ``detect`` runs on a frame of this size."""
+        return tile_windows(width, height, self.tiling, self.perspective_bands)
 
     def detect_in_windows(self, frame_bgr: np.ndarray, windows: Sequence[Window]) -> Detections:
         """Run every window (the full frame first, then tiles) and merge them by NMS; tile
