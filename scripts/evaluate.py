@@ -51,6 +51,9 @@ FPS = 10.0
 MIN_THRESHOLD = 0.2
 SMALL_W, SMALL_H = 192, 144  # frames kept in memory for the camera checks (they downscale further)
 PERSON_MODEL: Optional[str] = None  # --person-model; None: the board profile's
+# --working-size: frames are resized to this (width, height) as capture does for a board whose
+# working resolution differs from the video's; None keeps the video's 768x576.
+WORKING_SIZE: Optional[Tuple[int, int]] = None
 FLAGS = ("rapid_change", "abnormal_motion", "counterflow", "camera_tamper")
 
 # ----------------------------------------------------------------------------- progress
@@ -89,6 +92,8 @@ def read_video(path: str) -> Iterator[np.ndarray]:
         ok, img = cap.read()
         if not ok:
             break
+        if WORKING_SIZE is not None and (img.shape[1], img.shape[0]) != WORKING_SIZE:
+            img = cv2.resize(img, WORKING_SIZE, interpolation=cv2.INTER_AREA)  # as appliance/capture does
         yield img
     cap.release()
 
@@ -127,7 +132,8 @@ def detect_all(
     cfg: ApplianceConfig, video: str, size: int, tiling: str, n_frames: int, args: argparse.Namespace
 ) -> DetRun:
     model = PERSON_MODEL or cfg.profile.models.person
-    cache = Path(args.cache_dir) / f"det_{model}_{size}_{tiling}_{MIN_THRESHOLD}.npz"
+    at = f"_{WORKING_SIZE[0]}x{WORKING_SIZE[1]}" if WORKING_SIZE else ""
+    cache = Path(args.cache_dir) / f"det_{model}_{size}_{tiling}_{MIN_THRESHOLD}{at}.npz"
     if cache.is_file() and not args.no_cache:
         z = np.load(cache, allow_pickle=False)
         n = int(z["n"])
@@ -148,6 +154,25 @@ def detect_all(
     arrays = {f"b{i}": b for i, b in enumerate(boxes)} | {f"s{i}": s for i, s in enumerate(scores)}
     np.savez_compressed(cache, n=len(boxes), ms=ms, **arrays)
     return DetRun(size, tiling, boxes, scores, ms)
+
+
+def interleaved_timing(
+    cfg: ApplianceConfig, video: str, settings: Sequence[Tuple[int, str]], n_frames: int, args: argparse.Namespace
+) -> Dict[Tuple[int, str], float]:
+    """Median detector ms per frame of each setting, timed side by side: every frame goes through
+    each setting in turn (A, B, C, A, B, C, ...), so load from other work falls on all of them alike."""
+    detectors = {s: open_detector(cfg, s[0], s[1], args.models_dir) for s in settings}
+    times: Dict[Tuple[int, str], List[float]] = {s: [] for s in settings}
+    bar = Progress(n_frames, "interleaved timing")
+    for k, img in enumerate(read_video(video)):
+        if k >= n_frames:
+            break
+        for s, det in detectors.items():
+            t0 = time.perf_counter()
+            det.detect(img)
+            times[s].append(1000 * (time.perf_counter() - t0))
+        bar.step()
+    return {s: float(np.median(v)) for s, v in times.items()}
 
 
 def make_frame(i: int, t: float, image: np.ndarray, people: Detections) -> AnonymizedFrame:
@@ -264,13 +289,27 @@ def main() -> None:
         help="person detector input_size:tiling pairs to compare (416:2x2 costs ~0.5 s/frame on 2 cores)",
     )
     p.add_argument("--thresholds", default="0.3,0.4,0.5,0.6")
+    p.add_argument(
+        "--working-size",
+        default=None,
+        help="WxH: resize frames to a board's working resolution first (e.g. 640x480 for rpi4)",
+    )
     p.add_argument("--quick", action="store_true", help="only the board profile's own size/tiling")
     p.add_argument("--cache-dir", default="/tmp/appliance-eval-cache")
     p.add_argument("--no-cache", action="store_true")
     p.add_argument("--json", help="also write the results here")
+    p.add_argument(
+        "--timing-frames",
+        type=int,
+        default=0,
+        help="also time the settings side by side (interleaved, median ms) on this many frames",
+    )
     args = p.parse_args()
-    global PERSON_MODEL
+    global PERSON_MODEL, WORKING_SIZE
     PERSON_MODEL = args.person_model
+    if args.working_size:
+        w, h = (int(v) for v in args.working_size.lower().split("x"))
+        WORKING_SIZE = (w, h)
 
     labels = yaml.safe_load(Path(args.labels).read_text())
     count_labels = {int(k): int(v) for k, v in labels["counts"].items()}
@@ -308,11 +347,17 @@ def main() -> None:
             )
             bar.step()
 
+    timing: Dict[Tuple[int, str], float] = {}
+    if args.timing_frames:
+        timing = interleaved_timing(base, args.video, settings, args.timing_frames, args)
+        for r in rows:
+            r["detector_ms_interleaved"] = round(timing[(r["input_size"], r["tiling"])], 1)
+
     prof = base.profile
     default = next((r for r in runs if (r.size, r.tiling) == (prof.person_input_size, prof.person_tiling)), runs[0])
     thr = base.detection.person_score_threshold
     det = open_detector(base, default.size, default.tiling, args.models_dir)
-    clips = make_clips(default, thr, args.video, small, det, frame_size)
+    clips = make_clips(default, thr, read_video(args.video), small, det, frame_size)
     stats = evaluate_anomalies(clips, frame_size)
     strict = evaluate_anomalies(clips, frame_size, STRICT_COUNTERFLOW, ("counterflow",))
     stats["counterflow (min_share 0.8, min_tracks 3, hold 3 s)"] = strict["counterflow"]
@@ -327,6 +372,13 @@ def main() -> None:
             f"| {r['count_bias']:+.2f} "
             f"| {r['line_in']}/{r['line_out']} | {r['line_abs_error']} | {r['detector_ms_per_frame']:.0f} |"
         )
+    if timing:
+        ref = timing.get((prof.person_input_size, prof.person_tiling)) or next(iter(timing.values()))
+        print(f"\nDetector time side by side ({args.timing_frames} frames, interleaved, median ms per frame):\n")
+        print("| input | tiling | ms/frame | ratio to the profile's setting |")
+        print("|---|---|---|---|")
+        for (size, tiling), ms in timing.items():
+            print(f"| {size} | {tiling} | {ms:.0f} | {ms / ref:.2f} |")
     setting = f"detector {default.size}px tiling={default.tiling}, threshold {thr}"
     print(f"\nAnomaly flags ({setting}, default flag settings):\n")
     print("| flag | recall | median latency s | false alarms | normal footage s | false alarms / hour |")
@@ -344,7 +396,20 @@ def main() -> None:
             "false_alarms_per_hour": None if np.isnan(per_h) else round(per_h, 1),
         }
     if args.json:
-        Path(args.json).write_text(json.dumps({"detector_settings": rows, "anomalies": out_flags}, indent=2) + "\n")
+        # Which detector setting the anomaly figures belong to (the board profile's, when measured).
+        anomaly_setting = {
+            "person_model": PERSON_MODEL or prof.models.person,
+            "input_size": default.size,
+            "tiling": default.tiling,
+            "threshold": thr,
+        }
+        out = {
+            "frame_size": list(frame_size),
+            "detector_settings": rows,
+            "anomaly_setting": anomaly_setting,
+            "anomalies": out_flags,
+        }
+        Path(args.json).write_text(json.dumps(out, indent=2) + "\n")
 
 
 if __name__ == "__main__":

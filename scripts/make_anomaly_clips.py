@@ -22,7 +22,7 @@ import argparse
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, List, Optional, Sequence, Tuple
+from typing import Any, Iterable, List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
@@ -127,7 +127,8 @@ def transform_people(d: Detections, t: Optional[str], frame_size: Tuple[int, int
     if t == "mirror":
         b[:, [0, 2]] = w - d.boxes[:, [2, 0]]
     elif t == "shift":
-        b += np.float32([SHIFT_PX[0], SHIFT_PX[1], SHIFT_PX[0], SHIFT_PX[1]])
+        dx, dy = SHIFT_PX[0] * w / 768, SHIFT_PX[1] * w / 768  # as transform_image scales it
+        b += np.float32([dx, dy, dx, dy])
         b = np.clip(b, 0, [w, h, w, h]).astype(np.float32)
         keep = (b[:, 3] - b[:, 1] > 8) & (b[:, 2] - b[:, 0] > 4)
         return Detections(b[keep], d.scores[keep])
@@ -135,27 +136,26 @@ def transform_people(d: Detections, t: Optional[str], frame_size: Tuple[int, int
 
 
 def make_clips(
-    run: Any, threshold: float, video: str, small: Sequence[np.ndarray], detector: Any, frame_size: Tuple[int, int]
+    run: Any,
+    threshold: float,
+    frames: Iterable[np.ndarray],
+    small: Sequence[np.ndarray],
+    detector: Any,
+    frame_size: Tuple[int, int],
 ) -> List[Clip]:
     """Build every clip in memory from cached detections (``run.at(i, threshold)``) and small frames.
-    Blurred frames are the one case geometry cannot predict: the detector runs on them for real."""
+    Blurred frames are the one case geometry cannot predict: the detector runs on them for real
+    (``frames``: the video's frames in order, at the size the detections were made at)."""
     all_specs = specs()
     need_blur = sorted({i for s in all_specs for i, t in s.steps if t == "blur"})
     blurred: dict = {}
     if need_blur:
-        cap = cv2.VideoCapture(video)
-        i = 0
         wanted = set(need_blur)
-        while True:
-            ok, img = cap.read()
-            if not ok:
-                break
+        for i, img in enumerate(frames):
             if i in wanted:
                 d = detector.detect(transform_image(img, "blur"))
                 keep = d.scores >= threshold
                 blurred[i] = Detections(d.boxes[keep], d.scores[keep])
-            i += 1
-        cap.release()
     clips = []
     for s in all_specs:
         images = [transform_image(small[i], t) for i, t in s.steps]

@@ -53,6 +53,12 @@ def refused(tmp_path: Path, text: str | bytes) -> str:
         ("zones: [{name: bowtie, polygon: [[0, 0], [1, 1], [1, 0], [0, 1]]}]", "zones.0.polygon", "Self-intersection"),
         ("zones: [{name: flat, polygon: [[0, 0], [0.5, 0.5], [1, 1]]}]", "zones.0.polygon", "not a simple polygon"),
         ("zones: [{name: speck, polygon: [[0, 0], [0.001, 0], [0, 0.001]]}]", "zones.0.polygon", "too small"),
+        # Perspective tile bands
+        ("detection: {perspective_bands: [{top: 0.5, bottom: 0.2, columns: 2}]}", "detection.perspective_bands.0",
+         "bottom must be below top"),
+        ("detection: {perspective_bands: [{top: 0.1, bottom: 0.6, columns: 0}]}",
+         "detection.perspective_bands.0.columns", "greater than or equal to 1"),
+        ("detection: {perspective_bands: []}", "detection.perspective_bands", "at least 1"),
         # Numbers
         ("publish: {interval_s: .nan}", "publish.interval_s", "finite number"),
         ("publish: {interval_s: .inf}", "publish.interval_s", "finite number"),

@@ -18,12 +18,12 @@ import cv2
 import numpy as np
 import pytest
 
-from appliance.config.schema import ApplianceConfig, BoardProfile
+from appliance.config.schema import ApplianceConfig, BoardProfile, DetectionConfig
 from appliance.errors import ModelIntegrityError
 from appliance.models import load_detectors, open_face_detector, open_person_detector
 from appliance.models.manifest import MANIFEST_SHA256, load_manifest, read_verified
 from appliance.models.nms import iou_matrix, match_detections, nms
-from appliance.models.person_detector import ssd_anchors, tile_windows
+from appliance.models.person_detector import PERSPECTIVE_BANDS, band_windows, ssd_anchors, tile_windows
 from appliance.models.runtime import select_providers
 from appliance.models.verify import verify_models
 from appliance.resources import models_dir
@@ -182,6 +182,22 @@ def test_load_detectors_uses_the_profile_and_site_thresholds() -> None:
     assert person.input_size == cfg.profile.person_input_size
 
 
+def test_a_site_places_its_own_perspective_bands_and_the_full_frame_still_runs_first() -> None:
+    # Bands are a site setting (where the camera looks); the board profile says perspective or not.
+    cfg = ApplianceConfig(
+        profile=BoardProfile(name="t", person_tiling="perspective"),
+        detection={"perspective_bands": [{"top": 0.165, "bottom": 0.77, "columns": 2}]},
+    )
+    _, person = load_detectors(cfg.profile, cfg.anonymize, cfg.detection)
+    assert person.windows(768, 576) == [(0, 0, 768, 576), (0, 95, 461, 444), (307, 95, 768, 444)]
+    _, built_in = load_detectors(cfg.profile, cfg.anonymize, DetectionConfig())
+    assert built_in.windows(768, 576) == band_windows(768, 576, PERSPECTIVE_BANDS)
+    # Without perspective tiling the bands are not used.
+    off = ApplianceConfig(profile=BoardProfile(name="t", person_tiling="2x1"), detection=cfg.detection)
+    _, tiled = load_detectors(off.profile, off.anonymize, off.detection)
+    assert tiled.windows(768, 576) == tile_windows(768, 576, "2x1")
+
+
 # --------------------------------------------------------------------------- faces
 
 
@@ -282,6 +298,17 @@ def test_perspective_tiles_are_smallest_at_the_top_and_cover_each_band() -> None
     assert max(area[:3]) < min(area[3:])  # far people (top) get the most magnification
     # The bands overlap, so nobody standing on the boundary is cut in both.
     assert middle[0][1] < top[0][3]
+
+
+def test_detect_runs_the_tiling_windows_and_other_layouts_must_start_with_the_full_frame(
+    vtest_frame: np.ndarray,
+) -> None:
+    det = open_person_detector(_names("person")[0], score_threshold=0.4, tiling="perspective")
+    windows = tile_windows(768, 576, "perspective")
+    assert windows == band_windows(768, 576, PERSPECTIVE_BANDS)
+    np.testing.assert_array_equal(det.detect(vtest_frame).boxes, det.detect_in_windows(vtest_frame, windows).boxes)
+    with pytest.raises(ValueError, match="full frame"):
+        det.detect_in_windows(vtest_frame, windows[1:])
 
 
 # --------------------------------------------------------------------------- int8 vs fp32

@@ -33,9 +33,9 @@ def test_the_record_is_prefilled_from_the_config_and_the_shipped_measurements() 
     assert config_hash(cfg) in text and notice_hash(build_notice(cfg)) in text
     for part in ("## Part A", "## Part B", "## Part C", "biometric"):
         assert part in text
-    # The count error is the shipped evaluation row for this very setting (int8, 300 px, 2x1, 0.4).
+    # The count error is the shipped evaluation row for this very setting (int8, 300 px, perspective, 0.4).
     rows = json.loads((ROOT / "eval" / "vtest_results_int8.json").read_text())["detector_settings"]
-    row = next(r for r in rows if (r["input_size"], r["tiling"], r["threshold"]) == (300, "2x1", 0.4))
+    row = next(r for r in rows if (r["input_size"], r["tiling"], r["threshold"]) == (300, "perspective", 0.4))
     assert f"| count mean absolute error (people per frame) | {row['count_mae']} |" in text
     assert "| camera_tamper | 9/9 |" in text
     assert "WIDER FACE" in text and "restrict commercial use" in text

@@ -11,11 +11,16 @@ class RapidChangeConfig(Strict):
     """Sudden gathering or dispersal: the frame count jumps far outside its recent rolling baseline."""
 
     enabled: bool = Field(True, description="Run this detector")
-    short_s: float = Field(2.0, gt=0, description="The current level is the median count over this window")
+    # 4 s, not 2: a median cannot be set by a streak shorter than half its window, and the person
+    # detector's miss streaks run up to about 2 s (on vtest a 1.7 s streak read 2 people where 3
+    # were, on top of a real drop from 6, and raised a "dispersal" in normal footage with 2 s). A
+    # real gathering lasts. Costs about 1 s of latency (scripts/evaluate.py, docs/analytics.md).
+    short_s: float = Field(4.0, gt=0, description="The current level is the median count over this window")
     baseline_s: float = Field(60.0, gt=0, description="Rolling baseline: median and MAD over this window before it")
     warmup_s: float = Field(20.0, ge=0, description="No flag until this much baseline has been seen")
-    # 2.5 and 3 from scripts/evaluate.py on vtest: normal footage peaks at |z| 1.5 / 2 people, the
-    # spliced gatherings and dispersals reach |z| 2.7-4 / 4 people.
+    # 2.5 and 3 from scripts/evaluate.py on vtest (perspective tiles, 0.4, 4 s level): normal footage
+    # peaks at |z| 2.0 / 3 people (a real drop from 6 to 3), the spliced gatherings and dispersals
+    # reach |z| 2.7-5 / 4-5 people. A thin margin on one scene: see docs/analytics.md.
     z_threshold: float = Field(2.5, gt=0, description="Robust z-score (change / (1.4826 * MAD)) to raise")
     min_change: float = Field(3.0, ge=0, description="And the level must differ from the baseline by this many people")
     min_scale: float = Field(

@@ -86,9 +86,10 @@ def render() -> str:
         "|---|---|---|---|",
     ]
     _rows(BoardProfile, "", lines)
-    from appliance.config.schema import LineConfig, ZoneConfig
+    from appliance.config.schema import LineConfig, TileBand, ZoneConfig
 
-    for title, model in (("Zone", ZoneConfig), ("Line", LineConfig)):
+    lists = (("Zone", ZoneConfig), ("Line", LineConfig), ("Tile band (`detection.perspective_bands`)", TileBand))
+    for title, model in lists:
         lines += ["", f"## {title}", "", "| key | type | default | meaning |", "|---|---|---|---|"]
         _rows(model, "", lines)
     return "\n".join(lines) + "\n"

@@ -86,9 +86,9 @@ def ssd_anchors(
 # of the frame are far away and small, so the top band is cut into three tiles (each seen at 3x
 # the full-frame scale) and the middle band into two; near the bottom people are big enough for the
 # full frame. (top, bottom) as fractions of the frame height, and columns per band. On vtest.avi's
-# 20 labelled frames at score 0.4: count MAE 0.50 against 0.85 for 2x1, same line counts, 1.8x the
-# detector time; not the default yet because rapid_change raised 2 false alarms in 310 s of normal
-# footage with it (0 with 2x1). See docs/analytics.md.
+# 20 labelled frames at score 0.4: count MAE 0.50 against 0.85 for 2x1, same line counts, about 2x
+# the detector time; the shipped CPU profiles' default. Other band layouts and bands derived from
+# people's heights were no better per millisecond there (docs/analytics.md).
 PERSPECTIVE_BANDS: Tuple[Tuple[float, float, int], ...] = ((0.0, 0.5, 3), (0.3, 0.85, 2))
 TILINGS = ("off", "2x1", "2x2", "perspective")
 
@@ -103,14 +103,28 @@ def _spans(side: int, n: int) -> List[Tuple[int, int]]:
     return [(round(k * step), round(k * step) + length) for k in range(n)]
 
 
-def tile_windows(width: int, height: int, tiling: str) -> List[Tuple[int, int, int, int]]:
-    """``(x1, y1, x2, y2)`` crops for the tiling mode; the full frame always comes first."""
+Window = Tuple[int, int, int, int]
+
+
+def band_windows(width: int, height: int, bands: Sequence[Tuple[float, float, int]]) -> List[Window]:
+    """The full frame, then each band ``(top, bottom, columns)`` (fractions of the height) cut
+    into that many overlapping tiles across the whole width."""
     windows = [(0, 0, width, height)]
+    for top, bottom, cols in bands:
+        y1, y2 = round(top * height), round(bottom * height)
+        windows.extend((x1, y1, x2, y2) for x1, x2 in _spans(width, cols))
+    return windows
+
+
+Band = Tuple[float, float, int]
+
+
+def tile_windows(width: int, height: int, tiling: str, bands: Optional[Sequence[Band]] = None) -> List[Window]:
+    """``(x1, y1, x2, y2)`` crops for the tiling mode; the full frame always comes first.
+    ``bands`` replaces ``PERSPECTIVE_BANDS`` for the perspective mode (a site's own layout)."""
     if tiling == "perspective":
-        for top, bottom, cols in PERSPECTIVE_BANDS:
-            y1, y2 = round(top * height), round(bottom * height)
-            windows.extend((x1, y1, x2, y2) for x1, x2 in _spans(width, cols))
-        return windows
+        return band_windows(width, height, bands or PERSPECTIVE_BANDS)
+    windows = [(0, 0, width, height)]
     cols, rows = {"off": (1, 1), "2x1": (2, 1), "2x2": (2, 2)}[tiling]
     if cols * rows == 1:
         return windows
@@ -130,6 +144,7 @@ class PersonDetector:
         anchors_300: Optional[np.ndarray] = None,
         input_size: int = 300,
         tiling: str = "off",
+        perspective_bands: Optional[Sequence[Band]] = None,
         score_threshold: Optional[float] = None,
         nms_iou: Optional[float] = None,
         min_box_height_px: float = 0.0,
@@ -143,6 +158,7 @@ class PersonDetector:
         self.entry = entry
         self.input_size = int(input_size)
         self.tiling = tiling
+        self.perspective_bands = tuple(perspective_bands) if perspective_bands else None
         self.score_threshold = float(score_threshold or pp.score_threshold)
         self.nms_iou = float(nms_iou or pp.nms_iou)
         self.min_box_height_px = float(min_box_height_px)
@@ -212,8 +228,21 @@ class PersonDetector:
         if frame_bgr.ndim != 3 or frame_bgr.shape[2] != 3:
             raise ValueError(f"expected an HxWx3 BGR frame, got shape {frame_bgr.shape}")
         fh, fw = frame_bgr.shape[:2]
+        return self.detect_in_windows(frame_bgr, self.windows(fw, fh))
+
+    def windows(self, width: int, height: int) -> List[Window]:
+        """The crops ``detect`` runs on a frame of this size."""
+        return tile_windows(width, height, self.tiling, self.perspective_bands)
+
+    def detect_in_windows(self, frame_bgr: np.ndarray, windows: Sequence[Window]) -> Detections:
+        """Run every window (the full frame first, then tiles) and merge them by NMS; tile
+        detections cut by an inner tile edge are dropped first. ``detect`` uses the tiling mode's
+        windows; scripts/evaluate_tile_layouts.py compares other layouts through this."""
+        fh, fw = frame_bgr.shape[:2]
+        if not windows or tuple(windows[0]) != (0, 0, fw, fh):
+            raise ValueError("the first window must be the full frame")
         all_boxes, all_scores = [], []
-        for i, (x1, y1, x2, y2) in enumerate(tile_windows(fw, fh, self.tiling)):
+        for i, (x1, y1, x2, y2) in enumerate(windows):
             boxes, scores = self._detect_window(frame_bgr[y1:y2, x1:x2])
             boxes = boxes * np.asarray([x2 - x1, y2 - y1, x2 - x1, y2 - y1], np.float32)
             boxes += np.asarray([x1, y1, x1, y1], np.float32)

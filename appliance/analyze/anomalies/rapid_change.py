@@ -5,8 +5,11 @@ MAD of the count over the ``baseline_s`` before it). The robust z-score
 ``(level - median) / max(1.4826 * MAD, min_scale)`` must pass ``z_threshold`` *and* the level
 must differ by at least ``min_change`` people, for ``hold_s``. Medians make one missed or doubled
 detection irrelevant; the people floor keeps a near-constant baseline (MAD = 0) from turning a
-change of one person into an alarm. The baseline keeps rolling, so a lasting new level becomes
-normal after about half of ``baseline_s`` and the flag clears: this flag is about *sudden* change.
+change of one person into an alarm. A median cannot be set by a streak shorter than half its
+window, so the level's window (4 s by default) outlasts the detector's miss streaks (up to about
+2 s on real footage): a few people missed for a moment never set it. The baseline keeps rolling,
+so a lasting new level becomes normal after about half of ``baseline_s`` and the flag clears: this
+flag is about *sudden* change.
 """
 
 from __future__ import annotations
