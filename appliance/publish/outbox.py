@@ -17,7 +17,9 @@ and a file that holds another device's messages is refused instead of being empt
 SD-card wear: a few small transactions per publish interval (never per frame); deletions after
 PUBACK are batched (:meth:`Outbox.ack`); WAL mode appends each commit to the ``-wal`` file.
 ``synchronous=FULL`` fsyncs each commit: a power cut must not roll the seq counter back, or the
-next boot would reuse seqs that subscribers have already seen and discard as duplicates.
+next boot would reuse seqs that subscribers have already seen and discard as duplicates. The one
+exception is the deletion after PUBACK (:meth:`Outbox.ack`): undoing it only sends a delivered
+message again, so it is not fsync'd.
 
 Bounds (``OutboxConfig``):
 
@@ -338,19 +340,31 @@ class Outbox:
         return [OutboxRow(r[0], r[1], r[2], bytes(r[3]), r[4]) for r in rows]
 
     def ack(self, seqs: Iterable[int]) -> None:
-        """Delete delivered messages (one transaction for the whole batch)."""
+        """Delete delivered messages (one transaction for the whole batch).
+
+        The only commit that is not fsync'd (``synchronous=NORMAL`` for this transaction): a power
+        cut can undo it, and then the messages are sent once more after the restart, which
+        subscribers drop by seq. Nothing that was stored is lost, and the seq counter is only ever
+        written by fsync'd commits (which also make every earlier commit durable). Without the
+        fsync a backlog drains without stalling on the SD card every batch.
+        """
         seqs = list(seqs)
         if not seqs:
             return
-        with self._lock, self._transaction():
-            for i in range(0, len(seqs), 500):
-                chunk = seqs[i : i + 500]
-                marks = ",".join("?" * len(chunk))
-                size = self._db.execute(
-                    f"SELECT COALESCE(SUM(LENGTH(payload)), 0) FROM messages WHERE seq IN ({marks})", chunk
-                ).fetchone()[0]
-                self._db.execute(f"DELETE FROM messages WHERE seq IN ({marks})", chunk)
-                self._bytes -= int(size)
+        with self._lock:
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            try:
+                with self._transaction():
+                    for i in range(0, len(seqs), 500):
+                        chunk = seqs[i : i + 500]
+                        marks = ",".join("?" * len(chunk))
+                        size = self._db.execute(
+                            f"SELECT COALESCE(SUM(LENGTH(payload)), 0) FROM messages WHERE seq IN ({marks})", chunk
+                        ).fetchone()[0]
+                        self._db.execute(f"DELETE FROM messages WHERE seq IN ({marks})", chunk)
+                        self._bytes -= int(size)
+            finally:
+                self._db.execute("PRAGMA synchronous=FULL")
 
     def discard_invalid(self, seq: int) -> None:
         """Remove a stored message that no longer passes egress (counted by the egress policy)."""
