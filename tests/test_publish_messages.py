@@ -239,6 +239,21 @@ def test_stored_payloads_are_rechecked() -> None:
         pol.approve_stored("frames", good.topic, good.payload)
 
 
+def test_only_a_tag_made_by_this_process_skips_the_recheck() -> None:
+    pol, earlier_run = policy(), policy()  # another policy object: another key, like another process
+    good = pol.approve(sample_counts().stamp(device_id="cam-01", boot_id=1, seq=9))
+    tag = pol.vouch(good)
+    assert pol.approve_stored("counts", good.topic, good.payload, seq=9, vouched=tag) == good
+    tampered = good.payload.replace(b'"camera_ok":true', b'"camera_ok":true,"frame":"AAAA"')
+    for payload, vouched in [(tampered, tag), (tampered, earlier_run.vouch(good)), (tampered, None)]:
+        with pytest.raises(EgressError, match="invalid"):
+            pol.approve_stored("counts", good.topic, payload, seq=9, vouched=vouched)
+    # A tag from another run (or for another seq) does not verify: the payload is checked in full.
+    assert pol.approve_stored("counts", good.topic, good.payload, seq=9, vouched=earlier_run.vouch(good)) == good
+    with pytest.raises(EgressError, match="wrong_topic"):
+        pol.approve_stored("counts", "site/a/cam-02/counts", good.payload, seq=9, vouched=tag)
+
+
 def test_approved_payloads_come_only_from_the_policy() -> None:
     with pytest.raises(TypeError):
         ApprovedPayload("site/a/cam-01/counts", b"{}", "counts", 1, False, object())

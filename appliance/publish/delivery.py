@@ -51,6 +51,10 @@ T = TypeVar("T")
 DELIVERY_WINDOW = 256
 # Rows read from the outbox per query while draining (a backlog is read in pages, not per message).
 PAGE_ROWS = 256
+# Messages prepared (re-checked, handed to paho) per turn of the loop before it reads PUBACKs again:
+# while this thread prepares, nobody reads the broker's acks, so paho cannot send the next queued
+# messages and the broker's window runs dry. Small turns keep it full.
+PUMP_BATCH = 16
 # Acknowledged messages are deleted in batches (one transaction each): bounded SD-card writes. A
 # batch is written when it is full, when ACK_FLUSH_S have passed, or when nothing is in flight any
 # more (the backlog is drained; live traffic then costs one small transaction per message, as before).
@@ -150,8 +154,8 @@ class DeliveryLoop:
                     if not self._connect():
                         self._stop.wait(self.backoff.next_delay())
                         continue
-                self._pump()
-                if not self.link.loop(0.02 if self._inflight else 0.1):
+                more = self._pump()
+                if not self.link.loop(0.0 if more else 0.02 if self._inflight else 0.1):
                     if self.link.last_error is not None:
                         self._report(self.link.last_error)
                     # Wait before reconnecting even after a lost connection: two clients with one
@@ -277,14 +281,20 @@ class DeliveryLoop:
 
     # ------------------------------------------------------------------ sending
 
-    def _pump(self) -> None:
-        """Hand paho the next messages in seq order until DELIVERY_WINDOW are unacknowledged."""
+    def _pump(self, batch: int = PUMP_BATCH) -> bool:
+        """Hand paho the next messages in seq order until DELIVERY_WINDOW are unacknowledged, at
+        most ``batch`` of them; returns whether it stopped at ``batch`` (there may be more to send)."""
         while self.link.connected and not self._refused_now and len(self._inflight) < DELIVERY_WINDOW:
+            if batch <= 0:
+                return True
+            batch -= 1
             row = self._next_row()
             if row is None:
-                return
+                return False
             try:
-                approved = self.policy.approve_stored(row.kind, row.topic, row.payload)
+                approved = self.policy.approve_stored(
+                    row.kind, row.topic, row.payload, seq=row.seq, vouched=row.vouched
+                )
             except EgressError as exc:
                 log.error("outbox seq %d dropped: %s", row.seq, exc)
                 self._store(partial(self.outbox.discard_invalid, row.seq))
@@ -298,8 +308,9 @@ class DeliveryLoop:
             try:
                 mid = self.link.publish(approved, expiry_s=expiry, retain=retain)
             except BrokerError:
-                return  # the link is down: the next connection starts again from the oldest row
+                return False  # the link is down: the next connection starts again from the oldest row
             self._inflight[mid] = row.seq
+        return False
 
     def _next_row(self) -> Optional[OutboxRow]:
         """The next row to send on this connection, read from the outbox a page at a time."""
@@ -360,12 +371,13 @@ class DeliveryLoop:
         deadline = time.monotonic() + self.close_timeout_s
         # Give the backlog a bounded chance to drain, then say goodbye.
         while self.link.connected and time.monotonic() < deadline and not self._refused_now:
-            self._pump()
+            more = self._pump()
             if not self._inflight and not self._ready:
                 left = self._store(partial(self.outbox.pending, self._last_read, 1), write=False)
                 if left == []:
                     break
-            self.link.loop(0.02)
+            self.link.loop(0.0 if more else 0.02)
+            self._flush_acks()
         self._flush_acks(force=True)
         # The death goes out directly only once the birth is out (so only newer rows can remain,
         # and the death's seq is below theirs). Otherwise it is queued at its seq by the caller.

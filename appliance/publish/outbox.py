@@ -90,7 +90,8 @@ CREATE TABLE IF NOT EXISTS messages (
     kind    TEXT NOT NULL,
     topic   TEXT NOT NULL,
     payload BLOB NOT NULL,
-    created REAL NOT NULL             -- unix time when queued
+    created REAL NOT NULL,            -- unix time when queued
+    vouched BLOB                      -- the egress tag of the process that stored it (or NULL)
 );
 CREATE INDEX IF NOT EXISTS messages_kind_seq ON messages (kind, seq);
 CREATE TABLE IF NOT EXISTS boots (
@@ -100,8 +101,9 @@ CREATE TABLE IF NOT EXISTS boots (
     started_at REAL NOT NULL
 );
 """
-# Added to ``boots`` after the first release; files written before have no such columns.
+# Added after the first release; files written before have no such columns.
 _BOOT_COLUMNS = {"death_topic": "TEXT", "death_payload": "BLOB", "closed": "INTEGER NOT NULL DEFAULT 0"}
+_MESSAGE_COLUMNS = {"vouched": "BLOB"}
 
 
 class Outbox:
@@ -157,10 +159,11 @@ class Outbox:
             self._file_lock = None
 
     def _migrate(self) -> None:
-        have = {row[1] for row in self._db.execute("PRAGMA table_info(boots)")}
-        for name, decl in _BOOT_COLUMNS.items():
-            if name not in have:
-                self._db.execute(f"ALTER TABLE boots ADD COLUMN {name} {decl}")
+        for table, columns in (("boots", _BOOT_COLUMNS), ("messages", _MESSAGE_COLUMNS)):
+            have = {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
+            for name, decl in columns.items():
+                if name not in have:
+                    self._db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {decl}")
 
     def _claim(self, device_id: str) -> None:
         row = self._db.execute("SELECT device_id FROM owner WHERE id = 1").fetchone()
@@ -291,8 +294,8 @@ class Outbox:
 
     def _insert(self, sealed: Sealed) -> None:
         self._db.execute(
-            "INSERT INTO messages (seq, kind, topic, payload, created) VALUES (?, ?, ?, ?, ?)",
-            (sealed.seq, sealed.kind, sealed.topic, sealed.payload, sealed.created or self._clock()),
+            "INSERT INTO messages (seq, kind, topic, payload, created, vouched) VALUES (?, ?, ?, ?, ?, ?)",
+            (sealed.seq, sealed.kind, sealed.topic, sealed.payload, sealed.created or self._clock(), sealed.vouched),
         )
         self._bytes += len(sealed.payload)
 
@@ -334,10 +337,10 @@ class Outbox:
         """Queued messages with seq > ``after_seq``, oldest first."""
         with self._lock:
             rows = self._db.execute(
-                "SELECT seq, kind, topic, payload, created FROM messages WHERE seq > ? ORDER BY seq LIMIT ?",
+                "SELECT seq, kind, topic, payload, created, vouched FROM messages WHERE seq > ? ORDER BY seq LIMIT ?",
                 (after_seq, limit),
             ).fetchall()
-        return [OutboxRow(r[0], r[1], r[2], bytes(r[3]), r[4]) for r in rows]
+        return [OutboxRow(r[0], r[1], r[2], bytes(r[3]), r[4], r[5]) for r in rows]
 
     def ack(self, seqs: Iterable[int]) -> None:
         """Delete delivered messages (one transaction for the whole batch).
