@@ -200,13 +200,28 @@ def test_a_subclass_smuggling_pixels_is_refused() -> None:
         ({"jpeg": "/9j/4AAQSkZJRgABAQAAAQABAAD/2wBDAAMCAgICAgMCAgIDAwMDBAYEBAQEBAgGBgUGCQgKCgkICQkKDA8M"},
          "encoded_blob"),
         ({"hex": "ff" * 40}, "encoded_blob"),
+        ({"ff" * 40: 1}, "encoded_blob"),
+        ({"deep": [{"key": ["ok", "ab" * 33]}]}, "encoded_blob"),
         ({"note": "x" * 201}, "long_string"),
+        ({"floats": [[0.5] * 32 for _ in range(32)], "and": {"one": 1.0}}, "too_many_numbers"),
     ],
 )
 def test_json_structure_checks(doc: Dict[str, Any], reason: str) -> None:
     with pytest.raises(EgressError) as info:
         check_json_payload(json.dumps(doc).encode())
     assert info.value.reason == reason
+
+
+def test_what_passes_the_structure_checks() -> None:
+    # At the limits: 1024 numbers (booleans are not numbers), 32-item arrays, a long plain sentence.
+    doc = {"grid": [[1] * 32 for _ in range(32)], "flags": [True, False] * 16, "none": None,
+           "note": "a plain sentence of words, long enough to be looked at closely, but no blob " * 2}
+    check_json_payload(json.dumps(doc).encode())
+
+
+def test_a_refusal_names_the_offending_value() -> None:
+    with pytest.raises(EgressError, match=r"\$\.deep\[0\]\.key\[1\] looks like hex/base64"):
+        check_json_payload(json.dumps({"deep": [{"key": ["ok", "ab" * 33]}]}).encode())
 
 
 def test_a_sha256_is_not_mistaken_for_a_blob() -> None:
@@ -222,6 +237,21 @@ def test_stored_payloads_are_rechecked() -> None:
         pol.approve_stored("counts", good.topic, tampered)
     with pytest.raises(EgressError, match="unknown_kind"):
         pol.approve_stored("frames", good.topic, good.payload)
+
+
+def test_only_a_tag_made_by_this_process_skips_the_recheck() -> None:
+    pol, earlier_run = policy(), policy()  # another policy object: another key, like another process
+    good = pol.approve(sample_counts().stamp(device_id="cam-01", boot_id=1, seq=9))
+    tag = pol.vouch(good)
+    assert pol.approve_stored("counts", good.topic, good.payload, seq=9, vouched=tag) == good
+    tampered = good.payload.replace(b'"camera_ok":true', b'"camera_ok":true,"frame":"AAAA"')
+    for payload, vouched in [(tampered, tag), (tampered, earlier_run.vouch(good)), (tampered, None)]:
+        with pytest.raises(EgressError, match="invalid"):
+            pol.approve_stored("counts", good.topic, payload, seq=9, vouched=vouched)
+    # A tag from another run (or for another seq) does not verify: the payload is checked in full.
+    assert pol.approve_stored("counts", good.topic, good.payload, seq=9, vouched=earlier_run.vouch(good)) == good
+    with pytest.raises(EgressError, match="wrong_topic"):
+        pol.approve_stored("counts", "site/a/cam-02/counts", good.payload, seq=9, vouched=tag)
 
 
 def test_approved_payloads_come_only_from_the_policy() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 from pathlib import Path
 from typing import Dict, List
 
@@ -222,3 +223,22 @@ def test_a_long_outage_reaches_the_cap_and_health_reports_the_drops(tmp_path: Pa
         assert last.kind == "health" and reported["counts"] == stats.dropped["counts"]
     finally:
         pub.close(clean=False)
+
+
+def test_a_file_from_before_the_vouched_column_opens_and_its_rows_are_rechecked(tmp_path: Path) -> None:
+    path = tmp_path / "old.sqlite3"
+    db = sqlite3.connect(str(path))
+    db.executescript(
+        "CREATE TABLE messages (seq INTEGER PRIMARY KEY, kind TEXT NOT NULL, topic TEXT NOT NULL,"
+        " payload BLOB NOT NULL, created REAL NOT NULL);"
+        "INSERT INTO messages VALUES (1, 'counts', 'p/d/counts', X'7B7D', strftime('%s', 'now'));"
+    )
+    db.commit()
+    db.close()
+    box = Outbox(path, max_bytes=1 << 20, max_age_s=1e9)
+    try:
+        assert [(r.seq, r.vouched) for r in box.pending()] == [(1, None)]
+        box.append(Sealed(2, "counts", "p/d/counts", b"{}", vouched=b"t" * 16), lost_before=1)
+        assert [(r.seq, r.vouched) for r in box.pending()] == [(1, None), (2, b"t" * 16)]
+    finally:
+        box.close()

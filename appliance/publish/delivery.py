@@ -25,8 +25,9 @@ import logging
 import sqlite3
 import threading
 import time
+from collections import deque
 from functools import partial
-from typing import Callable, Dict, List, Optional, Sequence, TypeVar
+from typing import Callable, Deque, Dict, List, Optional, Sequence, TypeVar
 
 from paho.mqtt.enums import MQTTProtocolVersion
 
@@ -36,19 +37,31 @@ from appliance.publish.backoff import FullJitterBackoff
 from appliance.publish.egress import ApprovedPayload, EgressError, EgressPolicy
 from appliance.publish.lifecycle import Boot
 from appliance.publish.mqtt_client import BrokerRejected, MqttLink
-from appliance.publish.outbox import Outbox, is_transient
+from appliance.publish.outbox import Outbox, OutboxRow, is_transient
 from appliance.publish.writer import OutboxWriter
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-# Messages handed to paho and not yet acknowledged. Bounded so that a long backlog is streamed from
-# SQLite rather than copied into memory.
-DELIVERY_WINDOW = 64
-# Acknowledged messages are deleted in batches (one transaction each): bounded SD-card writes.
-ACK_BATCH = 256
+# Messages handed to paho and not yet acknowledged. paho keeps BROKER_WINDOW of them in flight at
+# the broker and queues the rest, sending the next one as each PUBACK arrives: the broker's window
+# stays full without waiting for this loop's next turn. Bounded so that a long backlog is streamed
+# from SQLite rather than copied into memory.
+DELIVERY_WINDOW = 256
+# Rows read from the outbox per query while draining (a backlog is read in pages, not per message).
+PAGE_ROWS = 256
+# Messages prepared (re-checked, handed to paho) per turn of the loop before it reads PUBACKs again:
+# while this thread prepares, nobody reads the broker's acks, so paho cannot send the next queued
+# messages and the broker's window runs dry. Small turns keep it full.
+PUMP_BATCH = 16
+# Acknowledged messages are deleted in batches (one transaction each): bounded SD-card writes. A
+# batch is written when it is full, when ACK_FLUSH_S have passed, or when nothing is in flight any
+# more (the backlog is drained; live traffic then costs one small transaction per message, as before).
+ACK_BATCH = 512
 ACK_FLUSH_S = 0.5
+# How often the delivery thread retries storing what the writer holds in memory (the disk refused it).
+WRITER_RETRY_S = 0.5
 # Storage retries: short first, a few seconds at most (the link keeps being serviced meanwhile).
 STORAGE_RETRY_MIN_S = 0.05
 STORAGE_RETRY_MAX_S = 2.0
@@ -108,9 +121,11 @@ class DeliveryLoop:
         self.death_delivered = False
         # Delivery-thread state.
         self._inflight: Dict[int, int] = {}  # mid -> seq (or a mark above)
-        self._last_sent = 0
-        self._acked: List[int] = []
+        self._ready: Deque[OutboxRow] = deque()  # rows read from the outbox, not yet handed to paho
+        self._last_read = 0  # the highest seq read into _ready on this connection
+        self._acked: List[int] = []  # acknowledged, not yet deleted
         self._last_flush = time.monotonic()
+        self._last_writer_retry = time.monotonic()
         self._storage_failing_since: Optional[float] = None
         self._refused_now = False
         self._connected_at: Optional[float] = None
@@ -139,8 +154,8 @@ class DeliveryLoop:
                     if not self._connect():
                         self._stop.wait(self.backoff.next_delay())
                         continue
-                self._pump()
-                if not self.link.loop(0.02 if self._inflight else 0.1):
+                more = self._pump()
+                if not self.link.loop(0.0 if more else 0.02 if self._inflight else 0.1):
                     if self.link.last_error is not None:
                         self._report(self.link.last_error)
                     # Wait before reconnecting even after a lost connection: two clients with one
@@ -149,7 +164,8 @@ class DeliveryLoop:
                 elif self._connected_at is not None and time.monotonic() - self._connected_at >= STABLE_S:
                     self.backoff.reset()  # only a connection that lasted resets the backoff
                     self._connected_at = None
-                self._flush_acks()
+                # Idle (nothing in flight): delete what was acknowledged now rather than in ACK_FLUSH_S.
+                self._flush_acks(force=not self._inflight and self._storage_failing_since is None)
                 if self._refused_now:
                     # Reconnect later and resend from the oldest kept message; a tight resend loop
                     # would only flood the broker's log.
@@ -171,6 +187,9 @@ class DeliveryLoop:
                     self._flush_acks(force=True)
 
     def _connect(self) -> bool:
+        # Delete what the last connection got acknowledged before reading the backlog again, so that
+        # only messages without a PUBACK are sent twice.
+        self._flush_acks(force=True)
         try:
             self.link.connect()
         except BrokerError as exc:
@@ -183,7 +202,9 @@ class DeliveryLoop:
         self._connected_at = time.monotonic()
         self.connected_event.set()
         self.error_event.set()
-        self._last_sent = 0  # resend everything not yet acknowledged, in seq order
+        # Resend everything not yet acknowledged, in seq order.
+        self._ready.clear()
+        self._last_read = 0
         self._refused_now = False
         republish = [(self.boot.birth, _REPUBLISHED_BIRTH)] if self.birth_delivered else []
         # Retained state (the notice, discovery configs) is re-published at every connect: a broker
@@ -252,39 +273,54 @@ class DeliveryLoop:
                 self._stop.wait(min(0.05, max(0.0, deadline - time.monotonic())))
 
     def _flush_writer(self) -> None:
-        if self.writer.queued and time.monotonic() - self._last_flush >= ACK_FLUSH_S:
+        if self.writer.queued and time.monotonic() - self._last_writer_retry >= WRITER_RETRY_S:
+            self._last_writer_retry = time.monotonic()
             self.writer.flush()
         if self.writer.fatal is not None:
             self._give_up(f"{self.outbox.path}: outbox unusable: {self.writer.fatal}")
 
     # ------------------------------------------------------------------ sending
 
-    def _pump(self) -> None:
+    def _pump(self, batch: int = PUMP_BATCH) -> bool:
+        """Hand paho the next messages in seq order until DELIVERY_WINDOW are unacknowledged, at
+        most ``batch`` of them; returns whether it stopped at ``batch`` (there may be more to send)."""
         while self.link.connected and not self._refused_now and len(self._inflight) < DELIVERY_WINDOW:
-            rows = self._store(
-                partial(self.outbox.pending, self._last_sent, DELIVERY_WINDOW - len(self._inflight)), write=False
-            )
+            if batch <= 0:
+                return True
+            batch -= 1
+            row = self._next_row()
+            if row is None:
+                return False
+            try:
+                approved = self.policy.approve_stored(
+                    row.kind, row.topic, row.payload, seq=row.seq, vouched=row.vouched
+                )
+            except EgressError as exc:
+                log.error("outbox seq %d dropped: %s", row.seq, exc)
+                self._store(partial(self.outbox.discard_invalid, row.seq))
+                continue
+            expiry = None
+            if row.kind == "counts" and self.mqtt.counts_expiry_s is not None:
+                # Expiry counts from when the window was queued, not from this (late) send.
+                expiry = int(self.mqtt.counts_expiry_s - (time.time() - row.created))
+            # Only this boot's birth is the device's state; earlier boots' status rows are history.
+            retain = approved.retain and row.seq == self.boot.birth_seq
+            try:
+                mid = self.link.publish(approved, expiry_s=expiry, retain=retain)
+            except BrokerError:
+                return False  # the link is down: the next connection starts again from the oldest row
+            self._inflight[mid] = row.seq
+        return False
+
+    def _next_row(self) -> Optional[OutboxRow]:
+        """The next row to send on this connection, read from the outbox a page at a time."""
+        if not self._ready:
+            rows = self._store(partial(self.outbox.pending, self._last_read, PAGE_ROWS), write=False)
             if not rows:
-                return
-            for row in rows:
-                self._last_sent = row.seq
-                try:
-                    approved = self.policy.approve_stored(row.kind, row.topic, row.payload)
-                except EgressError as exc:
-                    log.error("outbox seq %d dropped: %s", row.seq, exc)
-                    self._store(partial(self.outbox.discard_invalid, row.seq))
-                    continue
-                expiry = None
-                if row.kind == "counts" and self.mqtt.counts_expiry_s is not None:
-                    # Expiry counts from when the window was queued, not from this (late) send.
-                    expiry = int(self.mqtt.counts_expiry_s - (time.time() - row.created))
-                # Only this boot's birth is the device's state; earlier boots' status rows are history.
-                retain = approved.retain and row.seq == self.boot.birth_seq
-                try:
-                    mid = self.link.publish(approved, expiry_s=expiry, retain=retain)
-                except BrokerError:
-                    return
-                self._inflight[mid] = row.seq
+                return None
+            self._ready.extend(rows)
+            self._last_read = rows[-1].seq
+        return self._ready.popleft()
 
     def on_ack(self, mid: int, refused: Optional[str]) -> None:
         """PUBACK callback (runs in this thread, inside ``link.loop``)."""
@@ -335,11 +371,13 @@ class DeliveryLoop:
         deadline = time.monotonic() + self.close_timeout_s
         # Give the backlog a bounded chance to drain, then say goodbye.
         while self.link.connected and time.monotonic() < deadline and not self._refused_now:
-            self._pump()
-            left = self._store(partial(self.outbox.pending, self._last_sent, 1), write=False)
-            if not self._inflight and left == []:
-                break
-            self.link.loop(0.02)
+            more = self._pump()
+            if not self._inflight and not self._ready:
+                left = self._store(partial(self.outbox.pending, self._last_read, 1), write=False)
+                if left == []:
+                    break
+            self.link.loop(0.0 if more else 0.02)
+            self._flush_acks()
         self._flush_acks(force=True)
         # The death goes out directly only once the birth is out (so only newer rows can remain,
         # and the death's seq is below theirs). Otherwise it is queued at its seq by the caller.

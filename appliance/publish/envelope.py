@@ -28,4 +28,4 @@ class Envelope:
 
     def seal(self, msg: Message, *, boot_id: int, seq: int) -> Sealed:
         approved = self.approve(msg, boot_id=boot_id, seq=seq)
-        return Sealed(seq, approved.kind, approved.topic, approved.payload)
+        return Sealed(seq, approved.kind, approved.topic, approved.payload, vouched=self.policy.vouch(approved))

@@ -25,7 +25,7 @@ import socket
 import ssl
 import time
 from pathlib import Path
-from typing import Callable, Dict, Optional
+from typing import Callable, Dict, Optional, Tuple
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
@@ -87,6 +87,11 @@ AckCallback = Callable[[int, Optional[str]], None]
 """Called with (mid, None) on a successful PUBACK, or (mid, reason) when the broker refused it."""
 
 
+# QoS 1 messages paho keeps in flight at the broker (published, PUBACK not yet received); paho
+# queues any more it is handed and sends them as PUBACKs free the window.
+BROKER_WINDOW = 64
+
+
 class MqttLink:
     """Connection management around one paho client. Call everything from one thread.
 
@@ -117,6 +122,9 @@ class MqttLink:
         self._lost = False
         self.connected = False
         self.last_error: Optional[BrokerError] = None
+        # The last expiry's PUBLISH properties: a backlog's counts mostly share one expiry in whole
+        # seconds, and building paho's Properties costs about a third of a publish.
+        self._expiry_props: Optional[Tuple[int, Properties]] = None
 
     # ------------------------------------------------------------------ setup
 
@@ -136,7 +144,7 @@ class MqttLink:
             clean_session=None if v5 else True,
         )
         client.connect_timeout = self.cfg.connect_timeout_s
-        client.max_inflight_messages_set(64)
+        client.max_inflight_messages_set(BROKER_WINDOW)
         client.max_queued_messages_set(0)
         if self.cfg.username is not None:
             client.username_pw_set(self.cfg.username, self._password)
@@ -280,8 +288,7 @@ class MqttLink:
             raise BrokerUnreachable(f"{self.address}: not connected")
         props = None
         if expiry_s is not None and self.protocol == MQTTProtocolVersion.MQTTv5:
-            props = Properties(PacketTypes.PUBLISH)
-            props.MessageExpiryInterval = max(1, int(expiry_s))
+            props = self._expiry_properties(max(1, int(expiry_s)))
         info = self._client.publish(
             approved.topic,
             approved.payload,
@@ -293,6 +300,15 @@ class MqttLink:
             self.connected = False
             raise BrokerUnreachable(f"{self.address}: publish failed ({paho.error_string(info.rc)})")
         return int(info.mid)
+
+    def _expiry_properties(self, expiry_s: int) -> Properties:
+        # paho only reads a message's properties (to pack them, again on a resend): one object can
+        # serve every message with the same expiry.
+        if self._expiry_props is None or self._expiry_props[0] != expiry_s:
+            props = Properties(PacketTypes.PUBLISH)
+            props.MessageExpiryInterval = expiry_s
+            self._expiry_props = (expiry_s, props)
+        return self._expiry_props[1]
 
     def disconnect(self, *, send_will: bool = False) -> None:
         """Leave. ``send_will=False`` is a clean DISCONNECT (the broker discards the will)."""

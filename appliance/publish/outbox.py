@@ -17,7 +17,9 @@ and a file that holds another device's messages is refused instead of being empt
 SD-card wear: a few small transactions per publish interval (never per frame); deletions after
 PUBACK are batched (:meth:`Outbox.ack`); WAL mode appends each commit to the ``-wal`` file.
 ``synchronous=FULL`` fsyncs each commit: a power cut must not roll the seq counter back, or the
-next boot would reuse seqs that subscribers have already seen and discard as duplicates.
+next boot would reuse seqs that subscribers have already seen and discard as duplicates. The one
+exception is the deletion after PUBACK (:meth:`Outbox.ack`): undoing it only sends a delivered
+message again, so it is not fsync'd.
 
 Bounds (``OutboxConfig``):
 
@@ -88,7 +90,8 @@ CREATE TABLE IF NOT EXISTS messages (
     kind    TEXT NOT NULL,
     topic   TEXT NOT NULL,
     payload BLOB NOT NULL,
-    created REAL NOT NULL             -- unix time when queued
+    created REAL NOT NULL,            -- unix time when queued
+    vouched BLOB                      -- the egress tag of the process that stored it (or NULL)
 );
 CREATE INDEX IF NOT EXISTS messages_kind_seq ON messages (kind, seq);
 CREATE TABLE IF NOT EXISTS boots (
@@ -98,8 +101,9 @@ CREATE TABLE IF NOT EXISTS boots (
     started_at REAL NOT NULL
 );
 """
-# Added to ``boots`` after the first release; files written before have no such columns.
+# Added after the first release; files written before have no such columns.
 _BOOT_COLUMNS = {"death_topic": "TEXT", "death_payload": "BLOB", "closed": "INTEGER NOT NULL DEFAULT 0"}
+_MESSAGE_COLUMNS = {"vouched": "BLOB"}
 
 
 class Outbox:
@@ -155,10 +159,11 @@ class Outbox:
             self._file_lock = None
 
     def _migrate(self) -> None:
-        have = {row[1] for row in self._db.execute("PRAGMA table_info(boots)")}
-        for name, decl in _BOOT_COLUMNS.items():
-            if name not in have:
-                self._db.execute(f"ALTER TABLE boots ADD COLUMN {name} {decl}")
+        for table, columns in (("boots", _BOOT_COLUMNS), ("messages", _MESSAGE_COLUMNS)):
+            have = {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
+            for name, decl in columns.items():
+                if name not in have:
+                    self._db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {decl}")
 
     def _claim(self, device_id: str) -> None:
         row = self._db.execute("SELECT device_id FROM owner WHERE id = 1").fetchone()
@@ -289,8 +294,8 @@ class Outbox:
 
     def _insert(self, sealed: Sealed) -> None:
         self._db.execute(
-            "INSERT INTO messages (seq, kind, topic, payload, created) VALUES (?, ?, ?, ?, ?)",
-            (sealed.seq, sealed.kind, sealed.topic, sealed.payload, sealed.created or self._clock()),
+            "INSERT INTO messages (seq, kind, topic, payload, created, vouched) VALUES (?, ?, ?, ?, ?, ?)",
+            (sealed.seq, sealed.kind, sealed.topic, sealed.payload, sealed.created or self._clock(), sealed.vouched),
         )
         self._bytes += len(sealed.payload)
 
@@ -332,25 +337,37 @@ class Outbox:
         """Queued messages with seq > ``after_seq``, oldest first."""
         with self._lock:
             rows = self._db.execute(
-                "SELECT seq, kind, topic, payload, created FROM messages WHERE seq > ? ORDER BY seq LIMIT ?",
+                "SELECT seq, kind, topic, payload, created, vouched FROM messages WHERE seq > ? ORDER BY seq LIMIT ?",
                 (after_seq, limit),
             ).fetchall()
-        return [OutboxRow(r[0], r[1], r[2], bytes(r[3]), r[4]) for r in rows]
+        return [OutboxRow(r[0], r[1], r[2], bytes(r[3]), r[4], r[5]) for r in rows]
 
     def ack(self, seqs: Iterable[int]) -> None:
-        """Delete delivered messages (one transaction for the whole batch)."""
+        """Delete delivered messages (one transaction for the whole batch).
+
+        The only commit that is not fsync'd (``synchronous=NORMAL`` for this transaction): a power
+        cut can undo it, and then the messages are sent once more after the restart, which
+        subscribers drop by seq. Nothing that was stored is lost, and the seq counter is only ever
+        written by fsync'd commits (which also make every earlier commit durable). Without the
+        fsync a backlog drains without stalling on the SD card every batch.
+        """
         seqs = list(seqs)
         if not seqs:
             return
-        with self._lock, self._transaction():
-            for i in range(0, len(seqs), 500):
-                chunk = seqs[i : i + 500]
-                marks = ",".join("?" * len(chunk))
-                size = self._db.execute(
-                    f"SELECT COALESCE(SUM(LENGTH(payload)), 0) FROM messages WHERE seq IN ({marks})", chunk
-                ).fetchone()[0]
-                self._db.execute(f"DELETE FROM messages WHERE seq IN ({marks})", chunk)
-                self._bytes -= int(size)
+        with self._lock:
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            try:
+                with self._transaction():
+                    for i in range(0, len(seqs), 500):
+                        chunk = seqs[i : i + 500]
+                        marks = ",".join("?" * len(chunk))
+                        size = self._db.execute(
+                            f"SELECT COALESCE(SUM(LENGTH(payload)), 0) FROM messages WHERE seq IN ({marks})", chunk
+                        ).fetchone()[0]
+                        self._db.execute(f"DELETE FROM messages WHERE seq IN ({marks})", chunk)
+                        self._bytes -= int(size)
+            finally:
+                self._db.execute("PRAGMA synchronous=FULL")
 
     def discard_invalid(self, seq: int) -> None:
         """Remove a stored message that no longer passes egress (counted by the egress policy)."""

@@ -28,6 +28,7 @@ class OutboxRow:
     topic: str
     payload: bytes
     created: float
+    vouched: Optional[bytes] = None  # the egress policy's tag, when this process stored it
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,7 @@ class Sealed:
     topic: str
     payload: bytes
     created: Optional[float] = None  # unix time it was sealed; None: when stored
+    vouched: Optional[bytes] = None  # EgressPolicy.vouch: lets this process skip the re-check
 
 
 def is_disk_full(exc: BaseException) -> bool:
