@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import os
 import resource
+import signal
 import statistics
 import subprocess
 import sys
@@ -158,6 +159,8 @@ def main() -> int:
     ap.add_argument("--busy", type=int, default=2, help="busy-loop processes for the loaded rounds")
     ap.add_argument("--deface-venv", type=Path, default=Path(tempfile.gettempdir()) / "deface-venv")
     args = ap.parse_args()
+    # A kill (SIGTERM) must still reach the finally below, or the busy loops outlive the benchmark.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
     deface = ensure_deface(args.deface_venv)
     appliance = Path(sys.executable).with_name("appliance")
