@@ -277,7 +277,7 @@ def test_close_ends_the_worker_thread() -> None:
     before = set(threading.enumerate())
     stage = Anonymizer(face, person, AnonymizeConfig())
     stage.process(RawFrame(0, 0.0, portrait()))
-    workers = [t for t in threading.enumerate() if t not in before and t.name.startswith("face-detector")]
+    workers = [t for t in threading.enumerate() if t not in before and t.name.startswith("detector")]
     assert len(workers) == 1
     stage.close()
     assert not workers[0].is_alive()

