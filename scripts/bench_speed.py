@@ -17,8 +17,9 @@ machine falls on both sides alike; only ratios are meaningful, never the absolut
   ``Pipeline.run`` as ``appliance run`` builds it (``--config``; read, anonymize, analyze, publish
   to a printer on /dev/null); the floor side replays the very ``session.run`` inputs the pipeline
   made (recorded on its first ``--floor-frames`` frames, then cycled) through the same two
-  sessions in the same arrangement: the face model in a worker thread while the calling thread
-  runs the person model's windows. Same models, sizes, tiling and threads; nothing else.
+  sessions in the same arrangement: the face run and each person window are jobs the calling
+  thread and one worker take in turn, as the anonymizer does. Same models, sizes, tiling and
+  threads; nothing else.
 
 Usage: python scripts/bench_speed.py --clip /work/shared/data/vtest.avi --baseline /tmp/base
        python scripts/bench_speed.py --only floor --config examples/site.yaml
@@ -33,6 +34,7 @@ import statistics
 import subprocess
 import sys
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
@@ -218,6 +220,7 @@ def bench_floor(clip: Path, frames: int, repeats: int, config: Optional[Path], r
     from concurrent.futures import ThreadPoolExecutor
 
     from appliance.anonymize import Anonymizer
+    from appliance.anonymize.work_sharing import run_shared
     from appliance.app import build_pipeline, configured_detail_scale, working_size
     from appliance.capture import open_source
     from appliance.config import config_hash, load_config
@@ -259,16 +262,19 @@ def bench_floor(clip: Path, frames: int, repeats: int, config: Optional[Path], r
     person_feeds = [person_rec.recorded[i * windows:(i + 1) * windows] for i in range(len(face_feeds))]
     del person_rec.recorded[len(face_feeds) * windows:]
     stage_p50.clear()
-    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="face-detector")
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="detector")
 
     def floor_pass(n: int) -> Tuple[float, float]:
+        # The same scheduling as the anonymizer: the face run and each person window are jobs the
+        # calling thread and the worker take in turn (run_shared), face first.
         t0, c0 = time.perf_counter(), time.process_time()
         for i in range(n):
             names, feeds = face_feeds[i % len(face_feeds)]
-            job = pool.submit(face.session.run, names, feeds)
-            for pnames, pfeeds in person_feeds[i % len(person_feeds)]:
-                person.session.run(pnames, pfeeds)
-            job.result()
+            jobs = [partial(face.session.run, names, feeds)]
+            jobs += [partial(person.session.run, pn, pf) for pn, pf in person_feeds[i % len(person_feeds)]]
+            for result in run_shared(jobs, pool):
+                if isinstance(result, Exception):
+                    raise result
         return (time.perf_counter() - t0) / n * 1000, (time.process_time() - c0) / n * 1000
 
     sides = {"model floor": lambda: floor_pass(frames), "pipeline": lambda: pipeline_pass(frames)}
@@ -287,7 +293,7 @@ def bench_floor(clip: Path, frames: int, repeats: int, config: Optional[Path], r
         print(f"analysis beside the next anonymization / one frame at a time: wall {median(a, 0) / median(b, 0):.2f}x, "
               f"CPU {median(a, 1) / median(b, 1):.2f}x")
     print("pipeline stage p50 (ms, medians over passes; capture runs in the reader thread, "
-          "anonymize is both detectors side by side plus the blur): "
+          "anonymize is both detectors' jobs on two threads plus the blur): "
           + ", ".join(f"{k} {statistics.median(v):.1f}" for k, v in stage_p50.items()))
     pool.shutdown()
 

@@ -13,6 +13,7 @@ same ``--frames`` frames of a clip, each a whole process with its start-up:
 * ``appliance blur``    the anonymizer alone (face *and* person detector, for head blur), writes a video
 * ``appliance run``     the whole pipeline: blur, detection, tracking, zones, lines, anomalies and the
                         counts messages (no broker: stdout, sent to /dev/null)
+* ``appliance run 2x1`` the same with 2x1 person tiles instead of the default perspective tiles
 
 Then one more round of all four while two busy-loop processes load both cores (the appliance
 shares a board with other work). Reported: frames/s, wall and CPU time (the process and the
@@ -115,7 +116,22 @@ def commands(deface: Path, appliance: Path, clip: Path, out: Path) -> Dict[str, 
         "deface opencv": [str(deface), str(clip), "--backend", "opencv", "-o", str(out / "deface-opencv.mp4")],
         "appliance blur": [str(appliance), "blur", str(clip), "-o", str(out / "blur.avi")],
         "appliance run": [str(appliance), "run", "--config", "examples/site.yaml", "--source", str(clip)],
+        # The same with the earlier 2x1 tiles (3 person windows a frame instead of perspective's 6):
+        # what the count accuracy (docs/analytics.md) costs in speed.
+        "appliance run 2x1": [str(appliance), "run", "--config", str(site_with_tiling(out, "2x1")),
+                              "--source", str(clip)],
     }
+
+
+def site_with_tiling(out: Path, tiling: str) -> Path:
+    """The example site with the board profile's ``person_tiling`` overridden."""
+    import yaml
+
+    site = yaml.safe_load((REPO / "examples" / "site.yaml").read_text(encoding="utf-8"))
+    site.setdefault("board_overrides", {})["person_tiling"] = tiling
+    path = out / f"site-{tiling}.yaml"
+    path.write_text(yaml.safe_dump(site, sort_keys=False), encoding="utf-8")
+    return path
 
 
 def run_rounds(cmds: Dict[str, List[str]], repeats: int, bar: Progress, label: str) -> Dict[str, List[Timing]]:
