@@ -304,3 +304,39 @@ def test_remembered_heads_are_hidden_in_fewer_regions_than_boxes_on_the_sample_c
         boxes += frame.heads_blurred + sum(len(r) for r in list(stage._recent_heads)[:-1])
         regions += stage.regions_hidden
     assert regions < boxes / 2
+
+
+class FailsOnWindow:
+    """Stands in for the person model's onnxruntime session and fails on one window of the frame
+    (a tile only: the full frame succeeds), as an accelerator fault in the middle of a frame would."""
+
+    def __init__(self, inner: object, failing_call: int) -> None:
+        self.inner = inner
+        self.calls = 0
+        self.failing_call = failing_call
+        self.lock = threading.Lock()
+
+    def run(self, *args: object) -> object:
+        with self.lock:
+            self.calls += 1
+            fail = self.calls == self.failing_call
+        if fail:
+            raise RuntimeError("onnxruntime: device lost")
+        return self.inner.run(*args)  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("concurrent", [True, False])
+def test_one_failing_person_window_drops_the_whole_frame(concurrent: bool) -> None:
+    cfg = load_config()
+    face, person = load_detectors(cfg.profile, cfg.anonymize, cfg.detection)
+    assert len(person.windows(768, 576)) > 1, "the default profile tiles the frame"
+    person.session = FailsOnWindow(person.session, failing_call=3)
+    stage = Anonymizer(face, person, AnonymizeConfig(), concurrent=concurrent)
+    image = cv2.resize(portrait(), (768, 576))
+    with pytest.raises(FrameDropped) as dropped:
+        stage.process(RawFrame(0, 0.0, image))
+    assert dropped.value.reason == "person_model_error" and "device lost" in dropped.value.detail
+    assert not image.any()  # nothing of the frame survives, though the face model and other windows succeeded
+    ok = stage.process(RawFrame(1, 0.1, cv2.resize(portrait(), (768, 576))))  # the next frame is anonymized again
+    assert ok.faces_blurred >= 1
+    stage.close()
