@@ -29,12 +29,13 @@ import time
 from pathlib import Path
 from typing import Dict, List, Sequence, Tuple
 
-import cv2
 import numpy as np
 import yaml
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+
+from evaluate import read_video  # noqa: E402  (scripts/, beside this file)
 
 from appliance.config.loader import load_config  # noqa: E402
 from appliance.models import open_person_detector  # noqa: E402
@@ -55,20 +56,8 @@ MAX_SQUASH = 1.5  # a tile may be at most this much wider than tall (the model i
 
 
 def read_frames(video: str, wanted: Sequence[int]) -> Dict[int, np.ndarray]:
-    cap = cv2.VideoCapture(video)
-    if not cap.isOpened():
-        sys.exit(f"{video}: cannot open video")
-    frames, i = {}, 0
     want = set(wanted)
-    while True:
-        ok, img = cap.read()
-        if not ok:
-            break
-        if i in want:
-            frames[i] = img
-        i += 1
-    cap.release()
-    return frames
+    return {i: img for i, img in enumerate(read_video(video)) if i in want}
 
 
 def fit_height_line(boxes: np.ndarray, frame_h: int) -> Tuple[float, float]:
