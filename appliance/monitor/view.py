@@ -43,19 +43,11 @@ def _health(s: DeviceSnapshot) -> Text:
 
 def _seq(s: DeviceSnapshot) -> Text:
     q = s.seq
-    parts = []
-    if q.missing:
-        parts.append(f"missing {q.missing}")
-    if q.gaps:
-        parts.append(f"gaps {q.gaps}")
-    if q.late:
-        parts.append(f"late {q.late}")
-    if q.duplicates:
-        parts.append(f"dup {q.duplicates}")
-    if q.reconnects:
-        parts.append(f"reconn {q.reconnects}")
-    if q.resets:
-        parts.append(f"reset {q.resets}")
+    counters = (
+        ("missing", q.missing), ("gaps", q.gaps), ("late", q.late),
+        ("dup", q.duplicates), ("reconn", q.reconnects), ("reset", q.resets),
+    )
+    parts = [f"{label} {n}" for label, n in counters if n]
     style = "red" if q.missing else ("yellow" if parts else "green")
     return Text("\n".join(parts) or "ok", style=style)
 
