@@ -239,6 +239,22 @@ def test_stored_payloads_are_rechecked() -> None:
         pol.approve_stored("frames", good.topic, good.payload)
 
 
+def test_a_refused_stored_row_is_named_in_one_line_without_quoting_its_content() -> None:
+    # The refusal is logged on the device: it must not copy what a tampered row smuggled in.
+    pol = policy()
+    good = pol.approve(sample_counts().stamp(device_id="cam-01", boot_id=1, seq=9))
+    blob = "QUJD" * 300
+    for tampered in (
+        good.payload.replace(b'"camera_ok":true', f'"camera_ok":"{blob}"'.encode()),
+        f'{{"v":1,"image":"{blob}"}}'.encode(),
+        f"not json {blob}".encode(),
+    ):
+        with pytest.raises(EgressError, match="invalid") as refused:
+            pol.approve_stored("counts", good.topic, tampered)
+        text = str(refused.value)
+        assert "QUJD" not in text and "\n" not in text
+
+
 def test_only_a_tag_made_by_this_process_skips_the_recheck() -> None:
     pol, earlier_run = policy(), policy()  # another policy object: another key, like another process
     good = pol.approve(sample_counts().stamp(device_id="cam-01", boot_id=1, seq=9))

@@ -35,6 +35,8 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any, Dict, Literal, Optional
 
+from pydantic import ValidationError
+
 from appliance.errors import ApplianceError
 from appliance.publish.messages import MESSAGE_TYPES, Message, parse_payload
 
@@ -158,7 +160,7 @@ class EgressPolicy:
             try:
                 msg = parse_payload(kind, payload)
             except ValueError as exc:
-                raise EgressError("invalid", f"stored {kind} payload does not parse: {exc}") from None
+                raise EgressError("invalid", f"stored {kind} payload does not parse: {_without_input(exc)}") from None
             approved = self._check_message(msg, topic)
             if approved.payload != payload:
                 # Same content must serialise to the same bytes; a difference means the stored
@@ -303,3 +305,15 @@ def _check_string(value: str, path: str) -> None:
         raise EgressError("long_string", f"{path} is {len(value)} chars > {MAX_STRING_CHARS}")
     if len(value) >= _SHORTEST_BLOB and (_HEX_BLOB.search(value) or _BASE64_BLOB.search(value)):
         raise EgressError("encoded_blob", f"{path} looks like hex/base64 encoded data")
+
+
+def _without_input(exc: ValueError) -> str:
+    """A parse error in one line, naming fields but not quoting the payload: pydantic's own text
+    repeats (part of) the input, and a row refused here is by definition one we do not vouch for."""
+    if isinstance(exc, ValidationError):
+        errors = exc.errors(include_input=False, include_url=False)
+        first = errors[0]
+        where = ".".join(str(p) for p in first["loc"]) or "payload"
+        return f"{len(errors)} error(s), first: {where}: {first['msg']}"
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
