@@ -59,6 +59,9 @@ def refused(tmp_path: Path, text: str | bytes) -> str:
         ("detection: {perspective_bands: [{top: 0.1, bottom: 0.6, columns: 0}]}",
          "detection.perspective_bands.0.columns", "greater than or equal to 1"),
         ("detection: {perspective_bands: []}", "detection.perspective_bands", "at least 1"),
+        # Bands the board's tiling would never run are refused, not silently ignored.
+        ("board_overrides: {person_tiling: 2x1}\ndetection: {perspective_bands: [{top: 0.1, bottom: 0.6, columns: 2}]}",
+         "detection.perspective_bands", "only used with person_tiling 'perspective'"),
         # Numbers
         ("publish: {interval_s: .nan}", "publish.interval_s", "finite number"),
         ("publish: {interval_s: .inf}", "publish.interval_s", "finite number"),

@@ -186,7 +186,10 @@ def load_config(path: Optional[str | Path] = None, overrides: Optional[Mapping[s
     except ValidationError as exc:
         raise _first_error(exc, source) from None
     profile = load_board_profile(site.board, site.board_overrides, source=source)
-    return ApplianceConfig(**site.model_dump(), profile=profile)
+    try:
+        return ApplianceConfig(**site.model_dump(), profile=profile)
+    except ValidationError as exc:  # a rule across the site and its board (each is valid alone)
+        raise _first_error(exc, source) from None
 
 
 def config_hash(cfg: ApplianceConfig) -> str:

@@ -181,7 +181,7 @@ class DetectionConfig(Strict):
         max_length=4,
         description="With person_tiling 'perspective': this site's bands instead of the built-in ones (3 tiles "
         "over 0-0.5 of the height, 2 over 0.3-0.85); scripts/evaluate_tile_layouts.py derives them from "
-        "footage of the site. The full frame always runs too",
+        "footage of the site. The full frame always runs too. Refused when the board runs another tiling",
     )
 
 
@@ -364,3 +364,14 @@ class ApplianceConfig(SiteConfig):
     """The resolved configuration the appliance runs with: the site plus its loaded board profile."""
 
     profile: BoardProfile
+
+    @model_validator(mode="after")
+    def _tile_bands_need_perspective_tiling(self) -> ApplianceConfig:
+        # Bands under another tiling would be accepted and then do nothing: say so instead.
+        if self.detection.perspective_bands is not None and self.profile.person_tiling != "perspective":
+            raise ValueError(
+                f"detection.perspective_bands: only used with person_tiling 'perspective', and board "
+                f"{self.profile.name!r} runs {self.profile.person_tiling!r}; remove the bands or set "
+                "board_overrides.person_tiling: perspective"
+            )
+        return self
