@@ -17,7 +17,7 @@ from appliance.resources import models_dir as default_models_dir
 if TYPE_CHECKING:
     from appliance.config.schema import AnonymizeConfig, BoardProfile, DetectionConfig
     from appliance.models.face_detector import FaceDetector
-    from appliance.models.person_detector import PersonDetector
+    from appliance.models.person_detector import Band, PersonDetector
 
 CPU = "CPUExecutionProvider"
 
@@ -60,7 +60,7 @@ def open_person_detector(
     threads: int = 2,
     input_size: int = 300,
     tiling: str = "off",
-    perspective_bands: Optional[Sequence[Tuple[float, float, int]]] = None,
+    perspective_bands: Optional[Sequence[Band]] = None,
     score_threshold: Optional[float] = None,
     nms_iou: Optional[float] = None,
     min_box_height_px: float = 0.0,

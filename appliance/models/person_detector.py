@@ -83,6 +83,9 @@ def ssd_anchors(
     return np.concatenate(out).astype(np.float32)
 
 
+# A band of perspective tiles: (top, bottom) as fractions of the frame height, and how many columns.
+Band = Tuple[float, float, int]
+
 # Perspective tiles for a camera looking down at a walkway (the usual mount): people near the top
 # of the frame are far away and small, so the top band is cut into three tiles (each seen at 3x
 # the full-frame scale) and the middle band into two; near the bottom people are big enough for the
@@ -90,7 +93,7 @@ def ssd_anchors(
 # 20 labelled frames at score 0.4: count MAE 0.50 against 0.85 for 2x1, same line counts, about 2x
 # the detector time; the shipped CPU profiles' default. Other band layouts and bands derived from
 # people's heights were no better per millisecond there (docs/analytics.md).
-PERSPECTIVE_BANDS: Tuple[Tuple[float, float, int], ...] = ((0.0, 0.5, 3), (0.3, 0.85, 2))
+PERSPECTIVE_BANDS: Tuple[Band, ...] = ((0.0, 0.5, 3), (0.3, 0.85, 2))
 TILINGS = ("off", "2x1", "2x2", "perspective")
 
 
@@ -109,7 +112,7 @@ Window = Tuple[int, int, int, int]  # x1, y1, x2, y2 in frame pixels
 WindowDetections = Tuple[np.ndarray, np.ndarray]
 
 
-def band_windows(width: int, height: int, bands: Sequence[Tuple[float, float, int]]) -> List[Window]:
+def band_windows(width: int, height: int, bands: Sequence[Band]) -> List[Window]:
     """The full frame, then each band ``(top, bottom, columns)`` (fractions of the height) cut
     into that many overlapping tiles across the whole width."""
     windows = [(0, 0, width, height)]
@@ -118,8 +121,6 @@ def band_windows(width: int, height: int, bands: Sequence[Tuple[float, float, in
         windows.extend((x1, y1, x2, y2) for x1, x2 in _spans(width, cols))
     return windows
 
-
-Band = Tuple[float, float, int]
 
 
 def tile_windows(width: int, height: int, tiling: str, bands: Optional[Sequence[Band]] = None) -> List[Window]:
