@@ -49,6 +49,8 @@ _HEX_BLOB = re.compile(r"[0-9a-fA-F]{65,}")
 _BASE64_BLOB = re.compile(r"[A-Za-z0-9+/_-]{80,}={0,2}")
 # No string shorter than this can match either pattern (hex needs 65 digits, base64 80).
 _SHORTEST_BLOB = 65
+# A string (or key) at least this long needs _check_string; any shorter one passes it whatever it holds.
+_LONG_STRING = min(_SHORTEST_BLOB, MAX_STRING_CHARS + 1)
 
 _APPROVAL_TOKEN = object()
 # The selftest's empty probe (see EgressPolicy.probe); never a kind of message.
@@ -259,11 +261,11 @@ def _count_numbers(doc: Any) -> Optional[int]:
         node = stack.pop()
         kind = type(node)
         if kind is dict:
-            if node and max(map(len, node)) >= _SHORTEST_BLOB:
+            if node and max(map(len, node)) >= _LONG_STRING:
                 return None
             stack.extend(node.values())
         elif kind is str:
-            if len(node) >= _SHORTEST_BLOB:
+            if len(node) >= _LONG_STRING:
                 return None
         elif kind is int or kind is float:  # not bool: type(True) is bool
             numbers += 1
