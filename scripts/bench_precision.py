@@ -75,6 +75,7 @@ def _runners(frame: Any, threads: int) -> Dict[Tuple[str, str], Tuple[List[str],
     """(family, "WxH") -> (profiles using it, {precision: one model-only inference})."""
     import cv2
 
+    from appliance.capture import to_working_size
     from appliance.config.loader import load_board_profile
     from appliance.models import open_face_detector, open_person_detector
 
@@ -82,7 +83,7 @@ def _runners(frame: Any, threads: int) -> Dict[Tuple[str, str], Tuple[List[str],
     cases: Dict[Tuple[str, str], Tuple[List[str], Dict[str, Callable[[], None]]]] = {}
     for name in PROFILES:
         prof = load_board_profile(name)
-        image = cv2.resize(frame, (prof.working_width, prof.working_height), interpolation=cv2.INTER_AREA)
+        image = to_working_size(frame, (prof.working_width, prof.working_height))
         face_size = (prof.face_input_width, prof.face_input_height)
         person_size = prof.person_input_size
         for family, size in (
@@ -133,6 +134,7 @@ def measure_latency(frame: Any, rounds: int, threads: int) -> List[Latency]:
 def measure_agreement(frames: List[Path]) -> List[Agreement]:
     import cv2
 
+    from appliance.capture import to_working_size
     from appliance.config.loader import load_board_profile
     from appliance.config.schema import AnonymizeConfig, DetectionConfig
     from appliance.models import load_detectors
@@ -155,7 +157,7 @@ def measure_agreement(frames: List[Path]) -> List[Agreement]:
                 frame = cv2.imread(str(path))
                 if frame is None:
                     raise SystemExit(f"{path}: cannot read the frame")
-                image = cv2.resize(frame, (prof.working_width, prof.working_height), interpolation=cv2.INTER_AREA)
+                image = to_working_size(frame, (prof.working_width, prof.working_height))
                 found[f"{path.name} face {precision}"] = face.detect(image).boxes
                 found[f"{path.name} person {precision}"] = person.detect(image).boxes
         for path in frames:

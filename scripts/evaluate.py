@@ -43,6 +43,7 @@ from make_anomaly_clips import Clip, make_clips  # noqa: E402
 from appliance.anonymize.frame import AnonymizedFrame  # noqa: E402
 from appliance.anonymize.testing import anonymized  # noqa: E402
 from appliance.app import build_analyzer  # noqa: E402
+from appliance.capture import to_working_size  # noqa: E402
 from appliance.config.loader import load_config  # noqa: E402
 from appliance.config.schema import ApplianceConfig  # noqa: E402
 from appliance.models.detections import Detections  # noqa: E402
@@ -93,7 +94,7 @@ def read_video(path: str) -> Iterator[np.ndarray]:
         if not ok:
             break
         if WORKING_SIZE is not None and (img.shape[1], img.shape[0]) != WORKING_SIZE:
-            img = cv2.resize(img, WORKING_SIZE, interpolation=cv2.INTER_AREA)  # as appliance/capture does
+            img = to_working_size(img, WORKING_SIZE)  # the frames the device sees
         yield img
     cap.release()
 

@@ -56,7 +56,9 @@ class CaptureStats:
         return camera_state(self.state)
 
 
-def _resize(image: np.ndarray, size: Optional[Tuple[int, int]]) -> np.ndarray:
+def to_working_size(image: np.ndarray, size: Optional[Tuple[int, int]]) -> np.ndarray:
+    """The frame as capture hands it on at the working resolution ``(width, height)`` (None: as it
+    is). The evaluation and benchmark scripts call this too, so they see the frames the device sees."""
     if size is None or (image.shape[1], image.shape[0]) == size:
         return image
     # Down to half size, bilinear samples every source pixel anyway and costs 0.5 ms where
@@ -153,7 +155,7 @@ class VideoFileSource(FrameSource):
         if not ok or image is None:
             self.state = "ended"
             return None
-        frame = RawFrame(self.frames_read, self._t0 + self._position / self.fps, _resize(image, self.size))
+        frame = RawFrame(self.frames_read, self._t0 + self._position / self.fps, to_working_size(image, self.size))
         self.frames_read += 1
         self._position += 1
         self._pass_position += 1
@@ -200,7 +202,7 @@ class ImageFilesSource(FrameSource):
             self._next += 1
             image = cv2.imread(str(path), cv2.IMREAD_COLOR)
             if image is not None:
-                frame = RawFrame(self.frames_read, self._t0 + position, _resize(image, self.size))
+                frame = RawFrame(self.frames_read, self._t0 + position, to_working_size(image, self.size))
                 self.frames_read += 1
                 return frame
             self.frames_skipped += 1  # unreadable file: skip it, the health counters show it
@@ -278,7 +280,7 @@ class LiveSource(FrameSource):
                 return None
             image, ts = self._latest, self._latest_ts
             self._latest = None
-        frame = RawFrame(self.frames_read, ts, _resize(image, self.size))
+        frame = RawFrame(self.frames_read, ts, to_working_size(image, self.size))
         self.frames_read += 1
         return frame
 
