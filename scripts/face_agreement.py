@@ -42,7 +42,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Set, Tuple
+from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -137,26 +137,11 @@ def fmt(size: Size) -> str:
 def match_pairs(
     reference: np.ndarray, candidate: np.ndarray, iou_threshold: float = MATCH_IOU
 ) -> List[Tuple[int, int, float]]:
-    """Greedy one-to-one pairs (reference index, candidate index, IoU) at IoU >= ``iou_threshold``,
-    best pairs first: ``appliance.models.nms.match_detections`` with the indices kept."""
-    from appliance.models.nms import iou_matrix
+    """Greedy one-to-one pairs (reference index, candidate index, IoU), best first: the matching
+    the models' int8/fp32 agreement uses (``appliance.models.nms.match_pairs``)."""
+    from appliance.models.nms import match_pairs as pairs
 
-    if len(reference) == 0 or len(candidate) == 0:
-        return []
-    ious = iou_matrix(reference, candidate)
-    pairs: List[Tuple[int, int, float]] = []
-    used_r: Set[int] = set()
-    used_c: Set[int] = set()
-    for flat in np.argsort(-ious, axis=None, kind="stable"):
-        r, c = (int(v) for v in np.unravel_index(flat, ious.shape))
-        if ious[r, c] < iou_threshold:
-            break
-        if r in used_r or c in used_c:
-            continue
-        used_r.add(r)
-        used_c.add(c)
-        pairs.append((r, c, float(ious[r, c])))
-    return pairs
+    return pairs(reference, candidate, iou_threshold)
 
 
 def hidden_mask(boxes: np.ndarray, width: int, height: int, margin_ratio: float, shape: Shape) -> np.ndarray:

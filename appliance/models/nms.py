@@ -6,6 +6,8 @@ reuse exactly the post-processing the appliance runs.
 
 from __future__ import annotations
 
+from typing import List, Set, Tuple
+
 import numpy as np
 
 
@@ -55,24 +57,30 @@ def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float, max_out: in
     return np.asarray(keep, dtype=np.int64)
 
 
-def match_detections(reference: np.ndarray, candidate: np.ndarray, iou_threshold: float = 0.5) -> np.ndarray:
-    """Greedily pair each reference box with its best unused candidate at IoU >= ``iou_threshold``.
-
-    Returns the IoU of each matched pair (length = number of matched reference boxes). Used to
-    measure how many fp32 detections an int8 model keeps.
-    """
+def match_pairs(
+    reference: np.ndarray, candidate: np.ndarray, iou_threshold: float = 0.5
+) -> List[Tuple[int, int, float]]:
+    """Greedy one-to-one pairs ``(reference index, candidate index, IoU)`` at IoU >= ``iou_threshold``,
+    best pairs first, so one poor early match cannot steal a candidate from a better one."""
     if len(reference) == 0 or len(candidate) == 0:
-        return np.zeros((0,), np.float32)
+        return []
     ious = iou_matrix(reference, candidate)
-    matched: list[tuple[int, float]] = []
-    used = np.zeros(ious.shape[1], bool)
-    # Best pairs first, so one poor early match cannot steal a candidate from a better one.
+    pairs: List[Tuple[int, int, float]] = []
+    used_r: Set[int] = set()
+    used_c: Set[int] = set()
     for flat in np.argsort(-ious, axis=None, kind="stable"):
-        r, c = np.unravel_index(flat, ious.shape)
+        r, c = (int(v) for v in np.unravel_index(flat, ious.shape))
         if ious[r, c] < iou_threshold:
             break
-        if used[c] or r in {m[0] for m in matched}:
+        if r in used_r or c in used_c:
             continue
-        used[c] = True
-        matched.append((int(r), float(ious[r, c])))
-    return np.asarray([m[1] for m in matched], np.float32)
+        used_r.add(r)
+        used_c.add(c)
+        pairs.append((r, c, float(ious[r, c])))
+    return pairs
+
+
+def match_detections(reference: np.ndarray, candidate: np.ndarray, iou_threshold: float = 0.5) -> np.ndarray:
+    """The IoU of each matched pair of :func:`match_pairs` (length = matched reference boxes). Used
+    to measure how many fp32 detections an int8 model keeps."""
+    return np.asarray([iou for _, _, iou in match_pairs(reference, candidate, iou_threshold)], np.float32)
