@@ -207,7 +207,7 @@ def run_messages(overlap: bool) -> List[dict]:
     wall_clock = {"sent_at", "window_start", "window_end", "uptime_s", "stage_latency_ms", "fps"}
     messages = [json.loads(line) for line in out.getvalue().splitlines()]
     return [{"topic": m["topic"], **{k: v for k, v in m["payload"].items() if k not in wall_clock}}
-            for m in messages if m["topic"].endswith(("/counts", "/anomaly"))]
+            for m in messages if m["topic"].endswith(("/counts", "/anomalies"))]
 
 
 @pytest.mark.slow
