@@ -61,11 +61,10 @@ def to_working_size(image: np.ndarray, size: Optional[Tuple[int, int]]) -> np.nd
     is). The evaluation and benchmark scripts call this too, so they see the frames the device sees."""
     if size is None or (image.shape[1], image.shape[0]) == size:
         return image
-    # Down to half size, bilinear samples every source pixel anyway and costs 0.5 ms where
-    # INTER_AREA at a non-integer ratio costs 9 (issue 12, 768 -> 640); beyond that, area
-    # averaging keeps small people from aliasing away.
-    mild = size[0] * 2 >= image.shape[1] and size[1] * 2 >= image.shape[0]
-    return cv2.resize(image, size, interpolation=cv2.INTER_LINEAR if mild else cv2.INTER_AREA)
+    # Area averaging, though bilinear costs 0.5 ms where it costs up to 9 (768 -> 640 on x86): on
+    # vtest replayed at rpi4's 640x480, bilinear frames raised the count error of the shipped
+    # setting from 0.70 to 0.90 (far, small people alias away; docs/performance.md).
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
 
 
 class FrameSource(ABC):
