@@ -12,6 +12,7 @@ import random
 import signal
 import sqlite3
 import subprocess
+import threading
 from pathlib import Path
 from typing import Any, Dict, Iterator, List
 
@@ -327,6 +328,35 @@ def test_health_reports_the_broker_link_and_degrades_during_an_outage(
     assert during["state"] == "degraded" and during["link"]["connected"] is False
     assert "cannot connect" in during["link"]["last_error"] or "lost" in during["link"]["last_error"]
     assert after["state"] == "ok" and after["link"] == {**after["link"], "connected": True, "last_error": None}
+
+
+def test_a_link_that_just_went_down_is_reported_with_its_reason_before_the_delivery_thread_catches_up(
+    mosquitto: Broker, tmp_path: Path, publishers
+) -> None:
+    pub = start(cfg_for(mosquitto.url, tmp_path / "o.db"), publishers)
+    pub.connect(timeout_s=10)
+    delivery = pub.delivery
+    assert delivery is not None
+    # Hold the delivery thread at the point where it would record the lost link: health built in
+    # that moment must not say "disconnected" with no reason.
+    reached, release = threading.Event(), threading.Event()
+    report = delivery._report
+
+    def held_report(exc: Any) -> None:
+        reached.set()
+        release.wait(30)
+        report(exc)
+
+    delivery._report = held_report  # type: ignore[method-assign]
+    try:
+        mosquitto.stop()
+        assert reached.wait(30)
+        stats = pub.stats()
+        assert stats.connected is False
+        assert stats.last_error is not None and "lost" in stats.last_error
+    finally:
+        release.set()
+        mosquitto.start()
 
 
 # --------------------------------------------------------------------------- reconnect policy

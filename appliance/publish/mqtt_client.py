@@ -261,8 +261,9 @@ class MqttLink:
         self.last_error = None
 
     def _fail(self, exc: BrokerError) -> BrokerError:
-        self.connected = False
+        # The error first: a reader on another thread that sees the link down also sees why.
         self.last_error = exc
+        self.connected = False
         return exc
 
     # ------------------------------------------------------------------ running
@@ -273,8 +274,7 @@ class MqttLink:
             return False
         rc = self._client.loop(timeout=timeout_s)
         if self._lost or rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_AGAIN):
-            self.connected = False
-            self.last_error = BrokerUnreachable(f"{self.address}: connection lost ({paho.error_string(rc)})")
+            self._fail(BrokerUnreachable(f"{self.address}: connection lost ({paho.error_string(rc)})"))
             self.close_socket()
         return self.connected
 
@@ -297,8 +297,7 @@ class MqttLink:
             properties=props,
         )
         if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_AGAIN):
-            self.connected = False
-            raise BrokerUnreachable(f"{self.address}: publish failed ({paho.error_string(info.rc)})")
+            raise self._fail(BrokerUnreachable(f"{self.address}: publish failed ({paho.error_string(info.rc)})"))
         return int(info.mid)
 
     def _expiry_properties(self, expiry_s: int) -> Properties:

@@ -266,11 +266,15 @@ class MqttPublisher(_Base):
         except sqlite3.Error:
             ob = self._last_outbox_stats  # the file is locked or failing; health still goes out
         writer, delivery = self.writer, self.delivery
+        connected = delivery is not None and delivery.link.connected
         err = delivery.last_error if delivery is not None else None
+        if delivery is not None and not connected and err is None:
+            # The link went down a moment ago and the delivery thread has not reported it yet.
+            err = delivery.link.last_error
         storage = (delivery.storage_error if delivery is not None else None) or (writer.last_error if writer else None)
         last_puback = delivery.last_puback if delivery is not None else None
         return PublisherStats(
-            connected=delivery is not None and delivery.link.connected,
+            connected=connected,
             last_error=str(err) if err else (f"outbox: {storage}" if storage else None),
             pending=ob.pending,
             pending_bytes=ob.pending_bytes,
