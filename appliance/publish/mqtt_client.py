@@ -37,6 +37,7 @@ from appliance.config.broker_url import BrokerAddress, BrokerUrlError, parse_bro
 from appliance.config.schema import MqttConfig
 from appliance.errors import BrokerError, InputError
 from appliance.publish.egress import ApprovedPayload, EgressPolicy
+from appliance.publish.paho_loop import ExpiryProperties, drive, queue_writes
 
 log = logging.getLogger(__name__)
 
@@ -162,6 +163,7 @@ class MqttLink:
         client.on_connect = self._handle_connect
         client.on_disconnect = self._handle_disconnect
         client.on_publish = self._handle_publish
+        queue_writes(client)
         return client
 
     # ------------------------------------------------------------------ paho callbacks
@@ -233,7 +235,7 @@ class MqttLink:
 
         deadline = time.monotonic() + timeout_s
         while self._connack is None and not self._lost and time.monotonic() < deadline:
-            rc = client.loop(timeout=0.05)
+            rc = drive(client, 0.05)
             if rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_AGAIN):
                 self._lost = True
         if self._connack is None:
@@ -272,7 +274,7 @@ class MqttLink:
         """Do network I/O for up to ``timeout_s``; returns whether the connection is still up."""
         if self._client is None or not self.connected:
             return False
-        rc = self._client.loop(timeout=timeout_s)
+        rc = drive(self._client, timeout_s)
         if self._lost or rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_AGAIN):
             self._fail(BrokerUnreachable(f"{self.address}: connection lost ({paho.error_string(rc)})"))
             self.close_socket()
@@ -304,9 +306,7 @@ class MqttLink:
         # paho only reads a message's properties (to pack them, again on a resend): one object can
         # serve every message with the same expiry.
         if self._expiry_props is None or self._expiry_props[0] != expiry_s:
-            props = Properties(PacketTypes.PUBLISH)
-            props.MessageExpiryInterval = expiry_s
-            self._expiry_props = (expiry_s, props)
+            self._expiry_props = (expiry_s, ExpiryProperties(expiry_s))
         return self._expiry_props[1]
 
     def disconnect(self, *, send_will: bool = False) -> None:
@@ -318,12 +318,12 @@ class MqttLink:
             client.disconnect()
             # Let the DISCONNECT packet go out before the socket closes.
             for _ in range(10):
-                if client.loop(timeout=0.02) != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                if drive(client, 0.02) != MQTTErrorCode.MQTT_ERR_SUCCESS:
                     break
         elif self.connected and self.protocol == MQTTProtocolVersion.MQTTv5:
             client.disconnect(reasoncode=ReasonCode(PacketTypes.DISCONNECT, "Disconnect with will message"))
             for _ in range(10):
-                if client.loop(timeout=0.02) != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                if drive(client, 0.02) != MQTTErrorCode.MQTT_ERR_SUCCESS:
                     break
         self.close_socket()
         self.connected = False
