@@ -12,7 +12,7 @@ import json
 import threading
 import time
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
-from typing import Iterator
+from typing import Any, Dict, Iterator, List
 
 import pytest
 from conftest import printing_publisher
@@ -79,13 +79,30 @@ def test_a_lost_camera_is_reported_in_health_and_flagged_while_the_device_keeps_
     pipeline = build_pipeline(cfg, publisher=publisher)
     stop = threading.Event()
 
+    def published() -> List[Dict[str, Any]]:
+        # The pipeline's thread is still writing: only whole lines count.
+        lines = out.getvalue().splitlines(keepends=True)
+        return [json.loads(line) for line in lines if line.endswith("\n")]
+
+    def loss_reported() -> bool:
+        got = published()
+        return (
+            any(m["topic"].endswith("/health") and m["payload"]["camera"]["state"] in ("lost", "reconnecting")
+                for m in got)
+            and any(m["topic"].endswith("/counts") and m["payload"]["camera_ok"] is False for m in got)
+            and any(m["topic"].endswith("/anomalies") and m["payload"]["type"] == "camera_tamper" for m in got)
+        )
+
     def camera_dies_then_stop() -> None:
-        # Let some frames through, take the "camera" away, and stop a few seconds later.
+        # Let some frames through, take the "camera" away, and stop once the loss has been
+        # reported (or after a generous limit, for the assertions below to say what was missing).
         while pipeline.health.frames_analyzed < 3 and not stop.is_set():
             time.sleep(0.05)
         camera_server.shutdown()
         camera_server.server_close()
-        time.sleep(6)
+        deadline = time.monotonic() + 120
+        while not loss_reported() and time.monotonic() < deadline and not stop.is_set():
+            time.sleep(0.2)
         stop.set()
 
     killer = threading.Thread(target=camera_dies_then_stop, daemon=True)
