@@ -133,8 +133,8 @@ def bench_outbox(url: str, backlog: Optional[Path], workdir: Path, n: int) -> Tu
                 progress(f"storing the backlog: {i + 1}/{n}")
     t0, c0 = time.perf_counter(), time.process_time()
     pub.start()
-    # Is any row left? One indexed lookup. (pub.stats() also finds the oldest row's age, a scan of
-    # the whole backlog: polled every POLL_S it would take a fifth of a core from the drain.)
+    # Is any row left? One indexed lookup. (pub.stats() also counts the whole backlog: polled
+    # every POLL_S it would take CPU from the drain it measures.)
     while pub.outbox.pending(limit=1):
         time.sleep(POLL_S)
     elapsed, cpu = time.perf_counter() - t0, time.process_time() - c0
