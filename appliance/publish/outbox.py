@@ -351,8 +351,7 @@ class Outbox:
         written by fsync'd commits (which also make every earlier commit durable). Without the
         fsync a backlog drains without stalling on the SD card every batch.
         """
-        seqs = list(seqs)
-        if not seqs:
+        if not (seqs := list(seqs)):
             return
         with self._lock:
             self._db.execute("PRAGMA synchronous=NORMAL")
@@ -361,11 +360,10 @@ class Outbox:
                     for i in range(0, len(seqs), 500):
                         chunk = seqs[i : i + 500]
                         marks = ",".join("?" * len(chunk))
-                        size = self._db.execute(
-                            f"SELECT COALESCE(SUM(LENGTH(payload)), 0) FROM messages WHERE seq IN ({marks})", chunk
-                        ).fetchone()[0]
-                        self._db.execute(f"DELETE FROM messages WHERE seq IN ({marks})", chunk)
-                        self._bytes -= int(size)
+                        where = f"FROM messages WHERE seq IN ({marks})"
+                        size = self._db.execute(f"SELECT COALESCE(SUM(LENGTH(payload)), 0) {where}", chunk).fetchone()
+                        self._db.execute(f"DELETE {where}", chunk)
+                        self._bytes -= int(size[0])
             finally:
                 self._db.execute("PRAGMA synchronous=FULL")
 
