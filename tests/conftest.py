@@ -17,6 +17,7 @@ import socket
 import ssl
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -27,6 +28,16 @@ from typing import Any, Callable, Dict, Iterator, List, Optional
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
+
+# State files that a config leaves at their default place ({state_dir}: the outbox, the audit log)
+# go to a folder of this test session, never to the machine's /var/lib/crowd-appliance. Set before
+# any test runs, so that every `appliance` subprocess inherits it too.
+STATE_DIR = Path(tempfile.mkdtemp(prefix="appliance-test-state-"))
+os.environ["STATE_DIRECTORY"] = str(STATE_DIR)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    shutil.rmtree(STATE_DIR, ignore_errors=True)
 MOSQUITTO = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None)
 
 

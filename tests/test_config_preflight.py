@@ -51,6 +51,8 @@ BROKER = "mqtt: {url: 'mqtts://127.0.0.1:8883'"
         (BROKER + "}\noutbox: {path: ''}", "outbox.path", "is empty"),
         (BROKER + "}\noutbox: {path: TMP/empty-folder}", "outbox.path", "is a folder"),
         (BROKER + "}\noutbox: {path: TMP/ca.crt/outbox.sqlite3}", "outbox.path", "is not a folder"),
+        # Placeholders are filled before the check and in the message: the path named is the real one.
+        (BROKER + "}\ndevice_id: cam-9\noutbox: {path: 'TMP/ca.crt/{device_id}/o.db'}", "outbox.path", "/cam-9/o.db"),
         (
             BROKER + "}\noutbox: {path: TMP/o.db}\ntransparency: {audit_log_path: TMP/ca.crt/audit.jsonl}",
             "transparency.audit_log_path",

@@ -188,12 +188,18 @@ def test_another_devices_outbox_is_refused_and_left_intact(tmp_path: Path) -> No
     assert [r.seq for r in box.pending()] == [1], "cam-01's backlog is still there"
 
 
-def test_the_default_outbox_path_is_per_device() -> None:
+def test_the_default_outbox_path_is_per_device_in_the_service_state_directory(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     from appliance.publish import outbox_path
 
     cfg = load_config(overrides={"device_id": "cam-42"})
+    monkeypatch.delenv("STATE_DIRECTORY", raising=False)
     assert str(outbox_path(cfg.outbox, "cam-42")) == "/var/lib/crowd-appliance/cam-42/outbox.sqlite3"
     assert outbox_path(cfg.outbox, "cam-42") != outbox_path(cfg.outbox, "cam-43")
+    # What systemd sets from the unit's StateDirectory= (a list when the unit names several).
+    monkeypatch.setenv("STATE_DIRECTORY", "/srv/appliance-state:/var/lib/other")
+    assert str(outbox_path(cfg.outbox, "cam-42")) == "/srv/appliance-state/cam-42/outbox.sqlite3"
 
 
 def test_a_long_outage_reaches_the_cap_and_health_reports_the_drops(tmp_path: Path) -> None:

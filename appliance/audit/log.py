@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional
 from appliance.audit.chain import GENESIS, ChainReport, Head, canonical, entry_hash, verify_lines
 from appliance.audit.entries import AuditEvent
 from appliance.audit.signing import Signer
+from appliance.config.transport import state_path
 from appliance.errors import ApplianceError, InputError
 
 if TYPE_CHECKING:
@@ -28,7 +29,7 @@ _TAIL_CHUNK = 65536
 def audit_log_path(cfg: ApplianceConfig) -> Path:
     """``transparency.audit_log_path``, or ``audit.jsonl`` beside the device's outbox."""
     if cfg.transparency.audit_log_path:
-        return Path(cfg.transparency.audit_log_path.replace("{device_id}", cfg.device_id))
+        return state_path(cfg.transparency.audit_log_path, cfg.device_id)
     from appliance.publish.outbox import outbox_path
 
     return outbox_path(cfg.outbox, cfg.device_id).parent / "audit.jsonl"

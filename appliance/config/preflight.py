@@ -14,6 +14,7 @@ from typing import Any, Mapping, NoReturn, Optional, Union
 
 from appliance.config.loader import config_label, load_config
 from appliance.config.schema import ApplianceConfig
+from appliance.config.transport import state_path
 from appliance.errors import InputError, ModelIntegrityError
 
 # What ``capture.source`` values are not paths (see appliance/capture/sources.py: open_source).
@@ -115,9 +116,10 @@ def preflight(cfg: ApplianceConfig, *, label: str) -> None:
             fail("mqtt.password_file", problem, mqtt.password_file)
     if mqtt.password_env is not None and mqtt.password_env not in os.environ:
         fail("mqtt.password_env", f"environment variable {mqtt.password_env} is not set")
-    problem = writable_file_problem(cfg.outbox.path)
+    outbox = str(state_path(cfg.outbox.path, cfg.device_id)) if cfg.outbox.path.strip() else ""
+    problem = writable_file_problem(outbox)
     if problem:
-        fail("outbox.path", problem, cfg.outbox.path or None)
+        fail("outbox.path", problem, outbox or None)
     # A device publishing to a broker always keeps its audit log (run refuses to start without it).
     from appliance.audit.log import audit_log_path
 

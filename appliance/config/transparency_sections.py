@@ -84,7 +84,8 @@ class TransparencyConfig(Strict):
     )
     audit_log_path: Optional[str] = Field(
         None,
-        description="Append-only, hash-chained audit log (JSON lines); {device_id} is replaced. "
+        description="Append-only, hash-chained audit log (JSON lines); {device_id} and {state_dir} are replaced "
+        "as in outbox.path. "
         "None: audit.jsonl beside the outbox",
     )
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Literal, Optional
 
 from pydantic import Field, field_validator
@@ -73,10 +75,22 @@ class PublishConfig(Strict):
     )
 
 
+DEFAULT_STATE_DIR = "/var/lib/crowd-appliance"
+
+
+def state_path(template: str, device_id: str) -> Path:
+    """A state file's configured path with its placeholders filled: ``{device_id}``, and
+    ``{state_dir}``: ``$STATE_DIRECTORY`` (systemd sets it from the unit's ``StateDirectory=``),
+    else /var/lib/crowd-appliance."""
+    state_dir = os.environ.get("STATE_DIRECTORY", "").split(":")[0] or DEFAULT_STATE_DIR
+    return Path(template.replace("{state_dir}", state_dir).replace("{device_id}", device_id))
+
+
 class OutboxConfig(Strict):
     path: str = Field(
-        "/var/lib/crowd-appliance/{device_id}/outbox.sqlite3",
-        description="SQLite store-and-forward queue, one per device; {device_id} is replaced by the device id",
+        "{state_dir}/{device_id}/outbox.sqlite3",
+        description="SQLite store-and-forward queue, one per device; {device_id} is replaced by the device id, "
+        "{state_dir} by $STATE_DIRECTORY (set by the service's StateDirectory=) or else /var/lib/crowd-appliance",
     )
     # 64 MiB holds about a week of counts at the default 10 s interval (~1 KiB each) plus health:
     # far more than the 24 h a 4G outage should last, and small for any SD card.

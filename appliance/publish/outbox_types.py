@@ -9,12 +9,13 @@ from pathlib import Path
 from typing import Dict, Optional
 
 from appliance.config.schema import OutboxConfig
+from appliance.config.transport import state_path
 from appliance.errors import ApplianceError
 
 
 def outbox_path(cfg: OutboxConfig, device_id: str) -> Path:
-    """``outbox.path`` with ``{device_id}`` expanded: one outbox per device by default."""
-    return Path(cfg.path.replace("{device_id}", device_id))
+    """``outbox.path`` with its placeholders filled: one outbox per device by default."""
+    return state_path(cfg.path, device_id)
 
 
 class OutboxConflict(ApplianceError):
