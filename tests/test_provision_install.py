@@ -112,7 +112,10 @@ def test_bundle_installs_into_a_root_and_passes_selftest_over_mtls(
     proc = install(bundle_dir, root, wheelhouse)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "skipping useradd" in proc.stdout
-    assert "[PASS] broker" in proc.stdout and f"GREEN: {DEVICE} installed" in proc.stdout
+    assert "[PASS] broker" in proc.stdout and "[SKIP] camera" in proc.stdout
+    # Skipped checks: installed, but not "ready to deploy", so the service is not started for it.
+    assert f"GREEN, but not ready to deploy: {DEVICE} installed" in proc.stdout
+    assert "self-test passed" not in proc.stdout and "service appliance started" not in proc.stdout
 
     etc = root / "etc" / "crowd-appliance"
     assert mode(etc / "tls" / f"{DEVICE}.key") == 0o600
@@ -148,7 +151,7 @@ def test_bundle_installs_into_a_root_and_passes_selftest_over_mtls(
     # Again: upgrades in place, keeps the outbox, still green.
     again = install(bundle_dir, root, wheelhouse)
     assert again.returncode == 0, again.stdout + again.stderr
-    assert f"GREEN: {DEVICE} installed" in again.stdout
+    assert f"GREEN, but not ready to deploy: {DEVICE} installed" in again.stdout
     assert outbox.read_bytes() == before
 
     # A bundle from another site's CA over the same install: the broker refuses it, and it says red.

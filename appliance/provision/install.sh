@@ -157,12 +157,27 @@ if [ "$SYSTEM" -eq 1 ]; then
     selftest=(runuser -u "$USER_NAME" -- "${selftest[@]}")
 fi
 if [ -t 1 ]; then GREEN=$'\e[1;32m'; RED=$'\e[1;31m'; OFF=$'\e[0m'; else GREEN=""; RED=""; OFF=""; fi
-if (cd "$STATE" && "${selftest[@]}"); then
+verdict="$(mktemp)"
+set +e
+(cd "$STATE" && "${selftest[@]}") | tee "$verdict"
+rc=${PIPESTATUS[0]}
+set -e
+ready=0
+grep -q "^GREEN: ready to deploy" "$verdict" && ready=1
+rm -f "$verdict"
+if [ "$rc" -eq 0 ] && [ "$ready" -eq 1 ]; then
     if [ "$SYSTEM" -eq 1 ] && command -v systemctl >/dev/null; then
         systemctl restart appliance.service
         say "service appliance started (journalctl -u appliance -f)"
     fi
     echo "${GREEN}GREEN: $DEVICE_ID installed, self-test passed${OFF}"
+    exit 0
+fi
+if [ "$rc" -eq 0 ]; then
+    # Green with SKIP lines (--skip, or a check this machine cannot make) is not "ready to deploy":
+    # the service is enabled but only started once a person has confirmed what was not checked.
+    echo "${GREEN}GREEN, but not ready to deploy: $DEVICE_ID installed; confirm the SKIP lines above by hand${OFF}"
+    [ "$SYSTEM" -eq 0 ] || echo "install.sh: service enabled, not started; once confirmed: sudo systemctl start appliance"
     exit 0
 fi
 echo "${RED}RED: $DEVICE_ID installed, but the self-test failed: fix the FAIL lines above, then run" \
