@@ -8,8 +8,9 @@ line of advice. The verdict:
 * ``GREEN`` with a note: nothing failed but some check could not be made (``SKIP``, e.g. the clock
   state is unknowable in this environment, or ``--skip``): confirm those by hand.
 
-A demo setup is never "ready to deploy": no site config, the demo device id, the bundled sample
-clip (or any file) as the camera, or no broker each fail their check.
+A demo setup is never "ready to deploy": no site config, the demo device id, a notice that names
+no operator or contact, the bundled sample clip (or any file) as the camera, or no broker each
+fail their check.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ if TYPE_CHECKING:
 Status = Literal["pass", "fail", "skip"]
 
 # Checks ``--skip`` may leave out (for a lab bench or CI without a camera or NTP); the others
-# (config, models, anonymizer) are never skipped.
+# (config, notice, models, anonymizer) are never skipped.
 SKIPPABLE = ("camera", "time", "outbox", "broker")
 
 CAMERA_FRAMES = 8  # frames looked at for black / uniform / frozen
@@ -135,6 +136,21 @@ def check_config(cfg: ApplianceConfig, config_path: Optional[str]) -> str:
             "set device_id to the name the control room knows this pole by (docs/technician.md, step 3)",
         )
     return f"{config_path}: device {cfg.device_id}, board {cfg.profile.name}"
+
+
+def check_notice(cfg: ApplianceConfig) -> str:
+    """The public notice (the sign, the retained notice topic) names who runs the device and how to
+    reach them: without both, people in view cannot learn who counts them."""
+    t = cfg.transparency
+    contact = t.contact_email or t.contact_url or t.contact_phone
+    missing = [what for what, given in (("who runs it", t.operator_name), ("how to reach them", contact)) if not given]
+    if missing:
+        raise CheckFailed(
+            f"the public notice does not say {' or '.join(missing)}",
+            "set transparency.operator_name and contact_email, contact_url or contact_phone "
+            "(docs/transparency.md); with provision: --transparency FILE",
+        )
+    return f"operator {t.operator_name}; contact {contact}; purpose {t.purpose}"
 
 
 def judge_frames(frames: List[np.ndarray]) -> str:
@@ -274,6 +290,7 @@ def run_selftest(
 
     report = SelftestReport()
     _run(report, "config", lambda: check_config(cfg, config_path))
+    _run(report, "notice", lambda: check_notice(cfg))
 
     def models() -> str:
         result = verify_models()

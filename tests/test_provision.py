@@ -186,6 +186,32 @@ def test_rebuilding_a_bundle_needs_force_and_then_rekeys(site_pki: Path, tmp_pat
     assert bundle_members(tmp_path / "cam-again.tar.gz")["cam-again/tls/cam-again.key"][1] == key.read_bytes()
 
 
+def test_the_site_transparency_file_goes_into_every_bundle_and_a_bad_one_is_named(
+    site_pki: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    notice = tmp_path / "transparency.yaml"
+    notice.write_text("transparency:\n  operator_name: City of Example\n  contact_url: https://example.org/cams\n")
+    csv_path = tmp_path / "devices.csv"
+    csv_path.write_text("id,board,zones\nsq-1,rpi4,\nsq-2,rpi5,\n")
+    out = tmp_path / "bundles"
+    assert main(["provision", "batch", str(csv_path), "--dir", str(site_pki), "--broker-url", BROKER,
+                 "-o", str(out), "--transparency", str(notice)]) == 0
+    for dev in ("sq-1", "sq-2"):
+        site = yaml.safe_load(bundle_members(out / f"{dev}.tar.gz")[f"{dev}/site.yaml"][1])
+        assert site["transparency"] == {"operator_name": "City of Example", "contact_url": "https://example.org/cams"}
+
+    # The file holds the transparency section only, validated like any site file.
+    notice.write_text("transparency:\n  operator_name: City of Example\nzones: []\n")
+    code = main(["provision", "device", "sq-3", "--dir", str(site_pki), "--board", "rpi4",
+                 "--broker-url", BROKER, "-o", str(out), "--transparency", str(notice)])
+    assert code == 2 and f"{notice}: zones: unknown key" in capsys.readouterr().err
+    notice.write_text("transparency:\n  operator: City of Example\n")
+    code = main(["provision", "device", "sq-3", "--dir", str(site_pki), "--board", "rpi4",
+                 "--broker-url", BROKER, "-o", str(out), "--transparency", str(notice)])
+    assert code == 2 and f"{notice}: transparency.operator" in capsys.readouterr().err
+    assert not (site_pki / "devices" / "sq-3").exists()
+
+
 def test_batch_checks_every_row_before_minting_any(
     site_pki: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:

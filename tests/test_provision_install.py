@@ -96,8 +96,10 @@ def test_bundle_installs_into_a_root_and_passes_selftest_over_mtls(
     # The broker must be up (for its port) before the bundle names it; its ACL is the bundle's.
     out = tmp_path / "bundles"
     port = free_port()
+    notice = tmp_path / "transparency.yaml"
+    notice.write_text("transparency:\n  operator_name: City of Example\n  contact_email: privacy@example.org\n")
     assert main(["provision", "device", DEVICE, "--dir", str(site), "--board", "rpi4",
-                 "--broker-url", f"mqtts://localhost:{port}", "-o", str(out)]) == 0
+                 "--broker-url", f"mqtts://localhost:{port}", "-o", str(out), "--transparency", str(notice)]) == 0
     unpacked = tmp_path / "unpacked"
     with tarfile.open(out / f"{DEVICE}.tar.gz") as tar:
         tar.extractall(unpacked, filter="data")
@@ -113,6 +115,7 @@ def test_bundle_installs_into_a_root_and_passes_selftest_over_mtls(
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "skipping useradd" in proc.stdout
     assert "[PASS] broker" in proc.stdout and "[SKIP] camera" in proc.stdout
+    assert "[PASS] notice       operator City of Example; contact privacy@example.org" in proc.stdout
     # Skipped checks: installed, but not "ready to deploy", so the service is not started for it.
     assert f"GREEN, but not ready to deploy: {DEVICE} installed" in proc.stdout
     assert "self-test passed" not in proc.stdout and "service appliance started" not in proc.stdout

@@ -68,7 +68,7 @@ def test_without_a_config_it_is_red_and_says_why_with_advice() -> None:
     report = json.loads(proc.stdout)
     assert proc.returncode == 1 and report["ok"] is False and report["result"] == "red"
     got = statuses(report)
-    assert got["config"] == got["camera"] == got["broker"] == "fail"
+    assert got["config"] == got["notice"] == got["camera"] == got["broker"] == "fail"
     # The install itself is fine: models and anonymizer still pass on a demo setup.
     assert got["models"] == got["anonymizer"] == "pass"
     assert all(c["advice"] for c in report["checks"] if c["status"] == "fail")
@@ -118,6 +118,22 @@ def test_black_uniform_and_frozen_frames_are_told_apart() -> None:
         judge_frames([moving[0]] * 4)
 
 
+def test_the_notice_check_fails_until_the_notice_says_who_runs_the_device_and_how_to_reach_them() -> None:
+    def notice(**transparency: str) -> Check:
+        cfg = load_config(overrides={"transparency": transparency})
+        report = run_selftest(cfg, skip=("camera", "time", "outbox", "broker"))
+        return next(c for c in report.checks if c.name == "notice")
+
+    nobody = notice()
+    assert nobody.status == "fail" and "who runs it or how to reach them" in nobody.detail
+    assert "transparency.operator_name" in nobody.advice and "--transparency FILE" in nobody.advice
+    unreachable = notice(operator_name="City of Example")
+    assert unreachable.status == "fail" and "how to reach them" in unreachable.detail
+    assert "who runs it" not in unreachable.detail
+    named = notice(operator_name="City of Example", contact_url="https://example.org/cameras")
+    assert named.status == "pass" and "City of Example" in named.detail and "example.org" in named.detail
+
+
 # --------------------------------------------------------------------------- verdict and clock
 
 
@@ -150,6 +166,7 @@ def site_config(tmp_path: Path, broker, camera: str, device: str, tls: Dict[str,
                 "capture": {"source": camera},
                 "mqtt": {"url": broker.url, "tls": tls},
                 "outbox": {"path": str(tmp_path / "outbox.sqlite3")},
+                "transparency": {"operator_name": "City of Example", "contact_email": "privacy@example.org"},
             }
         )
     )
@@ -169,7 +186,7 @@ def test_a_deployed_device_with_mutual_tls_is_green(tmp_path: Path, tls_mosquitt
     report = json.loads(proc.stdout)
     got = statuses(report)
     assert {k: v for k, v in got.items() if k != "time"} == dict.fromkeys(
-        ["config", "models", "anonymizer", "camera", "outbox", "broker"], "pass"
+        ["config", "notice", "models", "anonymizer", "camera", "outbox", "broker"], "pass"
     ), report
     broker = next(c for c in report["checks"] if c["name"] == "broker")
     assert "PUBACK" in broker["detail"] and "crowdmon/device-a/selftest" in broker["detail"]

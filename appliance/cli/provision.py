@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 
 def _provision_modules() -> Any:
@@ -29,12 +29,16 @@ def cmd_provision_init(args: argparse.Namespace) -> int:
     return 0
 
 
+def _transparency(args: argparse.Namespace) -> Optional[Path]:
+    return Path(args.transparency) if args.transparency else None
+
+
 def cmd_provision_device(args: argparse.Namespace) -> int:
     prov = _provision_modules()
     spec = prov.bundle.DeviceSpec(args.id, args.board, Path(args.zones) if args.zones else None)
     path = prov.bundle.build_bundle(
         Path(args.dir), spec, Path(args.output), broker_url=args.broker_url, source=args.source,
-        topic_prefix=args.topic_prefix, force=args.force,
+        topic_prefix=args.topic_prefix, force=args.force, transparency_file=_transparency(args),
     )
     print(path)
     return 0
@@ -43,7 +47,8 @@ def cmd_provision_device(args: argparse.Namespace) -> int:
 def cmd_provision_batch(args: argparse.Namespace) -> int:
     prov = _provision_modules()
     specs = prov.batch.read_devices_csv(Path(args.csv))
-    common = dict(broker_url=args.broker_url, source=args.source, topic_prefix=args.topic_prefix)
+    common = dict(broker_url=args.broker_url, source=args.source, topic_prefix=args.topic_prefix,
+                  transparency_file=_transparency(args))
     for spec in specs:  # every row checked before the first key is minted
         prov.bundle.check_device(Path(args.dir), spec, force=args.force, **common)
     for spec in specs:
@@ -75,6 +80,9 @@ def add_parsers(sub: Any) -> None:
         q.add_argument("--source", metavar="SRC", help="camera source written into site.yaml (default: the board's)")
         q.add_argument("-o", "--output", default="bundles", metavar="DIR", help="where <id>.tar.gz goes")
         q.add_argument("--force", action="store_true", help="replace an existing device key (re-key the device)")
+        q.add_argument("--transparency", metavar="FILE",
+                       help="YAML with the site's transparency section: who runs the devices, contact, purpose "
+                       "(without it the self-test is red: the public notice names nobody)")
 
     v = psub.add_parser("device", help="mint a device's key and certificate and write its bundle <id>.tar.gz")
     v.add_argument("id", help="device id: the certificate CN and MQTT user name")

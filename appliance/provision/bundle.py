@@ -54,7 +54,7 @@ def _add(tar: tarfile.TarFile, name: str, data: bytes, mode: int) -> None:
 
 
 def check_device(pki_dir: Path, spec: DeviceSpec, *, force: bool, broker_url: str, source: Optional[str],
-                 topic_prefix: str) -> str:
+                 topic_prefix: str, transparency_file: Optional[Path] = None) -> str:
     """Everything that can be wrong with ``spec``, checked before any key is minted; returns the site YAML."""
     check_id(spec.device_id)
     load_ca(pki_dir)
@@ -63,7 +63,7 @@ def check_device(pki_dir: Path, spec: DeviceSpec, *, force: bool, broker_url: st
         raise InputError("exists; refusing to replace this device's key (use --force to re-key it)",
                          path=str(key_path))
     site = device_site_config(spec.device_id, spec.board, broker_url, zones_file=spec.zones_file, source=source,
-                              topic_prefix=topic_prefix)
+                              topic_prefix=topic_prefix, transparency_file=transparency_file)
     return render_site_yaml(site)
 
 
@@ -76,10 +76,11 @@ def build_bundle(
     source: Optional[str] = None,
     topic_prefix: str = "crowdmon",
     force: bool = False,
+    transparency_file: Optional[Path] = None,
 ) -> Path:
     """Mint the device's key and certificate and write ``out_dir/<id>.tar.gz`` (mode 0600: it holds the key)."""
     site_yaml = check_device(pki_dir, spec, force=force, broker_url=broker_url, source=source,
-                             topic_prefix=topic_prefix)
+                             topic_prefix=topic_prefix, transparency_file=transparency_file)
     unit = systemd_dir() / "appliance.service"
     if not unit.is_file():
         raise InputError("systemd unit not found", path=str(unit))

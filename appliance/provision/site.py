@@ -1,12 +1,13 @@
 """The site config a provisioned device runs with: its id, board, broker and TLS files, zones and
-lines from the integrator's zones file. Validated with the appliance's own loader before it goes
-into a bundle, so a bad board name or zone fails on the laptop, not on the lamp post."""
+lines from the integrator's zones file, the public notice's details from the site's transparency
+file. Validated with the appliance's own loader before it goes into a bundle, so a bad board name
+or zone fails on the laptop, not on the lamp post."""
 
 from __future__ import annotations
 
 import tempfile
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Tuple
 
 import yaml
 
@@ -20,15 +21,20 @@ STATE_DIR = "/var/lib/crowd-appliance"
 ZONES_FILE_KEYS = ("zones", "lines")
 
 
-def read_zones_file(path: Path) -> Dict[str, Any]:
-    """The ``zones`` and ``lines`` of a zones file (a site file holding only those two keys),
-    validated by the appliance's loader so errors name this file and the field."""
+def read_site_sections(path: Path, keys: Tuple[str, ...]) -> Dict[str, Any]:
+    """The sections ``keys`` of a site file that holds only those, validated by the appliance's
+    loader so errors name this file and the field."""
     load_config(path)  # raises InputError naming the file and field
     data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    extra = sorted(set(data) - set(ZONES_FILE_KEYS))
+    extra = sorted(set(data) - set(keys))
     if extra:
-        raise InputError("unknown key (a zones file holds only zones and lines)", path=str(path), field=extra[0])
-    return {k: data[k] for k in ZONES_FILE_KEYS if k in data}
+        raise InputError(f"unknown key (this file holds only {' and '.join(keys)})", path=str(path), field=extra[0])
+    return {k: data[k] for k in keys if k in data}
+
+
+def read_zones_file(path: Path) -> Dict[str, Any]:
+    """The ``zones`` and ``lines`` of a zones file (one per device or per view)."""
+    return read_site_sections(path, ZONES_FILE_KEYS)
 
 
 def device_site_config(
@@ -39,6 +45,7 @@ def device_site_config(
     zones_file: Optional[Path] = None,
     source: Optional[str] = None,
     topic_prefix: str = "crowdmon",
+    transparency_file: Optional[Path] = None,
 ) -> Dict[str, Any]:
     load_board_profile(board)  # unknown board: one line listing the known ones
     site: Dict[str, Any] = {"device_id": device_id, "board": board}
@@ -46,6 +53,9 @@ def device_site_config(
         site["capture"] = {"source": source}
     if zones_file is not None:
         site.update(read_zones_file(zones_file))
+    if transparency_file is not None:
+        # Who runs the devices, how to reach them, why: the same for every device of a site.
+        site.update(read_site_sections(transparency_file, ("transparency",)))
     site["mqtt"] = {
         "url": broker_url,
         "topic_prefix": topic_prefix,
