@@ -310,3 +310,12 @@ def test_table_shows_each_notice_hash_as_on_the_sign_and_who_runs_the_devices_in
     assert digest[:12] in text, "cam-a: the notice hash, 12 digits as the printed sign shows it"
     assert "notice≠birth" in text, "cam-b's birth names another notice than the one retained"
     assert "City of Example (crowd_safety): 2 devices" in " ".join(text.split())
+
+
+def test_table_caption_shows_an_operator_name_as_written() -> None:
+    fleet = FleetState()
+    notice, _, digest = _notice("cam-a", "Parks [north] & Co")
+    fleet.observe_notice(notice, sha256=digest, received_at=T0)
+    console = Console(width=80, record=True, color_system=None)
+    console.print(fleet_table(fleet.snapshots(), T0))
+    assert "Parks [north] & Co (crowd_safety): 1 device" in " ".join(console.export_text().split())

@@ -44,7 +44,7 @@ def _status(s: DeviceSnapshot) -> Text:
     return text
 
 
-def _notices_caption(snapshots: List[DeviceSnapshot]) -> Optional[str]:
+def _notices_caption(snapshots: List[DeviceSnapshot]) -> Optional[Text]:
     """Who runs the devices and why, from their notices: one entry per (operator, purpose)."""
     groups = Counter(
         (s.notice.operator or "operator not configured", s.notice.purpose) for s in snapshots if s.notice is not None
@@ -55,8 +55,9 @@ def _notices_caption(snapshots: List[DeviceSnapshot]) -> Optional[str]:
     ranked = sorted(groups.items(), key=lambda g: (-g[1], g[0]))
     parts = [f"{op} ({purpose}): {n} device{'s' if n > 1 else ''}" for (op, purpose), n in ranked[:MAX_CAPTION_GROUPS]]
     if len(ranked) > MAX_CAPTION_GROUPS:
-        parts.append(f"{len(ranked) - MAX_CAPTION_GROUPS} more")
-    return "; ".join(parts)
+        parts.append(f"{len(ranked) - MAX_CAPTION_GROUPS} more (see --json)")
+    # Text, not a str: an operator's name is the operator's text, never rich markup.
+    return Text("; ".join(parts))
 
 
 def _health(s: DeviceSnapshot) -> Text:
