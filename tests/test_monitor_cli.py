@@ -1,5 +1,6 @@
 """``appliance monitor`` against a real Mosquitto: two fake devices built with the real message
-classes, one with a seq gap, a late delivery and a raised anomaly, one offline; read with ``--json``."""
+classes, one with a seq gap, a late delivery and a raised anomaly, one offline; read with ``--json``.
+A device's retained notice is shown; the selftest probe and Home Assistant configs are not news."""
 
 from __future__ import annotations
 
@@ -12,24 +13,36 @@ import subprocess
 import sys
 import threading
 from datetime import datetime, timedelta, timezone
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import pytest
 from conftest import REPO, free_port
 from rich.console import Console
 
+from appliance.config import load_config
+from appliance.config.schema import HomeAssistantConfig, MqttConfig
 from appliance.monitor.state import FleetState
 from appliance.monitor.view import fleet_table
-from appliance.publish import AnomalyMessage, CountsMessage, CountStats, HealthMessage, StatusMessage, ZoneStats
-from appliance.publish.egress import EgressPolicy
+from appliance.publish import (
+    AnomalyMessage,
+    CountsMessage,
+    CountStats,
+    HealthMessage,
+    StatusMessage,
+    ZoneStats,
+    check_broker,
+)
+from appliance.publish.discovery import discovery_messages
+from appliance.publish.egress import EgressPolicy, RetainedDocument
 from appliance.publish.messages import CameraHealth, Message
+from appliance.transparency import Notice, build_notice, notice_hash, notice_payload
 
 PREFIX = "testfleet"
 T0 = datetime.now(timezone.utc).replace(microsecond=0)
 
 
-def _status(dev: str, boot: int, seq: int, offline: bool = False) -> Message:
-    birth = StatusMessage(config_hash="ab" * 8, board="rpi5", started_at=T0)
+def _status(dev: str, boot: int, seq: int, offline: bool = False, notice: Optional[str] = None) -> Message:
+    birth = StatusMessage(config_hash="ab" * 8, board="rpi5", started_at=T0, notice_hash=notice)
     return (birth.as_offline() if offline else birth).stamp(device_id=dev, boot_id=boot, seq=seq)
 
 
@@ -45,6 +58,14 @@ def _counts(dev: str, boot: int, seq: int, total: int, entrance: int) -> Message
 
 
 def _publish(broker: Any, messages: List[Message], prefix: str = PREFIX, tls: Optional[ssl.SSLContext] = None) -> None:
+    # Topic and bytes exactly as the device's own egress policy approves them.
+    approved = [
+        EgressPolicy(topic_prefix=prefix, device_id=m.device_id, max_payload_bytes=16384).approve(m) for m in messages
+    ]
+    _publish_raw(broker, [(a.topic, a.payload, a.retain) for a in approved], tls=tls)
+
+
+def _publish_raw(broker: Any, items: Sequence[Tuple[str, bytes, bool]], tls: Optional[ssl.SSLContext] = None) -> None:
     import paho.mqtt.client as paho
     from paho.mqtt.enums import CallbackAPIVersion
 
@@ -54,15 +75,23 @@ def _publish(broker: Any, messages: List[Message], prefix: str = PREFIX, tls: Op
     client.connect(broker.host, broker.port, keepalive=30)
     client.loop_start()
     try:
-        for m in messages:  # one at a time: the broker keeps per-client order, the test wants it explicit
-            # Topic and bytes exactly as the device's own egress policy approves them.
-            approved = EgressPolicy(topic_prefix=prefix, device_id=m.device_id, max_payload_bytes=16384).approve(m)
-            info = client.publish(approved.topic, approved.payload, qos=1, retain=m.retain)
+        for topic, payload, retain in items:  # one at a time: the broker keeps per-client order, the test wants it
+            info = client.publish(topic, payload, qos=1, retain=retain)
             info.wait_for_publish(timeout=10)
             assert info.is_published()
     finally:
         client.disconnect()
         client.loop_stop()
+
+
+def _notice(dev: str, operator: str) -> Tuple[Notice, bytes, str]:
+    """The notice of a device set up from the example site file, its approved retained payload and its hash."""
+    cfg = load_config(REPO / "examples" / "site.yaml", {"device_id": dev, "transparency": {"operator_name": operator}})
+    built = build_notice(cfg)
+    policy = EgressPolicy(topic_prefix=PREFIX, device_id=dev, max_payload_bytes=16384)
+    approved = policy.approve_document(RetainedDocument("notice", notice_payload(built)))
+    assert approved.topic == f"{PREFIX}/{dev}/notice" and approved.retain
+    return built, approved.payload, notice_hash(built)
 
 
 class MonitorProcess:
@@ -103,6 +132,11 @@ class MonitorProcess:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGINT)
         return self.proc.wait(timeout=20)
+
+    def log_lines(self) -> List[str]:
+        """What it logged on stderr (after :meth:`stop`)."""
+        assert self.proc.stderr is not None and self.proc.poll() is not None
+        return self.proc.stderr.read().splitlines()
 
 
 @pytest.fixture
@@ -171,6 +205,46 @@ def test_monitor_json_shows_two_devices_with_a_gap_a_late_delivery_an_anomaly_an
 
 
 @pytest.mark.mqtt
+def test_monitor_shows_the_notice_ignores_the_selftest_probe_and_discovery_and_flags_an_unknown_topic(
+    mosquitto: Any, monitors: Any
+) -> None:
+    _, payload, digest = _notice("cam-n", "City of Example")
+    _publish(mosquitto, [_status("cam-n", 1, 1, notice=digest)])
+    monitor = monitors("--broker", mosquitto.url, "--prefix", PREFIX, "--json")
+    monitor.wait_for(lambda d: d.get("cam-n", {}).get("online") is True)
+
+    # What else a device puts under the prefix: the probe of `appliance selftest` (the real one),
+    # and Home Assistant configs when home_assistant.discovery_prefix is the topic prefix too.
+    assert "PUBACK for a test publish on testfleet/cam-n/selftest" in check_broker(
+        MqttConfig(url=mosquitto.url, topic_prefix=PREFIX), "cam-n"
+    )
+    ha = HomeAssistantConfig(enabled=True, discovery_prefix=PREFIX)
+    configs = discovery_messages("cam-n", PREFIX, [], [], ha)
+    assert configs and all(m.topic.split("/")[1] in ("sensor", "binary_sensor") for m in configs)
+    unknown = (f"{PREFIX}/cam-n/bogus", b"{}", False)
+    _publish_raw(mosquitto, [*configs, unknown, (f"{PREFIX}/cam-n/notice", payload, True)])
+    # Everything above came before the notice, so it has been read once the notice shows.
+    monitor.wait_for(lambda d: (d["cam-n"].get("notice") or {}).get("sha256") == digest)
+    assert monitor.latest["cam-n"]["notice"] == {
+        "sha256": digest, "operator": "City of Example", "purpose": "crowd_safety", "matches_birth": True
+    }  # fmt: skip
+
+    # The operator changes the config: the new boot's birth names the new notice, which follows it.
+    _, new_payload, new_digest = _notice("cam-n", "City of Example, Parks")
+    _publish(mosquitto, [_status("cam-n", 2, 3, notice=new_digest)])
+    _publish_raw(mosquitto, [(f"{PREFIX}/cam-n/notice", new_payload, True)])
+    monitor.wait_for(lambda d: d["cam-n"]["notice"]["sha256"] == new_digest)
+    assert monitor.latest["cam-n"]["notice"]["matches_birth"] is True
+    assert monitor.stop() == 0
+
+    logged = monitor.log_lines()
+    ignored = [line for line in logged if "ignored" in line]
+    assert len(ignored) == 1 and "testfleet/cam-n/bogus: ignored: not a crowd-appliance topic" in ignored[0]
+    [changed] = [line for line in logged if "notice changed" in line]
+    assert f"from {digest[:12]} to {new_digest[:12]}" in changed and "'City of Example, Parks'" in changed
+
+
+@pytest.mark.mqtt
 def test_monitor_reads_the_fleet_as_the_control_room_user_over_mutual_tls(
     tls_mosquitto: Any, pki: Any, monitors: Any
 ) -> None:
@@ -218,3 +292,30 @@ def test_table_fits_a_small_terminal_and_names_what_matters() -> None:
     assert max(len(line) for line in text.splitlines()) <= 80
     for expected in ("cam-a", "online", "entrance=5", "missing 2", "cam-b", "OFFLINE"):
         assert expected in text
+
+
+def test_table_shows_each_notice_hash_as_on_the_sign_and_who_runs_the_devices_in_the_caption() -> None:
+    fleet = FleetState()
+    now = T0 + timedelta(minutes=2)
+    notice, _, digest = _notice("cam-a", "City of Example")
+    for m in (_status("cam-a", 2, 10, notice=digest), _counts("cam-a", 2, 12, total=7, entrance=3)):
+        fleet.observe(m, retained=False, received_at=now)
+    fleet.observe_notice(notice, sha256=digest, received_at=now)
+    fleet.observe(_status("cam-b", 1, 2, offline=True, notice="0" * 64), retained=True, received_at=now)
+    fleet.observe_notice(notice.model_copy(update={"device_id": "cam-b"}), sha256=digest, received_at=now)
+    console = Console(width=80, record=True, color_system=None)
+    console.print(fleet_table(fleet.snapshots(), now, f"mqtt://127.0.0.1:1883 {PREFIX}/+/#"))
+    text = console.export_text()
+    assert max(len(line) for line in text.splitlines()) <= 80
+    assert digest[:12] in text, "cam-a: the notice hash, 12 digits as the printed sign shows it"
+    assert "notice≠birth" in text, "cam-b's birth names another notice than the one retained"
+    assert "City of Example (crowd_safety): 2 devices" in " ".join(text.split())
+
+
+def test_table_caption_shows_an_operator_name_as_written() -> None:
+    fleet = FleetState()
+    notice, _, digest = _notice("cam-a", "Parks [north] & Co")
+    fleet.observe_notice(notice, sha256=digest, received_at=T0)
+    console = Console(width=80, record=True, color_system=None)
+    console.print(fleet_table(fleet.snapshots(), T0))
+    assert "Parks [north] & Co (crowd_safety): 1 device" in " ".join(console.export_text().split())

@@ -5,17 +5,23 @@ from __future__ import annotations
 
 import hashlib
 from datetime import datetime, timedelta, timezone
-from typing import Optional
+from functools import cache
+from pathlib import Path
+from typing import Optional, Tuple
 
+from appliance.config import load_config
 from appliance.monitor.state import FleetState
 from appliance.publish import AnomalyMessage, CountsMessage, CountStats, HealthMessage, StatusMessage, ZoneStats
 from appliance.publish.messages import CameraHealth, Message
+from appliance.transparency import Notice, build_notice, notice_hash
+
+SITE = Path(__file__).resolve().parent.parent / "examples" / "site.yaml"
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc)
 
 
-def status(dev: str, boot: int, seq: int, state: str = "online") -> Message:
-    birth = StatusMessage(config_hash="0" * 16, board="x86-generic", started_at=T0)
+def status(dev: str, boot: int, seq: int, state: str = "online", names_notice: Optional[str] = None) -> Message:
+    birth = StatusMessage(config_hash="0" * 16, board="x86-generic", started_at=T0, notice_hash=names_notice)
     msg = birth if state == "online" else birth.as_offline()
     return msg.stamp(device_id=dev, boot_id=boot, seq=seq, sent_at=T0)
 
@@ -151,3 +157,52 @@ def test_to_dict_is_plain_json_data() -> None:
     assert data["seq"] == {
         "highest": 4, "gaps": 0, "missing": 0, "late": 0, "duplicates": 0, "reconnects": 0, "resets": 0
     }  # fmt: skip
+
+
+@cache
+def notice(dev: str, operator: Optional[str] = "City of Example") -> Tuple[Notice, str]:
+    """The device's real notice, built from the example site file, and its hash."""
+    cfg = load_config(SITE, {"device_id": dev, "transparency": {"operator_name": operator}})
+    built = build_notice(cfg)
+    return built, notice_hash(built)
+
+
+def test_the_notice_gives_operator_purpose_and_the_hash_the_birth_must_name() -> None:
+    fleet = FleetState()
+    doc, digest = notice("cam-a")
+    feed(fleet, status("cam-a", 1, 1, names_notice=digest), retained=True)
+    assert fleet.snapshot("cam-a").notice is None and fleet.snapshot("cam-a").notice_matches_birth is None
+    fleet.observe_notice(doc, sha256=digest, received_at=T0)
+    snap = fleet.snapshot("cam-a")
+    assert snap.notice is not None
+    assert (snap.notice.operator, snap.notice.purpose) == ("City of Example", "crowd_safety")
+    assert snap.notice.sha256 == digest
+    assert snap.notice_matches_birth is True
+    assert snap.to_dict(T0)["notice"] == {
+        "sha256": digest, "operator": "City of Example", "purpose": "crowd_safety", "matches_birth": True
+    }  # fmt: skip
+    # A new boot whose birth names another notice than the one retained: visible until the new one arrives.
+    new_doc, new_digest = notice("cam-a", operator="City of Example, Parks")
+    feed(fleet, status("cam-a", 2, 3, names_notice=new_digest))
+    assert fleet.snapshot("cam-a").notice_matches_birth is False
+    fleet.observe_notice(new_doc, sha256=new_digest, received_at=T0)
+    assert fleet.snapshot("cam-a").notice_matches_birth is True
+
+
+def test_a_notice_alone_makes_a_device_and_is_not_part_of_the_seq_count() -> None:
+    fleet = FleetState()
+    doc, digest = notice("cam-z", operator=None)
+    assert fleet.observe_notice(doc, sha256=digest, received_at=T0) == "cam-z"
+    snap = fleet.snapshot("cam-z")
+    assert snap.online is None and snap.seq.highest is None and snap.last_seen is None
+    assert snap.notice is not None and snap.notice.operator is None
+    assert snap.notice_matches_birth is None, "a device without a birth names no notice"
+    # A lost outbox restarts the seq history; the device's notice stays.
+    feed(fleet, status("cam-z", 7, 500), status("cam-z", 1, 1))
+    assert fleet.snapshot("cam-z").seq.resets == 1 and fleet.snapshot("cam-z").notice == snap.notice
+
+
+def test_a_device_without_a_notice_shows_none_in_json() -> None:
+    fleet = FleetState()
+    feed(fleet, status("cam-a", 1, 1))
+    assert fleet.snapshot("cam-a").to_dict(T0)["notice"] is None

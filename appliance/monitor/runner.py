@@ -2,10 +2,16 @@
 
 paho's network thread only queues what arrives; the calling thread parses, updates the
 :class:`FleetState` and renders, so the state needs no lock.
+
+Under the prefix a device publishes its four message kinds, its retained ``notice``, the empty
+``selftest`` probe of ``appliance selftest`` and, when ``home_assistant.discovery_prefix`` is the
+same as the topic prefix, Home Assistant discovery configs. The first two are shown, the last two
+ignored quietly; anything else under the prefix is flagged once per topic.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import queue
@@ -25,8 +31,11 @@ from pydantic import ValidationError
 from appliance.errors import InputError
 from appliance.monitor.state import FleetState
 from appliance.monitor.view import fleet_table, json_line
+from appliance.publish.discovery import COMPONENTS
+from appliance.publish.egress import PROBE_KIND
 from appliance.publish.messages import MESSAGE_TYPES, parse_payload
 from appliance.publish.mqtt_client import BrokerRejected, BrokerUnreachable, parse_url
+from appliance.transparency.notice import NOTICE_KIND, Notice
 
 log = logging.getLogger(__name__)
 
@@ -125,6 +134,11 @@ class _Consumer:
         parts = rest.split("/")
         if not payload:
             return None  # a retained message being cleared
+        if _not_for_the_monitor(parts):
+            log.debug("%s: ignored (a selftest probe or a Home Assistant discovery config)", topic)
+            return None
+        if len(parts) == 2 and parts[1] == NOTICE_KIND:
+            return self._notice(topic, parts[0], payload, received_at)
         if len(parts) != 2 or parts[1] not in MESSAGE_TYPES:
             self._warn(topic, "not a crowd-appliance topic")
             return None
@@ -138,10 +152,43 @@ class _Consumer:
             return None
         return self.fleet.observe(msg, retained=retained, received_at=received_at)
 
+    def _notice(self, topic: str, device_id: str, payload: bytes, received_at: datetime) -> Optional[str]:
+        try:
+            notice = Notice.model_validate_json(payload)
+        except ValidationError as exc:
+            self._warn(topic, f"payload does not match the notice schema ({exc.error_count()} error(s))")
+            return None
+        if notice.device_id != device_id:
+            self._warn(topic, f"payload says device {notice.device_id!r}")
+            return None
+        digest = hashlib.sha256(payload).hexdigest()
+        before = self.fleet.notice_of(device_id)
+        if before is None or before.sha256 != digest:
+            # Every device's notice arrives once at start (retained): only a change is news.
+            level = logging.DEBUG if before is None else logging.INFO
+            log.log(
+                level,
+                "%s: notice %s%s: operator %s, purpose %s",
+                topic,
+                "" if before is None else f"changed from {before.sha256[:12]} to ",
+                digest[:12],
+                "not configured" if notice.controller.name is None else repr(notice.controller.name),
+                notice.purpose.code,
+            )
+        return self.fleet.observe_notice(notice, sha256=digest, received_at=received_at)
+
     def _warn(self, topic: str, why: str) -> None:
         if topic not in self._warned:
             self._warned.add(topic)
             log.warning("%s: ignored: %s", topic, why)
+
+
+def _not_for_the_monitor(parts: list[str]) -> bool:
+    """The selftest probe ``{prefix}/{device_id}/selftest``, or a discovery config
+    ``{prefix}/{sensor|binary_sensor}/{device_id}/{object_id}/config`` (discovery prefix = topic prefix)."""
+    probe = len(parts) == 2 and parts[1] == PROBE_KIND
+    discovery = len(parts) == 4 and parts[0] in COMPONENTS and parts[3] == "config"
+    return probe or discovery
 
 
 def run_monitor(opts: MonitorOptions, stop: threading.Event, out: TextIO = sys.stdout) -> int:

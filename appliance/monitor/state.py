@@ -16,6 +16,9 @@ Feed every parsed message with :meth:`FleetState.observe` (in arrival order) and
 * Retained messages (the broker's stored ``status``) are old news: they give the device's state
   and reserve its death seq, but do not start the seq baseline, or a monitor started mid-stream
   would report everything between the stored birth and the first live message as a gap.
+
+The retained public notice has no envelope and no seq: :meth:`FleetState.observe_notice` keeps who
+runs the device, why, and the sha256 of the payload, which the birth's ``notice_hash`` must name.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from datetime import datetime, timezone
 from typing import Dict, List, Optional, Set, Tuple
 
 from appliance.publish.messages import AnomalyMessage, CountsMessage, HealthMessage, Message, StatusMessage
+from appliance.transparency.notice import Notice
 
 # Missing seqs remembered per device. A device that lost far more than this (outbox cap drops
 # after a week offline) still shows the right gap count; only the late/missing split saturates.
@@ -61,6 +65,16 @@ class SeqStats:
 
 
 @dataclass(frozen=True)
+class NoticeSeen:
+    """The device's retained public notice as last received (schema: docs/schemas/notice.json)."""
+
+    sha256: str  # of the payload bytes as received: what the birth's notice_hash names
+    operator: Optional[str]  # controller.name; None: not configured on the device
+    purpose: str  # purpose.code
+    received_at: datetime
+
+
+@dataclass(frozen=True)
 class DeviceSnapshot:
     """One device as the control room sees it at ``now``."""
 
@@ -79,6 +93,10 @@ class DeviceSnapshot:
     fps: Optional[float]
     anomalies: List[ActiveAnomaly]
     seq: SeqStats
+    notice: Optional[NoticeSeen] = None
+    # False: the birth names another notice than the one received (for an instant after a restart
+    # with a new config, until the new notice arrives); None: one of the two is not known.
+    notice_matches_birth: Optional[bool] = None
 
     def to_dict(self, now: datetime) -> Dict[str, object]:
         """The JSON-lines form (``appliance monitor --json``)."""
@@ -119,6 +137,14 @@ class DeviceSnapshot:
                 "duplicates": self.seq.duplicates,
                 "reconnects": self.seq.reconnects,
                 "resets": self.seq.resets,
+            },
+            "notice": None
+            if self.notice is None
+            else {
+                "sha256": self.notice.sha256,
+                "operator": self.notice.operator,
+                "purpose": self.notice.purpose,
+                "matches_birth": self.notice_matches_birth,
             },
         }
 
@@ -189,6 +215,7 @@ class _Device:
     health: Optional[HealthMessage] = None
     last_seen: Optional[datetime] = None
     anomalies: Dict[Tuple[str, Optional[str]], ActiveAnomaly] = field(default_factory=dict)
+    notice: Optional[NoticeSeen] = None
 
 
 class FleetState:
@@ -202,7 +229,10 @@ class FleetState:
         dev = self._devices.setdefault(msg.device_id, _Device(msg.device_id))
         if dev.seq.last_boot is not None and msg.boot_id < dev.seq.last_boot:
             # The device lost its outbox (SD card replaced): both counters restarted. Start afresh.
-            dev = self._devices[msg.device_id] = _Device(msg.device_id, _SeqTracker(resets=dev.seq.resets + 1))
+            # The notice is not part of the seq history: it stays.
+            dev = self._devices[msg.device_id] = _Device(
+                msg.device_id, _SeqTracker(resets=dev.seq.resets + 1), notice=dev.notice
+            )
         dev.seq.observe(msg, retained)
         if not retained:
             dev.last_seen = received_at
@@ -230,12 +260,24 @@ class FleetState:
                 dev.anomalies.pop(key, None)
         return msg.device_id
 
+    def observe_notice(self, notice: Notice, *, sha256: str, received_at: datetime) -> str:
+        """Take a received notice (``sha256``: of its payload bytes) into account; returns its device id."""
+        dev = self._devices.setdefault(notice.device_id, _Device(notice.device_id))
+        dev.notice = NoticeSeen(sha256, notice.controller.name, notice.purpose.code, received_at)
+        return notice.device_id
+
+    def notice_of(self, device_id: str) -> Optional[NoticeSeen]:
+        dev = self._devices.get(device_id)
+        return None if dev is None else dev.notice
+
     def device_ids(self) -> List[str]:
         return sorted(self._devices)
 
     def snapshot(self, device_id: str) -> DeviceSnapshot:
         dev = self._devices[device_id]
         status, counts, health = dev.status, dev.counts, dev.health
+        named = None if status is None else status.notice_hash  # what the birth says the notice is
+        matches = None if dev.notice is None or named is None else dev.notice.sha256 == named
         return DeviceSnapshot(
             device_id=device_id,
             online=None if status is None else status.state == "online",
@@ -252,6 +294,8 @@ class FleetState:
             fps=None if health is None else health.fps,
             anomalies=sorted(dev.anomalies.values(), key=lambda a: (a.since, a.type, a.zone or "")),
             seq=dev.seq.stats(),
+            notice=dev.notice,
+            notice_matches_birth=matches,
         )
 
     def snapshots(self) -> List[DeviceSnapshot]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from datetime import datetime, timezone
 from typing import List, Optional
 
@@ -10,6 +11,8 @@ from rich.table import Table
 from rich.text import Text
 
 from appliance.monitor.state import DeviceSnapshot
+
+MAX_CAPTION_GROUPS = 3
 
 
 def _ago(now: datetime, t: Optional[datetime]) -> str:
@@ -29,8 +32,32 @@ def _duration(seconds: float) -> str:
 
 def _status(s: DeviceSnapshot) -> Text:
     if s.online is None:
-        return Text("?", style="yellow")
-    return Text("online", style="green") if s.online else Text("OFFLINE", style="bold red")
+        text = Text("?", style="yellow")
+    else:
+        text = Text("online", style="green") if s.online else Text("OFFLINE", style="bold red")
+    if s.notice is not None:
+        # The notice hash as the printed sign shows it (12 hex digits), so it can be compared on site.
+        if s.notice_matches_birth is False:
+            text.append("\nnotice≠birth", style="bold red")
+        else:
+            text.append("\n" + s.notice.sha256[:12], style="dim")
+    return text
+
+
+def _notices_caption(snapshots: List[DeviceSnapshot]) -> Optional[Text]:
+    """Who runs the devices and why, from their notices: one entry per (operator, purpose)."""
+    groups = Counter(
+        (s.notice.operator or "operator not configured", s.notice.purpose) for s in snapshots if s.notice is not None
+    )
+    if not groups:
+        return None
+    # Most devices first; a mixed fleet must not push the table off the screen.
+    ranked = sorted(groups.items(), key=lambda g: (-g[1], g[0]))
+    parts = [f"{op} ({purpose}): {n} device{'s' if n > 1 else ''}" for (op, purpose), n in ranked[:MAX_CAPTION_GROUPS]]
+    if len(ranked) > MAX_CAPTION_GROUPS:
+        parts.append(f"{len(ranked) - MAX_CAPTION_GROUPS} more (see --json)")
+    # Text, not a str: an operator's name is the operator's text, never rich markup.
+    return Text("; ".join(parts))
 
 
 def _health(s: DeviceSnapshot) -> Text:
@@ -53,8 +80,18 @@ def _seq(s: DeviceSnapshot) -> Text:
 
 
 def fleet_table(snapshots: List[DeviceSnapshot], now: datetime, title: str = "") -> Table:
-    """One row per device. Columns fold rather than overflow, so it stays readable on a small terminal."""
-    table = Table(title=title or None, expand=False, show_lines=False, pad_edge=False, collapse_padding=True)
+    """One row per device. Columns fold rather than overflow, so it stays readable on a small terminal.
+
+    Under the status, the device's notice hash (red ``notice≠birth`` when the birth names another);
+    the caption says who runs the devices and for what purpose, from their notices."""
+    table = Table(
+        title=title or None,
+        caption=_notices_caption(snapshots),
+        expand=False,
+        show_lines=False,
+        pad_edge=False,
+        collapse_padding=True,
+    )
     table.add_column("device", no_wrap=True, style="bold")
     table.add_column("status", no_wrap=True)
     table.add_column("health", no_wrap=True)

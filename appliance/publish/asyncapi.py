@@ -1,30 +1,60 @@
-"""AsyncAPI 3.0 description of the MQTT interface, generated from the message classes.
+"""AsyncAPI 3.0 description of the MQTT interface, generated from the classes that make the payloads.
 
 Like the JSON Schemas in ``docs/schemas/``, ``docs/asyncapi.yaml`` is never written by hand: every
 channel, operation and payload comes from :data:`MESSAGE_TYPES` (topic kind, retain flag) and
-:func:`message_schema` (the wire form), and the MQTT 5 expiry on counts from the config schema's
-default. A test keeps the committed copy equal to :func:`render` and validates it against the
-AsyncAPI 3.0.0 specification's own JSON Schema. Regenerate with
-``python -m appliance.publish.asyncapi > docs/asyncapi.yaml``.
+:func:`message_schema` (the wire form), the notice from :func:`notice_schema` (what
+``export_notice_schema`` writes), the Home Assistant configs from their payload classes, and the
+MQTT 5 expiry on counts from the config schema's default. A test keeps the committed copy equal to
+:func:`render` and validates it against the AsyncAPI 3.0.0 specification's own JSON Schema.
+Regenerate with ``python -m appliance.publish.asyncapi > docs/asyncapi.yaml``.
 
-The document describes the appliance as the application: it *sends* on four channels
-``{prefix}/{device_id}/{kind}`` and receives nothing.
+The document describes the appliance as the application: it *sends* on the four message channels
+``{prefix}/{device_id}/{kind}``, its retained ``notice``, the ``selftest`` probe and, when enabled,
+the Home Assistant discovery configs (everything a broker ACL must let it write), and receives nothing.
 """
 
 from __future__ import annotations
 
 import copy
 import sys
-from typing import Any, Dict, Optional
+from dataclasses import dataclass
+from typing import Any, Dict, List, Optional, Tuple, Type
 
 import yaml
+from pydantic import BaseModel
 
 import appliance
-from appliance.config.schema import MqttConfig, PublishConfig
+from appliance.config.schema import HomeAssistantConfig, MqttConfig, PublishConfig
+from appliance.publish.discovery import HaBinarySensor, HaSensor
+from appliance.publish.egress import DOCUMENT_MAX_BYTES, PROBE_KIND
 from appliance.publish.messages import MESSAGE_TYPES, SCHEMA_VERSION, Message, message_schema
+from appliance.transparency.notice import NOTICE_KIND, NOTICE_VERSION, notice_schema
 
 ASYNCAPI_VERSION = "3.0.0"
 MQTT_BINDING_VERSION = "0.2.0"
+# The probe's payload, ``{}`` (EgressPolicy.probe): an object with nothing in it.
+PROBE_SCHEMA: Dict[str, Any] = {
+    "type": "object",
+    "maxProperties": 0,
+    "description": "Always the empty object `{}`: the probe carries nothing.",
+}
+DISCOVERY_PAYLOADS: Dict[str, Type[BaseModel]] = {"sensor": HaSensor, "binary_sensor": HaBinarySensor}
+
+
+@dataclass(frozen=True)
+class _Channel:
+    """One topic the appliance writes: its channel, message and send operation share ``key``."""
+
+    key: str
+    address: str
+    title: str
+    description: str
+    message_title: str
+    summary: str
+    schema: Dict[str, Any]  # the payload's JSON Schema, pydantic's ``$defs`` included
+    retain: bool
+    parameters: Tuple[str, ...] = ("prefix", "device_id")
+    expiry_s: Optional[int] = None
 
 
 def _when(kind: str) -> str:
@@ -63,6 +93,79 @@ def _rewrite_refs(node: Any) -> Any:
     return node
 
 
+def _message_channels(counts_expiry_s: Optional[int]) -> List[_Channel]:
+    return [
+        _Channel(
+            key=kind,
+            address=f"{{prefix}}/{{device_id}}/{kind}",
+            title=f"{kind} of one device",
+            description=_when(kind) + (" Retained." if cls.retain else ""),
+            message_title=f"{kind} message v{SCHEMA_VERSION}",
+            summary=_summary(cls),
+            schema=message_schema(cls),
+            retain=cls.retain,
+            expiry_s=counts_expiry_s if kind == "counts" else None,
+        )
+        for kind, cls in MESSAGE_TYPES.items()
+    ]
+
+
+def _other_channels() -> List[_Channel]:
+    """What the device writes besides its messages: no envelope, no seq, outside the outbox."""
+    channels = [
+        _Channel(
+            key=NOTICE_KIND,
+            address=f"{{prefix}}/{{device_id}}/{NOTICE_KIND}",
+            title="public notice of one device",
+            description=(
+                "Who runs the device and why, what it processes, every topic and field it publishes, its models: "
+                "published retained on every connect (and so again after a broker restart). The birth's "
+                "`notice_hash` is the sha256 of exactly this payload (canonical JSON). Not a message: no "
+                f"`boot_id`/`seq`/`sent_at`, not part of the seq count; at most {DOCUMENT_MAX_BYTES} bytes. Retained."
+            ),
+            message_title=f"notice v{NOTICE_VERSION}",
+            summary="The device's public notice, generated from its config and models (see docs/transparency.md).",
+            schema=notice_schema(),
+            retain=True,
+        ),
+        _Channel(
+            key=PROBE_KIND,
+            address=f"{{prefix}}/{{device_id}}/{PROBE_KIND}",
+            title="broker check of `appliance selftest`",
+            description=(
+                "A test publish, not data: only when a technician runs `appliance selftest`, the empty object `{}` "
+                "at QoS 1, to learn from the PUBACK whether the broker lets this identity publish as `device_id`. "
+                "The broker ACL must allow it (it lies under the device's own `{prefix}/{device_id}/#`); a control "
+                "room ignores it. Not retained."
+            ),
+            message_title="selftest probe",
+            summary="An empty test publish; ignore it.",
+            schema=PROBE_SCHEMA,
+            retain=False,
+        ),
+    ]
+    for component, cls in DISCOVERY_PAYLOADS.items():
+        channels.append(
+            _Channel(
+                key=f"discovery_{component}",
+                address=f"{{discovery_prefix}}/{component}/{{device_id}}/{{object_id}}/config",
+                title=f"Home Assistant discovery config of one {component.replace('_', ' ')}",
+                description=(
+                    "Only with `home_assistant.enabled`: the config that makes one entity of the device appear in "
+                    "Home Assistant (MQTT discovery), published retained on every connect. An empty retained "
+                    "payload (no JSON) removes an entity gone from the site config. The broker ACL must let the "
+                    "device write `{discovery_prefix}/+/{device_id}/#`. Retained."
+                ),
+                message_title=f"Home Assistant {component} config",
+                summary=f"A Home Assistant MQTT {component} reading one of the device's own topics.",
+                schema=cls.model_json_schema(mode="serialization"),
+                retain=True,
+                parameters=("discovery_prefix", "device_id", "object_id"),
+            )
+        )
+    return channels
+
+
 def build_document(counts_expiry_s: Optional[int] = None) -> Dict[str, Any]:
     """The AsyncAPI document as a dict. ``counts_expiry_s`` defaults to the config schema's default."""
     if counts_expiry_s is None:
@@ -71,44 +174,41 @@ def build_document(counts_expiry_s: Optional[int] = None) -> Dict[str, Any]:
     channels: Dict[str, Any] = {}
     operations: Dict[str, Any] = {}
     messages: Dict[str, Any] = {}
-    for kind, cls in MESSAGE_TYPES.items():
-        schema = copy.deepcopy(message_schema(cls))
+    for ch in _message_channels(counts_expiry_s) + _other_channels():
+        schema = copy.deepcopy(ch.schema)
         for name, definition in schema.pop("$defs", {}).items():
             definition = _rewrite_refs(definition)
             # The same part (e.g. ModelInfo) appears in several kinds; it must be the same everywhere.
             if name in shared and shared[name] != definition:
-                raise ValueError(f"two different schemas named {name} in the message classes")
+                raise ValueError(f"two different schemas named {name} in the payload classes")
             shared[name] = definition
         # The payload lives inside this document: its own $schema/$id would only confuse tools.
         schema.pop("$schema", None)
         schema.pop("$id", None)
-        payload = _rewrite_refs(schema)
-        messages[kind] = {
-            "name": kind,
-            "title": f"{kind} message v{SCHEMA_VERSION}",
-            "summary": _summary(cls),
+        # No MQTT message binding: the device sets no payload format indicator (nor any other
+        # per-message property but the counts expiry, which is on the operation).
+        messages[ch.key] = {
+            "name": ch.key,
+            "title": ch.message_title,
+            "summary": ch.summary,
             "contentType": "application/json",
-            "payload": payload,
-            "bindings": {"mqtt": {"payloadFormatIndicator": 1, "bindingVersion": MQTT_BINDING_VERSION}},
+            "payload": _rewrite_refs(schema),
         }
-        channels[kind] = {
-            "address": f"{{prefix}}/{{device_id}}/{kind}",
-            "title": f"{kind} of one device",
-            "description": _when(kind) + (" Retained." if cls.retain else ""),
-            "messages": {kind: {"$ref": f"#/components/messages/{kind}"}},
-            "parameters": {
-                "prefix": {"$ref": "#/components/parameters/prefix"},
-                "device_id": {"$ref": "#/components/parameters/device_id"},
-            },
+        channels[ch.key] = {
+            "address": ch.address,
+            "title": ch.title,
+            "description": ch.description,
+            "messages": {ch.key: {"$ref": f"#/components/messages/{ch.key}"}},
+            "parameters": {p: {"$ref": f"#/components/parameters/{p}"} for p in ch.parameters},
         }
-        binding: Dict[str, Any] = {"qos": 1, "retain": cls.retain, "bindingVersion": MQTT_BINDING_VERSION}
-        if kind == "counts" and counts_expiry_s is not None:
-            binding["messageExpiryInterval"] = counts_expiry_s
-        operations[f"send_{kind}"] = {
+        binding: Dict[str, Any] = {"qos": 1, "retain": ch.retain, "bindingVersion": MQTT_BINDING_VERSION}
+        if ch.expiry_s is not None:
+            binding["messageExpiryInterval"] = ch.expiry_s
+        operations[f"send_{ch.key}"] = {
             "action": "send",
-            "channel": {"$ref": f"#/channels/{kind}"},
-            "summary": f"The appliance publishes its {kind}.",
-            "messages": [{"$ref": f"#/channels/{kind}/messages/{kind}"}],
+            "channel": {"$ref": f"#/channels/{ch.key}"},
+            "summary": f"The appliance publishes its {ch.title.split(' of ')[0]}.",
+            "messages": [{"$ref": f"#/channels/{ch.key}/messages/{ch.key}"}],
             "bindings": {"mqtt": binding},
         }
     prefix_default = MqttConfig.model_fields["topic_prefix"].default
@@ -119,9 +219,12 @@ def build_document(counts_expiry_s: Optional[int] = None) -> Dict[str, Any]:
             "version": appliance.__version__,
             "description": (
                 "What a crowd-appliance publishes: anonymized aggregates only (counts, anomaly flags, health, "
-                "status), as JSON over MQTT at QoS 1. Every message carries the envelope `device_id`, `boot_id`, "
-                "`seq`, `sent_at`; deduplicate by `(device_id, boot_id, seq)`. The appliance subscribes to "
-                "nothing. Generated from `appliance/publish/messages.py`; see docs/control-room.md."
+                "status), as JSON over MQTT at QoS 1. Every message of these four kinds carries the envelope "
+                "`device_id`, `boot_id`, `seq`, `sent_at`; deduplicate by `(device_id, boot_id, seq)`. Besides "
+                "them the device writes its retained public notice, the empty probe of `appliance selftest` and, "
+                "when enabled, Home Assistant discovery configs. The appliance subscribes to nothing. Generated "
+                "from `appliance/publish/messages.py` and the notice and discovery classes; see "
+                "docs/control-room.md."
             ),
             "license": {"name": "Apache-2.0", "url": "https://www.apache.org/licenses/LICENSE-2.0"},
         },
@@ -146,6 +249,14 @@ def build_document(counts_expiry_s: Optional[int] = None) -> Dict[str, Any]:
             "parameters": {
                 "prefix": {"description": "`mqtt.topic_prefix` of the device's config", "default": prefix_default},
                 "device_id": {"description": "`device_id` of the device's config ([A-Za-z0-9_-]{1,64})"},
+                "discovery_prefix": {
+                    "description": "`home_assistant.discovery_prefix` of the device's config",
+                    "default": HomeAssistantConfig.model_fields["discovery_prefix"].default,
+                },
+                "object_id": {
+                    "description": "The entity: `people`, `zone_{zone}_people`, `line_{line}_in`, `health`, "
+                    "`anomaly_{type}[_{zone}]`, ... (see docs/control-room.md, Home Assistant)"
+                },
             },
         },
     }
