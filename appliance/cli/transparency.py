@@ -111,7 +111,7 @@ def add_parsers(sub: Any) -> None:
     s = nsub.add_parser("sign", help="printable public sign (PDF: one page per language; PNG: one language)")
     add_config(s)
     s.add_argument("-o", "--output", required=True, metavar="FILE", help="sign.pdf or sign.png")
-    s.add_argument("--size", choices=["A4", "A3"], default="A4")
+    s.add_argument("--size", choices=["A4", "A3"], default="A4", help="paper size (default: A4)")
     s.add_argument("--language", choices=["en", "fr", "nb"], help="one language (default: transparency.sign_languages)")
     s.set_defaults(func=cmd_notice_sign)
     r = nsub.add_parser("record", help="pre-filled DPIA data sheet, AI Act self-assessment, toolkit answers")
@@ -129,7 +129,7 @@ def add_parsers(sub: Any) -> None:
         a = asub.add_parser(name, help=text)
         add_config(a)
         a.add_argument("--log", metavar="FILE", help="audit log file (default: transparency.audit_log_path)")
-        a.add_argument("--json", action="store_true")
+        a.add_argument("--json", action="store_true", help="JSON (one object per line) instead of text")
         if name == "verify":
             a.add_argument("--expect-head", metavar="LEN:HASH", help="a head published earlier: detects truncation")
         if name == "show":
