@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from appliance.cli.common import add_config, load, print_json
+from appliance.cli.common import add_config, load, overrides, print_json
 
 
 def cmd_notice_manifest(args: argparse.Namespace) -> int:
@@ -24,12 +24,14 @@ def cmd_notice_manifest(args: argparse.Namespace) -> int:
 
 
 def cmd_notice_sign(args: argparse.Namespace) -> int:
+    from appliance.config.loader import config_label
     from appliance.transparency import build_notice
     from appliance.transparency.sign import write_sign
 
     cfg = load(args)
     languages = [args.language] if args.language else list(cfg.transparency.sign_languages)
-    done = write_sign(build_notice(cfg), Path(args.output), languages, size=args.size)
+    label = config_label(args.config, overrides(args))
+    done = write_sign(build_notice(cfg), Path(args.output), languages, size=args.size, config_label=label)
     print(f"{args.output}: public sign, {args.size}, language(s) {', '.join(done)}", file=sys.stderr)
     return 0
 
