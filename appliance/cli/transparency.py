@@ -66,7 +66,7 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
 
     log = _audit_log(args)
     # Signatures are checked against the device certificate named in the config (not with --log alone).
-    cert = load(args).mqtt.tls.cert_file if (args.config or not args.log) else None
+    cert = load(args).mqtt.tls.cert_file if (args.config is not None or not args.log) else None
     report = log.verify(
         expected_head=_parse_head(args.expect_head) if args.expect_head else None,
         check_signature=Verifier(cert) if cert else None,
