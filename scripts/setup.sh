@@ -35,6 +35,8 @@ if [ ! -x .venv/bin/python ]; then
 fi
 # pip's output goes to a log, shown only if the install fails.
 log=.venv/install.log
+# The slowest step (half a minute or more) and otherwise silent: say what runs and where to watch it.
+echo "setup: installing the appliance and its Python dependencies into .venv with pip (log: $log)" >&2
 if ! { .venv/bin/python -m pip install --upgrade pip && .venv/bin/python -m pip install -e '.[test]'; } >"$log" 2>&1; then
     tail -n 40 "$log" >&2
     echo "setup: pip install failed (full log: $log)" >&2

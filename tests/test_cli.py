@@ -154,6 +154,36 @@ def test_bad_input_gives_one_line_and_exit_code_2(args: List[str], needle: str) 
     assert proc.stdout == ""  # nothing was published
 
 
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        # `appliance config validate "$SITE"` with SITE unset must not pass by checking the defaults.
+        (["config", "validate", ""], "FILE: empty file name"),
+        (["config", "validate", "--config", " "], "--config: empty file name"),
+        (["run", "--config", "", "--max-frames", "1"], "--config: empty file name"),
+        (["models", "verify", "--config", ""], "--config: empty file name"),
+    ],
+)
+def test_an_empty_config_file_name_is_refused_not_taken_as_the_defaults(args: List[str], needle: str) -> None:
+    proc = appliance(*args)
+    assert proc.returncode == 2, proc.stderr
+    assert needle in one_error_line(proc)
+    assert proc.stdout == ""
+
+
+def test_validate_without_a_file_says_it_checked_the_built_in_defaults_and_for_which_board() -> None:
+    proc = appliance("config", "validate")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("no site file given; the built-in defaults: ok (")
+    assert f"board {load_config().profile.name}," in proc.stdout
+    proc = appliance("config", "validate", "--board", "rpi4")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("no site file given; the built-in defaults with --board rpi4: ok (")
+    assert "board rpi4," in proc.stdout
+    proc = appliance("config", "validate", "--json")
+    assert json.loads(proc.stdout)["file"] is None  # scripts tell the two cases apart by "file"
+
+
 def test_bad_field_in_a_site_file_names_file_and_field(tmp_path: Path) -> None:
     site = tmp_path / "site.yaml"
     site.write_text("device_id: pole-1\nzones:\n  - name: gate\n    polygon: [[0, 0], [1, 0]]\n")

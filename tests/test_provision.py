@@ -19,6 +19,7 @@ from appliance.cli import main
 from appliance.config import load_config
 from appliance.errors import InputError
 from appliance.provision.pki import init_site, make_ca, mint_client, write_pem
+from appliance.provision.site import device_site_config, render_site_yaml
 from appliance.resources import systemd_dir
 
 BROKER = "mqtts://broker.example.org:8883"
@@ -173,6 +174,38 @@ def test_unknown_board_lists_the_known_ones(site_pki: Path, tmp_path: Path, caps
     assert not (site_pki / "devices" / "cam-x").exists()
 
 
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [
+        (["--broker-url", "http://x"], "--broker-url: 'http://x': must be mqtts://host:port"),
+        # A plain mqtt:// device would connect without its certificate, i.e. without any identity.
+        (["--broker-url", "mqtt://broker.example.org"], "--broker-url: 'mqtt://broker.example.org': must be mqtts://"),
+        (["--broker-url", "mqtts://b.example.org:99999"], "--broker-url: 'mqtts://b.example.org:99999': port must be"),
+        (["--broker-url", "mqtts://:8883"], "--broker-url: 'mqtts://:8883': has no host"),
+        (["--broker-url", BROKER, "--topic-prefix", "city/#"], "--topic-prefix: 'city/#': must be 1-64 of"),
+        (["--broker-url", BROKER, "--source", ""], "--source: '': is empty"),
+    ],
+)
+def test_a_bad_option_is_named_as_typed_not_as_a_field_of_the_generated_site_file(
+    site_pki: Path, tmp_path: Path, capsys: pytest.CaptureFixture, options: list, expected: str
+) -> None:
+    code = main(["provision", "device", "cam-opt", "--dir", str(site_pki), "--board", "rpi4", *options,
+                 "-o", str(tmp_path / "b")])
+    assert code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"appliance: error: {expected}"), lines
+    assert "site.yaml" not in lines[0]
+    assert not (site_pki / "devices" / "cam-opt").exists() and not (tmp_path / "b").exists()
+
+
+def test_a_generated_site_file_that_fails_a_rule_across_options_names_the_bundle_file_not_a_temporary_one() -> None:
+    site = device_site_config("cam-rule", "rpi4", BROKER)
+    site["zones"] = [{"name": "a", "polygon": [[0, 0], [1, 0]]}]  # as if two valid inputs clashed
+    with pytest.raises(InputError) as err:
+        render_site_yaml(site)
+    assert str(err.value).startswith("the site.yaml built for cam-rule: zones.0.polygon: ")
+
+
 def test_rebuilding_a_bundle_needs_force_and_then_rekeys(site_pki: Path, tmp_path: Path) -> None:
     args = ["provision", "device", "cam-again", "--dir", str(site_pki), "--board", "rpi5",
             "--broker-url", BROKER, "-o", str(tmp_path)]
@@ -241,6 +274,8 @@ def test_batch_checks_every_row_before_minting_any(
         ("id,board,zones\na,rpi4,\na,rpi5,\n", "line 3: duplicate device id 'a'"),
         ("id,board,zones\na,rpi4,missing.yaml\n", "line 2: zones file not found"),
         ("id,board,zones\n", "no devices listed"),
+        ("id,board,zones\nok,rpi4,\nbad id,rpi4,\n", "line 3: 'bad id': a device id is"),
+        ("id,board,zones\nok,rpi9,\n", "line 2: board: unknown board profile 'rpi9'"),
     ],
 )
 def test_batch_csv_errors_name_the_file_and_line(

@@ -120,15 +120,18 @@ def test_long_operator_names_wrap_inside_the_page_on_a4_and_a3(tmp_path: Path) -
         assert LONG_NAME in _text(pdf, 1)
 
 
-def test_a_sign_without_an_operator_or_contact_is_refused_with_exit_2(
+def test_a_sign_without_an_operator_or_contact_is_refused_with_exit_2_naming_the_file_and_field(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert main(["notice", "sign", "-o", str(tmp_path / "s.pdf")]) == 2
-    assert "transparency.operator_name" in capsys.readouterr().err
+    assert "appliance: error: <defaults>: transparency.operator_name: required" in capsys.readouterr().err
     site = tmp_path / "site.yaml"
+    site.write_text("device_id: pole-1\n")
+    assert main(["notice", "sign", "--config", str(site), "-o", str(tmp_path / "s.pdf")]) == 2
+    assert f"appliance: error: {site}: transparency.operator_name: required" in capsys.readouterr().err
     site.write_text("transparency: {operator_name: City}\n")
     assert main(["notice", "sign", "--config", str(site), "-o", str(tmp_path / "s.pdf")]) == 2
-    assert "contact" in capsys.readouterr().err
+    assert f"appliance: error: {site}: transparency.contact_email: " in capsys.readouterr().err
     assert main(["notice", "sign", "--config", str(site), "-o", str(tmp_path / "s.svg")]) == 2
     assert not (tmp_path / "s.pdf").exists()
 

@@ -14,12 +14,19 @@ def cmd_config_validate(args: argparse.Namespace) -> int:
     from appliance.config import config_hash
     from appliance.config.loader import config_label
 
+    if args.file is not None and not args.file.strip():
+        raise InputError("empty file name (an unset variable?); give no FILE to check the defaults", field="FILE")
     if args.file and args.config and args.file != args.config:
         raise InputError(f"two different files given ({args.file} and --config {args.config}); give one")
     args.config = args.file or args.config
     # Everything `run` checks before its first frame, so "ok" here means `run` starts.
     cfg = load_runnable(args)
-    label = config_label(args.config, overrides(args))
+    if args.config is None:
+        # Useful on its own (the defaults and a board profile are what `run` starts with when given no
+        # file), but it must not read as a site file having passed.
+        label = "no site file given; the built-in defaults" + (f" with --board {args.board}" if args.board else "")
+    else:
+        label = config_label(args.config, overrides(args))
     if args.json:
         print_json({"ok": True, "file": args.config, "board": cfg.profile.name, "config_hash": config_hash(cfg)})
     else:
@@ -38,7 +45,7 @@ def cmd_models_verify(args: argparse.Namespace) -> int:
     from appliance.models.verify import verify_models
 
     # With a config, also check that the models its board profile selects are in the manifest.
-    cfg = load(args) if args.config or args.board else None
+    cfg = load(args) if args.config is not None or args.board else None
     report = verify_models(selected=cfg.profile.models if cfg is not None else None)
     if args.json:
         print_json(report.to_dict())
@@ -56,7 +63,7 @@ def add_parsers(sub: Any) -> None:
     )
     v.add_argument("file", nargs="?", metavar="FILE", help="site config YAML (or --config FILE)")
     add_config(v)
-    v.add_argument("--json", action="store_true")
+    v.add_argument("--json", action="store_true", help="the result as one JSON object")
     v.set_defaults(func=cmd_config_validate)
     s = csub.add_parser("schema", help="print the JSON Schema of the site config")
     s.set_defaults(func=cmd_config_schema)
@@ -65,5 +72,5 @@ def add_parsers(sub: Any) -> None:
     msub = p.add_subparsers(dest="models_command", metavar="ACTION", required=True)
     v = msub.add_parser("verify", help="check every model file against the manifest's sha256")
     add_config(v)
-    v.add_argument("--json", action="store_true")
+    v.add_argument("--json", action="store_true", help="the report as one JSON object")
     v.set_defaults(func=cmd_models_verify)

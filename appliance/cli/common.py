@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import TYPE_CHECKING, Any, Callable, Dict, NoReturn
+from typing import TYPE_CHECKING, Any, Callable, Dict, NoReturn, Optional
+
+from appliance.errors import InputError
 
 if TYPE_CHECKING:
     from appliance.config import ApplianceConfig
@@ -29,17 +31,26 @@ def overrides(args: argparse.Namespace) -> Dict[str, Any]:
     return out
 
 
+def config_path(args: argparse.Namespace) -> Optional[str]:
+    """``--config``, refusing an empty name: ``--config "$SITE"`` with SITE unset must not quietly
+    mean the built-in defaults."""
+    path: Optional[str] = args.config
+    if path is not None and not path.strip():
+        raise InputError("empty file name (an unset variable?); leave --config out for the defaults", field="--config")
+    return path
+
+
 def load(args: argparse.Namespace) -> ApplianceConfig:
     from appliance.config import load_config
 
-    return load_config(args.config, overrides(args))
+    return load_config(config_path(args), overrides(args))
 
 
 def load_runnable(args: argparse.Namespace) -> ApplianceConfig:
     """The config plus the checks that need this machine (files, password, outbox): see preflight.py."""
     from appliance.config.preflight import load_runnable_config
 
-    return load_runnable_config(args.config, overrides(args))
+    return load_runnable_config(config_path(args), overrides(args))
 
 
 def print_json(obj: Any) -> None:

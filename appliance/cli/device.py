@@ -120,20 +120,20 @@ def add_parsers(sub: Any) -> None:
     add_config(p)
     p.add_argument("--source", metavar="SRC", help="camera index, /dev/videoN, URL, GStreamer pipeline, file, folder")
     p.add_argument("--broker", metavar="URL", help="mqtt://host:port or mqtts://host:port (default: print to stdout)")
-    p.add_argument("--device-id", metavar="ID")
+    p.add_argument("--device-id", metavar="ID", help="device id in topics and payloads (overrides device_id)")
     p.add_argument("--interval", type=POSITIVE_SECONDS, metavar="S", help="counts window length in seconds")
     p.add_argument("--outbox", metavar="FILE", help="SQLite store-and-forward file (overrides outbox.path)")
     p.add_argument("--max-frames", type=POSITIVE_INT, metavar="N", help="stop cleanly after N frames")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("blur", help="anonymize an image or video file exactly as the live pipeline does")
-    p.add_argument("input")
-    p.add_argument("-o", "--output", required=True)
+    p.add_argument("input", help="image or video file to anonymize")
+    p.add_argument("-o", "--output", required=True, help="where the anonymized copy goes (same format)")
     add_config(p)
     p.set_defaults(func=cmd_blur)
 
     p = sub.add_parser("count", help="people per frame of an image or video")
-    p.add_argument("input")
+    p.add_argument("input", help="image or video file to count people in")
     add_config(p)
     p.add_argument("--json", action="store_true", help="one JSON object per frame")
     p.set_defaults(func=cmd_count)
@@ -141,17 +141,17 @@ def add_parsers(sub: Any) -> None:
     p = sub.add_parser("bench", help="per-stage latency and end-to-end fps on a clip")
     add_config(p)
     p.add_argument("--source", metavar="SRC", help="clip to run on (default: the bundled sample)")
-    p.add_argument("--frames", type=POSITIVE_INT, default=100, metavar="N")
+    p.add_argument("--frames", type=POSITIVE_INT, default=100, metavar="N", help="frames to time (default: 100)")
     p.add_argument(
         "--compare-precision", action="store_true", help="also run the int8/fp32 counterparts and report the ratio"
     )
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="the result as one JSON object instead of the table")
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("selftest", help="green/red check of config, models, camera, anonymizer and broker")
     add_config(p)
-    p.add_argument("--source", metavar="SRC")
-    p.add_argument("--broker", metavar="URL")
+    p.add_argument("--source", metavar="SRC", help="camera to check (overrides capture.source)")
+    p.add_argument("--broker", metavar="URL", help="mqtt:// or mqtts://host:port to check (overrides mqtt.url)")
     p.add_argument(
         "--timeout", type=POSITIVE_SECONDS, default=10.0, metavar="S", help="wait this long for a camera frame"
     )
@@ -162,13 +162,15 @@ def add_parsers(sub: Any) -> None:
         choices=["camera", "time", "outbox", "broker"],
         help="leave a check out (lab bench, CI); shown as SKIP, and the result is then not 'ready to deploy'",
     )
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="the checks as one JSON object instead of the list")
     p.set_defaults(func=cmd_selftest)
 
     p = sub.add_parser("preview", help="write one anonymized frame with zones and lines drawn, to aim the camera")
     add_config(p)
-    p.add_argument("--source", metavar="SRC")
-    p.add_argument("-o", "--output", default="preview.jpg")
+    p.add_argument("--source", metavar="SRC", help="camera or clip to take the frame from (overrides capture.source)")
+    p.add_argument(
+        "-o", "--output", default="preview.jpg", metavar="FILE", help="image to write (default: %(default)s)"
+    )
     p.add_argument(
         "--skip", type=NON_NEGATIVE_INT, default=0, metavar="N", help="skip N frames first (let exposure settle)"
     )

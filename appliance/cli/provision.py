@@ -76,7 +76,9 @@ def add_parsers(sub: Any) -> None:
     def device_options(q: argparse.ArgumentParser) -> None:
         q.add_argument("--dir", required=True, metavar="PKI", help="the site PKI folder (from 'provision init')")
         q.add_argument("--broker-url", required=True, metavar="URL", help="mqtts://host:port the device publishes to")
-        q.add_argument("--topic-prefix", default="crowdmon", metavar="PREFIX")
+        q.add_argument(
+            "--topic-prefix", default="crowdmon", metavar="PREFIX", help="mqtt.topic_prefix (default: %(default)s)"
+        )
         q.add_argument("--source", metavar="SRC", help="camera source written into site.yaml (default: the board's)")
         q.add_argument("-o", "--output", default="bundles", metavar="DIR", help="where <id>.tar.gz goes")
         q.add_argument("--force", action="store_true", help="replace an existing device key (re-key the device)")
@@ -92,12 +94,12 @@ def add_parsers(sub: Any) -> None:
     v.set_defaults(func=cmd_provision_device)
 
     v = psub.add_parser("batch", help="one bundle per row of a CSV (columns: id,board,zones)")
-    v.add_argument("csv", metavar="DEVICES_CSV")
+    v.add_argument("csv", metavar="DEVICES_CSV", help="CSV with the header id,board,zones and one device per row")
     device_options(v)
     v.set_defaults(func=cmd_provision_batch)
 
     v = psub.add_parser("client", help="a client certificate, e.g. the control room's (CN control-room)")
-    v.add_argument("name")
-    v.add_argument("--dir", required=True, metavar="PKI")
+    v.add_argument("name", help="certificate CN and MQTT user name, e.g. control-room")
+    v.add_argument("--dir", required=True, metavar="PKI", help="the site PKI folder (from 'provision init')")
     v.add_argument("--force", action="store_true", help="replace an existing key")
     v.set_defaults(func=cmd_provision_client)

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from appliance.cli.common import add_config, load, print_json
+from appliance.cli.common import add_config, load, overrides, print_json
 
 
 def cmd_notice_manifest(args: argparse.Namespace) -> int:
@@ -24,12 +24,14 @@ def cmd_notice_manifest(args: argparse.Namespace) -> int:
 
 
 def cmd_notice_sign(args: argparse.Namespace) -> int:
+    from appliance.config.loader import config_label
     from appliance.transparency import build_notice
     from appliance.transparency.sign import write_sign
 
     cfg = load(args)
     languages = [args.language] if args.language else list(cfg.transparency.sign_languages)
-    done = write_sign(build_notice(cfg), Path(args.output), languages, size=args.size)
+    label = config_label(args.config, overrides(args))
+    done = write_sign(build_notice(cfg), Path(args.output), languages, size=args.size, config_label=label)
     print(f"{args.output}: public sign, {args.size}, language(s) {', '.join(done)}", file=sys.stderr)
     return 0
 
@@ -64,7 +66,7 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
 
     log = _audit_log(args)
     # Signatures are checked against the device certificate named in the config (not with --log alone).
-    cert = load(args).mqtt.tls.cert_file if (args.config or not args.log) else None
+    cert = load(args).mqtt.tls.cert_file if (args.config is not None or not args.log) else None
     report = log.verify(
         expected_head=_parse_head(args.expect_head) if args.expect_head else None,
         check_signature=Verifier(cert) if cert else None,
@@ -111,7 +113,7 @@ def add_parsers(sub: Any) -> None:
     s = nsub.add_parser("sign", help="printable public sign (PDF: one page per language; PNG: one language)")
     add_config(s)
     s.add_argument("-o", "--output", required=True, metavar="FILE", help="sign.pdf or sign.png")
-    s.add_argument("--size", choices=["A4", "A3"], default="A4")
+    s.add_argument("--size", choices=["A4", "A3"], default="A4", help="paper size (default: A4)")
     s.add_argument("--language", choices=["en", "fr", "nb"], help="one language (default: transparency.sign_languages)")
     s.set_defaults(func=cmd_notice_sign)
     r = nsub.add_parser("record", help="pre-filled DPIA data sheet, AI Act self-assessment, toolkit answers")
@@ -129,7 +131,7 @@ def add_parsers(sub: Any) -> None:
         a = asub.add_parser(name, help=text)
         add_config(a)
         a.add_argument("--log", metavar="FILE", help="audit log file (default: transparency.audit_log_path)")
-        a.add_argument("--json", action="store_true")
+        a.add_argument("--json", action="store_true", help="JSON (one object per line) instead of text")
         if name == "verify":
             a.add_argument("--expect-head", metavar="LEN:HASH", help="a head published earlier: detects truncation")
         if name == "show":

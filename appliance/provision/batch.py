@@ -8,8 +8,10 @@ import csv
 from pathlib import Path
 from typing import List
 
+from appliance.config import load_board_profile
 from appliance.errors import InputError
 from appliance.provision.bundle import DeviceSpec
+from appliance.provision.pki import check_id
 
 COLUMNS = ("id", "board", "zones")
 
@@ -34,6 +36,11 @@ def read_devices_csv(path: Path) -> List[DeviceSpec]:
         where = f"line {lineno}"
         if not row.get("id") or not row.get("board"):
             raise InputError("id and board are required", path=str(path), field=where)
+        try:  # here, so the error names this file and line rather than the site config built from it
+            check_id(row["id"])
+            load_board_profile(row["board"])
+        except InputError as exc:
+            raise InputError(str(exc), path=str(path), field=where) from None
         if row["id"] in seen:
             raise InputError(f"duplicate device id {row['id']!r}", path=str(path), field=where)
         seen.add(row["id"])

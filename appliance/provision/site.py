@@ -5,6 +5,7 @@ or zone fails on the laptop, not on the lamp post."""
 
 from __future__ import annotations
 
+import re
 import tempfile
 from pathlib import Path
 from typing import Any, Dict, Optional, Tuple
@@ -12,7 +13,9 @@ from typing import Any, Dict, Optional, Tuple
 import yaml
 
 from appliance.config import load_board_profile, load_config
+from appliance.config.broker_url import BrokerUrlError, parse_broker_url
 from appliance.errors import InputError
+from appliance.names import TOPIC_PREFIX_PATTERN
 
 # Where install.sh puts things on the device (the unit file names the same paths).
 ETC_DIR = "/etc/crowd-appliance"
@@ -37,6 +40,26 @@ def read_zones_file(path: Path) -> Dict[str, Any]:
     return read_site_sections(path, ZONES_FILE_KEYS)
 
 
+def _bad_option(option: str, value: str, problem: str) -> InputError:
+    return InputError(f"{value!r}: {problem}", field=option)
+
+
+def check_options(broker_url: str, source: Optional[str], topic_prefix: str) -> None:
+    """The command-line values that go into every device's site.yaml, each checked on its own so an
+    error names the option the user typed, not the generated file."""
+    if not broker_url.lower().startswith("mqtts://"):
+        # The bundle's certificate is the device's MQTT identity, and it is only presented over TLS.
+        raise _bad_option("--broker-url", broker_url, "must be mqtts://host:port (devices log in with a certificate)")
+    try:
+        parse_broker_url(broker_url)
+    except BrokerUrlError as exc:
+        raise _bad_option("--broker-url", broker_url, str(exc)) from None
+    if not re.match(TOPIC_PREFIX_PATTERN, topic_prefix):
+        raise _bad_option("--topic-prefix", topic_prefix, "must be 1-64 of A-Z a-z 0-9 _ - and /")
+    if source is not None and not source.strip():
+        raise _bad_option("--source", source, "is empty (leave --source out to use the board's camera)")
+
+
 def device_site_config(
     device_id: str,
     board: str,
@@ -48,6 +71,7 @@ def device_site_config(
     transparency_file: Optional[Path] = None,
 ) -> Dict[str, Any]:
     load_board_profile(board)  # unknown board: one line listing the known ones
+    check_options(broker_url, source, topic_prefix)
     site: Dict[str, Any] = {"device_id": device_id, "board": board}
     if source is not None:
         site["capture"] = {"source": source}
@@ -80,7 +104,10 @@ def render_site_yaml(site: Dict[str, Any]) -> str:
         try:
             load_config(path)
         except InputError as exc:
-            raise InputError(f"the site config built for this device is invalid: {exc}") from None
+            # Each option was checked on its own; what is left is a rule across them (zones vs board).
+            # Name the bundle's file, not this temporary copy the user never sees.
+            message = str(exc).removeprefix(f"{exc.path}: ") if exc.path else str(exc)
+            raise InputError(message, path=f"the site.yaml built for {site['device_id']}") from None
     return text
 
 

@@ -258,17 +258,32 @@ def pdf_to_png(pdf_bytes: bytes, output: Path, dpi: int = 150, page: int = 1) ->
 
 
 def write_sign(
-    notice: Notice, output: Path, languages: List[str], size: PageSize = "A4", dpi: Optional[int] = None
+    notice: Notice,
+    output: Path,
+    languages: List[str],
+    size: PageSize = "A4",
+    dpi: Optional[int] = None,
+    config_label: Optional[str] = None,
 ) -> List[str]:
-    """Write ``output`` (.pdf: every language, one page each; .png: the first language). Returns the languages."""
+    """Write ``output`` (.pdf: every language, one page each; .png: the first language). Returns the languages.
+
+    ``config_label`` names the config the notice came from (see config.loader.config_label), so a
+    missing operator or contact is reported against the file the user has to edit.
+    """
     suffix = output.suffix.lower()
     if suffix not in (".pdf", ".png"):
         raise InputError("output must end in .pdf or .png", path=str(output))
     if notice.controller.name is None:
-        raise InputError("required to print a sign (who operates the camera)", field="transparency.operator_name")
+        raise InputError(
+            "required to print a sign (who operates the camera)", path=config_label, field="transparency.operator_name"
+        )
     c = notice.controller
     if not (c.email or c.phone or c.url):
-        raise InputError("a sign needs at least one contact", field="transparency.contact_email")
+        raise InputError(
+            "a sign needs a way to reach the operator (contact_email, contact_phone or contact_url)",
+            path=config_label,
+            field="transparency.contact_email",
+        )
     if suffix == ".png":
         languages = languages[:1]
     data = render_sign_pdf(notice, languages, size)
