@@ -243,6 +243,21 @@ def test_counts_reach_an_mqtt5_subscriber_with_their_expiry_only_over_mqtt5(
         assert expiries == [None, None, None], "MQTT 3.1.1 has no properties"
 
 
+def test_a_counts_expiry_beyond_mqtts_four_byte_limit_goes_out_as_the_longest_expiry(
+    mosquitto: Broker, tmp_path: Path, subscribe5, publishers
+) -> None:
+    """The config accepts any counts_expiry_s >= 1, MQTT 5 carries at most 2**32-1 s (136 years):
+    a longer one must not kill the delivery thread (exit 1, restarted into the same crash)."""
+    sub = subscribe5(mosquitto, f"crowdmon/{DEVICE}/counts", client_id="room-5")
+    pub = started(make_cfg(mosquitto.url, tmp_path, counts_expiry_s=2**32 + 3600), publishers)
+    pub.connect(timeout_s=10)
+    pub.publish(counts(0))
+    wait_until(lambda: bool(sub.counts()) or (pub.delivery is not None and pub.delivery.failure is not None), 20)
+    pub.check()
+    (got,) = sub.counts()
+    assert got["expiry"] is not None and 2**32 - 3600 < got["expiry"] <= 2**32 - 1
+
+
 def test_publishes_stuck_in_a_killed_broker_are_sent_again_in_order_with_their_expiry(
     mosquitto: Broker, tmp_path: Path, subscribe5, publishers
 ) -> None:
