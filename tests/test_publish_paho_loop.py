@@ -581,3 +581,40 @@ def test_the_selftest_probe_ends_with_a_disconnect(chatty_mosquitto: Broker, tmp
     wait_until(lambda: bool(log_lines(broker, f"Client {DEVICE}-selftest ")), timeout_s=20)
     assert log_lines(broker, f"Received DISCONNECT from {DEVICE}-selftest")
     assert not log_lines(broker, f"Client {DEVICE}-selftest closed its connection.")
+
+
+@pytest.mark.slow
+def test_a_clean_close_against_a_frozen_broker_deletes_nothing_unacknowledged_and_the_next_boot_sends_it(
+    mosquitto: Broker, tmp_path: Path, subscribe, publishers
+) -> None:
+    """close(clean=True) while the broker does not read gives up after close_timeout_s and deletes
+    nothing without its PUBACK. What it wrote may never be read: thawed, the broker acks into our
+    closed socket, gets a reset and drops the rest (the will goes out). The next boot sends it all."""
+    sub = subscribe(mosquitto, f"crowdmon/{DEVICE}/counts", client_id="control-room", persistent=True)
+    cfg = make_cfg(mosquitto.url, tmp_path)
+    cfg.publish.close_timeout_s = 1
+    pub = started(cfg, publishers)
+    pub.connect(timeout_s=10)
+    wait_until(lambda: pub.stats().pending == 0, timeout_s=20)
+    assert mosquitto.proc is not None
+
+    os.kill(mosquitto.proc.pid, signal.SIGSTOP)
+    try:
+        for i in range(5):
+            pub.publish(counts(i))
+        wait_until(lambda: len(queued_counts(pub)) == 5, timeout_s=20)
+        sent = queued_counts(pub)
+        pub.close(clean=True)
+    finally:
+        os.kill(mosquitto.proc.pid, signal.SIGCONT)
+    box = Outbox(tmp_path / "outbox.sqlite3", max_bytes=1 << 30, max_age_s=1e9)
+    try:
+        kept = [row.seq for row in box.pending(limit=100_000) if row.kind == "counts"]
+    finally:
+        box.close()
+    assert kept == sent, "nothing deleted without its PUBACK"
+
+    again = started(cfg, publishers)
+    got = sub.wait_for(lambda ms: set(sent) <= set(seqs(ms)), timeout_s=30)
+    assert [s for s in first_occurrences(seqs(got)) if s in sent] == sent, "every seq, in order"
+    wait_until(lambda: again.stats().pending == 0, timeout_s=30)
