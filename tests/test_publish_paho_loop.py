@@ -618,3 +618,32 @@ def test_a_clean_close_against_a_frozen_broker_deletes_nothing_unacknowledged_an
     got = sub.wait_for(lambda ms: set(sent) <= set(seqs(ms)), timeout_s=30)
     assert [s for s in first_occurrences(seqs(got)) if s in sent] == sent, "every seq, in order"
     wait_until(lambda: again.stats().pending == 0, timeout_s=30)
+
+
+def test_a_session_taken_over_by_our_client_id_is_taken_back_and_delivery_goes_on(
+    chatty_mosquitto: Broker, tmp_path: Path, subscribe, publishers
+) -> None:
+    """Another client connects with our id: the broker closes our connection ("already connected,
+    closing old connection"), drive() must report the link lost, and it reconnects; nothing is lost."""
+    broker = chatty_mosquitto
+    sub = subscribe(broker, f"crowdmon/{DEVICE}/counts")
+    pub = started(make_cfg(broker.url, tmp_path), publishers)
+    pub.connect(timeout_s=10)
+    impostor = paho.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=DEVICE, protocol=paho.MQTTv5)
+    impostor.connect(broker.host, broker.port)
+    try:
+
+        def impostor_in() -> bool:
+            impostor.loop(0.05)
+            return len(log_lines(broker, f"as {DEVICE} ")) >= 2
+
+        wait_until(impostor_in, timeout_s=20)
+        pub.publish(counts(0))
+        wait_until(lambda: len(log_lines(broker, f"as {DEVICE} ")) >= 3, timeout_s=30)  # we took it back
+    finally:
+        impostor.disconnect()
+    pub.publish(counts(1))
+    got = sub.wait_for(lambda ms: len(set(seqs(ms))) == 2, timeout_s=30)
+    data = first_occurrences(seqs(got))
+    assert data == sorted(data)
+    wait_until(lambda: pub.stats().pending == 0 and pub.stats().connected, timeout_s=30)
