@@ -558,6 +558,9 @@ def test_a_frozen_broker_is_declared_dead_by_keepalive_and_nothing_is_lost_when_
     late.wait_for(lambda ms: bool(ms) and ms[-1].payload["state"] == "online", timeout_s=30)
 
 
+# --------------------------------------------------------------------------- shutdown with work in flight
+
+
 @pytest.mark.parametrize("protocol", ["5", "3.1.1"])
 def test_a_clean_close_right_after_a_big_backlog_drains_it_then_disconnects(
     chatty_mosquitto: Broker, tmp_path: Path, subscribe, publishers, protocol: str
@@ -634,6 +637,9 @@ def test_a_clean_close_against_a_frozen_broker_deletes_nothing_unacknowledged_an
     got = sub.wait_for(lambda ms: set(sent) <= set(seqs(ms)), timeout_s=30)
     assert [s for s in first_occurrences(seqs(got)) if s in sent] == sent, "every seq, in order"
     wait_until(lambda: again.stats().pending == 0, timeout_s=30)
+
+
+# --------------------------------------------------------------------------- a stolen session
 
 
 def test_a_session_taken_over_by_our_client_id_is_taken_back_and_delivery_goes_on(
