@@ -336,8 +336,8 @@ class MqttLink:
         client, self._client = self._client, None
         if client is None:
             return
-        # Closing the socket now makes the broker see the connection end at once; paho's own
-        # wake-up socket pair goes with the client object (its __del__).
+        # Closing the socket now makes the broker see the connection end at once. (paho makes its
+        # wake-up socket pair only in loop(), which drive() does not call.)
         sock = client.socket()
         if sock is not None:
             with contextlib.suppress(OSError):
