@@ -92,6 +92,10 @@ AckCallback = Callable[[int, Optional[str]], None]
 # queues any more it is handed and sends them as PUBACKs free the window.
 BROKER_WINDOW = 64
 
+# MQTT 5 carries a message expiry as a four-byte integer: 136 years, "never" for any broker. The
+# config accepts longer; packing one would raise in the delivery thread, on every restart.
+MAX_EXPIRY_S = 2**32 - 1
+
 
 class MqttLink:
     """Connection management around one paho client. Call everything from one thread.
@@ -290,7 +294,7 @@ class MqttLink:
             raise BrokerUnreachable(f"{self.address}: not connected")
         props = None
         if expiry_s is not None and self.protocol == MQTTProtocolVersion.MQTTv5:
-            props = self._expiry_properties(max(1, int(expiry_s)))
+            props = self._expiry_properties(min(MAX_EXPIRY_S, max(1, int(expiry_s))))
         info = self._client.publish(
             approved.topic,
             approved.payload,
@@ -332,8 +336,8 @@ class MqttLink:
         client, self._client = self._client, None
         if client is None:
             return
-        # Closing the socket now makes the broker see the connection end at once; paho's own
-        # wake-up socket pair goes with the client object (its __del__).
+        # Closing the socket now makes the broker see the connection end at once. (paho makes its
+        # wake-up socket pair only in loop(), which drive() does not call.)
         sock = client.socket()
         if sock is not None:
             with contextlib.suppress(OSError):

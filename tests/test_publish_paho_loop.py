@@ -1,0 +1,671 @@
+"""The delivery thread's own paho loop (``appliance/publish/paho_loop.py``) against a real Mosquitto.
+
+``drive()`` replaces paho's ``loop()``: publishes, PINGREQs, CONNECT and DISCONNECT are only queued by
+paho and written by ``drive()``. These tests attack what that could break: pings on an idle link, a
+full socket send buffer (big payloads, TLS, a broker that stops reading), a broker killed with our
+publishes unread, the DISCONNECT of a clean stop, and the message expiry packed once."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+from collections import Counter
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Dict, Iterable, Iterator, List, Optional
+
+import paho.mqtt.client as paho
+import pytest
+from conftest import Broker, Pki, _require_mosquitto, _run_user_line, free_port
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from test_publish_mqtt import DEVICE, counts, first_occurrences, make_cfg, seqs, started, wait_until
+from test_publish_tls import tls_cfg
+
+from appliance.config import load_config
+from appliance.publish import (
+    CameraHealth,
+    CountsMessage,
+    CountStats,
+    HealthMessage,
+    MqttPublisher,
+    Outbox,
+    check_broker,
+    utcnow,
+)
+from appliance.publish.messages import FrameCounters
+from appliance.publish.mqtt_client import BROKER_WINDOW
+from appliance.publish.paho_loop import ExpiryProperties
+from appliance.vocabulary import Heatmap, LineCounts, ZoneStats
+
+pytestmark = pytest.mark.mqtt
+
+COUNTS_EXPIRY_S = 3600  # the config default
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def start_chatty_broker(tmp_path: Path, extra_conf: str = "") -> Broker:
+    """A plain broker that logs every packet (PINGREQ, DISCONNECT, keepalive timeouts)."""
+    _require_mosquitto()
+    work = tmp_path / "chatty"
+    work.mkdir()
+    port = free_port()
+    conf = work / "mosquitto.conf"
+    conf.write_text(f"{_run_user_line()}listener {port} 127.0.0.1\nallow_anonymous true\nlog_type all\n{extra_conf}")
+    broker = Broker(port, conf, work)
+    broker.start()
+    return broker
+
+
+@pytest.fixture
+def chatty_mosquitto(tmp_path: Path) -> Iterator[Broker]:
+    broker = start_chatty_broker(tmp_path)
+    yield broker
+    broker.stop()
+
+
+@pytest.fixture
+def strict_keepalive_mosquitto(tmp_path: Path) -> Iterator[Broker]:
+    """A chatty broker that allows at most a 10 s keepalive (MQTT 5 tells the client so in CONNACK)."""
+    broker = start_chatty_broker(tmp_path, "max_keepalive 10\n")
+    yield broker
+    broker.stop()
+
+
+def log_lines(broker: Broker, text: str) -> List[str]:
+    return [line for line in broker.log().splitlines() if text in line]
+
+
+def big_counts(i: int) -> CountsMessage:
+    """A counts window with every zone and line the schema allows, long names: about 13 KB of JSON,
+    near the default ``publish.max_payload_bytes`` (16 KiB)."""
+    end = utcnow()
+    return CountsMessage(
+        window_start=end - timedelta(seconds=1),
+        window_end=end,
+        frames_analyzed=5,
+        total=CountStats(min=0, mean=i % 5, max=4, last=i % 5),
+        zones={
+            f"zone-{z:02d}-" + "z" * 56: ZoneStats(
+                min=1000, mean=1234.567891, max=99999, last=5000 + i % 100, density_per_m2=1.23456789,
+                dwell_mean_s=123.456789, dwell_p90_s=234.567891,
+            )
+            for z in range(32)
+        },
+        lines={f"line-{n:02d}-" + "l" * 56: LineCounts(**{"in": 123456, "out": 654321}) for n in range(32)},
+        heatmap=Heatmap(rows=16, cols=16, cells=[[123456] * 16 for _ in range(16)]),
+    )
+
+
+BIG_HEALTH_LIMIT = 128 * 1024
+
+
+def big_health(i: int) -> HealthMessage:
+    """A health message with 950 drop reasons: about 70 KB of JSON, within the egress checks
+    (at most 1024 numbers) and a ``publish.max_payload_bytes`` of 128 KiB."""
+    dropped = {f"reason-{k:04d}-" + "r" * 52: 100_000 + k + i for k in range(950)}
+    return HealthMessage(
+        state="ok", fps=5, camera=CameraHealth(state="ok"), uptime_s=i, frames=FrameCounters(dropped=dropped)
+    )
+
+
+def require_big_health_to_overflow_loopback() -> None:
+    """The full-socket tests need paho's 64 in-flight big_health payloads (about 4.5 MB) to exceed
+    what an idle loopback connection buffers: our send buffer's ceiling plus the broker's initial
+    receive buffer (4 MiB + 128 KiB with Linux defaults; measured here: 3.9 MB)."""
+    def sysctl(name: str) -> List[int]:
+        return [int(v) for v in Path(f"/proc/sys/net/ipv4/{name}").read_text().split()]
+
+    capacity = sysctl("tcp_wmem")[2] + sysctl("tcp_rmem")[1]
+    in_flight_bytes = BROKER_WINDOW * len(big_health(0).model_dump_json())
+    if in_flight_bytes <= capacity:
+        pytest.skip(f"loopback buffers here ({capacity} bytes) hold all {in_flight_bytes} bytes paho keeps in flight")
+
+
+def queued(pub: MqttPublisher, kind: str) -> List[int]:
+    return [row.seq for row in pub.outbox.pending(limit=100_000) if row.kind == kind]
+
+
+def queued_counts(pub: MqttPublisher) -> List[int]:
+    return queued(pub, "counts")
+
+
+def record_deletes(pub: MqttPublisher, monkeypatch: pytest.MonkeyPatch) -> List[List[int]]:
+    deletes: List[List[int]] = []
+    real_ack = pub.outbox.ack
+
+    def recording_ack(acked: Iterable[int]) -> None:
+        acked = list(acked)
+        deletes.append(acked)
+        real_ack(acked)
+
+    monkeypatch.setattr(pub.outbox, "ack", recording_ack)
+    return deletes
+
+
+def paho_client(pub: MqttPublisher) -> Optional[paho.Client]:
+    """The delivery thread's current paho client (read only, to observe its write queue)."""
+    assert pub.delivery is not None
+    return pub.delivery.link._client
+
+
+def in_flight(pub: MqttPublisher) -> set:
+    assert pub.delivery is not None
+    return set(pub.delivery._inflight.copy().values())  # dict.copy() is atomic under the GIL
+
+
+def delivery_cpu_s(pub: MqttPublisher) -> float:
+    """CPU time the delivery thread has used so far (its own thread clock)."""
+    assert pub.delivery is not None and pub.delivery._thread is not None
+    ident = pub.delivery._thread.ident
+    assert ident is not None
+    return time.clock_gettime(time.pthread_getcpuclockid(ident))
+
+
+class V5Subscriber:
+    """A real MQTT 5 subscriber that keeps each message's properties (the conftest one is 3.1.1)."""
+
+    def __init__(self, broker: Broker, topic: str, *, client_id: str, persistent: bool = False) -> None:
+        self.messages: List[Dict[str, Any]] = []
+        self.connects = 0
+        self._lock = threading.Lock()
+        self._subscribed = threading.Event()
+        self.client = paho.Client(
+            callback_api_version=CallbackAPIVersion.VERSION2, client_id=client_id, protocol=paho.MQTTv5
+        )
+        self.client.on_connect = lambda c, u, f, rc, p: (self._connected(), c.subscribe(topic, qos=1))
+        self.client.on_subscribe = lambda *a: self._subscribed.set()
+        self.client.on_message = self._on_message
+        self.client.reconnect_delay_set(0.1, 0.5)
+        props = None
+        if persistent:
+            props = Properties(PacketTypes.CONNECT)
+            props.SessionExpiryInterval = 3600
+        self.client.connect(broker.host, broker.port, keepalive=30, clean_start=not persistent, properties=props)
+        self.client.loop_start()
+        assert self._subscribed.wait(10), "subscriber could not subscribe"
+
+    def _connected(self) -> None:
+        with self._lock:
+            self.connects += 1
+
+    def _on_message(self, client: Any, userdata: Any, msg: Any) -> None:
+        expiry = getattr(msg.properties, "MessageExpiryInterval", None) if msg.properties else None
+        with self._lock:
+            self.messages.append({"topic": msg.topic, "payload": json.loads(msg.payload), "expiry": expiry})
+
+    def counts(self) -> List[Dict[str, Any]]:
+        with self._lock:
+            return [m for m in self.messages if m["topic"].endswith("/counts")]
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+@pytest.fixture
+def subscribe5() -> Iterator[Any]:
+    made: List[V5Subscriber] = []
+
+    def factory(broker: Broker, topic: str, **kwargs: Any) -> V5Subscriber:
+        sub = V5Subscriber(broker, topic, **kwargs)
+        made.append(sub)
+        return sub
+
+    yield factory
+    for sub in made:
+        sub.close()
+
+
+def counts_seqs(sub: V5Subscriber) -> List[int]:
+    return [m["payload"]["seq"] for m in sub.counts()]
+
+
+# --------------------------------------------------------------------------- message expiry
+
+
+@pytest.mark.parametrize("expiry_s", [1, 60, 127, 128, 3600, 16383, 16384, 2**31, 2**32 - 1])
+def test_expiry_properties_pack_exactly_like_paho_properties(expiry_s: int) -> None:
+    """Packed once, the bytes must be the ones paho would pack for every send."""
+    fresh = Properties(PacketTypes.PUBLISH)
+    fresh.MessageExpiryInterval = expiry_s
+    once = ExpiryProperties(expiry_s)
+    assert once.pack() == fresh.pack()
+    assert once.pack() == once.pack() and once.MessageExpiryInterval == expiry_s
+
+
+@pytest.mark.parametrize("protocol", ["5", "3.1.1"])
+def test_counts_reach_an_mqtt5_subscriber_with_their_expiry_only_over_mqtt5(
+    mosquitto: Broker, tmp_path: Path, subscribe5, publishers, protocol: str
+) -> None:
+    sub = subscribe5(mosquitto, f"crowdmon/{DEVICE}/counts", client_id="room-5")
+    pub = started(make_cfg(mosquitto.url, tmp_path, protocol=protocol), publishers)
+    pub.connect(timeout_s=10)
+    for i in range(3):
+        pub.publish(counts(i))
+    wait_until(lambda: len(sub.counts()) >= 3, timeout_s=20)
+    expiries = [m["expiry"] for m in sub.counts()]
+    if protocol == "5":
+        assert all(e is not None and 0 < e <= COUNTS_EXPIRY_S for e in expiries), expiries
+    else:
+        assert expiries == [None, None, None], "MQTT 3.1.1 has no properties"
+
+
+def test_a_counts_expiry_beyond_mqtts_four_byte_limit_goes_out_as_the_longest_expiry(
+    mosquitto: Broker, tmp_path: Path, subscribe5, publishers
+) -> None:
+    """The config accepts any counts_expiry_s >= 1, MQTT 5 carries at most 2**32-1 s (136 years):
+    a longer one must not kill the delivery thread (exit 1, restarted into the same crash)."""
+    sub = subscribe5(mosquitto, f"crowdmon/{DEVICE}/counts", client_id="room-5")
+    pub = started(make_cfg(mosquitto.url, tmp_path, counts_expiry_s=2**32 + 3600), publishers)
+    pub.connect(timeout_s=10)
+    pub.publish(counts(0))
+    wait_until(lambda: bool(sub.counts()) or (pub.delivery is not None and pub.delivery.failure is not None), 20)
+    pub.check()
+    (got,) = sub.counts()
+    assert got["expiry"] is not None and 2**32 - 3600 < got["expiry"] <= 2**32 - 1
+
+
+def test_publishes_stuck_in_a_killed_broker_are_sent_again_in_order_with_their_expiry(
+    mosquitto: Broker, tmp_path: Path, subscribe5, publishers
+) -> None:
+    """The broker stops reading (SIGSTOP) while our publishes sit written in its socket, then dies
+    (SIGKILL) without ever reading them: after a restart every one is sent again by the outbox, in
+    seq order, and the resend still carries the message expiry."""
+    sub = subscribe5(mosquitto, f"crowdmon/{DEVICE}/counts", client_id="room-5", persistent=True)
+    # A graceful restart saves the control room's session, so it outlives the SIGKILL below.
+    mosquitto.stop()
+    mosquitto.start()
+    wait_until(lambda: sub.connects >= 2, timeout_s=20)
+    pub = started(make_cfg(mosquitto.url, tmp_path), publishers)
+    pub.connect(timeout_s=10)
+    wait_until(lambda: pub.stats().pending == 0, timeout_s=20)  # the birth is acknowledged
+
+    assert mosquitto.proc is not None
+    os.kill(mosquitto.proc.pid, signal.SIGSTOP)
+    try:
+        for i in range(20):
+            pub.publish(counts(i))
+        wait_until(lambda: len(queued_counts(pub)) == 20, timeout_s=20)
+        sent = queued_counts(pub)
+        # Every one handed to paho and written to the socket: what follows is a resend, not a first send.
+        wait_until(lambda: in_flight(pub) >= set(sent), timeout_s=20)
+        wait_until(lambda: (c := paho_client(pub)) is not None and not c.want_write(), timeout_s=20)
+    finally:
+        os.kill(mosquitto.proc.pid, signal.SIGKILL)
+        os.kill(mosquitto.proc.pid, signal.SIGCONT)
+    mosquitto.proc.wait(10)
+    assert not sub.counts(), "the killed broker never read them"
+    mosquitto.start()
+
+    wait_until(lambda: len(set(counts_seqs(sub))) == 20, timeout_s=60)
+    assert first_occurrences(counts_seqs(sub)) == sent, "every seq, in order"
+    expiries = [m["expiry"] for m in sub.counts()]
+    assert all(e is not None and 0 < e <= COUNTS_EXPIRY_S for e in expiries), expiries
+    wait_until(lambda: pub.stats().pending == 0, timeout_s=30)
+
+
+# --------------------------------------------------------------------------- keepalive
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("protocol", ["5", "3.1.1"])
+def test_an_idle_link_pings_and_keeps_its_connection_through_several_keepalive_periods(
+    chatty_mosquitto: Broker, tmp_path: Path, publishers, protocol: str
+) -> None:
+    """Nothing to send for three keepalive periods: the PINGREQs paho queues must be written, or
+    the broker drops us after 1.5 keepalives and we reconnect."""
+    broker = chatty_mosquitto
+    pub = started(make_cfg(broker.url, tmp_path, keepalive_s=5, protocol=protocol), publishers)
+    pub.connect(timeout_s=10)
+    wait_until(lambda: pub.stats().pending == 0, timeout_s=20)
+
+    def settled() -> bool:
+        dropped = log_lines(broker, "exceeded timeout") or len(log_lines(broker, f"as {DEVICE} ")) > 1
+        return bool(dropped) or len(log_lines(broker, f"Sending PINGRESP to {DEVICE}")) >= 3
+
+    wait_until(settled, timeout_s=90)
+    assert len(log_lines(broker, f"Sending PINGRESP to {DEVICE}")) >= 3
+    assert len(log_lines(broker, f"Received PINGREQ from {DEVICE}")) >= 3
+    assert not log_lines(broker, "exceeded timeout"), "the broker never timed us out"
+    assert len(log_lines(broker, f"as {DEVICE} ")) == 1, "one connection, no reconnect"
+    stats = pub.stats()
+    assert stats.connected and stats.last_error is None
+
+
+@pytest.mark.slow
+def test_an_mqtt5_broker_that_shortens_our_keepalive_gets_pinged_at_its_pace(
+    strict_keepalive_mosquitto: Broker, tmp_path: Path, publishers
+) -> None:
+    """keepalive_s is 30, the broker allows 10 (CONNACK's ServerKeepAlive): paho adopts it and
+    drive()'s loop_misc must ping at that pace, or the broker drops us after 15 s."""
+    broker = strict_keepalive_mosquitto
+    pub = started(make_cfg(broker.url, tmp_path, keepalive_s=30, protocol="5"), publishers)
+    pub.connect(timeout_s=10)
+
+    def settled() -> bool:
+        dropped = log_lines(broker, "exceeded timeout") or len(log_lines(broker, f"as {DEVICE} ")) > 1
+        return bool(dropped) or len(log_lines(broker, f"Sending PINGRESP to {DEVICE}")) >= 2
+
+    wait_until(settled, timeout_s=90)
+    assert len(log_lines(broker, f"Sending PINGRESP to {DEVICE}")) >= 2
+    assert not log_lines(broker, "exceeded timeout") and len(log_lines(broker, f"as {DEVICE} ")) == 1
+    assert pub.stats().connected
+
+
+# --------------------------------------------------------------------------- clean stop and will
+
+
+@pytest.mark.parametrize("protocol", ["5", "3.1.1"])
+def test_a_clean_close_sends_disconnect_and_the_broker_discards_the_will(
+    chatty_mosquitto: Broker, tmp_path: Path, subscribe, publishers, protocol: str
+) -> None:
+    broker = chatty_mosquitto
+    sub = subscribe(broker, f"crowdmon/{DEVICE}/status")
+    pub = started(make_cfg(broker.url, tmp_path, protocol=protocol), publishers)
+    pub.connect(timeout_s=10)
+    sub.wait_for(lambda ms: any(m.payload["state"] == "online" for m in ms))
+    assert pub.boot is not None
+    will = pub.boot.death.payload
+    pub.close(clean=True)
+
+    gone = (f"Client {DEVICE} disconnected.", f"Client {DEVICE} closed its connection.", f"client {DEVICE}")
+    wait_until(lambda: any(log_lines(broker, line) for line in gone), timeout_s=20)
+    assert log_lines(broker, f"Received DISCONNECT from {DEVICE}"), "a DISCONNECT, not a dropped socket"
+    assert not log_lines(broker, f"Client {DEVICE} closed its connection.")
+    got = sub.wait_for(lambda ms: ms[-1].payload["state"] == "offline")
+    offline = [m for m in got if m.payload["state"] == "offline"]
+    assert len(offline) == 1 and offline[0].raw != will, "our stamped offline, not the will"
+    # The broker publishes nothing more for us: a late subscriber sees our retained offline.
+    late = subscribe(broker, f"crowdmon/{DEVICE}/status")
+    (status,) = late.wait_for(lambda ms: len(ms) == 1)
+    assert status.retain and status.raw == offline[0].raw
+    assert len(sub.snapshot()) == len(got), "no will after the clean DISCONNECT"
+
+
+@pytest.mark.parametrize("protocol", ["5", "3.1.1"])
+def test_an_unclean_close_leaves_the_will(
+    chatty_mosquitto: Broker, tmp_path: Path, subscribe, publishers, protocol: str
+) -> None:
+    broker = chatty_mosquitto
+    sub = subscribe(broker, f"crowdmon/{DEVICE}/status")
+    pub = started(make_cfg(broker.url, tmp_path, protocol=protocol), publishers)
+    pub.connect(timeout_s=10)
+    sub.wait_for(lambda ms: any(m.payload["state"] == "online" for m in ms))
+    assert pub.boot is not None
+    will = pub.boot.death.payload
+    pub.close(clean=False)
+
+    got = sub.wait_for(lambda ms: ms[-1].payload["state"] == "offline")
+    assert got[-1].raw == will and got[-1].payload["seq"] == got[0].payload["seq"] + 1
+
+
+# --------------------------------------------------------------------------- full socket buffers
+
+
+@pytest.mark.slow
+def test_a_broker_that_stops_reading_costs_no_cpu_and_loses_nothing(
+    mosquitto: Broker, tmp_path: Path, subscribe, publishers
+) -> None:
+    """SIGSTOP the broker under a stream of 70 KB payloads: paho's socket send buffer fills (64 in
+    flight hold more than loopback buffers take) and writes stay queued. The delivery thread must
+    wait on select(), not spin on EAGAIN; after SIGCONT everything arrives, in order."""
+    require_big_health_to_overflow_loopback()
+    sub = subscribe(mosquitto, f"crowdmon/{DEVICE}/health")
+    cfg = load_config(
+        overrides={
+            "device_id": DEVICE,
+            "mqtt": {"url": mosquitto.url, "reconnect_min_s": 0.1, "reconnect_max_s": 0.5},
+            "publish": {"max_payload_bytes": BIG_HEALTH_LIMIT},
+            "outbox": {"path": str(tmp_path / "outbox.sqlite3")},
+        }
+    )
+    pub = started(cfg, publishers)
+    pub.connect(timeout_s=10)
+    wait_until(lambda: pub.stats().pending == 0, timeout_s=20)
+
+    assert mosquitto.proc is not None
+    n = 150
+    os.kill(mosquitto.proc.pid, signal.SIGSTOP)
+    try:
+        for i in range(n):
+            pub.publish(big_health(i))
+        wait_until(lambda: len(queued(pub, "health")) == n, timeout_s=60)
+        sent = queued(pub, "health")
+        # The socket is full: paho holds bytes it cannot write.
+        wait_until(lambda: (c := paho_client(pub)) is not None and c.want_write(), timeout_s=60)
+        cpu0, wall0 = delivery_cpu_s(pub), time.monotonic()
+        time.sleep(3.0)  # a measuring window, not a wait for an event
+        share = (delivery_cpu_s(pub) - cpu0) / (time.monotonic() - wall0)
+        assert share < 0.2, f"the delivery thread used {share:.0%} of a core while the broker was stopped"
+        assert pub.stats().connected
+    finally:
+        os.kill(mosquitto.proc.pid, signal.SIGCONT)
+
+    got = sub.wait_for(lambda ms: len(set(seqs(ms, "health"))) == n, timeout_s=120)
+    assert first_occurrences(seqs(got, "health")) == sent, "every seq, in order"
+    wait_until(lambda: pub.stats().pending == 0, timeout_s=60)
+
+
+@pytest.mark.slow
+def test_a_tls_backlog_through_a_full_socket_arrives_in_order_and_each_is_deleted_once(
+    tls_mosquitto: Broker, tmp_path: Path, pki: Pki, subscribe, publishers, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same over TLS: a backlog of 70 KB payloads piles up while the broker does not read, so SSL
+    writes do not fit (SSLWantWrite) and drive() must retry the same bytes when the socket drains.
+    No spin meanwhile; every message arrives once in seq order and is deleted once."""
+    require_big_health_to_overflow_loopback()
+    room = subscribe(tls_mosquitto, "crowdmon/device-a/health", tls=pki.clients["control-room"], ca=pki.ca)
+    cfg = tls_cfg(tls_mosquitto, tmp_path, "device-a", pki.ca, pki, cert_of="device-a")
+    cfg.publish.max_payload_bytes = BIG_HEALTH_LIMIT
+    pub = started(cfg, publishers)
+    pub.connect(timeout_s=10)
+    wait_until(lambda: pub.stats().pending == 0, timeout_s=20)
+    deletes = record_deletes(pub, monkeypatch)
+
+    assert tls_mosquitto.proc is not None
+    n = 200
+    # Frozen while idle: loopback buffers have not grown, so the backlog overflows them.
+    os.kill(tls_mosquitto.proc.pid, signal.SIGSTOP)
+    try:
+        for i in range(n):
+            pub.publish(big_health(i))
+        wait_until(lambda: len(queued(pub, "health")) == n, timeout_s=60)
+        backlog = queued(pub, "health")
+        wait_until(lambda: (c := paho_client(pub)) is not None and c.want_write(), timeout_s=60)
+        cpu0, wall0 = delivery_cpu_s(pub), time.monotonic()
+        time.sleep(3.0)  # a measuring window, not a wait for an event
+        share = (delivery_cpu_s(pub) - cpu0) / (time.monotonic() - wall0)
+        assert share < 0.2, f"the delivery thread used {share:.0%} of a core while the broker was stopped"
+    finally:
+        os.kill(tls_mosquitto.proc.pid, signal.SIGCONT)
+
+    got = room.wait_for(lambda ms: len(set(seqs(ms, "health"))) == n, timeout_s=120)
+    assert first_occurrences(seqs(got, "health")) == backlog, "every seq, in order"
+    wait_until(lambda: pub.stats().pending == 0, timeout_s=60)
+    deleted = Counter(seq for batch in deletes for seq in batch)
+    assert set(backlog) <= set(deleted) and max(deleted.values()) == 1, "each deleted once, after its PUBACK"
+
+
+@pytest.mark.slow
+def test_a_broker_stopped_mid_drain_of_big_payloads_and_restarted_loses_nothing(
+    mosquitto: Broker, tmp_path: Path, subscribe, publishers, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The broker goes away while drive() has a big backlog partly written; the next connection
+    (a fresh paho client) starts again from the oldest unacknowledged row."""
+    sub = subscribe(mosquitto, f"crowdmon/{DEVICE}/counts", client_id="control-room", persistent=True)
+    mosquitto.stop()
+    n = 1000
+    pub = started(make_cfg(mosquitto.url, tmp_path), publishers)
+    for i in range(n):
+        pub.publish(big_counts(i))
+    wait_until(lambda: len(queued_counts(pub)) == n, timeout_s=60)
+    queued = [row.seq for row in pub.outbox.pending(limit=100_000)]
+    deletes = record_deletes(pub, monkeypatch)
+    mosquitto.start()
+
+    wait_until(lambda: pub.delivery is not None and pub.delivery.last_puback is not None, timeout_s=60)
+    mosquitto.stop()  # graceful: the broker keeps what it acknowledged for the control room
+    left = pub.stats().pending
+    mosquitto.start()
+
+    got = sub.wait_for(lambda ms: len(set(seqs(ms))) == n, timeout_s=120)
+    assert first_occurrences(seqs(got)) == queued[1:], "every seq, in order"
+    wait_until(lambda: pub.stats().pending == 0, timeout_s=60)
+    deleted = Counter(seq for batch in deletes for seq in batch)
+    assert sorted(deleted) == queued and max(deleted.values()) == 1
+    assert left > 0, "the broker went away mid-drain (else this test proved less than it claims)"
+
+
+@pytest.mark.slow
+def test_a_frozen_broker_is_declared_dead_by_keepalive_and_nothing_is_lost_when_it_thaws(
+    mosquitto: Broker, tmp_path: Path, subscribe, publishers
+) -> None:
+    """The broker freezes (SIGSTOP) with our publishes and PINGREQ written but unread: paho's
+    keepalive, run by drive(), must notice the missing PINGRESP and drop the link; reconnects fail
+    while it is frozen; after SIGCONT every seq arrives in order and the device is online."""
+    sub = subscribe(mosquitto, f"crowdmon/{DEVICE}/#")
+    pub = started(make_cfg(mosquitto.url, tmp_path, keepalive_s=5, connect_timeout_s=2), publishers)
+    pub.connect(timeout_s=10)
+    wait_until(lambda: pub.stats().pending == 0, timeout_s=20)
+
+    assert mosquitto.proc is not None
+    os.kill(mosquitto.proc.pid, signal.SIGSTOP)
+    try:
+        for i in range(10):
+            pub.publish(counts(i))
+        wait_until(lambda: not pub.stats().connected, timeout_s=60)  # only our keepalive can tell
+        for i in range(10, 20):
+            pub.publish(counts(i))
+        wait_until(lambda: len(queued_counts(pub)) == 20, timeout_s=20)
+        sent = queued_counts(pub)
+        wait_until(lambda: "CONNACK" in (pub.stats().last_error or ""), timeout_s=60)  # a reconnect failed
+    finally:
+        os.kill(mosquitto.proc.pid, signal.SIGCONT)
+
+    got = sub.wait_for(lambda ms: len(set(seqs(ms))) == 20, timeout_s=60)
+    assert first_occurrences(seqs(got)) == sent, "every seq, in order"
+    wait_until(lambda: pub.stats().pending == 0 and pub.stats().connected, timeout_s=60)
+    # Our reconnect attempts to the frozen broker each left a CONNECT (with our will) in its accept
+    # queue; thawed, it may publish those wills. The last word is ours: the device is online.
+    late = subscribe(mosquitto, f"crowdmon/{DEVICE}/status")
+    late.wait_for(lambda ms: bool(ms) and ms[-1].payload["state"] == "online", timeout_s=30)
+
+
+# --------------------------------------------------------------------------- shutdown with work in flight
+
+
+@pytest.mark.parametrize("protocol", ["5", "3.1.1"])
+def test_a_clean_close_right_after_a_big_backlog_drains_it_then_disconnects(
+    chatty_mosquitto: Broker, tmp_path: Path, subscribe, publishers, protocol: str
+) -> None:
+    """close(clean=True) with a backlog of big payloads still queued in paho and the socket: the
+    backlog, our 'offline' and the DISCONNECT are all written, in that order, by drive()."""
+    broker = chatty_mosquitto
+    sub = subscribe(broker, f"crowdmon/{DEVICE}/#")
+    cfg = make_cfg(broker.url, tmp_path, protocol=protocol)
+    cfg.publish.close_timeout_s = 60
+    pub = started(cfg, publishers)
+    pub.connect(timeout_s=10)
+    n = 150
+    for i in range(n):
+        pub.publish(big_counts(i))
+    assert pub.writer is not None and pub.boot is not None
+    will = pub.boot.death.payload
+    pub.close(clean=True)
+
+    assert log_lines(broker, f"Received DISCONNECT from {DEVICE}"), "the DISCONNECT went out"
+    got = sub.wait_for(lambda ms: len(set(seqs(ms))) == n and ms[-1].payload.get("state") == "offline", 60)
+    data = first_occurrences(seqs(got))
+    assert data == sorted(data) and len(data) == n, "every seq, in order"
+    statuses = [m for m in got if m.topic.endswith("/status")]
+    assert [m.payload["state"] for m in statuses] == ["online", "offline"] and statuses[-1].raw != will
+    box = Outbox(tmp_path / "outbox.sqlite3", max_bytes=1 << 30, max_age_s=1e9)
+    try:
+        assert [row.seq for row in box.pending(limit=100_000)] == [], "all acknowledged and deleted"
+    finally:
+        box.close()
+
+
+def test_the_selftest_probe_ends_with_a_disconnect(chatty_mosquitto: Broker, tmp_path: Path) -> None:
+    broker = chatty_mosquitto
+    line = check_broker(make_cfg(broker.url, tmp_path).mqtt, DEVICE, timeout_s=10)
+    assert "may publish as" in line
+    wait_until(lambda: bool(log_lines(broker, f"Client {DEVICE}-selftest ")), timeout_s=20)
+    assert log_lines(broker, f"Received DISCONNECT from {DEVICE}-selftest")
+    assert not log_lines(broker, f"Client {DEVICE}-selftest closed its connection.")
+
+
+@pytest.mark.slow
+def test_a_clean_close_against_a_frozen_broker_deletes_nothing_unacknowledged_and_the_next_boot_sends_it(
+    mosquitto: Broker, tmp_path: Path, subscribe, publishers
+) -> None:
+    """close(clean=True) while the broker does not read gives up after close_timeout_s and deletes
+    nothing without its PUBACK. What it wrote may never be read: thawed, the broker acks into our
+    closed socket, gets a reset and drops the rest (the will goes out). The next boot sends it all."""
+    sub = subscribe(mosquitto, f"crowdmon/{DEVICE}/counts", client_id="control-room", persistent=True)
+    cfg = make_cfg(mosquitto.url, tmp_path)
+    cfg.publish.close_timeout_s = 1
+    pub = started(cfg, publishers)
+    pub.connect(timeout_s=10)
+    wait_until(lambda: pub.stats().pending == 0, timeout_s=20)
+    assert mosquitto.proc is not None
+
+    os.kill(mosquitto.proc.pid, signal.SIGSTOP)
+    try:
+        for i in range(5):
+            pub.publish(counts(i))
+        wait_until(lambda: len(queued_counts(pub)) == 5, timeout_s=20)
+        sent = queued_counts(pub)
+        pub.close(clean=True)
+    finally:
+        os.kill(mosquitto.proc.pid, signal.SIGCONT)
+    box = Outbox(tmp_path / "outbox.sqlite3", max_bytes=1 << 30, max_age_s=1e9)
+    try:
+        kept = [row.seq for row in box.pending(limit=100_000) if row.kind == "counts"]
+    finally:
+        box.close()
+    assert kept == sent, "nothing deleted without its PUBACK"
+
+    again = started(cfg, publishers)
+    got = sub.wait_for(lambda ms: set(sent) <= set(seqs(ms)), timeout_s=30)
+    assert [s for s in first_occurrences(seqs(got)) if s in sent] == sent, "every seq, in order"
+    wait_until(lambda: again.stats().pending == 0, timeout_s=30)
+
+
+# --------------------------------------------------------------------------- a stolen session
+
+
+def test_a_session_taken_over_by_our_client_id_is_taken_back_and_delivery_goes_on(
+    chatty_mosquitto: Broker, tmp_path: Path, subscribe, publishers
+) -> None:
+    """Another client connects with our id: the broker closes our connection ("already connected,
+    closing old connection"), drive() must report the link lost, and it reconnects; nothing is lost."""
+    broker = chatty_mosquitto
+    sub = subscribe(broker, f"crowdmon/{DEVICE}/counts")
+    pub = started(make_cfg(broker.url, tmp_path), publishers)
+    pub.connect(timeout_s=10)
+    impostor = paho.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=DEVICE, protocol=paho.MQTTv5)
+    impostor.connect(broker.host, broker.port)
+    try:
+
+        def impostor_in() -> bool:
+            impostor.loop(0.05)
+            return len(log_lines(broker, f"as {DEVICE} ")) >= 2
+
+        wait_until(impostor_in, timeout_s=20)
+        pub.publish(counts(0))
+        wait_until(lambda: len(log_lines(broker, f"as {DEVICE} ")) >= 3, timeout_s=30)  # we took it back
+    finally:
+        impostor.disconnect()
+    pub.publish(counts(1))
+    got = sub.wait_for(lambda ms: len(set(seqs(ms))) == 2, timeout_s=30)
+    data = first_occurrences(seqs(got))
+    assert data == sorted(data)
+    wait_until(lambda: pub.stats().pending == 0 and pub.stats().connected, timeout_s=30)
