@@ -15,7 +15,7 @@ import time
 from collections import Counter
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Dict, Iterable, Iterator, List, Optional
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple
 
 import paho.mqtt.client as paho
 import pytest
@@ -166,6 +166,13 @@ def delivery_cpu_s(pub: MqttPublisher) -> float:
     ident = pub.delivery._thread.ident
     assert ident is not None
     return time.clock_gettime(time.pthread_getcpuclockid(ident))
+
+
+def delivery_cpu_share(pub: MqttPublisher, window_s: float = 3.0) -> float:
+    """The share of one core the delivery thread used over a measuring window (a spin shows ~1)."""
+    cpu0, wall0 = delivery_cpu_s(pub), time.monotonic()
+    time.sleep(window_s)  # a measuring window, not a wait for an event
+    return (delivery_cpu_s(pub) - cpu0) / (time.monotonic() - wall0)
 
 
 class V5Subscriber:
@@ -362,17 +369,24 @@ def test_an_mqtt5_broker_that_shortens_our_keepalive_gets_pinged_at_its_pace(
 # --------------------------------------------------------------------------- clean stop and will
 
 
+def online_with_will(
+    broker: Broker, tmp_path: Path, publishers: List[Any], protocol: str, status: Any
+) -> Tuple[MqttPublisher, bytes]:
+    """A publisher connected and announced online (seen by the ``status`` subscriber), and its will."""
+    pub = started(make_cfg(broker.url, tmp_path, protocol=protocol), publishers)
+    pub.connect(timeout_s=10)
+    status.wait_for(lambda ms: any(m.payload["state"] == "online" for m in ms))
+    assert pub.boot is not None
+    return pub, pub.boot.death.payload
+
+
 @pytest.mark.parametrize("protocol", ["5", "3.1.1"])
 def test_a_clean_close_sends_disconnect_and_the_broker_discards_the_will(
     chatty_mosquitto: Broker, tmp_path: Path, subscribe, publishers, protocol: str
 ) -> None:
     broker = chatty_mosquitto
     sub = subscribe(broker, f"crowdmon/{DEVICE}/status")
-    pub = started(make_cfg(broker.url, tmp_path, protocol=protocol), publishers)
-    pub.connect(timeout_s=10)
-    sub.wait_for(lambda ms: any(m.payload["state"] == "online" for m in ms))
-    assert pub.boot is not None
-    will = pub.boot.death.payload
+    pub, will = online_with_will(broker, tmp_path, publishers, protocol, sub)
     pub.close(clean=True)
 
     gone = (f"Client {DEVICE} disconnected.", f"Client {DEVICE} closed its connection.", f"client {DEVICE}")
@@ -395,11 +409,7 @@ def test_an_unclean_close_leaves_the_will(
 ) -> None:
     broker = chatty_mosquitto
     sub = subscribe(broker, f"crowdmon/{DEVICE}/status")
-    pub = started(make_cfg(broker.url, tmp_path, protocol=protocol), publishers)
-    pub.connect(timeout_s=10)
-    sub.wait_for(lambda ms: any(m.payload["state"] == "online" for m in ms))
-    assert pub.boot is not None
-    will = pub.boot.death.payload
+    pub, will = online_with_will(broker, tmp_path, publishers, protocol, sub)
     pub.close(clean=False)
 
     got = sub.wait_for(lambda ms: ms[-1].payload["state"] == "offline")
@@ -440,9 +450,7 @@ def test_a_broker_that_stops_reading_costs_no_cpu_and_loses_nothing(
         sent = queued(pub, "health")
         # The socket is full: paho holds bytes it cannot write.
         wait_until(lambda: (c := paho_client(pub)) is not None and c.want_write(), timeout_s=60)
-        cpu0, wall0 = delivery_cpu_s(pub), time.monotonic()
-        time.sleep(3.0)  # a measuring window, not a wait for an event
-        share = (delivery_cpu_s(pub) - cpu0) / (time.monotonic() - wall0)
+        share = delivery_cpu_share(pub)
         assert share < 0.2, f"the delivery thread used {share:.0%} of a core while the broker was stopped"
         assert pub.stats().connected
     finally:
@@ -479,9 +487,7 @@ def test_a_tls_backlog_through_a_full_socket_arrives_in_order_and_each_is_delete
         wait_until(lambda: len(queued(pub, "health")) == n, timeout_s=60)
         backlog = queued(pub, "health")
         wait_until(lambda: (c := paho_client(pub)) is not None and c.want_write(), timeout_s=60)
-        cpu0, wall0 = delivery_cpu_s(pub), time.monotonic()
-        time.sleep(3.0)  # a measuring window, not a wait for an event
-        share = (delivery_cpu_s(pub) - cpu0) / (time.monotonic() - wall0)
+        share = delivery_cpu_share(pub)
         assert share < 0.2, f"the delivery thread used {share:.0%} of a core while the broker was stopped"
     finally:
         os.kill(tls_mosquitto.proc.pid, signal.SIGCONT)
