@@ -14,10 +14,24 @@ from conftest import Broker, start_driver
 from test_publish_faults import LockHolder, cfg_for, start
 from test_publish_mqtt import DEVICE, counts, first_occurrences, seqs, wait_until
 
-from appliance.publish import Outbox
+from appliance.publish import MqttPublisher, Outbox
 from appliance.publish.delivery import DELIVERY_WINDOW, PAGE_ROWS
 
 pytestmark = pytest.mark.mqtt
+
+
+def record_deletes(pub: MqttPublisher, monkeypatch: pytest.MonkeyPatch) -> List[List[int]]:
+    """Every batch of seqs the outbox is asked to delete after PUBACKs, in order."""
+    deletes: List[List[int]] = []
+    real_ack = pub.outbox.ack
+
+    def recording_ack(acked: Iterable[int]) -> None:
+        acked = list(acked)
+        deletes.append(acked)
+        real_ack(acked)
+
+    monkeypatch.setattr(pub.outbox, "ack", recording_ack)
+    return deletes
 
 
 def stored_seqs(path: Path, kind: str = "counts") -> List[int]:
@@ -41,15 +55,7 @@ def test_a_backlog_drains_in_order_and_each_acked_message_is_deleted_once_in_bat
     queued = [row.seq for row in pub.outbox.pending(limit=100_000)]  # the birth and the counts
     assert len(queued) == n + 1
 
-    deletes: List[List[int]] = []
-    real_ack = pub.outbox.ack
-
-    def recording_ack(acked: Iterable[int]) -> None:
-        acked = list(acked)
-        deletes.append(acked)
-        real_ack(acked)
-
-    monkeypatch.setattr(pub.outbox, "ack", recording_ack)
+    deletes = record_deletes(pub, monkeypatch)
     mosquitto.start()
 
     got = sub.wait_for(lambda ms: len(set(seqs(ms))) == n, timeout_s=60)

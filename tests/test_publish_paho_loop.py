@@ -15,7 +15,7 @@ import time
 from collections import Counter
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import paho.mqtt.client as paho
 import pytest
@@ -23,6 +23,7 @@ from conftest import Broker, Pki, _require_mosquitto, _run_user_line, free_port
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from test_publish_drain import record_deletes
 from test_publish_mqtt import DEVICE, counts, first_occurrences, make_cfg, seqs, started, wait_until
 from test_publish_tls import tls_cfg
 
@@ -134,19 +135,6 @@ def queued(pub: MqttPublisher, kind: str) -> List[int]:
 
 def queued_counts(pub: MqttPublisher) -> List[int]:
     return queued(pub, "counts")
-
-
-def record_deletes(pub: MqttPublisher, monkeypatch: pytest.MonkeyPatch) -> List[List[int]]:
-    deletes: List[List[int]] = []
-    real_ack = pub.outbox.ack
-
-    def recording_ack(acked: Iterable[int]) -> None:
-        acked = list(acked)
-        deletes.append(acked)
-        real_ack(acked)
-
-    monkeypatch.setattr(pub.outbox, "ack", recording_ack)
-    return deletes
 
 
 def paho_client(pub: MqttPublisher) -> Optional[paho.Client]:
