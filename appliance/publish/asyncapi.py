@@ -18,14 +18,13 @@ from __future__ import annotations
 import copy
 import sys
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Tuple, Type
+from typing import Any, Dict, List, Optional, Tuple
 
 import yaml
-from pydantic import BaseModel
 
 import appliance
 from appliance.config.schema import HomeAssistantConfig, MqttConfig, PublishConfig
-from appliance.publish.discovery import HaBinarySensor, HaSensor
+from appliance.publish.discovery import ENTITY_CLASSES
 from appliance.publish.egress import DOCUMENT_MAX_BYTES, PROBE_KIND
 from appliance.publish.messages import MESSAGE_TYPES, SCHEMA_VERSION, Message, message_schema
 from appliance.transparency.notice import NOTICE_KIND, NOTICE_VERSION, notice_schema
@@ -38,7 +37,6 @@ PROBE_SCHEMA: Dict[str, Any] = {
     "maxProperties": 0,
     "description": "Always the empty object `{}`: the probe carries nothing.",
 }
-DISCOVERY_PAYLOADS: Dict[str, Type[BaseModel]] = {"sensor": HaSensor, "binary_sensor": HaBinarySensor}
 
 
 @dataclass(frozen=True)
@@ -144,7 +142,7 @@ def _other_channels() -> List[_Channel]:
             retain=False,
         ),
     ]
-    for component, cls in DISCOVERY_PAYLOADS.items():
+    for component, cls in ENTITY_CLASSES.items():
         channels.append(
             _Channel(
                 key=f"discovery_{component}",

@@ -28,7 +28,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Iterable, List, Literal, NamedTuple, Optional, Sequence, Set, Union
+from typing import Dict, Iterable, List, Literal, NamedTuple, Optional, Sequence, Set, Type, Union
 
 from pydantic import BaseModel, ConfigDict
 
@@ -37,7 +37,6 @@ from appliance.config.schema import HomeAssistantConfig, LineConfig, ZoneConfig
 
 log = logging.getLogger(__name__)
 
-COMPONENTS = ("sensor", "binary_sensor")
 ZONE_ANOMALIES = ("overcrowding", "counterflow")
 DEVICE_ANOMALIES = ("rapid_change", "abnormal_motion", "camera_tamper")
 HEALTH_STATES = ["ok", "degraded", "failed"]
@@ -113,6 +112,9 @@ class HaBinarySensor(_HaEntity):
 
 
 HaEntity = Union[HaSensor, HaBinarySensor]
+# Home Assistant's component name for each payload class: the topic's second level.
+ENTITY_CLASSES: Dict[str, Type[_HaEntity]] = {"sensor": HaSensor, "binary_sensor": HaBinarySensor}
+COMPONENTS = tuple(ENTITY_CLASSES)
 
 
 # --------------------------------------------------------------------------- builders
@@ -124,7 +126,7 @@ def _topic(ha: HomeAssistantConfig, component: str, device_id: str, key: str) ->
 
 
 def _component(entity: HaEntity) -> str:
-    return "binary_sensor" if isinstance(entity, HaBinarySensor) else "sensor"
+    return next(name for name, cls in ENTITY_CLASSES.items() if isinstance(entity, cls))
 
 
 def _optional(path: str, guard: str) -> str:
