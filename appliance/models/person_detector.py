@@ -122,7 +122,6 @@ def band_windows(width: int, height: int, bands: Sequence[Band]) -> List[Window]
     return windows
 
 
-
 def tile_windows(width: int, height: int, tiling: str, bands: Optional[Sequence[Band]] = None) -> List[Window]:
     """``(x1, y1, x2, y2)`` crops for the tiling mode; the full frame always comes first.
     ``bands`` replaces ``PERSPECTIVE_BANDS`` for the perspective mode (a site's own layout)."""

@@ -318,4 +318,3 @@ def _without_input(exc: ValueError) -> str:
         where = ".".join(str(p) for p in first["loc"]) or "payload"
         return f"{len(errors)} error(s), first: {where}: {first['msg']}"
     return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-
