@@ -93,9 +93,7 @@ def read_video(path: str) -> Iterator[np.ndarray]:
         ok, img = cap.read()
         if not ok:
             break
-        if WORKING_SIZE is not None and (img.shape[1], img.shape[0]) != WORKING_SIZE:
-            img = to_working_size(img, WORKING_SIZE)  # the frames the device sees
-        yield img
+        yield to_working_size(img, WORKING_SIZE)  # the frames the device sees (None: as read)
     cap.release()
 
 
