@@ -240,8 +240,7 @@ def bench_floor(clip: Path, frames: int, repeats: int, config: Optional[Path], r
         pipeline.anonymizer.close()  # its own fresh sessions: use the shared (recording) ones
         pipeline.anonymizer = Anonymizer(face, person, cfg.anonymize, detail_scale=configured_detail_scale(cfg))
         pipeline.anonymizer.warm_up(*working_size(cfg.profile))
-        if hasattr(pipeline, "overlap_analysis"):
-            pipeline.overlap_analysis = overlap_analysis
+        pipeline.overlap_analysis = overlap_analysis
         t0, c0 = time.perf_counter(), time.process_time()
         result = pipeline.run(max_frames=n)
         wall, cpu = time.perf_counter() - t0, time.process_time() - c0
@@ -278,7 +277,7 @@ def bench_floor(clip: Path, frames: int, repeats: int, config: Optional[Path], r
         return (time.perf_counter() - t0) / n * 1000, (time.process_time() - c0) / n * 1000
 
     sides = {"model floor": lambda: floor_pass(frames), "pipeline": lambda: pipeline_pass(frames)}
-    if analysis_ab:  # this tree's FrameLoop can analyse beside the next anonymization: measure both
+    if analysis_ab:  # analysis beside the next anonymization (the default) against one frame at a time
         sides["pipeline, analysis one frame at a time"] = lambda: pipeline_pass(frames, overlap_analysis=False)
     res = interleave(sides, repeats, "floor vs pipeline")
     fl, fc = median(res["model floor"], 0), median(res["model floor"], 1)
@@ -333,10 +332,7 @@ def main() -> None:
     if "threads-run" in only:
         bench_threads_run(args.clip, args.frames, args.repeats, args.config)
     if "floor" in only:
-        from appliance.frames import FrameLoop
-
-        analysis_ab = "overlap_analysis" in FrameLoop.__init__.__code__.co_varnames and not args.no_analysis_ab
-        bench_floor(args.clip, args.frames, args.repeats, args.config, args.floor_frames, analysis_ab)
+        bench_floor(args.clip, args.frames, args.repeats, args.config, args.floor_frames, not args.no_analysis_ab)
     if "whole" in only:
         if not args.baseline:
             raise SystemExit("--baseline is needed for the whole-run comparison")
