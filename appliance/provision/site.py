@@ -14,13 +14,14 @@ import yaml
 
 from appliance.config import load_board_profile, load_config
 from appliance.config.broker_url import BrokerUrlError, parse_broker_url
+from appliance.config.transport import DEFAULT_STATE_DIR
 from appliance.errors import InputError
 from appliance.names import TOPIC_PREFIX_PATTERN
 
 # Where install.sh puts things on the device (the unit file names the same paths).
 ETC_DIR = "/etc/crowd-appliance"
 TLS_DIR = f"{ETC_DIR}/tls"
-STATE_DIR = "/var/lib/crowd-appliance"
+STATE_DIR = DEFAULT_STATE_DIR  # the unit's StateDirectory=
 ZONES_FILE_KEYS = ("zones", "lines")
 
 
