@@ -6,6 +6,8 @@ real broker: the revoked device is refused at the TLS handshake while the others
 from __future__ import annotations
 
 import datetime as dt
+import io
+import json
 import signal
 import ssl
 import tarfile
@@ -15,18 +17,21 @@ from pathlib import Path
 import paho.mqtt.client as paho
 import pytest
 import yaml
-from conftest import Broker, Pki
+from conftest import Broker, Pki, printing_publisher
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from paho.mqtt.enums import CallbackAPIVersion
 from test_publish_mqtt import counts
 from test_publish_tls import control_room, start, tls_cfg
 
 from appliance.cli import main
+from appliance.config import load_config
 from appliance.provision.crl import crl_path, read_crl
 from appliance.provision.pki import load_ca, write_pem
-from appliance.publish import BrokerRejected, check_broker
+from appliance.publish import BrokerRejected, CameraHealth, HealthMessage, check_broker
 from appliance.publish.certificate import days_left
+from appliance.selftest import SelftestReport, SkipCheck, _run, check_certificate
 
 BROKER = "mqtts://broker.example.org:8883"
 
@@ -309,3 +314,82 @@ def test_during_a_renewal_old_and_new_certificates_both_work_until_the_old_one_i
     reload_broker(tls_mosquitto)
     assert handshake(tls_mosquitto, pki, old, key) != "ok"
     assert handshake(tls_mosquitto, pki, new, key) == "ok"
+
+
+# --------------------------------------------------------------------------- expiry, seen on the device
+
+
+@pytest.mark.mqtt
+def test_health_carries_the_days_left_of_the_certificate_the_device_logs_in_with(
+    tls_mosquitto: Broker, tmp_path: Path, pki: Pki, subscribe, publishers
+) -> None:
+    room = control_room(subscribe, tls_mosquitto, pki)
+    cert = pki.clients["device-b"]["cert"]
+    pub = start(tls_cfg(tls_mosquitto, tmp_path, "device-b", pki.ca, pki, cert_of="device-b"), publishers)
+    pub.connect(timeout_s=10)
+    pub.publish(HealthMessage(state="ok", fps=5, camera=CameraHealth(state="ok"), uptime_s=1))
+    got = room.wait_for(lambda ms: any(m.topic == "crowdmon/device-b/health" for m in ms))
+    health = next(m.payload for m in got if m.topic == "crowdmon/device-b/health")
+    assert health["cert_days_left"] == days_left(cert_of(cert)) and 800 < health["cert_days_left"] <= 825
+
+
+def test_without_a_client_certificate_health_says_null() -> None:
+    stream = io.StringIO()
+    pub = printing_publisher(load_config(), stream)
+    pub.start()
+    pub.publish(HealthMessage(state="ok", fps=5, camera=CameraHealth(state="ok"), uptime_s=1))
+    health = [json.loads(line)["payload"] for line in stream.getvalue().splitlines() if '/health"' in line]
+    assert health[0]["cert_days_left"] is None
+
+
+def certificate_config(tmp_path: Path, site: Path, days: int):
+    """A device config whose client certificate has ``days`` of validity left (negative: expired)."""
+    ca_key, ca_cert = load_ca(site)
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = dt.datetime.now(dt.timezone.utc)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "cam-exp")]))
+        .issuer_name(ca_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(days=900))
+        .not_valid_after(now + dt.timedelta(days=days, hours=1))
+        .sign(ca_key, hashes.SHA256())
+    )
+    path = write_pem(tmp_path / f"cam-{days}.crt", cert)
+    return load_config(overrides={"device_id": "cam-exp", "mqtt": {
+        "url": "mqtts://localhost:8883", "tls": {"cert_file": str(path), "key_file": str(path)}}})
+
+
+@pytest.mark.parametrize(
+    ("days", "status", "detail"),
+    [
+        (400, "pass", "400 days left (valid until "),
+        (29, "warn", "29 days left (valid until "),
+        (-2, "fail", "expired on "),
+    ],
+)
+def test_selftest_shows_the_days_left_and_warns_under_30(
+    site: Path, tmp_path: Path, days: int, status: str, detail: str
+) -> None:
+    cfg = certificate_config(tmp_path, site, days)
+    report = SelftestReport()
+    _run(report, "certificate", lambda: check_certificate(cfg))
+    check = report.checks[0]
+    assert check.status == status and detail in check.detail and str(cfg.mqtt.tls.cert_file) in check.detail
+    if status != "pass":
+        assert "appliance provision rotate" in check.advice
+    # A warning is still ready to deploy, and the verdict says to look at it; an expired one is red.
+    assert report.ok is (status != "fail")
+    assert report.ready_to_deploy is (status != "fail")
+    if status == "warn":
+        assert report.text().splitlines()[0].startswith(f"[WARN] certificate  {cfg.mqtt.tls.cert_file}: 29 days")
+        assert report.verdict() == "GREEN: ready to deploy, but see the 1 WARN line(s)"
+
+
+def test_selftest_certificate_check_without_a_certificate_or_a_broker(tmp_path: Path) -> None:
+    password_login = load_config(overrides={"mqtt": {"url": "mqtts://localhost:8883", "username": "cam"}})
+    assert "no client certificate" in check_certificate(password_login)
+    with pytest.raises(SkipCheck, match="no broker configured"):
+        check_certificate(load_config())
