@@ -4,7 +4,8 @@ broker uses as the MQTT user name (``use_identity_as_username``), so the ACL con
 to its own topics.
 
 Keys are EC P-256 and are written with mode 0600 (fixed even on a file that already exists).
-Keep ``ca.key`` offline once devices are provisioned.
+Keep ``ca.key`` offline once devices are provisioned. The site's revocation list is crl.py's; a
+device's certificates over its life (renewal, revocation) are identity.py's.
 """
 
 from __future__ import annotations
@@ -174,8 +175,8 @@ def init_site(directory: Path, broker_names: Sequence[str], broker_ips: Sequence
         write_pem(directory / "ca.crt", ca_cert),
         write_pem(directory / "server.key", key),
         write_pem(directory / "server.crt", cert),
-        # Empty at first; the shipped broker config names it (crlfile), and Mosquitto refuses
-        # every client certificate when a configured CRL is missing.
+        # Empty at first; the shipped broker config names it (crlfile), and Mosquitto does not
+        # start when a configured CRL is missing.
         write_crl(directory, ca_key, ca_cert, []),
     ]
 
