@@ -4,7 +4,8 @@ Each check is independent and says in one line what it found and, when it is not
 line of advice. The verdict:
 
 * ``RED``: at least one check failed (exit code 1);
-* ``GREEN: ready to deploy``: every check passed;
+* ``GREEN: ready to deploy``: every check passed (a ``WARN``, such as a device certificate
+  expiring within 30 days, is still ready, with the warning repeated in the verdict);
 * ``GREEN`` with a note: nothing failed but some check could not be made (``SKIP``, e.g. the clock
   state is unknowable in this environment, or ``--skip``): confirm those by hand.
 
@@ -31,7 +32,7 @@ from appliance.resources import data_file
 if TYPE_CHECKING:
     from appliance.capture import RawFrame
 
-Status = Literal["pass", "fail", "skip"]
+Status = Literal["pass", "warn", "fail", "skip"]
 
 # Checks ``--skip`` may leave out (for a lab bench or CI without a camera or NTP); the others
 # (config, notice, models, anonymizer) are never skipped.
@@ -42,6 +43,7 @@ CAMERA_MIN_SPAN_S = 2.0  # ...spread over at least this much source time, when t
 BLACK_MEAN_LEVEL = 12.0  # grey level: a capped lens or a dead sensor
 UNIFORM_STD = 2.0  # grey-level spread: no picture at all (one colour)
 OUTBOX_FREE_FACTOR = 2  # SQLite needs room for the queue plus its journal
+CERT_WARN_DAYS = 30  # time to get a renewed certificate onto a pole before the broker refuses it
 
 
 @dataclass
@@ -63,7 +65,7 @@ class SelftestReport:
 
     @property
     def ready_to_deploy(self) -> bool:
-        return all(c.status == "pass" for c in self.checks)
+        return all(c.status in ("pass", "warn") for c in self.checks)
 
     def to_dict(self) -> dict:
         return {
@@ -77,12 +79,13 @@ class SelftestReport:
         if not self.ok:
             return "RED: fix the FAIL lines above before deploying"
         if self.ready_to_deploy:
-            return "GREEN: ready to deploy"
+            warned = sum(c.status == "warn" for c in self.checks)
+            return f"GREEN: ready to deploy, but see the {warned} WARN line(s)" if warned else "GREEN: ready to deploy"
         skipped = sum(c.status == "skip" for c in self.checks)
         return f"GREEN, but {skipped} check(s) could not be made: confirm the SKIP lines by hand before deploying"
 
     def text(self) -> str:
-        marks = {"pass": "PASS", "fail": "FAIL", "skip": "SKIP"}
+        marks = {"pass": "PASS", "warn": "WARN", "fail": "FAIL", "skip": "SKIP"}
         lines = []
         for c in self.checks:
             lines.append(f"[{marks[c.status]}] {c.name:<12} {c.detail}")
@@ -104,6 +107,10 @@ class SkipCheck(CheckFailed):
     pass
 
 
+class CheckWarning(CheckFailed):
+    """Nothing is wrong yet, but will be soon without action (still ready to deploy)."""
+
+
 def _run(report: SelftestReport, name: str, fn: Callable[[], str], advice: str = "") -> bool:
     """Run one check; it returns a detail line, or raises to fail (``advice``: the default advice)."""
     start = time.monotonic()
@@ -113,6 +120,8 @@ def _run(report: SelftestReport, name: str, fn: Callable[[], str], advice: str =
         detail = fn()
     except SkipCheck as skip:
         status, detail, hint = "skip", str(skip), skip.advice
+    except CheckWarning as warning:
+        status, detail, hint = "warn", str(warning), warning.advice
     except CheckFailed as failed:
         status, detail, hint = "fail", str(failed), failed.advice or advice
     except Exception as exc:  # every failure becomes one red line, never a traceback
@@ -268,6 +277,26 @@ def check_broker(cfg: ApplianceConfig, timeout_s: float) -> str:
     return publish_probe(cfg.mqtt, cfg.device_id, timeout_s=timeout_s)
 
 
+def check_certificate(cfg: ApplianceConfig) -> str:
+    """Days left of the client certificate the device logs in to the broker with."""
+    if not cfg.mqtt.url:
+        raise SkipCheck("not used: no broker configured", "")
+    path = cfg.mqtt.tls.cert_file
+    if not path:
+        return "no client certificate (mqtt.tls.cert_file): nothing of the broker login expires here"
+    from appliance.publish.certificate import days_left, load_certificate, not_valid_after
+
+    cert = load_certificate(path)
+    left, until = days_left(cert), not_valid_after(cert).strftime("%Y-%m-%d")
+    renew = "ask the integrator for a renewed certificate (appliance provision rotate <id>) and install it"
+    if left < 0:
+        raise CheckFailed(f"{path}: expired on {until}: the broker refuses this device", renew)
+    found = f"{path}: {left} days left (valid until {until})"
+    if left < CERT_WARN_DAYS:
+        raise CheckWarning(found, renew)
+    return found
+
+
 # --------------------------------------------------------------------------- the run
 
 
@@ -328,6 +357,7 @@ def run_selftest(
         ("time", check_time, ""),
         ("outbox", lambda: check_outbox(cfg), "disk full or read-only SD card"),
         ("broker", lambda: check_broker(cfg, source_timeout_s), "URL, CA file, device certificate, broker ACL"),
+        ("certificate", lambda: check_certificate(cfg), "mqtt.tls.cert_file: the PEM file from the bundle"),
     ]
     for name, fn, advice in checks:
         _run(report, name, skipped(name) if name in skip else fn, advice)

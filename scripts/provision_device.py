@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """Kept for existing scripts: the site PKI now lives in ``appliance.provision`` and its command is
-``appliance provision`` (init, device, batch, client). This file forwards to it:
+``appliance provision`` (init, device, batch, client, rotate, revoke). This file forwards to it:
 
     python scripts/provision_device.py init --dir pki --broker-name broker.example.org
-    python scripts/provision_device.py device cam-0001 --dir pki --board rpi4 --broker-url mqtts://broker.example.org:8883
+    python scripts/provision_device.py device cam-0001 --dir pki --board rpi4 --source /dev/video0 \
+        --broker-url mqtts://broker.example.org:8883
     python scripts/provision_device.py client control-room --dir pki
 """
 

@@ -23,6 +23,7 @@ from appliance.provision.site import device_site_config, render_site_yaml
 from appliance.resources import systemd_dir
 
 BROKER = "mqtts://broker.example.org:8883"
+CAMERA = "rtsp://10.0.1.7/stream1"
 
 
 def mode(path: Path) -> int:
@@ -83,7 +84,8 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
 
 def test_missing_pki_folder_is_one_line_and_exit_2(tmp_path: Path) -> None:
     missing = tmp_path / "no-such-pki"
-    for args in (["device", "cam-1", "--board", "rpi4", "--broker-url", BROKER], ["client", "control-room"]):
+    for args in (["device", "cam-1", "--board", "rpi4", "--source", CAMERA, "--broker-url", BROKER],
+                 ["client", "control-room"]):
         proc = run_cli("provision", *args, "--dir", str(missing), "-o", str(tmp_path / "b")) if args[0] == "device" \
             else run_cli("provision", *args, "--dir", str(missing))
         assert proc.returncode == 2, proc.stderr
@@ -116,7 +118,7 @@ def test_init_writes_keys_0600_and_refuses_a_second_ca(tmp_path: Path) -> None:
 def test_device_bundle_holds_a_validated_config_keys_unit_acl_and_installer(site_pki: Path, tmp_path: Path) -> None:
     zones = zones_file(tmp_path)
     out = tmp_path / "bundles"
-    assert main(["provision", "device", "cam-0007", "--dir", str(site_pki), "--board", "rpi4",
+    assert main(["provision", "device", "cam-0007", "--dir", str(site_pki), "--board", "rpi4", "--source", CAMERA,
                  "--zones", str(zones), "--broker-url", BROKER, "-o", str(out)]) == 0
     bundle = out / "cam-0007.tar.gz"
     assert mode(bundle) == 0o600  # it carries the private key
@@ -135,6 +137,7 @@ def test_device_bundle_holds_a_validated_config_keys_unit_acl_and_installer(site
     site_path.write_bytes(members["cam-0007/site.yaml"][1])
     cfg = load_config(site_path)
     assert cfg.device_id == "cam-0007" and cfg.profile.name == "rpi4"
+    assert cfg.capture.source == CAMERA  # the camera is part of the bundle, named explicitly
     assert [z.name for z in cfg.zones] == ["entrance"] and [ln.name for ln in cfg.lines] == ["gate"]
     assert cfg.mqtt.url == BROKER
     assert cfg.mqtt.tls.key_file == "/etc/crowd-appliance/tls/cam-0007.key"
@@ -159,7 +162,7 @@ def test_a_bad_zones_file_is_named_and_nothing_is_minted(
     site_pki: Path, tmp_path: Path, capsys: pytest.CaptureFixture, zones_text: str, expected: str
 ) -> None:
     zones = zones_file(tmp_path, zones_text)
-    code = main(["provision", "device", "cam-badzones", "--dir", str(site_pki), "--board", "rpi4",
+    code = main(["provision", "device", "cam-badzones", "--dir", str(site_pki), "--board", "rpi4", "--source", CAMERA,
                  "--zones", str(zones), "--broker-url", BROKER, "-o", str(tmp_path / "b")])
     assert code == 2
     assert expected in capsys.readouterr().err
@@ -167,7 +170,7 @@ def test_a_bad_zones_file_is_named_and_nothing_is_minted(
 
 
 def test_unknown_board_lists_the_known_ones(site_pki: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    assert main(["provision", "device", "cam-x", "--dir", str(site_pki), "--board", "rpi9",
+    assert main(["provision", "device", "cam-x", "--dir", str(site_pki), "--board", "rpi9", "--source", CAMERA,
                  "--broker-url", BROKER, "-o", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "rpi9" in err and "rpi4" in err
@@ -184,13 +187,14 @@ def test_unknown_board_lists_the_known_ones(site_pki: Path, tmp_path: Path, caps
         (["--broker-url", "mqtts://:8883"], "--broker-url: 'mqtts://:8883': has no host"),
         (["--broker-url", BROKER, "--topic-prefix", "city/#"], "--topic-prefix: 'city/#': must be 1-64 of"),
         (["--broker-url", BROKER, "--source", ""], "--source: '': is empty"),
+        (["--broker-url", BROKER, "--source", " "], "--source: ' ': is empty (the camera this device counts"),
     ],
 )
 def test_a_bad_option_is_named_as_typed_not_as_a_field_of_the_generated_site_file(
     site_pki: Path, tmp_path: Path, capsys: pytest.CaptureFixture, options: list, expected: str
 ) -> None:
-    code = main(["provision", "device", "cam-opt", "--dir", str(site_pki), "--board", "rpi4", *options,
-                 "-o", str(tmp_path / "b")])
+    code = main(["provision", "device", "cam-opt", "--dir", str(site_pki), "--board", "rpi4", "--source", CAMERA,
+                 *options, "-o", str(tmp_path / "b")])
     assert code == 2
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"appliance: error: {expected}"), lines
@@ -198,8 +202,32 @@ def test_a_bad_option_is_named_as_typed_not_as_a_field_of_the_generated_site_fil
     assert not (site_pki / "devices" / "cam-opt").exists() and not (tmp_path / "b").exists()
 
 
+def test_a_device_without_a_camera_is_refused_and_only_an_explicit_sample_is_a_bench_device(
+    site_pki: Path, tmp_path: Path
+) -> None:
+    """Without --source the bundle would run the demo clip and publish its counts as the square's."""
+    args = ["provision", "device", "cam-nocam", "--dir", str(site_pki), "--board", "rpi4", "--broker-url", BROKER,
+            "-o", str(tmp_path / "b")]
+    proc = run_cli(*args)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert lines == ["appliance: error: --source: is required (the camera this device counts: /dev/video0, "
+                     "rtsp://user@camera/stream, a pipeline; 'sample' only on a bench)"]
+    assert not (site_pki / "devices" / "cam-nocam").exists() and not (tmp_path / "b").exists()
+
+    assert main([*args, "--source", "sample"]) == 0
+    site = yaml.safe_load(bundle_members(tmp_path / "b" / "cam-nocam.tar.gz")["cam-nocam/site.yaml"][1])
+    assert site["capture"] == {"source": "sample"}
+
+
+def test_the_help_says_the_source_is_required() -> None:
+    proc = run_cli("provision", "device", "--help")
+    assert "default: the board's" not in proc.stdout
+    assert "required: this device's camera" in " ".join(proc.stdout.split())
+
+
 def test_a_generated_site_file_that_fails_a_rule_across_options_names_the_bundle_file_not_a_temporary_one() -> None:
-    site = device_site_config("cam-rule", "rpi4", BROKER)
+    site = device_site_config("cam-rule", "rpi4", BROKER, source=CAMERA)
     site["zones"] = [{"name": "a", "polygon": [[0, 0], [1, 0]]}]  # as if two valid inputs clashed
     with pytest.raises(InputError) as err:
         render_site_yaml(site)
@@ -207,7 +235,7 @@ def test_a_generated_site_file_that_fails_a_rule_across_options_names_the_bundle
 
 
 def test_rebuilding_a_bundle_needs_force_and_then_rekeys(site_pki: Path, tmp_path: Path) -> None:
-    args = ["provision", "device", "cam-again", "--dir", str(site_pki), "--board", "rpi5",
+    args = ["provision", "device", "cam-again", "--dir", str(site_pki), "--board", "rpi5", "--source", CAMERA,
             "--broker-url", BROKER, "-o", str(tmp_path)]
     assert main(args) == 0
     key = site_pki / "devices/cam-again/cam-again.key"
@@ -225,7 +253,7 @@ def test_the_site_transparency_file_goes_into_every_bundle_and_a_bad_one_is_name
     notice = tmp_path / "transparency.yaml"
     notice.write_text("transparency:\n  operator_name: City of Example\n  contact_url: https://example.org/cams\n")
     csv_path = tmp_path / "devices.csv"
-    csv_path.write_text("id,board,zones\nsq-1,rpi4,\nsq-2,rpi5,\n")
+    csv_path.write_text("id,board,source,zones\nsq-1,rpi4,/dev/video0,\nsq-2,rpi5,/dev/video0,\n")
     out = tmp_path / "bundles"
     assert main(["provision", "batch", str(csv_path), "--dir", str(site_pki), "--broker-url", BROKER,
                  "-o", str(out), "--transparency", str(notice)]) == 0
@@ -235,11 +263,11 @@ def test_the_site_transparency_file_goes_into_every_bundle_and_a_bad_one_is_name
 
     # The file holds the transparency section only, validated like any site file.
     notice.write_text("transparency:\n  operator_name: City of Example\nzones: []\n")
-    code = main(["provision", "device", "sq-3", "--dir", str(site_pki), "--board", "rpi4",
+    code = main(["provision", "device", "sq-3", "--dir", str(site_pki), "--board", "rpi4", "--source", CAMERA,
                  "--broker-url", BROKER, "-o", str(out), "--transparency", str(notice)])
     assert code == 2 and f"{notice}: zones: unknown key" in capsys.readouterr().err
     notice.write_text("transparency:\n  operator: City of Example\n")
-    code = main(["provision", "device", "sq-3", "--dir", str(site_pki), "--board", "rpi4",
+    code = main(["provision", "device", "sq-3", "--dir", str(site_pki), "--board", "rpi4", "--source", CAMERA,
                  "--broker-url", BROKER, "-o", str(out), "--transparency", str(notice)])
     assert code == 2 and f"{notice}: transparency.operator" in capsys.readouterr().err
     assert not (site_pki / "devices" / "sq-3").exists()
@@ -250,18 +278,22 @@ def test_batch_checks_every_row_before_minting_any(
 ) -> None:
     zones_file(tmp_path)
     csv_path = tmp_path / "devices.csv"
-    csv_path.write_text("id,board,zones\nlot-1,rpi4,zones.yaml\nlot-2,jetson-orin,\nlot-3,rpi9,\n")
+    csv_path.write_text("id,board,source,zones\nlot-1,rpi4,/dev/video0,zones.yaml\n"
+                        "lot-2,jetson-orin,rtsp://10.0.1.8/s,\nlot-3,rpi9,/dev/video0,\n")
     out = tmp_path / "bundles"
     args = ["provision", "batch", str(csv_path), "--dir", str(site_pki), "--broker-url", BROKER, "-o", str(out)]
     assert main(args) == 2
     assert "rpi9" in capsys.readouterr().err
     assert not (site_pki / "devices" / "lot-1").exists() and not out.exists()
 
-    csv_path.write_text("id,board,zones\nlot-1,rpi4,zones.yaml\nlot-2,jetson-orin,\n")
+    csv_path.write_text("id,board,source,zones\nlot-1,rpi4,/dev/video0,zones.yaml\nlot-2,jetson-orin,rtsp://10.0.1.8/s,\n")
     assert main(args) == 0
     assert sorted(p.name for p in out.iterdir()) == ["lot-1.tar.gz", "lot-2.tar.gz"]
     site = yaml.safe_load(bundle_members(out / "lot-1.tar.gz")["lot-1/site.yaml"][1])
     assert site["board"] == "rpi4" and site["zones"][0]["name"] == "entrance"
+    assert site["capture"] == {"source": "/dev/video0"}
+    lot2 = yaml.safe_load(bundle_members(out / "lot-2.tar.gz")["lot-2/site.yaml"][1])
+    assert lot2["capture"] == {"source": "rtsp://10.0.1.8/s"}
     assert "zones" not in yaml.safe_load(bundle_members(out / "lot-2.tar.gz")["lot-2/site.yaml"][1])
     # A second run would re-key all 50 cameras: refused as a whole.
     assert main(args) == 2
@@ -271,11 +303,15 @@ def test_batch_checks_every_row_before_minting_any(
     ("csv_text", "expected"),
     [
         ("name,board\na,rpi4\n", "missing column 'id'"),
-        ("id,board,zones\na,rpi4,\na,rpi5,\n", "line 3: duplicate device id 'a'"),
-        ("id,board,zones\na,rpi4,missing.yaml\n", "line 2: zones file not found"),
-        ("id,board,zones\n", "no devices listed"),
-        ("id,board,zones\nok,rpi4,\nbad id,rpi4,\n", "line 3: 'bad id': a device id is"),
-        ("id,board,zones\nok,rpi9,\n", "line 2: board: unknown board profile 'rpi9'"),
+        ("id,board,source,zones\na,rpi4,0,\na,rpi5,0,\n", "line 3: duplicate device id 'a'"),
+        ("id,board,source,zones\na,rpi4,0,missing.yaml\n", "line 2: zones file not found"),
+        ("id,board,source,zones\n", "no devices listed"),
+        ("id,board,source,zones\nok,rpi4,0,\nbad id,rpi4,0,\n", "line 3: 'bad id': a device id is"),
+        ("id,board,source,zones\nok,rpi9,0,\n", "line 2: board: unknown board profile 'rpi9'"),
+        # The camera is part of each device's identity: no column, or an empty cell, is refused.
+        ("id,board,zones\nok,rpi4,\n", "missing column 'source' (header must be: id,board,source,zones)"),
+        ("id,board,source,zones\nok,rpi4,0,\nnocam,rpi4,,\n", "line 3: source: is required (the camera"),
+        ("id,board,source\nbench,rpi4,sample\nnocam,rpi4, \n", "line 3: source: is required"),
     ],
 )
 def test_batch_csv_errors_name_the_file_and_line(

@@ -98,7 +98,7 @@ def test_bundle_installs_into_a_root_and_passes_selftest_over_mtls(
     port = free_port()
     notice = tmp_path / "transparency.yaml"
     notice.write_text("transparency:\n  operator_name: City of Example\n  contact_email: privacy@example.org\n")
-    assert main(["provision", "device", DEVICE, "--dir", str(site), "--board", "rpi4",
+    assert main(["provision", "device", DEVICE, "--dir", str(site), "--board", "rpi4", "--source", "sample",
                  "--broker-url", f"mqtts://localhost:{port}", "-o", str(out), "--transparency", str(notice)]) == 0
     unpacked = tmp_path / "unpacked"
     with tarfile.open(out / f"{DEVICE}.tar.gz") as tar:
@@ -160,7 +160,7 @@ def test_bundle_installs_into_a_root_and_passes_selftest_over_mtls(
     # A bundle from another site's CA over the same install: the broker refuses it, and it says red.
     other = tmp_path / "other-pki"
     assert main(["provision", "init", "--dir", str(other), "--broker-name", "localhost"]) == 0
-    assert main(["provision", "device", DEVICE, "--dir", str(other), "--board", "rpi4",
+    assert main(["provision", "device", DEVICE, "--dir", str(other), "--board", "rpi4", "--source", "sample",
                  "--broker-url", f"mqtts://localhost:{broker.port}", "-o", str(tmp_path / "other")]) == 0
     with tarfile.open(tmp_path / "other" / f"{DEVICE}.tar.gz") as tar:
         tar.extractall(tmp_path / "other-unpacked", filter="data")
@@ -174,7 +174,7 @@ def test_bundle_installs_into_a_root_and_passes_selftest_over_mtls(
     [(["--bogus"], "unknown option --bogus"), (["--root", "/no/such/root"], "--root /no/such/root: no such folder")],
 )
 def test_install_script_usage_errors_exit_2(tmp_path: Path, site: Path, args: list, expected: str) -> None:
-    assert main(["provision", "device", "cam-u", "--dir", str(site), "--board", "rpi4",
+    assert main(["provision", "device", "cam-u", "--dir", str(site), "--board", "rpi4", "--source", "sample",
                  "--broker-url", "mqtts://localhost:8883", "-o", str(tmp_path)]) == 0
     with tarfile.open(tmp_path / "cam-u.tar.gz") as tar:
         tar.extractall(tmp_path, filter="data")

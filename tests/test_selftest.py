@@ -186,7 +186,7 @@ def test_a_deployed_device_with_mutual_tls_is_green(tmp_path: Path, tls_mosquitt
     report = json.loads(proc.stdout)
     got = statuses(report)
     assert {k: v for k, v in got.items() if k != "time"} == dict.fromkeys(
-        ["config", "notice", "models", "anonymizer", "camera", "outbox", "broker"], "pass"
+        ["config", "notice", "models", "anonymizer", "camera", "outbox", "broker", "certificate"], "pass"
     ), report
     broker = next(c for c in report["checks"] if c["name"] == "broker")
     assert "PUBACK" in broker["detail"] and "crowdmon/device-a/selftest" in broker["detail"]

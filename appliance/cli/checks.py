@@ -4,13 +4,38 @@ from __future__ import annotations
 
 import argparse
 import json
-from typing import Any
+import sys
+from typing import Any, List
 
 from appliance.cli.common import add_config, load, load_runnable, overrides, print_json
 from appliance.errors import InputError
 
 
+def _problems(exc: InputError) -> List[Any]:
+    """Every error ``exc`` stands for: all of a config's schema errors, or the one it is."""
+    from appliance.config.loader import ConfigErrors, ConfigProblem
+
+    if isinstance(exc, ConfigErrors):
+        return exc.problems
+    return [ConfigProblem(exc.path, exc.field, exc.message)]
+
+
 def cmd_config_validate(args: argparse.Namespace) -> int:
+    """Every error of the file, one line each on stderr (``--json``: as JSON on stdout); exit 2."""
+    try:
+        return _validate(args)
+    except InputError as exc:
+        problems = _problems(exc)
+        if args.json:
+            print_json({"ok": False, "file": args.file or args.config,
+                        "errors": [{"file": p.file, "field": p.field, "message": p.message} for p in problems]})
+        else:
+            for problem in problems:
+                print(f"appliance: error: {' '.join(problem.line().split())}", file=sys.stderr)
+        return exc.exit_code
+
+
+def _validate(args: argparse.Namespace) -> int:
     from appliance.config import config_hash
     from appliance.config.loader import config_label
 
@@ -63,7 +88,9 @@ def add_parsers(sub: Any) -> None:
     )
     v.add_argument("file", nargs="?", metavar="FILE", help="site config YAML (or --config FILE)")
     add_config(v)
-    v.add_argument("--json", action="store_true", help="the result as one JSON object")
+    v.add_argument("--json", action="store_true",
+                   help="the result as one JSON object on stdout, errors too ({ok, file, errors: [{file, field, "
+                   "message}]}, exit 2)")
     v.set_defaults(func=cmd_config_validate)
     s = csub.add_parser("schema", help="print the JSON Schema of the site config")
     s.set_defaults(func=cmd_config_schema)

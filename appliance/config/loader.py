@@ -2,19 +2,25 @@
 
 Errors come out as one line naming the file and the dotted field, e.g.
 ``site.yaml: zones.0.max_people: Input should be greater than or equal to 0``, whatever the file
-holds: non-UTF-8 bytes, YAML errors, duplicate keys, hostile nesting or size.
+holds: non-UTF-8 bytes, YAML errors, duplicate keys, hostile nesting or size. A file with several
+schema errors raises :class:`ConfigErrors`, which holds every one (``config validate`` lists them;
+other commands show the first and how many more); an unknown key names the nearest known key of
+its section ("did you mean ...").
 """
 
 from __future__ import annotations
 
 import copy
+import difflib
 import hashlib
 import json
+import types
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Hashable, List, Mapping, Optional, Tuple
+from typing import Annotated, Any, Dict, Hashable, List, Mapping, Optional, Sequence, Tuple, Union, get_args, get_origin
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from appliance.config.schema import ApplianceConfig, BoardProfile, SiteConfig
 from appliance.errors import InputError
@@ -118,26 +124,97 @@ def _read_yaml(path: Path) -> dict:
     return data
 
 
-def _first_error(exc: ValidationError, source: str, prefix: str = "") -> InputError:
-    errors = exc.errors()
-    err = errors[0]
+@dataclass(frozen=True)
+class ConfigProblem:
+    """One error in a config: the file (or how it was given), the dotted field, what is wrong."""
+
+    file: Optional[str]
+    field: Optional[str]
+    message: str
+
+    def line(self) -> str:
+        return ": ".join(p for p in (self.file, self.field, self.message) if p)
+
+
+class ConfigErrors(InputError):
+    """Every schema error of one config. ``str()`` is still one line: the first error and how many
+    more there are (``appliance config validate`` lists them all)."""
+
+    def __init__(self, problems: Sequence[ConfigProblem]) -> None:
+        first = problems[0]
+        more = len(problems) - 1
+        message = first.message + (f" (and {more} more error{'s' if more > 1 else ''}: appliance config validate "
+                                   "lists them)" if more else "")
+        super().__init__(message, path=first.file, field=first.field)
+        self.problems = list(problems)
+
+
+_UNION_TYPE = getattr(types, "UnionType", None)  # ``X | Y`` (Python 3.10+; boards may run 3.9)
+
+
+def _members(annotation: Any) -> List[Any]:
+    """The types an annotation allows: Optional/Union members, Annotated unwrapped."""
+    origin = get_origin(annotation)
+    if origin is Annotated:
+        return _members(get_args(annotation)[0])
+    if origin is Union or origin is _UNION_TYPE:
+        return [m for arg in get_args(annotation) for m in _members(arg)]
+    return [annotation]
+
+
+def _section_keys(model: type, loc: Sequence[Any]) -> List[str]:
+    """The keys the section at ``loc`` (below ``model``) accepts; empty when it cannot be told."""
+    current: Any = model
+    parts = list(loc)
+    while True:
+        options = [m for m in _members(current) if m is not type(None)]
+        models = [m for m in options if isinstance(m, type) and issubclass(m, BaseModel)]
+        containers = [m for m in options if get_origin(m) in (list, tuple, set, frozenset, dict)]
+        if not parts:
+            if len(models) != 1:
+                return []
+            fields = models[0].model_fields
+            return [f.alias or name for name, f in fields.items()]
+        part = parts.pop(0)
+        if containers and (isinstance(part, int) or not models):
+            args = get_args(containers[0])
+            current = args[-1] if get_origin(containers[0]) is dict else (args[0] if args else Any)
+        elif len(models) == 1 and isinstance(part, str):
+            by_key = {f.alias or name: f for name, f in models[0].model_fields.items()}
+            if part not in by_key:
+                return []
+            current = by_key[part].annotation
+        else:
+            named = [m for m in models if m.__name__ == part]  # pydantic names a union member in the path
+            if not named:
+                return []
+            current = named[0]
+
+
+def _problem(err: Any, source: str, model: type, prefix: str = "") -> ConfigProblem:
     parts = ([prefix] if prefix else []) + list(err["loc"])
     loc = ".".join(p if isinstance(p, str) and p.isprintable() else repr(p) for p in parts)
     msg = err["msg"].removeprefix("Value error, ")
     value = err.get("input")
     if err["type"] == "extra_forbidden":
         msg = "unknown key"
+        key = err["loc"][-1] if err["loc"] else None
+        if isinstance(key, str):
+            near = difflib.get_close_matches(key, _section_keys(model, err["loc"][:-1]), n=1, cutoff=0.6)
+            if near:
+                msg += f" (did you mean {near[0]!r}?)"
     elif err["type"] in ("int_type", "float_type") and isinstance(value, (bool, str)):
         # Strict numbers: say why a familiar-looking value is refused.
         shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
         msg = f"{msg}, not {'a boolean' if isinstance(value, bool) else 'a string'} ({shown})"
     elif err["type"] in ("model_type", "dict_type"):
         msg = "must be a section (key: value lines), not a single value or a list"
-    more = len(errors) - 1
-    if more:
-        msg += f" (and {more} more error{'s' if more > 1 else ''})"
     # Errors of a whole section (no loc) already name their field in the message.
-    return InputError(one_line(msg), path=source, field=one_line(loc) or None)
+    return ConfigProblem(source, one_line(loc) or None, one_line(msg))
+
+
+def _errors(exc: ValidationError, source: str, model: type, prefix: str = "") -> ConfigErrors:
+    return ConfigErrors([_problem(err, source, model, prefix) for err in exc.errors()])
 
 
 def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict:
@@ -163,9 +240,9 @@ def load_board_profile(name: str, overrides: Optional[Mapping[str, Any]] = None,
         first = exc.errors()[0]["loc"]
         if overrides and source and first and first[0] in overrides:
             # The site's override is at fault: name the site file and its board_overrides field.
-            raise _first_error(exc, source, prefix="board_overrides") from None
+            raise _errors(exc, source, BoardProfile, prefix="board_overrides") from None
         label = f"{path} (with board_overrides from {source})" if overrides and source else str(path)
-        raise _first_error(exc, label) from None
+        raise _errors(exc, label, BoardProfile) from None
 
 
 def config_label(path: Optional[str | Path] = None, overrides: Optional[Mapping[str, Any]] = None) -> str:
@@ -184,12 +261,12 @@ def load_config(path: Optional[str | Path] = None, overrides: Optional[Mapping[s
     try:
         site = SiteConfig.model_validate(data)
     except ValidationError as exc:
-        raise _first_error(exc, source) from None
+        raise _errors(exc, source, SiteConfig) from None
     profile = load_board_profile(site.board, site.board_overrides, source=source)
     try:
         return ApplianceConfig(**site.model_dump(), profile=profile)
     except ValidationError as exc:  # a rule across the site and its board (each is valid alone)
-        raise _first_error(exc, source) from None
+        raise _errors(exc, source, ApplianceConfig) from None
 
 
 def config_hash(cfg: ApplianceConfig) -> str:

@@ -1,6 +1,6 @@
-"""Batch provisioning: a CSV of devices (``id,board,zones``) for an integrator rolling out many
-cameras. Every row is checked before the first key is minted, so a bad row 37 does not leave a
-half-provisioned rollout behind."""
+"""Batch provisioning: a CSV of devices (``id,board,source,zones``) for an integrator rolling out
+many cameras; each row names its own camera (there is no default source). Every row is checked
+before the first key is minted, so a bad row 37 does not leave a half-provisioned rollout behind."""
 
 from __future__ import annotations
 
@@ -12,8 +12,10 @@ from appliance.config import load_board_profile
 from appliance.errors import InputError
 from appliance.provision.bundle import DeviceSpec
 from appliance.provision.pki import check_id
+from appliance.provision.site import check_source
 
-COLUMNS = ("id", "board", "zones")
+COLUMNS = ("id", "board", "source", "zones")
+REQUIRED = ("id", "board", "source")
 
 
 def read_devices_csv(path: Path) -> List[DeviceSpec]:
@@ -26,7 +28,7 @@ def read_devices_csv(path: Path) -> List[DeviceSpec]:
         raise InputError(f"cannot read: {exc.strerror}", path=str(path)) from None
     reader = csv.DictReader(line for line in text.splitlines() if line.strip() and not line.startswith("#"))
     header = [h.strip() for h in reader.fieldnames or []]
-    missing = [c for c in COLUMNS[:2] if c not in header]
+    missing = [c for c in REQUIRED if c not in header]
     if missing:
         raise InputError(f"missing column {missing[0]!r} (header must be: {','.join(COLUMNS)})", path=str(path))
     specs: List[DeviceSpec] = []
@@ -39,6 +41,7 @@ def read_devices_csv(path: Path) -> List[DeviceSpec]:
         try:  # here, so the error names this file and line rather than the site config built from it
             check_id(row["id"])
             load_board_profile(row["board"])
+            check_source(row.get("source") or None, field="source")
         except InputError as exc:
             raise InputError(str(exc), path=str(path), field=where) from None
         if row["id"] in seen:
@@ -48,7 +51,7 @@ def read_devices_csv(path: Path) -> List[DeviceSpec]:
         zones_file = (path.parent / zones) if zones else None
         if zones_file is not None and not zones_file.is_file():
             raise InputError(f"zones file not found: {zones_file}", path=str(path), field=where)
-        specs.append(DeviceSpec(row["id"], row["board"], zones_file))
+        specs.append(DeviceSpec(row["id"], row["board"], row["source"], zones_file))
     if not specs:
         raise InputError("no devices listed", path=str(path))
     return specs

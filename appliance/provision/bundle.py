@@ -8,8 +8,9 @@
     <id>/appliance.service the systemd unit, copied from systemd/ when the bundle is built
     <id>/broker.acl        this device's lines for the control room's Mosquitto ACL
 
-The PKI folder keeps each device's key and certificate under ``devices/<id>/``; an existing key
-is never replaced without ``force``.
+The PKI folder keeps each device's key and certificate under ``devices/<id>/`` (see identity.py);
+an existing key is never replaced without ``force``, and ``rebundle`` builds a new bundle (new
+zones, new notice text) around the key and certificate the device already has.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from typing import List, Optional
 
 from appliance import __version__
 from appliance.errors import InputError
+from appliance.provision.crl import ensure_crl
+from appliance.provision.identity import bundled_identity, key_path
 from appliance.provision.pki import check_id, load_ca, mint_client
 from appliance.provision.site import acl_lines, device_site_config, render_site_yaml
 from appliance.resources import systemd_dir
@@ -37,6 +40,7 @@ class DeviceSpec:
 
     device_id: str
     board: str
+    source: Optional[str]  # the camera: part of the device's identity, never a default
     zones_file: Optional[Path] = None
 
 
@@ -53,16 +57,20 @@ def _add(tar: tarfile.TarFile, name: str, data: bytes, mode: int) -> None:
     tar.addfile(info, io.BytesIO(data))
 
 
-def check_device(pki_dir: Path, spec: DeviceSpec, *, force: bool, broker_url: str, source: Optional[str],
-                 topic_prefix: str, transparency_file: Optional[Path] = None) -> str:
+def check_device(pki_dir: Path, spec: DeviceSpec, *, force: bool, broker_url: str, topic_prefix: str,
+                 transparency_file: Optional[Path] = None, rebundle: bool = False) -> str:
     """Everything that can be wrong with ``spec``, checked before any key is minted; returns the site YAML."""
     check_id(spec.device_id)
     load_ca(pki_dir)
-    key_path = pki_dir / "devices" / spec.device_id / f"{spec.device_id}.key"
-    if key_path.exists() and not force:
-        raise InputError("exists; refusing to replace this device's key (use --force to re-key it)",
-                         path=str(key_path))
-    site = device_site_config(spec.device_id, spec.board, broker_url, zones_file=spec.zones_file, source=source,
+    key = key_path(pki_dir, spec.device_id)
+    if rebundle and force:
+        raise InputError("--rebundle keeps the device's key, --force replaces it: give one")
+    if rebundle:
+        bundled_identity(pki_dir, spec.device_id)  # exists, belongs together, not revoked or expired
+    elif key.exists() and not force:
+        raise InputError("exists; refusing to replace this device's key (--rebundle: a new bundle with this key "
+                         "and certificate; --force: re-key the device)", path=str(key))
+    site = device_site_config(spec.device_id, spec.board, broker_url, zones_file=spec.zones_file, source=spec.source,
                               topic_prefix=topic_prefix, transparency_file=transparency_file)
     return render_site_yaml(site)
 
@@ -73,19 +81,25 @@ def build_bundle(
     out_dir: Path,
     *,
     broker_url: str,
-    source: Optional[str] = None,
     topic_prefix: str = "crowdmon",
     force: bool = False,
+    rebundle: bool = False,
     transparency_file: Optional[Path] = None,
 ) -> Path:
-    """Mint the device's key and certificate and write ``out_dir/<id>.tar.gz`` (mode 0600: it holds the key)."""
-    site_yaml = check_device(pki_dir, spec, force=force, broker_url=broker_url, source=source,
+    """Mint the device's key and certificate (or, with ``rebundle``, take the ones it has) and write
+    ``out_dir/<id>.tar.gz`` (mode 0600: it holds the key)."""
+    site_yaml = check_device(pki_dir, spec, force=force, rebundle=rebundle, broker_url=broker_url,
                              topic_prefix=topic_prefix, transparency_file=transparency_file)
     unit = systemd_dir() / "appliance.service"
     if not unit.is_file():
         raise InputError("systemd unit not found", path=str(unit))
     dev = spec.device_id
-    crt, key = mint_client(pki_dir, dev, out=pki_dir / "devices" / dev, force=force)
+    ca_key, ca_cert = load_ca(pki_dir)
+    ensure_crl(pki_dir, ca_key, ca_cert)  # the broker config names it; a site made before it had none
+    if rebundle:
+        crt, key = bundled_identity(pki_dir, dev)
+    else:
+        crt, key = mint_client(pki_dir, dev, out=pki_dir / "devices" / dev, force=force)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{dev}.tar.gz"
     members: List[tuple] = [

@@ -4,7 +4,8 @@ broker uses as the MQTT user name (``use_identity_as_username``), so the ACL con
 to its own topics.
 
 Keys are EC P-256 and are written with mode 0600 (fixed even on a file that already exists).
-Keep ``ca.key`` offline once devices are provisioned.
+Keep ``ca.key`` offline once devices are provisioned. The site's revocation list is crl.py's; a
+device's certificates over its life (renewal, revocation) are identity.py's.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from appliance.errors import InputError
+from appliance.provision.crl import write_crl
 
 log = logging.getLogger("appliance.provision")
 
@@ -32,6 +34,8 @@ _CURVE = ec.SECP256R1()
 ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 KEY_MODE = 0o600
 CERT_MODE = 0o644
+LEAF_DAYS = 825  # about 27 months: the longest lifetime TLS clients commonly accept
+ISSUED_DIR = "issued"  # beside a client's key: a copy of every certificate it was given, for revocation
 
 
 def _name(cn: str, org: str) -> x509.Name:
@@ -80,10 +84,12 @@ def make_leaf(
     dns: Sequence[str] = (),
     ips: Sequence[str] = (),
     org: str = "crowd-appliance",
-    days: int = 825,
+    days: int = LEAF_DAYS,
+    key: Optional[Key] = None,
 ) -> Tuple[Key, x509.Certificate]:
-    """A server (broker) or client (device, control room) certificate signed by the site CA."""
-    key = ec.generate_private_key(_CURVE)
+    """A server (broker) or client (device, control room) certificate signed by the site CA; for
+    ``key`` (a renewal keeps the device's key) or a new one."""
+    key = key or ec.generate_private_key(_CURVE)
     builder = (
         x509.CertificateBuilder()
         .subject_name(_name(cn, org))
@@ -169,7 +175,21 @@ def init_site(directory: Path, broker_names: Sequence[str], broker_ips: Sequence
         write_pem(directory / "ca.crt", ca_cert),
         write_pem(directory / "server.key", key),
         write_pem(directory / "server.crt", cert),
+        # Empty at first; the shipped broker config names it (crlfile), and Mosquitto does not
+        # start when a configured CRL is missing.
+        write_crl(directory, ca_key, ca_cert, []),
     ]
+
+
+def serial_hex(cert: x509.Certificate) -> str:
+    return f"{cert.serial_number:x}"
+
+
+def write_client_cert(out: Path, cn: str, cert: x509.Certificate) -> Path:
+    """``out/<cn>.crt`` (the one in use) and a copy under ``out/issued/`` so that every certificate
+    this client was ever given can be revoked, also after a renewal replaced the file in use."""
+    write_pem(out / ISSUED_DIR / f"{serial_hex(cert)}.crt", cert)
+    return write_pem(out / f"{cn}.crt", cert)
 
 
 def mint_client(directory: Path, cn: str, *, out: Optional[Path] = None, force: bool = False) -> Tuple[Path, Path]:
@@ -186,4 +206,4 @@ def mint_client(directory: Path, cn: str, *, out: Optional[Path] = None, force: 
                              path=str(key_path))
         log.warning("replacing the key of %s (%s) on request (--force)", cn, key_path)
     key, cert = make_leaf(ca_key, ca_cert, cn, server=False)
-    return write_pem(out / f"{cn}.crt", cert), write_pem(key_path, key)
+    return write_client_cert(out, cn, cert), write_pem(key_path, key)

@@ -45,6 +45,22 @@ def _bad_option(option: str, value: str, problem: str) -> InputError:
     return InputError(f"{value!r}: {problem}", field=option)
 
 
+# What to say when a device has no camera: the source is part of its identity, so nothing falls
+# back to a default that would publish the demo clip's counts as if they were the site's.
+SOURCE_HINT = (
+    "the camera this device counts: /dev/video0, rtsp://user@camera/stream, a pipeline; 'sample' only on a bench"
+)
+
+
+def check_source(source: Optional[str], *, field: str = "--source") -> str:
+    """The device's camera, given explicitly (``sample``, the bundled clip, only when asked for)."""
+    if source is None:
+        raise InputError(f"is required ({SOURCE_HINT})", field=field)
+    if not source.strip():
+        raise _bad_option(field, source, f"is empty ({SOURCE_HINT})")
+    return source
+
+
 def check_options(broker_url: str, source: Optional[str], topic_prefix: str) -> None:
     """The command-line values that go into every device's site.yaml, each checked on its own so an
     error names the option the user typed, not the generated file."""
@@ -57,8 +73,7 @@ def check_options(broker_url: str, source: Optional[str], topic_prefix: str) -> 
         raise _bad_option("--broker-url", broker_url, str(exc)) from None
     if not re.match(TOPIC_PREFIX_PATTERN, topic_prefix):
         raise _bad_option("--topic-prefix", topic_prefix, "must be 1-64 of A-Z a-z 0-9 _ - and /")
-    if source is not None and not source.strip():
-        raise _bad_option("--source", source, "is empty (leave --source out to use the board's camera)")
+    check_source(source)
 
 
 def device_site_config(
@@ -66,16 +81,14 @@ def device_site_config(
     board: str,
     broker_url: str,
     *,
+    source: Optional[str],
     zones_file: Optional[Path] = None,
-    source: Optional[str] = None,
     topic_prefix: str = "crowdmon",
     transparency_file: Optional[Path] = None,
 ) -> Dict[str, Any]:
     load_board_profile(board)  # unknown board: one line listing the known ones
     check_options(broker_url, source, topic_prefix)
-    site: Dict[str, Any] = {"device_id": device_id, "board": board}
-    if source is not None:
-        site["capture"] = {"source": source}
+    site: Dict[str, Any] = {"device_id": device_id, "board": board, "capture": {"source": source}}
     if zones_file is not None:
         site.update(read_zones_file(zones_file))
     if transparency_file is not None:

@@ -269,6 +269,11 @@ class HealthMessage(Message):
         None, description="the audit log's head now: keep it, so a later rewrite or truncation on the device shows"
     )
     link: Optional[LinkHealth] = Field(None, description="broker link; filled in by the publisher")
+    cert_days_left: Optional[int] = Field(
+        None,
+        description="whole days until the device's TLS client certificate (its broker identity) expires, negative "
+        "once expired; null without a client certificate. Renew it well before 0: appliance provision rotate",
+    )
     uptime_s: NonNegative
 
 

@@ -249,7 +249,7 @@ class MqttLink:
                 # has completed, so a missing or refused device certificate shows up as the broker
                 # closing the connection instead of answering CONNECT. Retrying will not fix that.
                 hint = (
-                    "is the device certificate signed by the CA the broker trusts?"
+                    "is the device certificate signed by the CA the broker trusts, unexpired and not revoked?"
                     if self.cfg.tls.cert_file
                     else "the broker probably requires a device certificate (mqtt.tls.cert_file/key_file)"
                 )

@@ -39,6 +39,7 @@ from typing_extensions import NotRequired, TypedDict, Unpack
 
 from appliance.config.schema import MqttConfig, OutboxConfig, PublishConfig
 from appliance.publish.backoff import FullJitterBackoff
+from appliance.publish.certificate import client_cert_days_left
 from appliance.publish.delivery import DeliveryLoop
 from appliance.publish.egress import ApprovedPayload, EgressError, EgressPolicy, RetainedDocument
 from appliance.publish.envelope import Envelope
@@ -94,6 +95,7 @@ class _Base:
             raise ValueError("the birth message must be 'online'")
         self.device_id = device_id
         self.publish_cfg = publish
+        self.mqtt = mqtt
         self.policy = EgressPolicy(
             topic_prefix=mqtt.topic_prefix,
             device_id=device_id,
@@ -120,7 +122,8 @@ class _Base:
             # Birth and death are the publisher's: one per boot, with seqs reserved at start.
             raise EgressError("status_managed", "status is published by start() and close() only")
         if isinstance(msg, HealthMessage):
-            msg = fill_health(msg, self.stats(), stuck_after_s=self.publish_cfg.health_interval_s)
+            msg = fill_health(msg, self.stats(), stuck_after_s=self.publish_cfg.health_interval_s,
+                              cert_days_left=client_cert_days_left(self.mqtt))
         return msg
 
     def _fresh_death(self) -> ApprovedPayload:
@@ -188,7 +191,6 @@ class MqttPublisher(_Base):
 
     def __init__(self, *, outbox: OutboxConfig, **common: Unpack[PublisherArgs]) -> None:
         super().__init__(**common)
-        self.mqtt = common["mqtt"]
         self.outbox_cfg = outbox
         self.outbox = Outbox(
             outbox_path(outbox, self.device_id),

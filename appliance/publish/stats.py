@@ -60,10 +60,14 @@ class PublisherStats:
         return waiting and silent
 
 
-def fill_health(msg: HealthMessage, stats: PublisherStats, *, stuck_after_s: float) -> HealthMessage:
-    """``msg`` with ``outbox`` and ``link`` filled where left None, and ``ok`` downgraded to
-    ``degraded`` while delivery is stuck (``failed`` stays ``failed``)."""
+def fill_health(
+    msg: HealthMessage, stats: PublisherStats, *, stuck_after_s: float, cert_days_left: Optional[int] = None
+) -> HealthMessage:
+    """``msg`` with ``outbox``, ``link`` and ``cert_days_left`` filled where left None, and ``ok``
+    downgraded to ``degraded`` while delivery is stuck (``failed`` stays ``failed``)."""
     data = msg.model_dump()
+    if msg.cert_days_left is None:
+        data["cert_days_left"] = cert_days_left
     if msg.outbox is None:
         data["outbox"] = stats.to_health().model_dump()
     if msg.link is None:
