@@ -33,9 +33,11 @@ from paho.mqtt.enums import MQTTProtocolVersion
 
 from appliance.config.schema import MqttConfig
 from appliance.errors import BrokerError, DeliveryFailed
+from appliance.publish.anomaly_state import LatestState
 from appliance.publish.backoff import FullJitterBackoff
 from appliance.publish.egress import ApprovedPayload, EgressError, EgressPolicy
 from appliance.publish.lifecycle import Boot
+from appliance.publish.messages import AnomalyStateMessage
 from appliance.publish.mqtt_client import BrokerRejected, MqttLink
 from appliance.publish.outbox import Outbox, OutboxRow, is_transient
 from appliance.publish.writer import OutboxWriter
@@ -71,6 +73,7 @@ STABLE_S = 10.0
 _REPUBLISHED_BIRTH = 0
 _DEATH = -1
 _DOCUMENT = -2
+_STATE = -3
 
 
 class _GiveUp(Exception):
@@ -129,6 +132,7 @@ class DeliveryLoop:
         self._storage_failing_since: Optional[float] = None
         self._refused_now = False
         self._connected_at: Optional[float] = None
+        self._state = LatestState()
 
     # ------------------------------------------------------------------ control (other threads)
 
@@ -210,6 +214,10 @@ class DeliveryLoop:
         # Retained state (the notice, discovery configs) is re-published at every connect: a broker
         # restarted without persistence would otherwise have forgotten it.
         republish += [(document, _DOCUMENT) for document in self.documents]
+        # And the anomaly state: a clustered broker keeps retained messages per node, so a device
+        # that moved to another node would otherwise leave that node's subscribers with an old one.
+        if self._state.current is not None:
+            republish.append((self._state.current, _STATE))
         for payload, mark in republish:
             try:
                 self._inflight[self.link.publish(payload)] = mark
@@ -304,7 +312,10 @@ class DeliveryLoop:
                 # Expiry counts from when the window was queued, not from this (late) send.
                 expiry = int(self.mqtt.counts_expiry_s - (time.time() - row.created))
             # Only this boot's birth is the device's state; earlier boots' status rows are history.
-            retain = approved.retain and row.seq == self.boot.birth_seq
+            if approved.kind == AnomalyStateMessage.kind:
+                retain = self._state.retain(approved)
+            else:
+                retain = approved.retain and row.seq == self.boot.birth_seq
             try:
                 mid = self.link.publish(approved, expiry_s=expiry, retain=retain)
             except BrokerError:
@@ -348,6 +359,8 @@ class DeliveryLoop:
         self._refused_now = True
         if seq == _DOCUMENT:
             what = "a retained document"
+        elif seq == _STATE:
+            what = "our anomaly state"
         else:
             what = "our status" if seq <= 0 or seq == self.boot.birth_seq else f"seq {seq}"
         exc = BrokerRejected(

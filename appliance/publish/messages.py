@@ -252,6 +252,47 @@ class AnomalyMessage(Message):
         return v
 
 
+# Active anomalies one state message lists (the egress policy's array bound); more are counted.
+MAX_ACTIVE_LISTED = 32
+
+
+class ActiveAnomaly(Value):
+    """One anomaly flag raised and not cleared: its raise, as the ``anomalies`` message carried it."""
+
+    type: AnomalyType
+    event_id: str = Field(
+        pattern=r"^[0-9a-f]{32}$",
+        description="the event_id of the anomalies message that raised it (and will clear it)",
+    )
+    zone: Optional[Name] = Field(None, description="the zone it concerns; null for a device-wide flag")
+    since: UtcDatetime = Field(description="when the condition started")
+    severity: Severity = Field("warning", description="severity of the raise")
+    value: float = Field(description="the measured value that raised it (people, people/m², a ratio, ...)")
+    threshold: Optional[float] = Field(None, description="the configured limit it crossed; null when none applies")
+    baseline: Optional[float] = Field(None, description="the learned baseline it was compared with; null when none")
+    reason: str = Field("", max_length=160, description="the raise's short human-readable explanation")
+
+
+class AnomalyStateMessage(Message):
+    """The anomaly flags active now on one device, retained: what a late subscriber needs.
+
+    Published after every raise and every clear (replacing the retained one), and with an empty
+    ``active`` list right after each birth: a new boot starts with no flag raised, so a restart
+    clears the old boot's flags for every subscriber, Home Assistant included. ``(boot_id, seq)``
+    orders states: a state with a lower one than a state already seen is old news.
+    """
+
+    kind: ClassVar[str] = "anomaly_state"
+    retain: ClassVar[bool] = True
+
+    active: List[ActiveAnomaly] = Field(
+        default_factory=list,
+        max_length=MAX_ACTIVE_LISTED,
+        description=f"every flag raised and not yet cleared in this boot, oldest first (at most {MAX_ACTIVE_LISTED})",
+    )
+    not_listed: Count = Field(0, description=f"active flags beyond the {MAX_ACTIVE_LISTED} listed (the newest ones)")
+
+
 Stage = Literal["capture", "anonymize", "analyze", "publish"]
 
 
@@ -278,7 +319,7 @@ class HealthMessage(Message):
 
 
 MESSAGE_TYPES: Dict[str, Type[Message]] = {
-    cls.kind: cls for cls in (StatusMessage, CountsMessage, AnomalyMessage, HealthMessage)
+    cls.kind: cls for cls in (StatusMessage, CountsMessage, AnomalyMessage, HealthMessage, AnomalyStateMessage)
 }
 
 
