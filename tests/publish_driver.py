@@ -9,9 +9,10 @@ Prints ``ready <boot_id>`` once the publisher has started and, with ``--announce
 sleep). With ``--zone-limit`` its config has an ``entrance`` zone with a people limit and Home
 Assistant discovery on (the retained documents published as ``appliance run`` does); with
 ``--raise-overcrowding`` it raises overcrowding there first and prints ``raised <seq>`` (the seq of
-the anomaly state that lists it). SIGTERM stops it cleanly (``offline`` published). With ``--drain`` it publishes nothing,
-waits until the outbox is empty and stops cleanly. Like ``appliance run``, an ApplianceError ends
-it with one line on stderr and the error's exit code, and it calls ``check()`` on every message.
+the anomaly state that lists it). SIGTERM stops it cleanly (``offline`` published). With
+``--drain`` it publishes nothing, waits until the outbox is empty and stops cleanly. Like
+``appliance run``, an ApplianceError ends it with one line on stderr and the error's exit code, and
+it calls ``check()`` on every message.
 """
 
 from __future__ import annotations
@@ -25,9 +26,9 @@ import uuid
 from datetime import datetime, timedelta, timezone
 from typing import Optional, Sequence
 
+from appliance.app import retained_documents
 from appliance.config import config_hash, load_config
 from appliance.errors import ApplianceError
-from appliance.app import retained_documents
 from appliance.publish import AnomalyMessage, CountsMessage, CountStats, MqttPublisher, make_birth, make_publisher
 from appliance.transparency import build_notice
 

@@ -61,18 +61,33 @@ class ActiveAnomalies:
 
 
 class LatestState:
-    """The newest anomaly state this delivery loop has sent. Delivery thread only.
+    """Which anomaly state rows go out retained, and which one is re-published at every connect.
+    Delivery thread only.
 
     Rows go out in seq order, except that a reconnect resends what was not acknowledged: an older
-    state resent after a newer one must not replace the retained value, so it goes out unretained.
+    state resent after a newer one went out must not replace the retained value, so it goes out
+    unretained. Only an acknowledged state is re-published at a connect, ahead of the backlog: every
+    row before it has been acknowledged too, so subscribers still receive states in seq order.
     """
 
     def __init__(self) -> None:
-        self.current: Optional[ApprovedPayload] = None
+        self.current: Optional[ApprovedPayload] = None  # the newest state the broker acknowledged
+        self._newest_sent = 0
+        self._unacked: Dict[int, ApprovedPayload] = {}
 
     def retain(self, approved: ApprovedPayload) -> bool:
-        """Whether to send this state row retained; remembers it when it is the newest."""
-        if self.current is not None and approved.seq < self.current.seq:
+        """Whether to send this state row retained (it is the newest sent so far)."""
+        self._unacked[approved.seq] = approved
+        if approved.seq < self._newest_sent:
             return False
-        self.current = approved
+        self._newest_sent = approved.seq
         return True
+
+    def acked(self, seq: int) -> None:
+        approved = self._unacked.pop(seq, None)
+        if approved is None:
+            return
+        for older in [s for s in self._unacked if s < seq]:
+            del self._unacked[older]
+        if self.current is None or seq > self.current.seq:
+            self.current = approved

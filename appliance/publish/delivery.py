@@ -350,6 +350,7 @@ class DeliveryLoop:
             self.death_delivered = True
         elif seq > 0:
             self._acked.append(seq)
+            self._state.acked(seq)
             if seq == self.boot.birth_seq:
                 self.birth_delivered = True
 
