@@ -16,8 +16,13 @@ command -v systemd-analyze >/dev/null 2>&1 || need_apt+=(systemd)
 # RabbitMQ's MQTT plugin, so the MQTT 3.1.1 path is tested against a broker that is not Mosquitto
 # (tests/test_publish_rabbitmq.py; about 20 s to install, 25 s to run). The test starts its own
 # node on loopback ports; the package's own service, where systemd starts it, is not used.
+# The cluster test runs three such nodes, and HAProxy in front of them for the comparison with the
+# device's own list of broker URLs (tests/test_broker_cluster.py, scripts/simulate_fleet.py --cluster).
 if [ "${SETUP_TEST_BROKERS:-0}" = 1 ] && [ ! -x /usr/lib/rabbitmq/bin/rabbitmq-server ]; then
     need_apt+=(rabbitmq-server)
+fi
+if [ "${SETUP_TEST_BROKERS:-0}" = 1 ] && ! command -v haproxy >/dev/null 2>&1 && [ ! -x /usr/sbin/haproxy ]; then
+    need_apt+=(haproxy)
 fi
 if [ ${#need_apt[@]} -gt 0 ]; then
     if [ "$(id -u)" -eq 0 ]; then SUDO=""; elif command -v sudo >/dev/null 2>&1; then SUDO="sudo"; else SUDO=""; fi
