@@ -64,7 +64,7 @@ def test_a_config_change_records_old_and_new_hash_and_the_changed_fields(tmp_pat
     assert {"device_id", "zones", "lines", "transparency.operator_name"} <= fields
     assert next(c for c in change["changes"] if c["field"] == "device_id") == {
         "field": "device_id", "old": "demo-0001", "new": "campus-square-01"}
-    start = log.entries()[-2]["data"]
+    start = list(log.entries())[-2]["data"]
     assert {m["name"] for m in start["models"]} == {"centerface-int8", "ssdlite-person-int8"}
 
 
