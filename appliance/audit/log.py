@@ -1,8 +1,8 @@
 """The append-only audit log (JSON lines, possibly rotated): append an event, read the head, verify.
 
-One writer at a time per log: ``append`` holds an exclusive ``flock`` on the active file while it
-reads the current head from the file's tail and writes the next line, so the service and a local
-command (``blur``, ``audit ack``) that both append never fork the chain. Each line is flushed and
+One writer at a time per log: ``append`` holds an exclusive ``flock`` on ``.audit.jsonl.lock``
+(beside the log; a file of its own, so rotating the log never moves the lock) while it reads the
+current head from the file's tail and writes the next line, so the service and a local command (``blur``, ``audit ack``) that both append never fork the chain. Each line is flushed and
 fsynced before ``append`` returns. A torn last line (a power cut mid-write) is cut back to the last
 complete entry before anything is appended, and a ``recovered`` entry records what was cut.
 Rotation (``audit.max_bytes``, ``audit.retention_days``) renames the active file and the chain runs
@@ -17,7 +17,7 @@ import os
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Dict, Iterator, List, Optional
+from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Dict, Iterator, List, Optional, Tuple
 
 from appliance.audit.chain import (
     GENESIS,
@@ -104,8 +104,9 @@ class AuditLog:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with self._locked() as lock:
                 self._recover_torn(lock.f)
-                self._maybe_rotate(lock)
-                head = self._write(lock.f, event, at)
+                line, head = self._entry(lock.f, event, at)
+                self._maybe_rotate(lock, len(line))
+                self._put(lock.f, line)
                 pruned = self._prune()
                 if pruned is not None:
                     head = self._write(lock.f, pruned, None)
@@ -128,32 +129,44 @@ class AuditLog:
 
     class _Lock:
         f: BinaryIO
+        lock: BinaryIO
 
         def __init__(self, log: AuditLog) -> None:
             self.log = log
 
         def __enter__(self) -> AuditLog._Lock:
-            # Rotation renames the file under its lock: whoever waited on the old file must reopen.
-            for _ in range(100):
-                f = open(self.log.path, "a+b")
-                fcntl.flock(f, fcntl.LOCK_EX)
-                try:
-                    same = os.fstat(f.fileno()).st_ino == os.stat(self.log.path).st_ino
-                except FileNotFoundError:
-                    same = False
-                if same:
-                    self.f = f
-                    return self
-                f.close()
-            raise OSError("the audit log keeps being replaced while we open it")
+            # The lock is on a file of its own: rotation renames the log, which must not move the lock.
+            lock_path = self.log.path.with_name(f".{self.log.path.name}.lock")
+            self.lock = open(lock_path, "a+b")
+            try:
+                fcntl.flock(self.lock, fcntl.LOCK_EX)
+                self.f = open(self.log.path, "a+b")
+            except BaseException:
+                self.lock.close()
+                raise
+            return self
 
         def __exit__(self, *exc: Any) -> None:
-            self.f.close()  # closing releases the flock
+            self.f.close()
+            self.lock.close()  # closing releases the flock
 
     def _locked(self) -> AuditLog._Lock:
         return AuditLog._Lock(self)
 
     def _write(self, f: BinaryIO, event: AuditEvent, at: Optional[datetime]) -> Head:
+        line, head = self._entry(f, event, at)
+        self._put(f, line)
+        return head
+
+    @staticmethod
+    def _put(f: BinaryIO, line: bytes) -> None:
+        f.seek(0, os.SEEK_END)
+        f.write(line)
+        f.flush()
+        os.fsync(f.fileno())
+
+    def _entry(self, f: BinaryIO, event: AuditEvent, at: Optional[datetime]) -> Tuple[bytes, Head]:
+        """The next entry's line (canonical JSON and a newline) and the head it makes."""
         data = event.model_dump(mode="json")
         stamp = _iso(at or datetime.now(timezone.utc))
         if event.kind == "reset":
@@ -168,11 +181,7 @@ class AuditLog:
         if self.signer is not None:
             entry["key"] = key
             entry["sig"] = self.signer.sign(digest)
-        f.seek(0, os.SEEK_END)
-        f.write(canonical(entry) + b"\n")
-        f.flush()
-        os.fsync(f.fileno())
-        return seq, digest
+        return canonical(entry) + b"\n", (seq, digest)
 
     def _recover_torn(self, f: BinaryIO) -> None:
         offset, cut = torn_tail(f)
@@ -185,19 +194,17 @@ class AuditLog:
         self._write(f, event, None)
         self.recoveries.append(event)
 
-    def _maybe_rotate(self, lock: AuditLog._Lock) -> None:
+    def _maybe_rotate(self, lock: AuditLog._Lock, adding: int) -> None:
         size = lock.f.seek(0, os.SEEK_END)
-        if size == 0 or not self._rotation_due(lock.f, size):
+        if size == 0 or not self._rotation_due(lock.f, size + adding):
             return
         os.rename(self.path, next_archive(self.path))
         fsync_dir(self.path.parent)
-        fresh = open(self.path, "a+b")  # noqa: SIM115 - held until __exit__
-        fcntl.flock(fresh, fcntl.LOCK_EX)
-        lock.f.close()  # the old lock goes with it; newcomers open the fresh file and wait on its lock
-        lock.f = fresh
+        lock.f.close()
+        lock.f = open(self.path, "a+b")  # noqa: SIM115 - held until __exit__
 
     def _rotation_due(self, f: BinaryIO, size: int) -> bool:
-        if self.rotation.max_bytes is not None and size >= self.rotation.max_bytes:
+        if self.rotation.max_bytes is not None and size > self.rotation.max_bytes:
             return True
         if self.rotation.retention_days is None:
             return False
@@ -282,11 +289,14 @@ class AuditLog:
 
     def entries_backward(self) -> Iterator[Dict[str, Any]]:
         """Entries from the newest back (across rotated files), a chunk at a time: bounded memory."""
+        check_not_folder(self.path)
         for p in reversed(all_files(self.path)):
             try:
                 f = open(p, "rb")  # noqa: SIM115 - closed by the with below
             except FileNotFoundError:
                 continue
+            except OSError as exc:
+                raise InputError(f"cannot read the audit log: {exc.strerror}", path=str(p)) from None
             with f:
                 for raw in lines_backward(f):
                     try:

@@ -76,9 +76,11 @@ class AuditRecorder:
                     self.log.path, recovered.cut_bytes, recovered.cut_sha256,
                 )
             if not self.log.path.exists() and archives(self.log.path):
-                self._reset("the active audit file was missing at start", None)
+                # What the rotated files still hold is the least the lost file had.
+                self._reset("the active audit file was missing at start", self.log.head())
             self._known = self.log.head()
-            self.unacknowledged = unacknowledged_problems(self.log)
+            self.unacknowledged = unacknowledged_problems(self.log)  # counts the recovery just made
+            self.log.recoveries.clear()
             self.reset_from = self._chain_reset()
             record_start(self.log, cfg)
             self._known = self.log.head()
@@ -88,8 +90,9 @@ class AuditRecorder:
             self._pending.extend((e, now) for e in start_events(cfg, TailState(None, self.unacknowledged)))
 
     def _chain_reset(self) -> Optional[Tuple[Optional[int], Optional[str]]]:
-        files = [*archives(self.log.path), self.log.path]
-        for p in files:
+        """The lost chain's head when the current chain began with a reset entry (the newest file
+        that starts a chain tells; resets in the middle of a file are for ``verify`` to show)."""
+        for p in reversed([*archives(self.log.path), self.log.path]):
             try:
                 with open(p, "rb") as f:
                     first = f.readline()
@@ -102,7 +105,8 @@ class AuditRecorder:
                     return None
                 if e["kind"] == Reset.kind:
                     return e["data"].get("previous_length"), e["data"].get("previous_sha256")
-                return None
+                if e["seq"] == 1:
+                    return None
         return None
 
     # ------------------------------------------------------------------ running
