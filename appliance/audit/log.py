@@ -3,7 +3,8 @@
 One writer at a time per log: ``append`` holds an exclusive ``flock`` on ``.audit.jsonl.lock``
 (beside the log; a file of its own, so rotating the log never moves the lock) while it reads the
 current head from the file's tail and writes the next line, so the service and a local command
-(``blur``, ``audit ack``) that both append never fork the chain. Each line is flushed and fsynced before ``append`` returns. A torn last line (a power cut mid-write) is cut back to the last
+(``blur``, ``audit ack``) that both append never fork the chain. Each line is flushed and fsynced
+before ``append`` returns. A torn last line (a power cut mid-write) is cut back to the last
 complete entry before anything is appended, and a ``recovered`` entry records what was cut.
 Rotation (``audit.max_bytes``, ``audit.retention_days``) renames the active file and the chain runs
 on in a fresh one; files past retention are deleted and a ``pruned`` entry says which entries went.
