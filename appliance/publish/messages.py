@@ -136,25 +136,24 @@ class AuditHead(Value):
         None,
         max_length=1024,
         pattern=r"^[A-Za-z0-9+/=]+$",
-        description="base64 signature with the device key (its mTLS certificate) over the UTF-8 bytes "
-        "'crowd-appliance-audit-head/1 {device_id} {length} {sha256}'; null when the device has no key "
-        "(docs/control-room.md shows how to check it)",
+        description="base64 signature by the device key over the UTF-8 text 'crowd-appliance-audit-head/1 "
+        "{device_id} {length} {sha256}'; null without a device key (docs/control-room.md)",
     )
     problem: Optional[str] = Field(
         None,
         max_length=200,
-        description="why the log cannot be written or read right now (entries are held in memory and "
-        "retried; counting and alerts go on); null when it is fine",
+        description="why the log cannot be written or read now (entries are held in memory and retried; "
+        "counting and alerts go on); null when fine",
     )
     unacknowledged: Count = Field(
         0,
-        description="recovered (torn end cut at start) and reset (log lost) entries not yet acknowledged "
-        "with 'appliance audit ack' on the device; health is degraded while above 0",
+        description="recovered (torn end cut) and reset (log lost) entries not yet acknowledged with "
+        "'appliance audit ack' on the device; health is degraded while above 0",
     )
     reset: Optional[LostChain] = Field(
         None,
-        description="present when the current chain began with a reset entry: the chain lost before it. "
-        "A head whose length goes down without this is a log deleted or cut behind the device's back",
+        description="present when the current chain began with a reset entry: the head of the chain lost. "
+        "A length going down without it: a log cut behind the device's back",
     )
 
 
