@@ -3,16 +3,15 @@ line or a folder gets one line, and the published head can be checked with the c
 
 from __future__ import annotations
 
-import base64
 import json
 from pathlib import Path
 from typing import Any, List
 
 import pytest
 
-from appliance.audit import AuditLog, AuditRecorder, Stopped, record_start
+from appliance.audit import AuditLog, Stopped, record_start
 from appliance.audit.chain import GENESIS, canonical, entry_hash
-from appliance.audit.signing import Signer, Verifier, head_statement
+from appliance.audit.signing import Signer
 from appliance.cli import main
 from appliance.config import load_config
 
@@ -147,28 +146,6 @@ def test_a_signature_over_another_key_is_named(tmp_path: Path, pki: Any, capsys:
     record_start(log, load_config())
     assert main(["audit", "verify", "--log", str(log.path), "--cert", str(pki.clients["device-a"]["cert"])]) == 1
     assert "BROKEN at entry 1" in capsys.readouterr().out
-
-
-def test_the_published_head_is_signed_over_device_length_and_hash(tmp_path: Path, pki: Any) -> None:
-    cfg = load_config(_site(tmp_path, pki))
-    recorder = AuditRecorder(AuditLog.from_config(cfg), cfg.device_id)
-    recorder.start(cfg)
-    head = recorder.published_head()
-    assert (head.length, head.sha256) == recorder.log.head() and head.sig is not None
-    # What a control room does with the device certificate alone (docs/control-room.md).
-    from cryptography.hazmat.primitives import hashes
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509 import load_pem_x509_certificate
-
-    public = load_pem_x509_certificate(pki.clients["device-a"]["cert"].read_bytes()).public_key()
-    statement = f"crowd-appliance-audit-head/1 device-a {head.length} {head.sha256}".encode()
-    assert isinstance(public, ec.EllipticCurvePublicKey)
-    public.verify(base64.b64decode(head.sig), statement, ec.ECDSA(hashes.SHA256()))
-    verifier = Verifier(str(pki.clients["device-a"]["cert"]))
-    assert verifier.verify_head("device-a", head.length, head.sha256, head.sig)
-    assert not verifier.verify_head("device-b", head.length, head.sha256, head.sig)
-    assert not verifier.verify_head("device-a", head.length - 1, head.sha256, head.sig)
-    assert head_statement("device-a", 1, "ab") == b"crowd-appliance-audit-head/1 device-a 1 ab"
 
 
 # ------------------------------------------------------------------------------------ malformed input

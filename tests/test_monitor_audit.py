@@ -42,7 +42,8 @@ def test_a_head_that_goes_backwards_without_a_recorded_reset_is_flagged() -> Non
 
 
 def test_the_same_length_with_another_hash_is_a_rewrite() -> None:
-    assert flags(health(1, 3, 10, H1), health(1, 4, 10, H2)) == ["audit head at 10 changed hash (the log was rewritten)"]
+    rewritten = flags(health(1, 3, 10, H1), health(1, 4, 10, H2))
+    assert rewritten == ["audit head at 10 changed hash (the log was rewritten)"]
 
 
 def test_a_new_chain_that_starts_with_the_devices_reset_is_named_as_a_reset() -> None:
