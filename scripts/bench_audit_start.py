@@ -42,14 +42,14 @@ def write_log(path: Path, entries: int) -> None:
     from appliance.config import config_hash, load_config
 
     cfg = load_config()
-    start = Started(
-        software_version="0", config_hash=config_hash(cfg), board="x86-generic", models=[], config=cfg.model_dump(mode="json")
-    ).model_dump(mode="json")
+    config = cfg.model_dump(mode="json")
+    start = Started(software_version="0", config_hash=config_hash(cfg), board="x86-generic", models=[], config=config)
+    start_data = start.model_dump(mode="json")
     prev = GENESIS
     with open(path, "wb") as f:
         for seq in range(1, entries + 1):
             if seq % 1000 == 1:
-                kind, data = "start", start
+                kind, data = "start", start_data
             else:
                 state = "raised" if seq % 2 else "cleared"
                 kind = "anomaly"
