@@ -74,3 +74,23 @@ def test_run_starts_on_a_torn_log_and_says_so_in_health(tmp_path: Path, capsys: 
     assert health["state"] == "degraded" and health["audit"]["unacknowledged"] == 1
     assert AuditLog(log).verify().ok
     assert [e["kind"] for e in AuditLog(log).entries()][-3:] == ["recovered", "start", "stop"]
+
+
+def test_a_folder_or_unwritable_log_is_not_a_config_error_that_keeps_the_service_down(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Exit 2 is the unit's RestartPreventExitStatus: refusing to start over the log's state would
+    # leave the device dark for good. run reports it in health instead (the tests above).
+    (tmp_path / "audit.jsonl").mkdir()
+    site = tmp_path / "site.yaml"
+    site.write_text(
+        "mqtt: {url: 'mqtt://127.0.0.1:1'}\n"
+        f"outbox: {{path: '{tmp_path}/outbox.sqlite3'}}\n"
+        f"transparency: {{audit_log_path: '{tmp_path}/audit.jsonl'}}\n"
+    )
+    assert main(["config", "validate", str(site)]) == 0
+    # A path that can never be a file (under a regular file) is still a config error.
+    (tmp_path / "plain").write_text("x")
+    site.write_text(site.read_text().replace(f"{tmp_path}/audit.jsonl", f"{tmp_path}/plain/audit.jsonl"))
+    assert main(["config", "validate", str(site)]) == 2
+    assert "transparency.audit_log_path" in capsys.readouterr().err

@@ -84,8 +84,8 @@ class AuditRecorder:
             self.reset_from = self._chain_reset()
             record_start(self.log, cfg)
             self._known = self.log.head()
-        except ApplianceError as exc:
-            self._fail(exc)
+        except (ApplianceError, OSError) as exc:
+            self._fail(exc if isinstance(exc, ApplianceError) else ApplianceError(f"{self.log.path}: {exc}"))
             now = datetime.now(timezone.utc)
             self._pending.extend((e, now) for e in start_events(cfg, TailState(None, self.unacknowledged)))
 
@@ -129,6 +129,9 @@ class AuditRecorder:
             self._note_recoveries()
         except ApplianceError as exc:
             self._fail(exc)
+            return
+        except OSError as exc:  # e.g. the state folder made unreadable: the same, in words
+            self._fail(ApplianceError(f"{self.log.path}: audit log unusable: {exc.strerror or exc}"))
             return
         if self._problem is not None:
             log.warning("%s: the audit log is writable again; the held entries are written", self.log.path)

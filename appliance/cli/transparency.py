@@ -118,7 +118,8 @@ def cmd_audit_ack(args: argparse.Namespace) -> int:
     from appliance.audit import Acknowledged, unacknowledged_problems
 
     log = _audit_log(args)
-    log.head()  # a folder or an unreadable end: one line, exit 2, before anything is written
+    log.recover()  # a torn end is cut (and recorded) first; a folder: one line, exit 2
+    log.head()  # an unreadable last entry: one line, exit 2, before anything is written
     problems = unacknowledged_problems(log)
     if problems == 0:
         print(f"{log.path}: nothing to acknowledge", file=sys.stderr)
