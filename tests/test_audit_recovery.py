@@ -66,6 +66,17 @@ def test_a_torn_last_line_is_cut_back_and_recorded_and_health_stays_degraded_unt
     assert AuditLog(path).verify().ok
 
 
+def test_a_line_torn_while_running_is_recovered_at_the_next_health_message(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    recorder = _started(path)
+    with open(path, "ab") as f:
+        f.write(b'{"at":"2026')
+    head = recorder.published_head()  # was: the health message ended the run
+    assert head.problem is None and head.unacknowledged == 1
+    recorder.record(_flag())
+    assert _kinds(AuditLog(path)) == ["start", "recovered", "anomaly"] and AuditLog(path).verify().ok
+
+
 def test_a_degraded_audit_log_makes_health_degraded() -> None:
     from appliance.audit import PublishedHead
     from appliance.health import HealthMonitor

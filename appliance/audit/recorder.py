@@ -121,6 +121,8 @@ class AuditRecorder:
 
     def flush(self) -> None:
         try:
+            if self.log.recover() is not None:  # torn mid-run (a full disk cut a write short)
+                log.warning("%s: the audit log ended in a torn line: cut back and recorded", self.log.path)
             self._check_lost()
             while self._pending:
                 event, at = self._pending[0]
