@@ -178,3 +178,16 @@ def test_a_folder_where_the_log_should_be_gives_one_line_and_exit_2(
         assert main(["audit", command, "--log", str(folder)]) == 2
         assert _one_line(capsys.readouterr().err).endswith(f"{folder}: is a folder, not an audit log file "
                                                            "(move it away; the device starts a new log)")
+
+
+def test_an_unsigned_acknowledgement_is_refused_on_a_signed_log(
+    tmp_path: Path, pki: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = _signed_log(tmp_path, pki)
+    with open(path, "ab") as f:
+        f.write(b'{"at":"20')  # torn: something to acknowledge
+    assert main(["audit", "ack", "--log", str(path)]) == 2
+    assert "the log is signed but no device key is configured" in _one_line(capsys.readouterr().err)
+    assert main(["audit", "ack", "--config", str(tmp_path / "site.yaml")]) == 0
+    assert main(["audit", "verify", "--config", str(tmp_path / "site.yaml")]) == 0
+    assert "intact, 5 entries" in capsys.readouterr().out

@@ -48,6 +48,8 @@ from appliance.errors import ApplianceError, InputError
 if TYPE_CHECKING:
     from appliance.config import ApplianceConfig
 
+UNSIGNED_WRITER = "the log is signed but no device key is configured (mqtt.tls.key_file): use --config"
+
 # Entries stamped before this come from a board whose clock was not set yet: never pruned by age.
 _CLOCK_SANE = datetime(2020, 1, 1, tzinfo=timezone.utc)
 
@@ -188,6 +190,8 @@ class AuditLog:
         offset, cut = torn_tail(f)
         if not cut:
             return
+        if self.signer is None and offset > 0 and "key" in _last_entry(f, self.path, end=offset):
+            raise InputError(UNSIGNED_WRITER, path=str(self.path))  # its recovered entry could not be signed
         f.truncate(offset)
         f.flush()
         os.fsync(f.fileno())
@@ -236,13 +240,22 @@ class AuditLog:
 
     def _head_of(self, f: BinaryIO) -> Head:
         """Length and hash of the last entry, reading only the tail (of the previous file when this one is empty)."""
+        last = self._last_entry(f)
+        if last is None:
+            return 0, GENESIS
+        if "key" in last and self.signer is None:
+            # An unsigned entry after signed ones is exactly what a forger leaves: never write one.
+            raise InputError(UNSIGNED_WRITER, path=str(self.path))
+        return int(last["seq"]), str(last["hash"])
+
+    def _last_entry(self, f: BinaryIO) -> Optional[Dict[str, Any]]:
         if f.seek(0, os.SEEK_END) == 0:
             older = archives(self.path)
             if not older:
-                return 0, GENESIS
+                return None
             with open(older[-1], "rb") as g:
-                return _last_head(g, older[-1])
-        return _last_head(f, self.path)
+                return _last_entry(g, older[-1])
+        return _last_entry(f, self.path)
 
     # ------------------------------------------------------------------ reading
 
@@ -321,10 +334,15 @@ def _head_from(raw: bytes) -> Optional[Head]:
     return int(e["seq"]), str(e["hash"])
 
 
-def _last_head(f: BinaryIO, path: Path) -> Head:
-    last = next(lines_backward(f), b"")
-    head = _head_from(last)
-    if head is None:
+def _last_entry(f: BinaryIO, path: Path, end: Optional[int] = None) -> Dict[str, Any]:
+    try:
+        return parse_entry(next(lines_backward(f, end), b""))
+    except EntryError:
         # Never extend a chain whose end is unreadable: that would bury the damage under new entries.
-        raise InputError("the audit log's last entry is unreadable; run 'appliance audit verify'", path=str(path))
-    return head
+        raise InputError("the audit log's last entry is unreadable; run 'appliance audit verify'", path=str(path)) \
+            from None
+
+
+def _last_head(f: BinaryIO, path: Path) -> Head:
+    last = _last_entry(f, path)
+    return int(last["seq"]), str(last["hash"])
