@@ -267,6 +267,7 @@ def verify_lines(
             f"{start_anchor[0]} before it (deleted)"
         )
     if check_signature is not None and n > 1 and signed == 0:
+        n = 1  # the first entry is where a signature should have been
         return broken("no entry is signed although a device key is configured (signatures stripped)")
     if expected_head is not None:
         length, _want = expected_head
