@@ -206,12 +206,15 @@ def test_retention_deletes_old_files_records_it_and_the_rest_still_verifies(tmp_
     report = log.verify()
     assert report.ok, report.problem
     assert next(iter(log.entries()))["seq"] == pruned["through_seq"] + 1
-    # The oldest kept file removed by hand: no pruned entry accounts for it.
-    oldest = sorted(tmp_path.glob("audit.jsonl.*"))
-    if oldest:
-        oldest[0].unlink()
-        report = AuditLog(path).verify()
-        assert not report.ok and "no 'pruned' entry accounts" in (report.problem or "")
+    # Recent files are kept; the oldest kept file removed by hand: no pruned entry accounts for it.
+    for i in range(40):
+        log.append(Stopped(reason=f"recent run {i}"))
+    assert "pruned" in _kinds(log) and log.verify().ok
+    kept = sorted(tmp_path.glob("audit.jsonl.*"))
+    assert kept
+    kept[0].unlink()
+    report = AuditLog(path).verify()
+    assert not report.ok and "no 'pruned' entry accounts" in (report.problem or "")
 
 
 def test_rotation_settings_are_in_the_audit_config_section() -> None:
