@@ -29,7 +29,7 @@ from appliance.analyze.detail import (
     fit_height_scale,
 )
 from appliance.anonymize import AnonymizedFrame, Anonymizer
-from appliance.audit import AuditLog, ImageWritten, record_start
+from appliance.audit import AuditLog, AuditRecorder, ImageWritten
 from appliance.capture import FrameSource, open_source
 from appliance.capture.sources import IMAGE_SUFFIXES
 from appliance.config import ApplianceConfig, BoardProfile
@@ -41,9 +41,10 @@ from appliance.models import load_detectors
 from appliance.models.manifest import load_manifest
 from appliance.pipeline import Pipeline
 from appliance.progress import Progress
-from appliance.publish import AuditHead, Publisher, RetainedDocument, make_birth, make_publisher
+from appliance.publish import Publisher, RetainedDocument, make_birth, make_publisher
 from appliance.publish.discovery import AnnouncedTopics, discovery_messages
 from appliance.publish.outbox import outbox_path
+from appliance.report import audit_head
 from appliance.schedule import Schedule
 from appliance.transparency import Notice, build_notice, notice_hash, notice_payload
 from appliance.vocabulary import ModelInfo
@@ -97,19 +98,17 @@ def open_file_source(cfg: ApplianceConfig, spec: str, size: Optional[Tuple[int, 
     return open_source(spec, cfg.capture.model_copy(update={"loop": False}), size)
 
 
-def open_audit(cfg: ApplianceConfig, *, required: bool) -> Optional[AuditLog]:
+def open_audit(cfg: ApplianceConfig, *, required: bool) -> Optional[AuditRecorder]:
     """The device's audit log with this start recorded. ``required`` when publishing to a broker
-    (a deployed device): a log that cannot be written is then a runtime failure. A local demo run
-    or a laptop ``blur`` goes on without one, saying so."""
-    try:
-        audit = AuditLog.from_config(cfg)
-        record_start(audit, cfg)
-    except ApplianceError as exc:
-        if required:
-            raise
-        log.warning("%s; going on without an audit log (a device publishing to a broker always keeps one)", exc)
+    (a deployed device): a log that cannot be written is then reported in health and retried, and
+    the device keeps counting (fail closed on evidence, not on counting). A local demo run goes on
+    without one, saying so."""
+    recorder = AuditRecorder(AuditLog.from_config(cfg), cfg.device_id)
+    recorder.start(cfg)
+    if recorder.problem is not None and not required:
+        log.warning("going on without an audit log (a device publishing to a broker always keeps one)")
         return None
-    return audit
+    return recorder
 
 
 def retained_documents(cfg: ApplianceConfig, notice: Notice) -> List[RetainedDocument]:
@@ -141,13 +140,12 @@ def build_pipeline(
     audit = open_audit(cfg, required=cfg.mqtt.url is not None)
     notice = build_notice(cfg)
     if publisher is None:
-        head = audit.head() if audit is not None else None
         birth = make_birth(
             config_hash=config_hash(cfg),
             board=cfg.profile.name,
             models=models,
             notice_hash=notice_hash(notice),
-            audit=None if head is None else AuditHead(length=head[0], sha256=head[1]),
+            audit=None if audit is None else audit_head(audit.published_head()),
         )
         publisher = make_publisher(
             device_id=cfg.device_id,

@@ -11,6 +11,7 @@ from datetime import datetime, timezone
 from typing import Optional, Sequence
 
 from appliance.analyze import AnomalyEvent, WindowSummary
+from appliance.audit import PublishedHead
 from appliance.health import HealthSnapshot
 from appliance.publish import (
     AnomalyMessage,
@@ -20,6 +21,7 @@ from appliance.publish import (
     FrameCounters,
     HealthMessage,
     LatencyStats,
+    LostChain,
 )
 from appliance.vocabulary import ModelInfo
 
@@ -58,11 +60,26 @@ def anomaly_message(event: AnomalyEvent) -> AnomalyMessage:
     )
 
 
+def audit_head(head: PublishedHead) -> AuditHead:
+    lost = None if head.reset_from is None else LostChain(length=head.reset_from[0], sha256=head.reset_from[1])
+    return AuditHead(
+        length=head.length,
+        sha256=head.sha256,
+        sig=head.sig,
+        problem=head.problem,
+        unacknowledged=head.unacknowledged,
+        reset=lost,
+    )
+
+
 def health_message(
     snap: HealthSnapshot, models: Sequence[ModelInfo], audit: Optional[AuditHead] = None
 ) -> HealthMessage:
+    # Evidence that cannot be written, or a log repaired or lost and not yet acknowledged, is a
+    # degraded device: counting goes on, the control room sees it.
+    audit_trouble = audit is not None and (audit.problem is not None or audit.unacknowledged > 0)
     return HealthMessage(
-        state=snap.state,
+        state="degraded" if audit_trouble and snap.state == "ok" else snap.state,
         fps=snap.fps,
         latency_ms={s: LatencyStats(p50=v.p50_ms, p95=v.p95_ms) for s, v in snap.stage_latency_ms.items()},
         frames=FrameCounters(

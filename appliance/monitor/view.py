@@ -65,7 +65,13 @@ def _health(s: DeviceSnapshot) -> Text:
         return Text("-")
     style = {"ok": "green", "degraded": "yellow", "failed": "bold red"}[s.health]
     fps = "" if s.fps is None else f" {s.fps:.1f}fps"
-    return Text(s.health + fps, style=style)
+    text = Text(s.health + fps, style=style)
+    if s.audit is not None:
+        for flag in s.audit.flags:  # evidence trouble stays on screen: it is what the control room acts on
+            text.append("\n" + flag, style="bold red")
+        if s.audit.problem:
+            text.append("\naudit: " + s.audit.problem, style="yellow")
+    return text
 
 
 def _seq(s: DeviceSnapshot) -> Text:
