@@ -36,7 +36,7 @@ from appliance.config import ApplianceConfig, BoardProfile
 from appliance.config.loader import config_hash
 from appliance.errors import ApplianceError, InputError
 from appliance.frames import Analysed, Dropped, FrameLoop, Lost
-from appliance.health import HealthMonitor
+from appliance.health.monitor import HealthMonitor
 from appliance.models import load_detectors
 from appliance.models.manifest import load_manifest
 from appliance.pipeline import Pipeline
@@ -164,7 +164,9 @@ def build_pipeline(
         build_analyzer(cfg),
         publisher,
         schedule=Schedule(cfg.publish.interval_s, cfg.publish.health_interval_s),
-        health=HealthMonitor(cfg.health.face_stage_max_consecutive_failures),
+        health=HealthMonitor(
+            cfg.health.face_stage_max_consecutive_failures, stuck_after_s=cfg.publish.health_interval_s
+        ),
         models=models,
         connect_timeout_s=cfg.mqtt.connect_timeout_s,
         watchdog_timeout_s=cfg.health.watchdog_timeout_s,

@@ -245,8 +245,8 @@ def bench_floor(clip: Path, frames: int, repeats: int, config: Optional[Path], r
         result = pipeline.run(max_frames=n)
         wall, cpu = time.perf_counter() - t0, time.process_time() - c0
         if overlap_analysis:
-            for stage, lat in pipeline.health.snapshot("ok", 0).stage_latency_ms.items():
-                stage_p50.setdefault(stage, []).append(lat.p50_ms)
+            for stage, lat in pipeline.health.latency().items():
+                stage_p50.setdefault(stage, []).append(lat.p50)
         return wall / result.frames_analyzed * 1000, cpu / result.frames_analyzed * 1000
 
     # One untimed pass records the pipeline's own model inputs.

@@ -18,12 +18,12 @@ from typing import Any, Dict, Iterator, List
 
 import pytest
 from conftest import Broker, Received, _run_user_line, free_port, start_driver
-from test_publish_mqtt import DEVICE, counts, first_occurrences, publisher_for, seqs, wait_until
+from test_publish_mqtt import DEVICE, counts, first_occurrences, health_of, publisher_for, seqs, wait_until
 
 from appliance.config import load_config
 from appliance.config.schema import ApplianceConfig
 from appliance.errors import ApplianceError, DeliveryFailed, InputError
-from appliance.publish import CameraHealth, FullJitterBackoff, HealthMessage, MqttPublisher, Outbox
+from appliance.publish import FullJitterBackoff, MqttPublisher, Outbox
 
 pytestmark = pytest.mark.mqtt
 
@@ -44,10 +44,6 @@ def start(cfg: ApplianceConfig, made: List[Any]) -> MqttPublisher:
     made.append(pub)
     pub.start()
     return pub
-
-
-def health(uptime_s: float = 1) -> HealthMessage:
-    return HealthMessage(state="ok", fps=5, camera=CameraHealth(state="ok"), uptime_s=uptime_s)
 
 
 def stored(pub: MqttPublisher, kind: str) -> List[Dict[str, Any]]:
@@ -87,7 +83,7 @@ def test_delivery_survives_a_locked_outbox_and_reports_it(
             pub.publish(counts(i))  # held in memory, not lost
         stats = pub.stats()
         assert stats.held_in_memory == 3 and "locked" in (stats.last_error or "")
-        pub.publish(health())
+        pub.publish(health_of(pub))
         pub.check()  # still alive
     finally:
         lock.release()
@@ -166,7 +162,7 @@ def test_a_full_disk_holds_messages_in_memory_and_makes_overflow_visible(
         pub.publish(counts(i))  # seqs seq0+1 .. seq0+6: the first two overflow
     stats = pub.stats()
     assert stats.write_errors > 0 and stats.held_in_memory == 4 and stats.lost == 2
-    pub.publish(health())  # the fifth waiting message: one more of the oldest is lost
+    pub.publish(health_of(pub))  # the fifth waiting message: one more of the oldest is lost
     assert pub.stats().lost == 3
     filler.unlink()
     got = sub.wait_for(lambda ms: seqs(ms, "health"), timeout_s=20)
@@ -243,7 +239,7 @@ def test_refused_messages_are_kept_and_delivered_once_the_broker_allows_them(
     wait_until(lambda: pub.stats().rejected >= 2, timeout_s=20)  # refused, reconnected, refused again
     stats = pub.stats()
     assert stats.pending == 4 and "Not authorized" in (stats.last_error or ""), "kept, and the reason is shown"
-    pub.publish(health())
+    pub.publish(health_of(pub))
     assert stored(pub, "health")[-1]["state"] == "degraded", "health says delivery is stuck"
 
     (acl_mosquitto.workdir / "acl").write_text("topic readwrite crowdmon/#\n")
@@ -312,17 +308,17 @@ def test_health_reports_the_broker_link_and_degrades_during_an_outage(
     pub.connect(timeout_s=10)
     pub.publish(counts(0))
     wait_until(lambda: pub.stats().seconds_since_puback is not None)
-    pub.publish(health(1))
+    pub.publish(health_of(pub))
     mosquitto.stop()
     wait_until(lambda: not pub.stats().connected)
-    pub.publish(health(2))
+    pub.publish(health_of(pub))
     mosquitto.start()
     got: List[Received] = sub.wait_for(lambda ms: len({m.payload["seq"] for m in ms}) == 2, timeout_s=30)
     wait_until(lambda: pub.stats().pending == 0, timeout_s=20)
-    pub.publish(health(3))
+    pub.publish(health_of(pub))
     got = sub.wait_for(lambda ms: len({m.payload["seq"] for m in ms}) == 3, timeout_s=30)
-    by_uptime = {m.payload["uptime_s"]: m.payload for m in got}
-    before, during, after = by_uptime[1], by_uptime[2], by_uptime[3]
+    by_seq = {m.payload["seq"]: m.payload for m in got}
+    before, during, after = (by_seq[seq] for seq in sorted(by_seq))
     assert before["state"] == "ok" and before["link"]["connected"] is True
     assert before["link"]["seconds_since_puback"] is not None
     assert during["state"] == "degraded" and during["link"]["connected"] is False

@@ -15,13 +15,14 @@ import jsonschema
 import pytest
 from conftest import Broker, Received, start_driver
 
+from appliance.capture import CaptureStats
 from appliance.config import config_hash, load_config
 from appliance.config.schema import ApplianceConfig
+from appliance.health.monitor import HealthMonitor
 from appliance.publish import (
     AnomalyMessage,
     BrokerRejected,
     BrokerUnreachable,
-    CameraHealth,
     CountsMessage,
     CountStats,
     HealthMessage,
@@ -60,6 +61,13 @@ def counts(i: int) -> CountsMessage:
         frames_analyzed=5,
         total=CountStats(min=0, mean=i % 5, max=4, last=i % 5),
     )
+
+
+def health_of(pub: Publisher) -> HealthMessage:
+    """A health message as the appliance builds one: the health monitor's, from ``pub``'s stats
+    (camera fine, no frame dropped), so its state and its outbox and link sections are the real ones."""
+    camera = CaptureStats(state="ok", reconnects=0, frames_read=0, frames_skipped=0)
+    return HealthMonitor().message(camera, pub.stats())
 
 
 def publisher_for(cfg: ApplianceConfig, models: Sequence[ModelInfo] = (), stream: Optional[TextIO] = None) -> Publisher:
@@ -112,7 +120,7 @@ def test_counts_arrive_and_parse_and_status_is_retained_online(
     pub.publish(AnomalyMessage(type="overcrowding", event_id="0" * 32, zone="hall", state="raised", value=31,
                                threshold=30,
                                since=utcnow(), reason="31 > 30 for 5 s"))
-    pub.publish(HealthMessage(state="ok", fps=5, camera=CameraHealth(state="ok"), uptime_s=2))
+    pub.publish(health_of(pub))
     got = sub.wait_for(lambda ms: len(seqs(ms)) == 3 and seqs(ms, "health"))
 
     for m in got:
