@@ -7,8 +7,8 @@ import pytest
 from test_analyze_support import H, W, analyzer, config, frame, person_at
 
 from appliance.analyze import WindowSummary
-from appliance.analyze.geometry import GroundPlane, points_in_polygon, polygon_area
 from appliance.capture.frame import RawFrame
+from appliance.geometry import GroundPlane, points_in_polygon, polygon_area
 
 LEFT_HALF = {"name": "left", "polygon": [(0, 0), (0.5, 0), (0.5, 1), (0, 1)]}
 
