@@ -72,7 +72,3 @@ class ModelVerificationFailed(AuditEvent):
     kind: ClassVar[str] = "model_verification_failed"
     detail: str
 
-
-EVENT_TYPES: Dict[str, type] = {
-    cls.kind: cls for cls in (Started, Stopped, ConfigChanged, AnomalyChanged, ImageWritten, ModelVerificationFailed)
-}
