@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Side-by-side speed checks for issue 12, as ratios from interleaved runs (medians of N).
+"""Side-by-side speed checks of the frame pipeline, as ratios from interleaved runs (medians of N).
 
 Three measurements, each run in turns (A, B, A, B, ...) so that load from other work on the
 machine falls on both sides alike; only ratios are meaningful, never the absolute times:

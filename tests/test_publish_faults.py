@@ -211,7 +211,7 @@ def test_a_second_instance_is_refused_with_exit_code_3(mosquitto: Broker, tmp_pa
 @pytest.fixture
 def acl_mosquitto(tmp_path: Path) -> Iterator[Broker]:
     """A broker whose ACL the test can change (SIGHUP reloads it), starting with one that lets
-    nobody publish anything: the "one ACL mistake" of the issue."""
+    nobody publish anything: the one ACL mistake a site can easily make."""
     from conftest import _require_mosquitto
 
     _require_mosquitto()

@@ -222,7 +222,8 @@ def test_mqtt_311_works_when_pinned(mosquitto: Broker, tmp_path: Path, subscribe
 # --------------------------------------------------------------------------- store-and-forward
 
 
-# The issue asks for a 30 s outage; APPLIANCE_TEST_OUTAGE_S shortens it for quick local runs.
+# 30 s: longer than a keepalive and several reconnect attempts; APPLIANCE_TEST_OUTAGE_S shortens
+# it for quick local runs.
 OUTAGE_S = float(os.environ.get("APPLIANCE_TEST_OUTAGE_S", "30"))
 
 

@@ -24,8 +24,8 @@ Order of work, and why:
 
 Remembered and current head boxes that are mostly the same region (one person over a few frames)
 are merged into their common bounding box and hidden once: a superset, hidden at least as
-strongly, instead of five overlapping re-blurs per head (issue 12 counted 27.8 regions hidden per
-frame for 5.6 new ones).
+strongly, instead of five overlapping re-blurs per head (on the sample clip, 27.8 regions were hidden
+per frame for 5.6 new ones before).
 """
 
 from __future__ import annotations
