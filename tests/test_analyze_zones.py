@@ -7,8 +7,8 @@ import json
 
 import numpy as np
 import pytest
-from conftest import printing_publisher
-from test_analyze_support import H, W, analyzer, config, frame, person_at
+from support.analysis import H, W, analyzer, config, frame, person_at
+from support.publishing import printing_publisher
 
 from appliance.analyze import WindowSummary
 from appliance.capture.frame import RawFrame

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import List
 
 import pytest
-from config_fuzz import call_main
+from support.config_fuzz import call_main
 
 from appliance.resources import models_dir
 

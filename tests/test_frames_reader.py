@@ -12,9 +12,9 @@ from typing import List, Optional
 import cv2
 import numpy as np
 import pytest
-from conftest import printing_publisher
-from test_analyze_support import config, detections, person_at
-from test_publish_mqtt import wait_until
+from support.analysis import config, detections, person_at
+from support.publishing import printing_publisher
+from support.waiting import wait_until
 
 from appliance.anonymize import Anonymizer
 from appliance.anonymize.testing import KnownDetections

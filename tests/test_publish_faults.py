@@ -10,56 +10,35 @@ import json
 import os
 import random
 import signal
-import sqlite3
 import subprocess
 import threading
 from pathlib import Path
 from typing import Any, Dict, Iterator, List
 
 import pytest
-from conftest import Broker, Received, _run_user_line, free_port, start_driver
-from test_publish_mqtt import DEVICE, counts, first_occurrences, health_of, publisher_for, seqs, wait_until
+from support.brokers import Broker, Received, free_port, require_mosquitto, run_user_line
+from support.publishing import (
+    DEVICE,
+    LockHolder,
+    cfg_for,
+    counts,
+    first_occurrences,
+    health_of,
+    publisher_for,
+    seqs,
+    start_driver,
+    started,
+)
+from support.waiting import wait_until
 
-from appliance.config import load_config
-from appliance.config.schema import ApplianceConfig
 from appliance.errors import ApplianceError, DeliveryFailed, InputError
 from appliance.publish import FullJitterBackoff, MqttPublisher, Outbox
 
 pytestmark = pytest.mark.mqtt
 
 
-def cfg_for(url: str, outbox: Path, **outbox_cfg: Any) -> ApplianceConfig:
-    return load_config(
-        overrides={
-            "device_id": DEVICE,
-            "mqtt": {"url": url, "reconnect_min_s": 0.1, "reconnect_max_s": 0.5},
-            "outbox": {"path": str(outbox), **outbox_cfg},
-        }
-    )
-
-
-def start(cfg: ApplianceConfig, made: List[Any]) -> MqttPublisher:
-    pub = publisher_for(cfg)
-    assert isinstance(pub, MqttPublisher)
-    made.append(pub)
-    pub.start()
-    return pub
-
-
 def stored(pub: MqttPublisher, kind: str) -> List[Dict[str, Any]]:
     return [json.loads(r.payload) for r in pub.outbox.pending(limit=10_000) if r.kind == kind]
-
-
-class LockHolder:
-    """Another process's write lock on the outbox file (a backup tool, a technician's sqlite3)."""
-
-    def __init__(self, path: Path) -> None:
-        self.db = sqlite3.connect(str(path), isolation_level=None, timeout=10)
-        self.db.execute("BEGIN EXCLUSIVE")
-
-    def release(self) -> None:
-        self.db.execute("COMMIT")
-        self.db.close()
 
 
 # --------------------------------------------------------------------------- 1. storage errors
@@ -71,7 +50,7 @@ def test_delivery_survives_a_locked_outbox_and_reports_it(
     """``database is locked`` past the busy timeout used to kill the delivery thread for good."""
     sub = subscribe(mosquitto, f"crowdmon/{DEVICE}/#", client_id="control-room", persistent=True)
     mosquitto.stop()
-    pub = start(cfg_for(mosquitto.url, tmp_path / "o.db", busy_timeout_s=0.2), publishers)
+    pub = started(cfg_for(mosquitto.url, tmp_path / "o.db", busy_timeout_s=0.2), publishers)
     for i in range(5):
         pub.publish(counts(i))
     lock = LockHolder(tmp_path / "o.db")
@@ -100,7 +79,7 @@ def test_storage_that_stays_broken_ends_in_delivery_failed(mosquitto: Broker, tm
     """Never a half-dead device: when storage errors outlast ``storage_give_up_s``, ``check()``
     raises DeliveryFailed (exit 1) so the service manager restarts the appliance."""
     mosquitto.stop()
-    pub = start(cfg_for(mosquitto.url, tmp_path / "o.db", busy_timeout_s=0.2, storage_give_up_s=1), publishers)
+    pub = started(cfg_for(mosquitto.url, tmp_path / "o.db", busy_timeout_s=0.2, storage_give_up_s=1), publishers)
     pub.publish(counts(0))
     lock = LockHolder(tmp_path / "o.db")
     try:
@@ -152,7 +131,7 @@ def test_a_full_disk_holds_messages_in_memory_and_makes_overflow_visible(
     """A message that cannot be stored never vanishes silently: it waits in memory; past the
     memory bound the oldest is lost, counted in health and left as a gap in the seq stream."""
     sub = subscribe(mosquitto, f"crowdmon/{DEVICE}/#")
-    pub = start(cfg_for(mosquitto.url, small_disk / "o.db", memory_queue_max=4), publishers)
+    pub = started(cfg_for(mosquitto.url, small_disk / "o.db", memory_queue_max=4), publishers)
     pub.connect(timeout_s=10)
     pub.publish(counts(0))
     first = sub.wait_for(lambda ms: len(seqs(ms)) == 1)
@@ -212,16 +191,14 @@ def test_a_second_instance_is_refused_with_exit_code_3(mosquitto: Broker, tmp_pa
 def acl_mosquitto(tmp_path: Path) -> Iterator[Broker]:
     """A broker whose ACL the test can change (SIGHUP reloads it), starting with one that lets
     nobody publish anything: the one ACL mistake a site can easily make."""
-    from conftest import _require_mosquitto
-
-    _require_mosquitto()
+    require_mosquitto()
     work = tmp_path / "acl-broker"
     work.mkdir()
     acl = work / "acl"
     acl.write_text("topic read crowdmon/#\n")
     port = free_port()
     conf = work / "mosquitto.conf"
-    conf.write_text(f"{_run_user_line()}listener {port} 127.0.0.1\nallow_anonymous true\nacl_file {acl}\n")
+    conf.write_text(f"{run_user_line()}listener {port} 127.0.0.1\nallow_anonymous true\nacl_file {acl}\n")
     broker = Broker(port, conf, work)
     broker.start()
     yield broker
@@ -232,7 +209,7 @@ def test_refused_messages_are_kept_and_delivered_once_the_broker_allows_them(
     acl_mosquitto: Broker, tmp_path: Path, subscribe, publishers
 ) -> None:
     sub = subscribe(acl_mosquitto, f"crowdmon/{DEVICE}/#")
-    pub = start(cfg_for(acl_mosquitto.url, tmp_path / "o.db"), publishers)
+    pub = started(cfg_for(acl_mosquitto.url, tmp_path / "o.db"), publishers)
     pub.connect(timeout_s=10)
     for i in range(3):
         pub.publish(counts(i))
@@ -304,7 +281,7 @@ def test_health_reports_the_broker_link_and_degrades_during_an_outage(
     mosquitto: Broker, tmp_path: Path, subscribe, publishers
 ) -> None:
     sub = subscribe(mosquitto, f"crowdmon/{DEVICE}/health", client_id="control-room", persistent=True)
-    pub = start(cfg_for(mosquitto.url, tmp_path / "o.db"), publishers)
+    pub = started(cfg_for(mosquitto.url, tmp_path / "o.db"), publishers)
     pub.connect(timeout_s=10)
     pub.publish(counts(0))
     wait_until(lambda: pub.stats().seconds_since_puback is not None)
@@ -329,7 +306,7 @@ def test_health_reports_the_broker_link_and_degrades_during_an_outage(
 def test_a_link_that_just_went_down_is_reported_with_its_reason_before_the_delivery_thread_catches_up(
     mosquitto: Broker, tmp_path: Path, publishers
 ) -> None:
-    pub = start(cfg_for(mosquitto.url, tmp_path / "o.db"), publishers)
+    pub = started(cfg_for(mosquitto.url, tmp_path / "o.db"), publishers)
     pub.connect(timeout_s=10)
     delivery = pub.delivery
     assert delivery is not None

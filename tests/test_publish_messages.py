@@ -11,7 +11,7 @@ from typing import Any, Dict, List
 import jsonschema
 import pytest
 from pydantic import ValidationError
-from test_publish_mqtt import health_of, publisher_for
+from support.publishing import health_of, publisher_for
 
 from appliance.config import load_config
 from appliance.config.schema import ApplianceConfig

@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Dict, List
 
 import pytest
-from conftest import free_port
-from test_publish_mqtt import counts, health_of, publisher_for
+from support.brokers import free_port
+from support.publishing import counts, health_of, publisher_for
 
 from appliance.config import load_config
 from appliance.publish import MqttPublisher, Outbox
