@@ -20,11 +20,11 @@ from appliance.anonymize import Anonymizer
 from appliance.audit import AnomalyChanged, AuditRecorder, Stopped
 from appliance.capture import CaptureStats, FrameSource
 from appliance.frames import Analysed, Dropped, FrameLoop, FrameResult, StopReason
-from appliance.health import HealthMonitor
+from appliance.health.monitor import HealthMonitor
 from appliance.health.watchdog import Watchdog
 from appliance.progress import Progress
 from appliance.publish import AuditHead, BrokerUnreachable, Message, Publisher
-from appliance.report import anomaly_message, audit_head, counts_message, health_message
+from appliance.report import anomaly_message, audit_head, counts_message
 from appliance.schedule import HealthDue, Schedule, WindowDue
 from appliance.vocabulary import ModelInfo
 
@@ -101,9 +101,10 @@ class Pipeline:
         self._windows += 1
 
     def _publish_health(self) -> None:
-        cam = self._capture_stats()
-        snapshot = self.health.snapshot(cam.camera_state, cam.reconnects, decode_errors=cam.decode_errors)
-        self._publish(health_message(snapshot, self.models, self._audit_head()))
+        health = self.health.message(
+            self._capture_stats(), self.publisher.stats(), models=self.models, audit=self._audit_head()
+        )
+        self._publish(health)
 
     def _audit_head(self) -> Optional[AuditHead]:
         if self.audit is None:

@@ -1,29 +1,18 @@
-"""Turns what analysis and health produce into the typed messages the publish stage accepts.
+"""Turns what analysis produces into the typed messages the publish stage accepts.
 
-The one place where in-memory results become wire messages. The value types are shared
-(``appliance.vocabulary``), so this only adds what the wire needs: UTC datetimes instead of
-seconds, and the narrow message classes that the egress policy accepts.
+The one place where analysis results become wire messages (the health monitor builds its own,
+``appliance.health.monitor``). The value types are shared (``appliance.vocabulary``), so this only
+adds what the wire needs: UTC datetimes instead of seconds, and the narrow message classes that the
+egress policy accepts.
 """
 
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import Optional, Sequence
 
 from appliance.analyze import AnomalyEvent, WindowSummary
 from appliance.audit import PublishedHead
-from appliance.health import HealthSnapshot
-from appliance.publish import (
-    AnomalyMessage,
-    AuditHead,
-    CameraHealth,
-    CountsMessage,
-    FrameCounters,
-    HealthMessage,
-    LatencyStats,
-    LostChain,
-)
-from appliance.vocabulary import ModelInfo
+from appliance.publish import AnomalyMessage, AuditHead, CountsMessage, LostChain
 
 
 def utc(timestamp_s: float) -> datetime:
@@ -69,26 +58,4 @@ def audit_head(head: PublishedHead) -> AuditHead:
         problem=head.problem,
         unacknowledged=head.unacknowledged,
         reset=lost,
-    )
-
-
-def health_message(
-    snap: HealthSnapshot, models: Sequence[ModelInfo], audit: Optional[AuditHead] = None
-) -> HealthMessage:
-    # Evidence that cannot be written, or a log repaired or lost and not yet acknowledged, is a
-    # degraded device: counting goes on, the control room sees it.
-    audit_trouble = audit is not None and (audit.problem is not None or audit.unacknowledged > 0)
-    return HealthMessage(
-        state="degraded" if audit_trouble and snap.state == "ok" else snap.state,
-        fps=snap.fps,
-        latency_ms={s: LatencyStats(p50=v.p50_ms, p95=v.p95_ms) for s, v in snap.stage_latency_ms.items()},
-        frames=FrameCounters(
-            captured=snap.frames_captured, analyzed=snap.frames_analyzed, dropped=dict(snap.frames_dropped)
-        ),
-        camera=CameraHealth(
-            state=snap.camera_state, reconnects=snap.camera_reconnects, decode_errors=snap.camera_decode_errors
-        ),
-        models=list(models),
-        uptime_s=snap.uptime_s,
-        audit=audit,
     )

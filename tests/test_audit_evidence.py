@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, List
 
 import pytest
+from support.audit import signed_site
 
 from appliance.audit import AuditLog, Stopped, record_start
 from appliance.audit.chain import GENESIS, canonical, entry_hash
@@ -16,19 +17,8 @@ from appliance.cli import main
 from appliance.config import load_config
 
 
-def _site(tmp_path: Path, pki: Any) -> Path:
-    device = pki.clients["device-a"]
-    site = tmp_path / "site.yaml"
-    site.write_text(
-        "device_id: device-a\n"
-        f"mqtt: {{tls: {{ca_file: '{pki.ca}', cert_file: '{device['cert']}', key_file: '{device['key']}'}}}}\n"
-        f"transparency: {{audit_log_path: '{tmp_path}/audit.jsonl'}}\n"
-    )
-    return site
-
-
 def _signed_log(tmp_path: Path, pki: Any) -> Path:
-    cfg = load_config(_site(tmp_path, pki))
+    cfg = load_config(signed_site(tmp_path, pki))
     log = AuditLog.from_config(cfg)
     record_start(log, cfg)
     log.append(Stopped(reason="test"))

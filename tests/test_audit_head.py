@@ -7,7 +7,7 @@ import base64
 from pathlib import Path
 from typing import Any
 
-from test_audit_evidence import _site
+from support.audit import signed_site
 
 from appliance.audit import AuditLog, AuditRecorder
 from appliance.audit.signing import Verifier, head_statement
@@ -15,7 +15,7 @@ from appliance.config import load_config
 
 
 def test_the_published_head_is_signed_over_device_length_and_hash(tmp_path: Path, pki: Any) -> None:
-    cfg = load_config(_site(tmp_path, pki))
+    cfg = load_config(signed_site(tmp_path, pki))
     recorder = AuditRecorder(AuditLog.from_config(cfg), cfg.device_id)
     recorder.start(cfg)
     head = recorder.published_head()

@@ -79,15 +79,16 @@ def test_a_line_torn_while_running_is_recovered_at_the_next_health_message(tmp_p
 
 def test_a_degraded_audit_log_makes_health_degraded() -> None:
     from appliance.audit import PublishedHead
-    from appliance.health import HealthMonitor
-    from appliance.report import health_message
+    from appliance.capture import CaptureStats
+    from appliance.health.monitor import HealthMonitor
+    from appliance.publish import PublisherStats
 
-    snap = HealthMonitor(3).snapshot("ok", 0)
-    assert snap.state == "ok"
+    camera = CaptureStats(state="ok", reconnects=0, frames_read=0, frames_skipped=0)
+    delivering = PublisherStats(connected=True, last_error=None, seconds_since_puback=0.5)
     fine = audit_head(PublishedHead(3, "a" * 64))
-    assert health_message(snap, [], fine).state == "ok"
+    assert HealthMonitor().message(camera, delivering, audit=fine).state == "ok"
     for head in (PublishedHead(3, "a" * 64, unacknowledged=1), PublishedHead(3, "a" * 64, problem="disk full")):
-        assert health_message(snap, [], audit_head(head)).state == "degraded"
+        assert HealthMonitor().message(camera, delivering, audit=audit_head(head)).state == "degraded"
 
 
 # ------------------------------------------------------------------------------------ deleted while running

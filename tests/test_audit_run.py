@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any, Dict, List
 
 import pytest
-from conftest import printing_publisher
-from test_analyze_support import config, detections, person_at
+from support.analysis import config, detections, person_at
+from support.publishing import printing_publisher
 
 from appliance.anonymize import Anonymizer
 from appliance.anonymize.testing import KnownDetections

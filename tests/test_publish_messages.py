@@ -11,7 +11,7 @@ from typing import Any, Dict, List
 import jsonschema
 import pytest
 from pydantic import ValidationError
-from test_publish_mqtt import publisher_for
+from support.publishing import health_of, publisher_for
 
 from appliance.config import load_config
 from appliance.config.schema import ApplianceConfig
@@ -284,7 +284,7 @@ def test_stdout_publisher_prints_one_json_line_per_message(cfg: ApplianceConfig)
     assert isinstance(pub, StdoutPublisher)
     pub.start()
     pub.publish(sample_counts())
-    pub.publish(HealthMessage(state="ok", fps=5.0, camera=CameraHealth(state="ok"), uptime_s=1.0))
+    pub.publish(health_of(pub))
     pub.close(clean=True)
 
     lines = [json.loads(line) for line in out.getvalue().splitlines()]
@@ -296,7 +296,7 @@ def test_stdout_publisher_prints_one_json_line_per_message(cfg: ApplianceConfig)
     assert birth["models"] == [{"name": "centerface-int8", "sha256": SHA}]
     # Birth and death take the two seqs reserved at start; data follows.
     assert [birth["seq"], death["seq"], counts["seq"], health["seq"]] == [1, 2, 3, 4]
-    assert health["outbox"]["pending"] == 0, "the publisher fills in the outbox section of health"
+    assert health["outbox"]["pending"] == 0 and health["state"] == "ok", "nothing waits: printed at once"
     for line in lines:
         kind = line["topic"].rsplit("/", 1)[1]
         jsonschema.validate(line["payload"], message_schema(MESSAGE_TYPES[kind]))

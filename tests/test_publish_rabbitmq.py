@@ -22,8 +22,9 @@ from pathlib import Path
 from typing import Dict, Iterator, List, Optional
 
 import pytest
-from conftest import Broker, Subscriber, free_port
-from test_publish_mqtt import counts, make_cfg, seqs, started, wait_until
+from support.brokers import Broker, Subscriber, free_port
+from support.publishing import counts, make_cfg, seqs, started
+from support.waiting import wait_until
 
 from appliance.publish import MqttPublisher
 

@@ -116,19 +116,3 @@ class Pruned(AuditEvent):
 
 
 PROBLEM_KINDS = (Recovered.kind, Reset.kind)
-
-EVENT_TYPES: Dict[str, type] = {
-    cls.kind: cls
-    for cls in (
-        Started,
-        Stopped,
-        ConfigChanged,
-        AnomalyChanged,
-        ImageWritten,
-        ModelVerificationFailed,
-        Recovered,
-        Reset,
-        Acknowledged,
-        Pruned,
-    )
-}

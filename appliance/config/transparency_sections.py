@@ -35,7 +35,7 @@ class PrivacyConfig(Strict):
     )
 
 
-# --------------------------------------------------------------------------- transparency (issue 9)
+# --------------------------------------------------------------------------- transparency
 
 SignLanguage = Literal["en", "fr", "nb"]  # one translation file each in appliance/transparency/translations/
 Purpose = Literal["crowd_safety", "capacity_management", "footfall_statistics"]

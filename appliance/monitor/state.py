@@ -259,7 +259,8 @@ class FleetState:
             if dev.health is None or (msg.boot_id, msg.seq) >= (dev.health.boot_id, dev.health.seq):
                 dev.health = msg
         elif isinstance(msg, AnomalyMessage):
-            # Paired by event_id where the payload carries one (issue 13), else by (type, zone).
+            # Paired by event_id where the payload carries one (devices from before it was added do
+            # not), else by (type, zone).
             event_id = getattr(msg, "event_id", None)
             key: Tuple[str, Optional[str]] = ("event_id", str(event_id)) if event_id else (msg.type, msg.zone)
             if msg.state == "raised":

@@ -48,6 +48,7 @@ from appliance.vocabulary import (
     PrivacyApplied,
     Severity,
     Sha256,
+    Stage,
     Value,
     ZoneStats,
 )
@@ -280,9 +281,6 @@ class AnomalyMessage(Message):
         if any(c in v for c in "\r\n\t"):
             raise ValueError("reason must be one line")
         return v
-
-
-Stage = Literal["capture", "anonymize", "analyze", "publish"]
 
 
 class HealthMessage(Message):
