@@ -17,33 +17,33 @@ import cv2
 import numpy as np
 
 from appliance.analyze import Analyzer, FrameAnalysis
-from appliance.analyze.detail import (
-    DORI_EDITION,
-    RECOGNISE_PX_PER_M,
-    WHOLE_GROUND,
-    ZoneDetail,
-    after_cap,
-    detail_scale,
-    details_from_people,
-    details_from_plane,
-    fit_height_scale,
-)
 from appliance.anonymize import AnonymizedFrame, Anonymizer
-from appliance.audit import AuditLog, ImageWritten, record_start
+from appliance.audit import AuditLog, AuditRecorder, ImageWritten
 from appliance.capture import FrameSource, open_source
 from appliance.capture.sources import IMAGE_SUFFIXES
 from appliance.config import ApplianceConfig, BoardProfile
 from appliance.config.loader import config_hash
+from appliance.detail_level import (
+    DORI_EDITION,
+    RECOGNISE_PX_PER_M,
+    WHOLE_GROUND,
+    DetailPlan,
+    ZoneDetail,
+    details_from_people,
+    fit_height_scale,
+    plan_detail,
+)
 from appliance.errors import ApplianceError, InputError
 from appliance.frames import Analysed, Dropped, FrameLoop, Lost
-from appliance.health import HealthMonitor
+from appliance.health.monitor import HealthMonitor
 from appliance.models import load_detectors
 from appliance.models.manifest import load_manifest
 from appliance.pipeline import Pipeline
 from appliance.progress import Progress
-from appliance.publish import AuditHead, Publisher, RetainedDocument, make_birth, make_publisher
+from appliance.publish import Publisher, RetainedDocument, make_birth, make_publisher
 from appliance.publish.discovery import AnnouncedTopics, discovery_messages
 from appliance.publish.outbox import outbox_path
+from appliance.report import audit_head
 from appliance.schedule import Schedule
 from appliance.transparency import Notice, build_notice, notice_hash, notice_payload
 from appliance.vocabulary import ModelInfo
@@ -61,21 +61,10 @@ def model_infos(profile: BoardProfile) -> List[ModelInfo]:
     return [ModelInfo(name=n, sha256=manifest.get(n).sha256) for n in names]
 
 
-def configured_details(cfg: ApplianceConfig) -> Optional[List[ZoneDetail]]:
-    """Worst-case detail level per zone at the working size, from the ground plane; None without one."""
-    plane = cfg.analytics.ground_plane
-    return None if plane is None else details_from_plane(cfg.zones, plane, working_size(cfg.profile))
-
-
-def configured_detail_scale(cfg: ApplianceConfig) -> float:
-    """The downscale factor for ``anonymize.max_detail_px_per_m``, fixed at start (the schema
-    refuses the cap without a ground plane)."""
-    return detail_scale(cfg.anonymize.max_detail_px_per_m, configured_details(cfg) or [])
-
-
-def build_anonymizer(cfg: ApplianceConfig, *, live: bool = False) -> Anonymizer:
+def build_anonymizer(cfg: ApplianceConfig, *, live: bool = False, detail: Optional[DetailPlan] = None) -> Anonymizer:
+    """The anonymizer with its models, applying ``detail`` (the config's detail plan by default)."""
     face, person = load_detectors(cfg.profile, cfg.anonymize, cfg.detection)
-    anonymizer = Anonymizer(face, person, cfg.anonymize, live=live, detail_scale=configured_detail_scale(cfg))
+    anonymizer = Anonymizer(face, person, cfg.anonymize, live=live, detail=detail or plan_detail(cfg))
     if live:
         anonymizer.warm_up(*working_size(cfg.profile))
     return anonymizer
@@ -97,19 +86,17 @@ def open_file_source(cfg: ApplianceConfig, spec: str, size: Optional[Tuple[int, 
     return open_source(spec, cfg.capture.model_copy(update={"loop": False}), size)
 
 
-def open_audit(cfg: ApplianceConfig, *, required: bool) -> Optional[AuditLog]:
+def open_audit(cfg: ApplianceConfig, *, required: bool) -> Optional[AuditRecorder]:
     """The device's audit log with this start recorded. ``required`` when publishing to a broker
-    (a deployed device): a log that cannot be written is then a runtime failure. A local demo run
-    or a laptop ``blur`` goes on without one, saying so."""
-    try:
-        audit = AuditLog.from_config(cfg)
-        record_start(audit, cfg)
-    except ApplianceError as exc:
-        if required:
-            raise
-        log.warning("%s; going on without an audit log (a device publishing to a broker always keeps one)", exc)
+    (a deployed device): a log that cannot be written is then reported in health and retried, and
+    the device keeps counting (fail closed on evidence, not on counting). A local demo run goes on
+    without one, saying so."""
+    recorder = AuditRecorder(AuditLog.from_config(cfg), cfg.device_id)
+    recorder.start(cfg)
+    if recorder.problem is not None and not required:
+        log.warning("going on without an audit log (a device publishing to a broker always keeps one)")
         return None
-    return audit
+    return recorder
 
 
 def retained_documents(cfg: ApplianceConfig, notice: Notice) -> List[RetainedDocument]:
@@ -136,18 +123,18 @@ def build_pipeline(
     """Everything ``appliance run`` needs. Source and models are opened before the broker, so a
     bad camera or model fails fast with a clear error instead of a birth followed by silence."""
     source = source or open_source(cfg.capture.source, cfg.capture, working_size(cfg.profile))
-    anonymizer = build_anonymizer(cfg, live=source.live)
+    detail = plan_detail(cfg)  # what the anonymizer applies is what the notice states
+    anonymizer = build_anonymizer(cfg, live=source.live, detail=detail)
     models = model_infos(cfg.profile)
     audit = open_audit(cfg, required=cfg.mqtt.url is not None)
-    notice = build_notice(cfg)
+    notice = build_notice(cfg, detail=detail)
     if publisher is None:
-        head = audit.head() if audit is not None else None
         birth = make_birth(
             config_hash=config_hash(cfg),
             board=cfg.profile.name,
             models=models,
             notice_hash=notice_hash(notice),
-            audit=None if head is None else AuditHead(length=head[0], sha256=head[1]),
+            audit=None if audit is None else audit_head(audit.published_head()),
         )
         publisher = make_publisher(
             device_id=cfg.device_id,
@@ -164,7 +151,9 @@ def build_pipeline(
         build_analyzer(cfg),
         publisher,
         schedule=Schedule(cfg.publish.interval_s, cfg.publish.health_interval_s),
-        health=HealthMonitor(cfg.health.face_stage_max_consecutive_failures),
+        health=HealthMonitor(
+            cfg.health.face_stage_max_consecutive_failures, stuck_after_s=cfg.publish.health_interval_s
+        ),
         models=models,
         connect_timeout_s=cfg.mqtt.connect_timeout_s,
         watchdog_timeout_s=cfg.health.watchdog_timeout_s,
@@ -291,13 +280,13 @@ class PreviewDetail:
         ]
 
 
-def preview_detail(cfg: ApplianceConfig, people_boxes: np.ndarray, frame_size: Tuple[int, int]) -> PreviewDetail:
-    """From the ground plane at the frame's size (after the cap, which is what the frame holds),
-    else from a fit of the person boxes seen."""
-    plane = cfg.analytics.ground_plane
-    if plane is not None:
-        details = details_from_plane(cfg.zones, plane, frame_size)
-        return PreviewDetail(after_cap(details, configured_detail_scale(cfg)), estimated=False)
+def preview_detail(
+    cfg: ApplianceConfig, detail: DetailPlan, people_boxes: np.ndarray, frame_size: Tuple[int, int]
+) -> PreviewDetail:
+    """From the detail plan (measured on the ground plane; after the cap, which is what the frame
+    holds), else from a fit of the person boxes seen in frames of ``frame_size``."""
+    if detail.measured:
+        return PreviewDetail(detail.zones, estimated=False)
     scale = fit_height_scale(people_boxes, frame_size)
     return PreviewDetail([] if scale is None else details_from_people(cfg.zones, scale, frame_size), estimated=True)
 
@@ -360,7 +349,8 @@ def write_preview(cfg: ApplianceConfig, dst: Path, skip_frames: int = 0) -> Prev
     the heights of the people in all the frames read (``skip_frames`` + 1).
 
     The file stays on the device (the technician copies it off over their own link)."""
-    anonymizer = build_anonymizer(cfg)
+    plan = plan_detail(cfg)
+    anonymizer = build_anonymizer(cfg, detail=plan)
     source = open_file_source(cfg, cfg.capture.source, working_size(cfg.profile))
     last: Optional[Analysed] = None
     seen: List[np.ndarray] = []
@@ -377,7 +367,7 @@ def write_preview(cfg: ApplianceConfig, dst: Path, skip_frames: int = 0) -> Prev
     if last is None or last.analysis is None:
         raise InputError(f"source gave no frame (state {source.state})", path=cfg.capture.source)
     h, w = last.frame.image.shape[:2]
-    detail = preview_detail(cfg, np.concatenate(seen), (w, h))
+    detail = preview_detail(cfg, plan, np.concatenate(seen), (w, h))
     if not cv2.imwrite(str(dst), draw_overlay(last.frame, last.analysis, cfg, detail)):
         raise InputError("cannot write", path=str(dst))
     record_image(cfg, "preview", dst, 1)

@@ -17,14 +17,14 @@ from typing import Iterable, List, Optional
 
 from appliance.analyze import Analyzer, AnomalyEvent
 from appliance.anonymize import Anonymizer
-from appliance.audit import AnomalyChanged, AuditLog, Stopped
+from appliance.audit import AnomalyChanged, AuditRecorder, Stopped
 from appliance.capture import CaptureStats, FrameSource
 from appliance.frames import Analysed, Dropped, FrameLoop, FrameResult, StopReason
-from appliance.health import HealthMonitor
+from appliance.health.monitor import HealthMonitor
 from appliance.health.watchdog import Watchdog
 from appliance.progress import Progress
 from appliance.publish import AuditHead, BrokerUnreachable, Message, Publisher
-from appliance.report import anomaly_message, counts_message, health_message
+from appliance.report import anomaly_message, audit_head, counts_message
 from appliance.schedule import HealthDue, Schedule, WindowDue
 from appliance.vocabulary import ModelInfo
 
@@ -54,7 +54,7 @@ class Pipeline:
         connect_timeout_s: float,
         watchdog_timeout_s: float = 60.0,
         progress: Optional[Progress] = None,
-        audit: Optional[AuditLog] = None,
+        audit: Optional[AuditRecorder] = None,
     ) -> None:
         self.source = source
         self.anonymizer = anonymizer
@@ -101,15 +101,15 @@ class Pipeline:
         self._windows += 1
 
     def _publish_health(self) -> None:
-        cam = self._capture_stats()
-        snapshot = self.health.snapshot(cam.camera_state, cam.reconnects, decode_errors=cam.decode_errors)
-        self._publish(health_message(snapshot, self.models, self._audit_head()))
+        health = self.health.message(
+            self._capture_stats(), self.publisher.stats(), models=self.models, audit=self._audit_head()
+        )
+        self._publish(health)
 
     def _audit_head(self) -> Optional[AuditHead]:
         if self.audit is None:
             return None
-        length, head = self.audit.head()
-        return AuditHead(length=length, sha256=head)
+        return audit_head(self.audit.published_head())
 
     def _on_clock(self, now_s: float, duration_s: float) -> None:
         for due in self.schedule.advance(now_s, duration_s):
@@ -159,7 +159,7 @@ class Pipeline:
             if final is not None:
                 self._close_window(final)
             if self.audit is not None:
-                self.audit.append(Stopped(reason=loop.stopped_by, frames_analyzed=self.health.frames_analyzed))
+                self.audit.record(Stopped(reason=loop.stopped_by, frames_analyzed=self.health.frames_analyzed))
             self._publish_health()
             self.publisher.close(clean=True)
             self.source.close()
@@ -201,5 +201,5 @@ class Pipeline:
                 changed = AnomalyChanged(
                     type=event.type, state=event.state, zone=event.zone, value=event.value, threshold=event.threshold
                 )
-                self.audit.append(changed)
+                self.audit.record(changed)  # never raises: the alert below goes out whatever the log does
             self._publish(anomaly_message(event))

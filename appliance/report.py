@@ -1,27 +1,18 @@
-"""Turns what analysis and health produce into the typed messages the publish stage accepts.
+"""Turns what analysis produces into the typed messages the publish stage accepts.
 
-The one place where in-memory results become wire messages. The value types are shared
-(``appliance.vocabulary``), so this only adds what the wire needs: UTC datetimes instead of
-seconds, and the narrow message classes that the egress policy accepts.
+The one place where analysis results become wire messages (the health monitor builds its own,
+``appliance.health.monitor``). The value types are shared (``appliance.vocabulary``), so this only
+adds what the wire needs: UTC datetimes instead of seconds, and the narrow message classes that the
+egress policy accepts.
 """
 
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import Optional, Sequence
 
 from appliance.analyze import AnomalyEvent, WindowSummary
-from appliance.health import HealthSnapshot
-from appliance.publish import (
-    AnomalyMessage,
-    AuditHead,
-    CameraHealth,
-    CountsMessage,
-    FrameCounters,
-    HealthMessage,
-    LatencyStats,
-)
-from appliance.vocabulary import ModelInfo
+from appliance.audit import PublishedHead
+from appliance.publish import AnomalyMessage, AuditHead, CountsMessage, LostChain
 
 
 def utc(timestamp_s: float) -> datetime:
@@ -58,20 +49,13 @@ def anomaly_message(event: AnomalyEvent) -> AnomalyMessage:
     )
 
 
-def health_message(
-    snap: HealthSnapshot, models: Sequence[ModelInfo], audit: Optional[AuditHead] = None
-) -> HealthMessage:
-    return HealthMessage(
-        state=snap.state,
-        fps=snap.fps,
-        latency_ms={s: LatencyStats(p50=v.p50_ms, p95=v.p95_ms) for s, v in snap.stage_latency_ms.items()},
-        frames=FrameCounters(
-            captured=snap.frames_captured, analyzed=snap.frames_analyzed, dropped=dict(snap.frames_dropped)
-        ),
-        camera=CameraHealth(
-            state=snap.camera_state, reconnects=snap.camera_reconnects, decode_errors=snap.camera_decode_errors
-        ),
-        models=list(models),
-        uptime_s=snap.uptime_s,
-        audit=audit,
+def audit_head(head: PublishedHead) -> AuditHead:
+    lost = None if head.reset_from is None else LostChain(length=head.reset_from[0], sha256=head.reset_from[1])
+    return AuditHead(
+        length=head.length,
+        sha256=head.sha256,
+        sig=head.sig,
+        problem=head.problem,
+        unacknowledged=head.unacknowledged,
+        reset=lost,
     )

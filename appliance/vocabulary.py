@@ -29,6 +29,8 @@ Severity = Literal["info", "warning", "critical"]
 CameraState = Literal["ok", "lost", "reconnecting"]
 SourceState = Literal["ok", "lost", "reconnecting", "ended"]
 HealthState = Literal["ok", "degraded", "failed"]
+# The stages whose latency health reports, in the order a frame passes them.
+Stage = Literal["capture", "anonymize", "analyze", "publish"]
 
 MAX_HEATMAP_SIDE = 16
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# int8 vs fp32 on aarch64 (issue 11): scripts/bench_precision.py under the emulated aarch64 Python
+# int8 vs fp32 on aarch64: scripts/bench_precision.py under the emulated aarch64 Python
 # of scripts/aarch64_env.sh (published aarch64 wheels, qemu-user) as a Cortex-A76 (Raspberry Pi 5)
 # and a Cortex-A72 (Raspberry Pi 4: no dot-product instructions, so onnxruntime takes another int8
 # kernel), and natively on this host in the same run. Model-only latency at the rpi4/rpi5 input

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Side-by-side speed checks for issue 12, as ratios from interleaved runs (medians of N).
+"""Side-by-side speed checks of the frame pipeline, as ratios from interleaved runs (medians of N).
 
 Three measurements, each run in turns (A, B, A, B, ...) so that load from other work on the
 machine falls on both sides alike; only ratios are meaningful, never the absolute times:
@@ -221,9 +221,10 @@ def bench_floor(clip: Path, frames: int, repeats: int, config: Optional[Path], r
 
     from appliance.anonymize import Anonymizer
     from appliance.anonymize.work_sharing import run_shared
-    from appliance.app import build_pipeline, configured_detail_scale, working_size
+    from appliance.app import build_pipeline, working_size
     from appliance.capture import open_source
     from appliance.config import config_hash, load_config
+    from appliance.detail_level import plan_detail
     from appliance.models import load_detectors
     from appliance.publish import StdoutPublisher, make_birth
 
@@ -238,15 +239,15 @@ def bench_floor(clip: Path, frames: int, repeats: int, config: Optional[Path], r
         publisher = StdoutPublisher(device_id="bench", mqtt=cfg.mqtt, publish=cfg.publish, birth=birth, stream=devnull)
         pipeline = build_pipeline(cfg, source=source, publisher=publisher)
         pipeline.anonymizer.close()  # its own fresh sessions: use the shared (recording) ones
-        pipeline.anonymizer = Anonymizer(face, person, cfg.anonymize, detail_scale=configured_detail_scale(cfg))
+        pipeline.anonymizer = Anonymizer(face, person, cfg.anonymize, detail=plan_detail(cfg))
         pipeline.anonymizer.warm_up(*working_size(cfg.profile))
         pipeline.overlap_analysis = overlap_analysis
         t0, c0 = time.perf_counter(), time.process_time()
         result = pipeline.run(max_frames=n)
         wall, cpu = time.perf_counter() - t0, time.process_time() - c0
         if overlap_analysis:
-            for stage, lat in pipeline.health.snapshot("ok", 0).stage_latency_ms.items():
-                stage_p50.setdefault(stage, []).append(lat.p50_ms)
+            for stage, lat in pipeline.health.latency().items():
+                stage_p50.setdefault(stage, []).append(lat.p50)
         return wall / result.frames_analyzed * 1000, cpu / result.frames_analyzed * 1000
 
     # One untimed pass records the pipeline's own model inputs.

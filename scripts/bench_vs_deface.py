@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The appliance against deface 1.5.0 on the same frames, whole processes, side by side (issue 12).
+"""The appliance against deface 1.5.0 on the same frames, whole processes, side by side.
 
 deface (https://github.com/ORB-HD/deface) is the common "blur the faces in a video" tool; it blurs
 faces only. Four commands run in turns (A, B, C, D, A, B, ...), medians of ``--repeats``, on the

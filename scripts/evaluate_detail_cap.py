@@ -7,15 +7,15 @@
 1. Ground plane from people's heights (vtest has no surveyed points). The real anonymizer runs
    uncapped on every 10th frame; a line px/m = slope * foot_row + intercept is fitted to the
    person boxes wholly inside the frame (people taken as 1.7 m tall:
-   ``appliance.analyze.detail.fit_height_scale``). For a level camera over flat ground that line
+   ``appliance.detail_level.fit_height_scale``). For a level camera over flat ground that line
    is exact, and it fixes a homography: across the view a metre is ``s(y) = slope*y + intercept``
    pixels at row y, and depth is ``f / s(y)`` metres for a focal length ``f`` (assumed from a 60°
    horizontal field of view; it only sets how much depth is foreshortened, which never exceeds
    the across-the-view stretch the density is taken from). Four image points and their ground
    positions from that homography make the ``analytics.ground_plane`` printed below.
 2. With that plane and no zones (the strictest case: the whole visible ground, whose nearest row
-   is the frame's bottom edge), each cap's factor is computed exactly as the appliance does
-   (``appliance.app.build_anonymizer``), and the real anonymizer runs on the 20 labelled frames of
+   is the frame's bottom edge), each cap's detail plan is the appliance's own
+   (``appliance.detail_level.plan_detail``), and the real anonymizer runs on the 20 labelled frames of
    eval/vtest_labels.yaml. Reported per cap: the factor, the working frame it amounts to, count
    MAE and bias against the hand counts, and faces/heads hidden per frame.
 """
@@ -35,10 +35,10 @@ import yaml
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from appliance.analyze.detail import WHOLE_GROUND, detail_scale, details_from_plane, fit_height_scale  # noqa: E402
-from appliance.app import build_anonymizer, configured_detail_scale, working_size  # noqa: E402
+from appliance.app import build_anonymizer, working_size  # noqa: E402
 from appliance.capture.frame import RawFrame  # noqa: E402
 from appliance.config.loader import load_config  # noqa: E402
+from appliance.detail_level import WHOLE_GROUND, fit_height_scale, plan_detail  # noqa: E402
 
 HFOV_DEG = 60.0
 PLANE_IMAGE_POINTS = [(0.1, 0.45), (0.9, 0.45), (0.9, 0.95), (0.1, 0.95)]
@@ -88,21 +88,21 @@ def evaluate(video: str, labels: Dict[int, int], plane: Dict[str, Any], cap: Opt
     if cap is not None:
         overrides["anonymize"] = {"max_detail_px_per_m": cap}
     cfg = load_config(overrides=overrides)
-    w, h = working_size(cfg.profile)
-    factor = configured_detail_scale(cfg)
+    plan = plan_detail(cfg)
     errors, faces, heads = [], 0, 0
-    with build_anonymizer(cfg) as anonymizer:
+    with build_anonymizer(cfg, detail=plan) as anonymizer:
         for i, image in frames(video, set(labels)):
             frame = anonymizer.process(RawFrame(i, i / 10, image))
             errors.append(len(frame.people) - labels[i])
             faces += frame.faces_blurred
             heads += frame.heads_blurred
-    (whole,) = details_from_plane([], cfg.analytics.ground_plane, (w, h))  # type: ignore[arg-type]
+    (whole,) = plan.zones  # no zones: the whole visible ground
+    w, h = plan.reduced_size(plan.frame_size)
     return {
         "cap_px_per_m": cap,
-        "factor": round(factor, 4),
-        "effective_frame": f"{int(w * factor)}x{int(h * factor)}",
-        "max_px_per_m": round(whole.px_per_m * factor, 1),
+        "factor": round(plan.factor, 4),
+        "effective_frame": f"{w}x{h}",
+        "max_px_per_m": round(whole.px_per_m, 1),
         "count_mae": round(float(np.mean(np.abs(errors))), 2),
         "count_bias": round(float(np.mean(errors)), 2),
         "faces_per_frame": round(faces / len(errors), 2),
@@ -126,10 +126,11 @@ def main() -> None:
     print(f"height fit: px/m = {calibration['slope']:.4f} * foot_row + {calibration['intercept']:.2f} "
           f"({calibration['people']} people), f = {calibration['focal_px']:.0f} px")
     print("analytics:\n  ground_plane: " + json.dumps(plane))
-    (whole,) = details_from_plane([], load_config(overrides={"analytics": {"ground_plane": plane}}).analytics
-                                  .ground_plane, (768, 576))  # type: ignore[arg-type]
+    capped = plan_detail(load_config(overrides={"analytics": {"ground_plane": plane},
+                                                "anonymize": {"max_detail_px_per_m": 62.5}}))
+    (whole,) = capped.measured
     print(f"uncapped: {WHOLE_GROUND} up to {whole.px_per_m:.1f} px/m ({whole.level}); factor for 62.5: "
-          f"{detail_scale(62.5, [whole]):.3f}")
+          f"{capped.factor:.3f}")
     rows = []
     for c in args.caps.split(","):
         row = evaluate(args.video, labels, plane, None if c == "none" else float(c))

@@ -18,7 +18,7 @@ from typing import Dict, Tuple
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from config_fuzz import call_main, generate
+from support.config_fuzz import call_main, generate
 
 from appliance.app import build_analyzer
 from appliance.capture import open_source

@@ -547,7 +547,7 @@ def run_scenario(
         attempt_times = fleet.attempts_since(t_stop)
         per_second = Counter(int(at - t_stop) for at in attempt_times)
         # Apart: the first retry after the loss (within reconnect_min_s, jitter or not) makes the
-        # first second of the outage busy; the restart is what the issue is about.
+        # first second of the outage busy; the reconnects after the broker comes back are what jitter spreads.
         after_restart = Counter(int(at - t_restart) for at in attempt_times if at >= t_restart)
         return Result(
             jitter=jitter,

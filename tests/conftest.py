@@ -3,31 +3,21 @@
 Brokers are real ``mosquitto`` processes (no mocks): the point of the publish tests is what a real
 broker does with our packets (retained messages, last wills, ACLs, TLS). Tests that need one are
 skipped with a clear reason when the ``mosquitto`` binary is not installed (``.ci/run`` installs it).
+The helpers behind them, and every helper test modules share, are in ``tests/support/``: a test
+module imports from there, never from another test module or from this file.
 """
 
 from __future__ import annotations
 
-import getpass
-import importlib.util
-import json
 import os
 import shutil
-import signal
-import socket
-import ssl
-import subprocess
-import sys
 import tempfile
-import threading
-import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from types import ModuleType
-from typing import Any, Callable, Dict, Iterator, List, Optional
+from typing import Any, Callable, Iterator, List
 
 import pytest
-
-REPO = Path(__file__).resolve().parent.parent
+from support.brokers import Broker, Pki, Subscriber, free_port, require_mosquitto, run_user_line
+from support.repo import REPO, load_script
 
 # State files that a config leaves at their default place ({state_dir}: the outbox, the audit log)
 # go to a folder of this test session, never to the machine's /var/lib/crowd-appliance. Set before
@@ -38,103 +28,19 @@ os.environ["STATE_DIRECTORY"] = str(STATE_DIR)
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     shutil.rmtree(STATE_DIR, ignore_errors=True)
-MOSQUITTO = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None)
-
-
-def printing_publisher(cfg: Any, stream: Any) -> Any:
-    """The publisher ``appliance run`` uses without a broker, printing to ``stream``."""
-    from appliance.config import config_hash
-    from appliance.publish import StdoutPublisher, make_birth
-
-    birth = make_birth(config_hash=config_hash(cfg), board=cfg.profile.name, models=[])
-    return StdoutPublisher(device_id=cfg.device_id, mqtt=cfg.mqtt, publish=cfg.publish, birth=birth, stream=stream)
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def load_script(name: str) -> ModuleType:
-    """Import a file from scripts/ (they are tools, not a package) so tests use the shipped code."""
-    path = REPO / "scripts" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(f"scripts_{name}", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the script runs
-    spec.loader.exec_module(module)
-    return module
-
-
-@dataclass
-class Broker:
-    """A mosquitto process on 127.0.0.1:port; can be stopped and restarted on the same port."""
-
-    port: int
-    conf: Path
-    workdir: Path
-    scheme: str = "mqtt"
-    host: str = "127.0.0.1"
-    proc: Optional[subprocess.Popen] = None
-
-    @property
-    def url(self) -> str:
-        return f"{self.scheme}://{self.host}:{self.port}"
-
-    def start(self, timeout_s: float = 10.0) -> None:
-        log = open(self.workdir / "mosquitto.log", "ab")  # noqa: SIM115 - lives as long as the process
-        self.proc = subprocess.Popen([MOSQUITTO, "-c", str(self.conf)], stdout=log, stderr=subprocess.STDOUT)
-        log.close()
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"mosquitto exited: {(self.workdir / 'mosquitto.log').read_text()[-2000:]}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                    return
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError(f"mosquitto did not accept connections on port {self.port} within {timeout_s} s")
-
-    def stop(self) -> None:
-        """Graceful stop (SIGTERM): a persistent broker saves its sessions and queued messages."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.proc = None
-
-    def log(self) -> str:
-        path = self.workdir / "mosquitto.log"
-        return path.read_text(errors="replace") if path.exists() else ""
-
-
-def _require_mosquitto() -> str:
-    if MOSQUITTO is None:
-        pytest.skip("mosquitto is not installed (apt-get install -y mosquitto mosquitto-clients)")
-    return MOSQUITTO
-
-
-def _run_user_line() -> str:
-    # Started as root, mosquitto drops to the 'mosquitto' user and could not read files in tmp_path.
-    return f"user {getpass.getuser()}\n" if os.geteuid() == 0 else ""
 
 
 @pytest.fixture
 def mosquitto(tmp_path: Path) -> Iterator[Broker]:
     """A plain (mqtt://) broker, anonymous access allowed, with persistence so that a control
     room's persistent session and its queued messages survive a broker restart (outage tests)."""
-    _require_mosquitto()
+    require_mosquitto()
     work = tmp_path / "broker"
     work.mkdir()
     port = free_port()
     conf = work / "mosquitto.conf"
     conf.write_text(
-        f"{_run_user_line()}"
+        f"{run_user_line()}"
         f"listener {port} 127.0.0.1\n"
         "allow_anonymous true\n"
         "persistence true\n"
@@ -151,24 +57,16 @@ def mosquitto(tmp_path: Path) -> Iterator[Broker]:
 @pytest.fixture
 def locked_mosquitto(tmp_path: Path) -> Iterator[Broker]:
     """A plain broker that refuses anonymous clients (for the 'refused auth' error)."""
-    _require_mosquitto()
+    require_mosquitto()
     work = tmp_path / "locked"
     work.mkdir()
     port = free_port()
     conf = work / "mosquitto.conf"
-    conf.write_text(f"{_run_user_line()}listener {port} 127.0.0.1\nallow_anonymous false\n")
+    conf.write_text(f"{run_user_line()}listener {port} 127.0.0.1\nallow_anonymous false\n")
     broker = Broker(port, conf, work)
     broker.start()
     yield broker
     broker.stop()
-
-
-@dataclass
-class Pki:
-    dir: Path
-    ca: Path
-    wrong_ca: Path
-    clients: Dict[str, Dict[str, Path]] = field(default_factory=dict)
 
 
 @pytest.fixture(scope="session")
@@ -191,7 +89,7 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
 @pytest.fixture
 def tls_mosquitto(tmp_path: Path, pki: Pki) -> Iterator[Broker]:
     """The shipped deploy/mosquitto example, with only paths and the port rewritten."""
-    _require_mosquitto()
+    require_mosquitto()
     work = tmp_path / "tls-broker"
     work.mkdir()
     port = free_port()
@@ -204,7 +102,7 @@ def tls_mosquitto(tmp_path: Path, pki: Pki) -> Iterator[Broker]:
     )
     assert str(port) in conf_text and str(pki.dir) in conf_text, "deploy example changed shape; update fixture"
     conf = work / "mosquitto.conf"
-    conf.write_text(_run_user_line() + conf_text)
+    conf.write_text(run_user_line() + conf_text)
     # Reached as "localhost": the name in the broker's certificate.
     broker = Broker(port, conf, work, scheme="mqtts", host="localhost")
     broker.start()
@@ -213,78 +111,6 @@ def tls_mosquitto(tmp_path: Path, pki: Pki) -> Iterator[Broker]:
 
 
 # --------------------------------------------------------------------------- subscriber
-
-
-@dataclass
-class Received:
-    topic: str
-    payload: Dict[str, Any]
-    retain: bool
-    raw: bytes = b""  # the payload's bytes as the broker delivered them
-
-
-class Subscriber:
-    """A real paho subscriber collecting JSON messages. ``session`` = persistent (clean session off),
-    like a control room that must not miss a backlog delivered while it reconnects."""
-
-    def __init__(
-        self,
-        broker: Broker,
-        topic: str,
-        *,
-        client_id: Optional[str] = None,
-        persistent: bool = False,
-        tls: Optional[Dict[str, Path]] = None,
-        ca: Optional[Path] = None,
-    ) -> None:
-        import paho.mqtt.client as paho
-        from paho.mqtt.enums import CallbackAPIVersion
-
-        self.messages: List[Received] = []
-        self._lock = threading.Lock()
-        self._subscribed = threading.Event()
-        self.topic = topic
-        self.client = paho.Client(
-            callback_api_version=CallbackAPIVersion.VERSION2,
-            client_id=client_id or f"test-sub-{os.getpid()}-{id(self)}",
-            protocol=paho.MQTTv311,
-            clean_session=not persistent,
-        )
-        if tls is not None:
-            ctx = ssl.create_default_context(cafile=str(ca))
-            ctx.load_cert_chain(str(tls["cert"]), str(tls["key"]))
-            self.client.tls_set_context(ctx)
-        self.client.on_connect = self._on_connect
-        self.client.on_message = self._on_message
-        self.client.on_subscribe = lambda *a: self._subscribed.set()
-        self.client.reconnect_delay_set(0.1, 0.5)
-        self.client.connect(broker.host, broker.port, keepalive=30)
-        self.client.loop_start()
-        assert self._subscribed.wait(10), "subscriber could not subscribe"
-
-    def _on_connect(self, client: Any, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
-        client.subscribe(self.topic, qos=1)
-
-    def _on_message(self, client: Any, userdata: Any, msg: Any) -> None:
-        with self._lock:
-            self.messages.append(Received(msg.topic, json.loads(msg.payload), bool(msg.retain), bytes(msg.payload)))
-
-    def snapshot(self, kind: Optional[str] = None) -> List[Received]:
-        with self._lock:
-            return [m for m in self.messages if kind is None or m.topic.endswith("/" + kind)]
-
-    def wait_for(self, predicate: Callable[[List[Received]], bool], timeout_s: float = 10.0) -> List[Received]:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            snap = self.snapshot()
-            if predicate(snap):
-                return snap
-            time.sleep(0.02)
-        raise AssertionError(f"timed out; received {[(m.topic, m.payload.get('seq')) for m in self.snapshot()]}")
-
-    def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
 
 
 @pytest.fixture
@@ -308,20 +134,3 @@ def publishers() -> Iterator[List[Any]]:
     yield made
     for pub in made:
         pub.close(clean=False)
-
-
-# --------------------------------------------------------------------------- publisher process
-
-
-DRIVER = Path(__file__).resolve().parent / "publish_driver.py"
-
-
-def start_driver(*args: str) -> subprocess.Popen:
-    """The publisher in its own process, as the pipeline will run it (for kill -9 tests)."""
-    return subprocess.Popen(
-        [sys.executable, str(DRIVER), *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=str(REPO),
-    )

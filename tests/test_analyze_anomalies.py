@@ -8,7 +8,7 @@ from typing import Callable, List, Optional, Sequence, Tuple
 import cv2
 import numpy as np
 import pytest
-from test_analyze_support import FPS, analyzer, config, frame, person_at, textured_image
+from support.analysis import FPS, analyzer, config, frame, person_at, textured_image
 
 from appliance.analyze import Analyzer, AnomalyEvent
 

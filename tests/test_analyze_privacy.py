@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from test_analyze_support import H, W, config, frame, person_at
+from support.analysis import H, W, config, frame, person_at
 
 from appliance.app import build_analyzer
 from appliance.report import counts_message

@@ -6,7 +6,7 @@ from typing import List, Tuple
 
 import numpy as np
 import pytest
-from test_analyze_support import FPS, H, W, analyzer, config, detections, frame, person_at
+from support.analysis import FPS, H, W, analyzer, config, detections, frame, person_at
 
 from appliance.analyze.dwell import DwellTimer
 from appliance.analyze.line import LineCounter

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import io
+import json
+
 import numpy as np
 import pytest
-from test_analyze_support import H, W, analyzer, config, frame, person_at
+from support.analysis import H, W, analyzer, config, frame, person_at
+from support.publishing import printing_publisher
 
 from appliance.analyze import WindowSummary
-from appliance.analyze.geometry import GroundPlane, points_in_polygon, polygon_area
 from appliance.capture.frame import RawFrame
+from appliance.geometry import GroundPlane, points_in_polygon, polygon_area
+from appliance.report import counts_message
 
 LEFT_HALF = {"name": "left", "polygon": [(0, 0), (0.5, 0), (0.5, 1), (0, 1)]}
 
@@ -122,14 +127,24 @@ def test_a_window_without_frames_says_so_instead_of_reporting_zero_people() -> N
     assert s.frames_analyzed == 0 and s.total is None and s.zones == {}
 
 
-def test_window_summary_as_dict_has_the_published_field_names() -> None:
-    an = analyzer(config(zones=[LEFT_HALF], lines=[{"name": "door", "start": (0.5, 0), "end": (0.5, 1)}]))
+def test_a_window_summary_is_published_with_the_documented_field_names() -> None:
+    """Through the real path: the report's message builder, then the publisher's wire form."""
+    cfg = config(zones=[LEFT_HALF], lines=[{"name": "door", "start": (0.5, 0), "end": (0.5, 1)}])
+    an = analyzer(cfg)
     an.process(frame(0, [person_at(100, 400)]))
-    d = an.close_window(0.0, 1.0).as_dict()
+    out = io.StringIO()
+    pub = printing_publisher(cfg, out)
+    pub.start()
+    pub.publish(counts_message(an.close_window(0.0, 1.0)))
+    pub.close(clean=True)
+    printed = [json.loads(line) for line in out.getvalue().splitlines()]
+    (d,) = [line["payload"] for line in printed if line["topic"].endswith("/counts")]
     assert set(d) == {
+        "v", "device_id", "boot_id", "seq", "sent_at",
         "window_start", "window_end", "frames_analyzed", "frames_dropped", "total", "zones", "lines",
         "heatmap", "camera_ok", "privacy",
     }
+    assert (d["window_start"], d["window_end"]) == ("1970-01-01T00:00:00.000Z", "1970-01-01T00:00:01.000Z")
     assert set(d["total"]) == {"min", "mean", "max", "last"}
     assert set(d["zones"]["left"]) == {
         "min", "mean", "max", "last", "density_per_m2", "dwell_mean_s", "dwell_p90_s", "suppressed",

@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 import pytest
-from conftest import REPO, start_driver
-from test_ha_discovery import RawSubscriber, ha_binary_state
+from support.home_assistant import RawSubscriber, ha_binary_state
+from support.publishing import start_driver
+from support.repo import REPO
 
 DEVICE = "cam-state"
 STATE_TOPIC = f"crowdmon/{DEVICE}/anomaly_state"

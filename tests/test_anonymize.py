@@ -10,7 +10,7 @@ from typing import Tuple
 import cv2
 import numpy as np
 import pytest
-from independent_face_detector import detect_faces as independent_faces
+from support.independent_face_detector import detect_faces as independent_faces
 
 from appliance.anonymize import AnonymizedFrame, Anonymizer, FrameDropped
 from appliance.anonymize.anonymizer import head_boxes

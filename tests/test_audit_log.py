@@ -64,7 +64,7 @@ def test_a_config_change_records_old_and_new_hash_and_the_changed_fields(tmp_pat
     assert {"device_id", "zones", "lines", "transparency.operator_name"} <= fields
     assert next(c for c in change["changes"] if c["field"] == "device_id") == {
         "field": "device_id", "old": "demo-0001", "new": "campus-square-01"}
-    start = log.entries()[-2]["data"]
+    start = list(log.entries())[-2]["data"]
     assert {m["name"] for m in start["models"]} == {"centerface-int8", "ssdlite-person-int8"}
 
 
@@ -165,8 +165,17 @@ def test_entries_signed_with_the_device_key_verify_with_its_certificate(tmp_path
     other = Verifier(str(pki.clients["device-b"]["cert"]))
     report = log.verify(check_signature=other)
     assert not report.ok and report.first_bad == 1 and "signature" in (report.problem or "")
+    # The appliance itself never appends unsigned to a signed log (a config that lost its key).
+    from appliance.errors import InputError
+
+    with pytest.raises(InputError, match="the log is signed but no device key"):
+        AuditLog(log.path).append(Stopped(reason="forged"))
     # Someone without the key appends a correctly chained entry: the missing signature gives it away.
-    AuditLog(log.path).append(Stopped(reason="forged"))
+    _, prev = log.head()
+    forged = {"seq": 3, "at": "2026-12-01T00:00:00.000Z", "kind": "stop", "data": {"reason": "forged"}, "prev": prev}
+    forged["hash"] = entry_hash(3, forged["at"], "stop", forged["data"], prev)
+    with open(log.path, "ab") as f:
+        f.write(canonical(forged) + b"\n")
     report = log.verify(check_signature=good)
     assert not report.ok and report.first_bad == 3 and "not signed" in (report.problem or "")
 

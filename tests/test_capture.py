@@ -9,7 +9,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import printing_publisher
+from support.publishing import printing_publisher
 
 from appliance.app import build_pipeline
 from appliance.capture import open_source

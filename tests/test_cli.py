@@ -14,7 +14,7 @@ from typing import List, Optional
 import cv2
 import jsonschema
 import pytest
-from independent_face_detector import detect_faces as independent_faces
+from support.independent_face_detector import detect_faces as independent_faces
 
 from appliance.config import load_config
 from appliance.models.manifest import load_manifest

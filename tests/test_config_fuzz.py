@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import List, Tuple
 
 import pytest
-from config_fuzz import call_main, generate
+from support.config_fuzz import call_main, generate
 
 from appliance.app import build_analyzer
 from appliance.capture import open_source

@@ -1,7 +1,8 @@
 """`config validate` and `run` refuse the same configs at start, with the same one line.
 
 The checks that need this machine (files, the password, a place for the outbox) live in
-appliance/config/preflight.py and both commands call it; see issue 10, item 8. The command line
+appliance/config/preflight.py and both commands call it, so a config that `config validate`
+accepts cannot fail at `run`'s start for a reason it did not say. The command line
 itself follows the same rule: a bad flag is one line and exit 2.
 """
 
@@ -13,7 +14,7 @@ from pathlib import Path
 from typing import List
 
 import pytest
-from config_fuzz import call_main
+from support.config_fuzz import call_main
 
 from appliance.resources import models_dir
 

@@ -1,7 +1,7 @@
 """Nonsense a site file could say is refused with one line naming the file and the field.
 
 Each case here was once accepted and published (a density of 3.9e18 people/m², a bow-tie zone) or
-ended in a traceback; see issue 10, items 7-9.
+ended in a traceback.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
-from config_fuzz import call_main
+from support.config_fuzz import call_main
 
 from appliance.config import load_config
 from appliance.config.loader import ConfigErrors, ConfigProblem

@@ -11,8 +11,17 @@ import numpy as np
 import pytest
 import yaml
 
-from appliance.analyze.detail import (
+from appliance.anonymize import Anonymizer
+from appliance.anonymize.detail_cap import reduce_detail
+from appliance.anonymize.testing import SCENE_UNTOUCHED, KnownDetections, anonymized
+from appliance.app import PreviewDetail, build_analyzer, build_anonymizer, draw_overlay, preview_detail
+from appliance.capture.frame import RawFrame
+from appliance.config import load_config
+from appliance.config.geometry import homography
+from appliance.config.schema import ApplianceConfig, GroundPlaneConfig, ZoneConfig
+from appliance.detail_level import (
     WHOLE_GROUND,
+    DetailPlan,
     ZoneDetail,
     capped_size,
     detail_scale,
@@ -20,16 +29,9 @@ from appliance.analyze.detail import (
     details_from_plane,
     dori_level,
     fit_height_scale,
+    plan_detail,
     plane_px_per_m,
 )
-from appliance.anonymize import Anonymizer
-from appliance.anonymize.detail_cap import reduce_detail
-from appliance.anonymize.testing import SCENE_UNTOUCHED, KnownDetections, anonymized
-from appliance.app import PreviewDetail, build_analyzer, configured_detail_scale, draw_overlay, preview_detail
-from appliance.capture.frame import RawFrame
-from appliance.config import load_config
-from appliance.config.geometry import homography
-from appliance.config.schema import ApplianceConfig, GroundPlaneConfig, ZoneConfig
 from appliance.errors import InputError
 from appliance.models.detections import Detections
 from appliance.transparency import build_notice
@@ -158,10 +160,18 @@ def test_the_cap_gives_the_downscale_factor() -> None:
     assert capped_size((768, 576), 1e-6) == (1, 1)
 
 
-def test_the_factor_is_fixed_from_the_config() -> None:
+def test_the_plan_is_fixed_from_the_config() -> None:
     cfg = config(analytics={"ground_plane": top_down_plane(200.0)}, anonymize={"max_detail_px_per_m": 50.0})
-    assert configured_detail_scale(cfg) == pytest.approx(0.25)
-    assert configured_detail_scale(config(analytics={"ground_plane": top_down_plane(200.0)})) == 1.0
+    plan = plan_detail(cfg)
+    assert plan.factor == pytest.approx(0.25) and plan.frame_size == (W, H)
+    width, height = plan.reduced_size((W, H))
+    assert width >= 190 and width * 200.0 / W <= 50.0 and height * 200.0 / H <= 50.0  # rounded down: at the cap
+    assert [(d.zone, round(d.px_per_m, 6)) for d in plan.zones] == [(WHOLE_GROUND, 50.0)]
+    assert plan_detail(config(analytics={"ground_plane": top_down_plane(200.0)})).factor == 1.0
+    unmeasured = plan_detail(config())
+    assert unmeasured.measured == () and unmeasured.factor == 1.0
+    with pytest.raises(ValueError):
+        DetailPlan((W, H), None, (), factor=0.0)
 
 
 def test_the_cap_needs_a_ground_plane() -> None:
@@ -176,12 +186,12 @@ def test_reducing_detail_removes_fine_stripes_in_place() -> None:
     image = np.zeros((8, 16, 3), np.uint8)
     image[:, ::2] = 255  # one-pixel stripes: detail at full resolution only
     buffer = image.ctypes.data
-    reduce_detail(image, 0.5)
+    reduce_detail(image, DetailPlan((16, 8), None, (), factor=0.5))
     assert image.shape == (8, 16, 3) and image.ctypes.data == buffer
     assert np.ptp(image[:, 2:-2]) <= 2  # averaged to grey: the stripes are gone
     untouched = np.arange(48, dtype=np.uint8).reshape(4, 4, 3)
     before = untouched.copy()
-    reduce_detail(untouched, 1.0)
+    reduce_detail(untouched, DetailPlan((4, 4), None, ()))
     assert np.array_equal(untouched, before)
 
 
@@ -199,13 +209,12 @@ def test_the_detectors_see_only_the_reduced_frame() -> None:
     image = np.zeros((64, 64, 3), np.uint8)
     image[:, ::2] = 255
     faces, people = Recording(), Recording()
-    stage = Anonymizer(faces, people, SCENE_UNTOUCHED, concurrent=False, detail_scale=0.25)
+    plan = DetailPlan((64, 64), None, (), factor=0.25)
+    stage = Anonymizer(faces, people, SCENE_UNTOUCHED, concurrent=False, detail=plan)
     frame = stage.process(RawFrame(0, 0.0, image))
     assert faces.seen is not None and people.seen is not None
     for seen in (faces.seen, people.seen, frame.image):
         assert seen.shape == (64, 64, 3) and np.ptp(seen[:, 4:-4]) <= 2
-    with pytest.raises(ValueError):
-        Anonymizer(faces, people, SCENE_UNTOUCHED, detail_scale=0.0)
 
 
 # --------------------------------------------------------------------------- notice and preview
@@ -224,10 +233,44 @@ def test_the_notice_states_the_detail_level_after_the_cap() -> None:
     assert unknown.zones == [] and unknown.text.startswith("not measured")
 
 
+def distinct_runs(image: np.ndarray, axis: int) -> int:
+    """How many runs of repeated columns (axis 1) or rows (axis 0) the image is made of."""
+    changes = np.diff(image.astype(np.int16), axis=axis) != 0
+    return 1 + int(np.count_nonzero(np.any(changes, axis=tuple(a for a in range(3) if a != axis))))
+
+
+def test_the_notice_promises_the_density_the_real_anonymizer_leaves_in_the_frame() -> None:
+    """The public notice's px/m per zone is what a frame holds after the device's own anonymizer
+    (models and all, as ``appliance run`` builds it): measured from the pixels it returns."""
+    a, b, f = 0.2, -20.0, 800.0  # a level camera: density grows towards the bottom of the frame
+    image_points = [(0.3, 0.4), (0.7, 0.4), (0.7, 0.9), (0.3, 0.9)]
+    world = _project(level_camera(a, b, f), [(x * W, y * H) for x, y in image_points])
+    site = {
+        "zones": [{"name": "near", "polygon": [[0.3, 0.8], [0.7, 0.8], [0.7, 0.95], [0.3, 0.95]]},
+                  {"name": "far", "polygon": [[0.3, 0.35], [0.7, 0.35], [0.7, 0.5], [0.3, 0.5]]}],
+        "analytics": {"ground_plane": {"image_points": image_points, "world_points_m": world.tolist()}},
+    }
+    uncapped = {z.zone: z.px_per_m for z in build_notice(config(**site)).detail_level.zones}
+    cfg = config(**site, anonymize={"max_detail_px_per_m": 40.0})
+    promised = {z.zone: z.px_per_m for z in build_notice(cfg).detail_level.zones}
+    assert promised["near"] == 40.0 and promised["far"] < 40.0
+
+    noise = np.random.default_rng(7).integers(0, 256, (H, W, 3), dtype=np.uint8)  # detail in every pixel
+    with build_anonymizer(cfg) as anonymizer:
+        frame = anonymizer.process(RawFrame(0, 0.0, noise))
+    kept = distinct_runs(frame.image, axis=1) / W
+    assert distinct_runs(frame.image, axis=0) / H == pytest.approx(kept, abs=1 / H)
+    for zone, px_per_m in uncapped.items():
+        held = px_per_m * kept  # the density left in the frame, from its pixels
+        # Equal to within the notice's 0.1 px/m rounding and one pixel of the frame's width.
+        assert held <= promised[zone] + 0.05, zone
+        assert promised[zone] - held <= px_per_m / W + 0.05, zone
+
+
 def test_preview_marks_a_zone_where_faces_could_be_recognised() -> None:
     zone = {"name": "gate", "polygon": [[0.2, 0.2], [0.8, 0.2], [0.8, 0.8]]}
     cfg = config(zones=[zone], analytics={"ground_plane": top_down_plane(150.0)})
-    detail = preview_detail(cfg, np.zeros((0, 4), np.float32), (W, H))
+    detail = preview_detail(cfg, plan_detail(cfg), np.zeros((0, 4), np.float32), (W, H))
     assert not detail.estimated and detail.zones[0].level == "recognise"
     (warning,) = detail.warnings()
     assert "gate" in warning and "150 px/m" in warning and "max_detail_px_per_m" in warning
@@ -240,16 +283,16 @@ def test_preview_marks_a_zone_where_faces_could_be_recognised() -> None:
     capped = config(
         zones=[zone], analytics={"ground_plane": top_down_plane(150.0)}, anonymize={"max_detail_px_per_m": 100.0}
     )
-    assert preview_detail(capped, np.zeros((0, 4), np.float32), (W, H)).warnings() == []
+    assert preview_detail(capped, plan_detail(capped), np.zeros((0, 4), np.float32), (W, H)).warnings() == []
 
 
 def test_preview_without_a_ground_plane_estimates_from_people() -> None:
     zone = {"name": "gate", "polygon": [[0.2, 0.2], [0.8, 0.2], [0.8, 0.8]]}
     cfg = config(zones=[zone])
-    detail = preview_detail(cfg, boxes_on(0.3, 0.0, [200.0, 400.0]), (W, H))
+    detail = preview_detail(cfg, plan_detail(cfg), boxes_on(0.3, 0.0, [200.0, 400.0]), (W, H))
     assert detail.estimated and detail.zones[0].px_per_m == pytest.approx(0.3 * 0.8 * H, rel=1e-3)
     assert len(detail.warnings()) == 1 and "estimated" in detail.warnings()[0]
-    assert preview_detail(cfg, np.zeros((0, 4), np.float32), (W, H)).zones == []
+    assert preview_detail(cfg, plan_detail(cfg), np.zeros((0, 4), np.float32), (W, H)).zones == []
 
 
 @pytest.mark.slow

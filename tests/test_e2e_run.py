@@ -14,7 +14,8 @@ from typing import Callable, List
 
 import jsonschema
 import pytest
-from conftest import REPO, Broker, Received, Subscriber
+from support.brokers import Broker, Received, Subscriber
+from support.repo import REPO
 
 SCHEMAS = REPO / "docs" / "schemas"
 pytestmark = [pytest.mark.mqtt, pytest.mark.slow]

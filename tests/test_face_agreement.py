@@ -15,7 +15,7 @@ from typing import Tuple
 import cv2
 import numpy as np
 import pytest
-from conftest import REPO, load_script
+from support.repo import REPO, load_script
 
 from appliance.config.schema import AnonymizeConfig
 from appliance.models import open_face_detector

@@ -8,8 +8,8 @@ import threading
 
 import numpy as np
 import pytest
-from conftest import printing_publisher
-from test_analyze_support import config, detections, person_at
+from support.analysis import config, detections, person_at
+from support.publishing import printing_publisher
 
 from appliance.anonymize import Anonymizer
 from appliance.anonymize.testing import KnownDetections

@@ -12,9 +12,9 @@ from typing import List, Optional
 import cv2
 import numpy as np
 import pytest
-from conftest import printing_publisher
-from test_analyze_support import config, detections, person_at
-from test_publish_mqtt import wait_until
+from support.analysis import config, detections, person_at
+from support.publishing import printing_publisher
+from support.waiting import wait_until
 
 from appliance.anonymize import Anonymizer
 from appliance.anonymize.testing import KnownDetections
@@ -24,6 +24,7 @@ from appliance.config.schema import AnonymizeConfig, CaptureConfig
 from appliance.errors import SourceError
 from appliance.frames import READ_AHEAD_FRAMES, Analysed, FrameLoop, ReadAhead
 from appliance.models.detections import Detections
+from appliance.progress import NoProgress
 
 SIZE = (320, 240)
 
@@ -160,21 +161,27 @@ def test_read_ahead_holds_at_most_depth_frames_and_close_zeroes_them() -> None:
     assert first.raw.image.any(), "the frame handed on is the caller's"
 
 
+class StopAfter(NoProgress):
+    """A progress display that asks the run to stop once ``frames`` are done, as a signal would."""
+
+    def __init__(self, frames: int, stop: threading.Event) -> None:
+        self.frames, self.done, self.stop = frames, 0, stop
+
+    def advance(self) -> None:
+        self.done += 1
+        if self.done == self.frames:
+            self.stop.set()
+
+
 @pytest.mark.slow
 def test_a_pipeline_stopped_mid_run_closes_its_source_after_the_reader_has_ended() -> None:
     cfg = config(publish={"interval_s": 0.5})
     source = Recorded(open_source("sample", cfg.capture, SIZE))
-    pipeline = build_pipeline(cfg, source=source, publisher=printing_publisher(cfg, io.StringIO()))
-    pipeline.anonymizer = Anonymizer(KnownDetections(), KnownDetections(), cfg.anonymize)
     stop = threading.Event()
-    handle = pipeline._handle
-
-    def stop_after_five(result: object) -> None:
-        handle(result)  # type: ignore[arg-type]
-        if pipeline.health.frames_analyzed == 5:
-            stop.set()
-
-    pipeline._handle = stop_after_five  # type: ignore[method-assign]
+    pipeline = build_pipeline(
+        cfg, source=source, publisher=printing_publisher(cfg, io.StringIO()), progress=StopAfter(5, stop)
+    )
+    pipeline.anonymizer = Anonymizer(KnownDetections(), KnownDetections(), cfg.anonymize)
     result = pipeline.run(stop=stop)
     assert result.stopped_by == "signal" and result.frames_analyzed == 5
     assert source.closed and source.reads_after_close == 0 and no_reader_thread()

@@ -15,7 +15,7 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Dict, Iterator, List
 
 import pytest
-from conftest import printing_publisher
+from support.publishing import printing_publisher
 
 from appliance.app import build_pipeline
 from appliance.capture import open_source

@@ -16,8 +16,9 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import pytest
-from conftest import REPO, free_port
 from rich.console import Console
+from support.brokers import free_port
+from support.repo import REPO
 
 from appliance.config import load_config
 from appliance.config.schema import HomeAssistantConfig, MqttConfig

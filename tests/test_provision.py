@@ -1,4 +1,4 @@
-"""``appliance provision``: site PKI, device bundles, batch mode, and the faults of issue 10 item 13
+"""``appliance provision``: site PKI, device bundles, batch mode, and faults once seen
 (a re-provisioned key kept a loose mode, a device key was silently replaced, a missing --dir
 gave a traceback)."""
 
@@ -51,7 +51,7 @@ def bundle_members(path: Path) -> dict:
         return {m.name: (m, tar.extractfile(m).read() if m.isfile() else b"") for m in tar.getmembers()}
 
 
-# --------------------------------------------------------------------------- issue 10 item 13
+# --------------------------------------------------------------------------- faults once seen
 
 
 def test_write_pem_tightens_an_existing_key_file_to_0600(tmp_path: Path) -> None:

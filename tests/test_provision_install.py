@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 import pytest
-from conftest import REPO, Broker, Subscriber, _require_mosquitto, _run_user_line, free_port
-from wheelhouse import build_wheelhouse
+from support.brokers import Broker, Subscriber, free_port, require_mosquitto, run_user_line
+from support.repo import REPO
+from support.wheelhouse import build_wheelhouse
 
 from appliance.cli import main
 
@@ -51,7 +52,7 @@ def site(tmp_path: Path) -> Path:
 def acl_broker(tmp_path: Path, site: Path) -> Iterator[Callable[[str], Broker]]:
     """The shipped deploy/mosquitto config with the site's PKI and an ACL we write: the control
     room's read line plus whatever device lines the test appends (no pattern line)."""
-    _require_mosquitto()
+    require_mosquitto()
     made = []
 
     def start(device_acl: str) -> Broker:
@@ -68,7 +69,7 @@ def acl_broker(tmp_path: Path, site: Path) -> Iterator[Callable[[str], Broker]]:
             .replace("/var/lib/mosquitto/", f"{work}/")
         )
         conf = work / "mosquitto.conf"
-        conf.write_text(_run_user_line() + conf_text)
+        conf.write_text(run_user_line() + conf_text)
         broker = Broker(port, conf, work, scheme="mqtts", host="localhost")
         broker.start()
         made.append(broker)

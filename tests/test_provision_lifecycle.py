@@ -17,19 +17,18 @@ from pathlib import Path
 import paho.mqtt.client as paho
 import pytest
 import yaml
-from conftest import Broker, Pki, printing_publisher
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from paho.mqtt.enums import CallbackAPIVersion
-from test_publish_mqtt import counts
-from test_publish_tls import control_room, start, tls_cfg
+from support.brokers import Broker, Pki, control_room
+from support.publishing import counts, health_of, printing_publisher, started, tls_cfg
 
 from appliance.cli import main
 from appliance.config import load_config
 from appliance.provision.crl import crl_path, read_crl
 from appliance.provision.pki import load_ca, write_pem
-from appliance.publish import BrokerRejected, CameraHealth, HealthMessage, check_broker
+from appliance.publish import BrokerRejected, check_broker
 from appliance.publish.certificate import days_left
 from appliance.selftest import SelftestReport, SkipCheck, _run, check_certificate
 
@@ -269,8 +268,8 @@ def test_a_revoked_device_is_refused_at_the_handshake_while_the_others_keep_publ
     tls_mosquitto: Broker, tmp_path: Path, pki: Pki, subscribe, publishers
 ) -> None:
     room = control_room(subscribe, tls_mosquitto, pki)
-    pub_a = start(tls_cfg(tls_mosquitto, tmp_path, "device-a", pki.ca, pki, cert_of="device-a"), publishers)
-    pub_b = start(tls_cfg(tls_mosquitto, tmp_path, "device-b", pki.ca, pki, cert_of="device-b"), publishers)
+    pub_a = started(tls_cfg(tls_mosquitto, tmp_path, "device-a", pki.ca, pki, cert_of="device-a"), publishers)
+    pub_b = started(tls_cfg(tls_mosquitto, tmp_path, "device-b", pki.ca, pki, cert_of="device-b"), publishers)
     for pub in (pub_a, pub_b):
         pub.connect(timeout_s=10)
         pub.publish(counts(1))
@@ -325,9 +324,9 @@ def test_health_carries_the_days_left_of_the_certificate_the_device_logs_in_with
 ) -> None:
     room = control_room(subscribe, tls_mosquitto, pki)
     cert = pki.clients["device-b"]["cert"]
-    pub = start(tls_cfg(tls_mosquitto, tmp_path, "device-b", pki.ca, pki, cert_of="device-b"), publishers)
+    pub = started(tls_cfg(tls_mosquitto, tmp_path, "device-b", pki.ca, pki, cert_of="device-b"), publishers)
     pub.connect(timeout_s=10)
-    pub.publish(HealthMessage(state="ok", fps=5, camera=CameraHealth(state="ok"), uptime_s=1))
+    pub.publish(health_of(pub))
     got = room.wait_for(lambda ms: any(m.topic == "crowdmon/device-b/health" for m in ms))
     health = next(m.payload for m in got if m.topic == "crowdmon/device-b/health")
     assert health["cert_days_left"] == days_left(cert_of(cert)) and 800 < health["cert_days_left"] <= 825
@@ -337,7 +336,7 @@ def test_without_a_client_certificate_health_says_null() -> None:
     stream = io.StringIO()
     pub = printing_publisher(load_config(), stream)
     pub.start()
-    pub.publish(HealthMessage(state="ok", fps=5, camera=CameraHealth(state="ok"), uptime_s=1))
+    pub.publish(health_of(pub))
     health = [json.loads(line)["payload"] for line in stream.getvalue().splitlines() if '/health"' in line]
     assert health[0]["cert_days_left"] is None
 

@@ -7,31 +7,27 @@ from __future__ import annotations
 import signal
 from collections import Counter
 from pathlib import Path
-from typing import Iterable, List
+from typing import List
 
 import pytest
-from conftest import Broker, start_driver
-from test_publish_faults import LockHolder, cfg_for, start
-from test_publish_mqtt import DEVICE, counts, first_occurrences, seqs, wait_until
+from support.brokers import Broker
+from support.publishing import (
+    DEVICE,
+    LockHolder,
+    cfg_for,
+    counts,
+    first_occurrences,
+    record_deletes,
+    seqs,
+    start_driver,
+    started,
+)
+from support.waiting import wait_until
 
-from appliance.publish import MqttPublisher, Outbox
+from appliance.publish import Outbox
 from appliance.publish.delivery import DELIVERY_WINDOW, PAGE_ROWS
 
 pytestmark = pytest.mark.mqtt
-
-
-def record_deletes(pub: MqttPublisher, monkeypatch: pytest.MonkeyPatch) -> List[List[int]]:
-    """Every batch of seqs the outbox is asked to delete after PUBACKs, in order."""
-    deletes: List[List[int]] = []
-    real_ack = pub.outbox.ack
-
-    def recording_ack(acked: Iterable[int]) -> None:
-        acked = list(acked)
-        deletes.append(acked)
-        real_ack(acked)
-
-    monkeypatch.setattr(pub.outbox, "ack", recording_ack)
-    return deletes
 
 
 def stored_seqs(path: Path, kind: str = "counts") -> List[int]:
@@ -49,7 +45,7 @@ def test_a_backlog_drains_in_order_and_each_acked_message_is_deleted_once_in_bat
     n = 2 * max(DELIVERY_WINDOW, PAGE_ROWS) + 37  # more than one page and one hand-off window
     sub = subscribe(mosquitto, f"crowdmon/{DEVICE}/#", client_id="control-room", persistent=True)
     mosquitto.stop()
-    pub = start(cfg_for(mosquitto.url, tmp_path / "o.db"), publishers)
+    pub = started(cfg_for(mosquitto.url, tmp_path / "o.db"), publishers)
     for i in range(n):
         pub.publish(counts(i))
     queued = [row.seq for row in pub.outbox.pending(limit=100_000)]  # the birth, the anomaly state, the counts

@@ -10,60 +10,35 @@ import json
 import os
 import random
 import signal
-import sqlite3
 import subprocess
 import threading
 from pathlib import Path
 from typing import Any, Dict, Iterator, List
 
 import pytest
-from conftest import Broker, Received, _run_user_line, free_port, start_driver
-from test_publish_mqtt import DEVICE, counts, first_occurrences, publisher_for, seqs, wait_until
+from support.brokers import Broker, Received, free_port, require_mosquitto, run_user_line
+from support.publishing import (
+    DEVICE,
+    LockHolder,
+    cfg_for,
+    counts,
+    first_occurrences,
+    health_of,
+    publisher_for,
+    seqs,
+    start_driver,
+    started,
+)
+from support.waiting import wait_until
 
-from appliance.config import load_config
-from appliance.config.schema import ApplianceConfig
 from appliance.errors import ApplianceError, DeliveryFailed, InputError
-from appliance.publish import CameraHealth, FullJitterBackoff, HealthMessage, MqttPublisher, Outbox
+from appliance.publish import FullJitterBackoff, MqttPublisher, Outbox
 
 pytestmark = pytest.mark.mqtt
 
 
-def cfg_for(url: str, outbox: Path, **outbox_cfg: Any) -> ApplianceConfig:
-    return load_config(
-        overrides={
-            "device_id": DEVICE,
-            "mqtt": {"url": url, "reconnect_min_s": 0.1, "reconnect_max_s": 0.5},
-            "outbox": {"path": str(outbox), **outbox_cfg},
-        }
-    )
-
-
-def start(cfg: ApplianceConfig, made: List[Any]) -> MqttPublisher:
-    pub = publisher_for(cfg)
-    assert isinstance(pub, MqttPublisher)
-    made.append(pub)
-    pub.start()
-    return pub
-
-
-def health(uptime_s: float = 1) -> HealthMessage:
-    return HealthMessage(state="ok", fps=5, camera=CameraHealth(state="ok"), uptime_s=uptime_s)
-
-
 def stored(pub: MqttPublisher, kind: str) -> List[Dict[str, Any]]:
     return [json.loads(r.payload) for r in pub.outbox.pending(limit=10_000) if r.kind == kind]
-
-
-class LockHolder:
-    """Another process's write lock on the outbox file (a backup tool, a technician's sqlite3)."""
-
-    def __init__(self, path: Path) -> None:
-        self.db = sqlite3.connect(str(path), isolation_level=None, timeout=10)
-        self.db.execute("BEGIN EXCLUSIVE")
-
-    def release(self) -> None:
-        self.db.execute("COMMIT")
-        self.db.close()
 
 
 # --------------------------------------------------------------------------- 1. storage errors
@@ -75,7 +50,7 @@ def test_delivery_survives_a_locked_outbox_and_reports_it(
     """``database is locked`` past the busy timeout used to kill the delivery thread for good."""
     sub = subscribe(mosquitto, f"crowdmon/{DEVICE}/#", client_id="control-room", persistent=True)
     mosquitto.stop()
-    pub = start(cfg_for(mosquitto.url, tmp_path / "o.db", busy_timeout_s=0.2), publishers)
+    pub = started(cfg_for(mosquitto.url, tmp_path / "o.db", busy_timeout_s=0.2), publishers)
     for i in range(5):
         pub.publish(counts(i))
     lock = LockHolder(tmp_path / "o.db")
@@ -87,7 +62,7 @@ def test_delivery_survives_a_locked_outbox_and_reports_it(
             pub.publish(counts(i))  # held in memory, not lost
         stats = pub.stats()
         assert stats.held_in_memory == 3 and "locked" in (stats.last_error or "")
-        pub.publish(health())
+        pub.publish(health_of(pub))
         pub.check()  # still alive
     finally:
         lock.release()
@@ -104,7 +79,7 @@ def test_storage_that_stays_broken_ends_in_delivery_failed(mosquitto: Broker, tm
     """Never a half-dead device: when storage errors outlast ``storage_give_up_s``, ``check()``
     raises DeliveryFailed (exit 1) so the service manager restarts the appliance."""
     mosquitto.stop()
-    pub = start(cfg_for(mosquitto.url, tmp_path / "o.db", busy_timeout_s=0.2, storage_give_up_s=1), publishers)
+    pub = started(cfg_for(mosquitto.url, tmp_path / "o.db", busy_timeout_s=0.2, storage_give_up_s=1), publishers)
     pub.publish(counts(0))
     lock = LockHolder(tmp_path / "o.db")
     try:
@@ -156,7 +131,7 @@ def test_a_full_disk_holds_messages_in_memory_and_makes_overflow_visible(
     """A message that cannot be stored never vanishes silently: it waits in memory; past the
     memory bound the oldest is lost, counted in health and left as a gap in the seq stream."""
     sub = subscribe(mosquitto, f"crowdmon/{DEVICE}/#")
-    pub = start(cfg_for(mosquitto.url, small_disk / "o.db", memory_queue_max=4), publishers)
+    pub = started(cfg_for(mosquitto.url, small_disk / "o.db", memory_queue_max=4), publishers)
     pub.connect(timeout_s=10)
     pub.publish(counts(0))
     first = sub.wait_for(lambda ms: len(seqs(ms)) == 1)
@@ -166,7 +141,7 @@ def test_a_full_disk_holds_messages_in_memory_and_makes_overflow_visible(
         pub.publish(counts(i))  # seqs seq0+1 .. seq0+6: the first two overflow
     stats = pub.stats()
     assert stats.write_errors > 0 and stats.held_in_memory == 4 and stats.lost == 2
-    pub.publish(health())  # the fifth waiting message: one more of the oldest is lost
+    pub.publish(health_of(pub))  # the fifth waiting message: one more of the oldest is lost
     assert pub.stats().lost == 3
     filler.unlink()
     got = sub.wait_for(lambda ms: seqs(ms, "health"), timeout_s=20)
@@ -215,17 +190,15 @@ def test_a_second_instance_is_refused_with_exit_code_3(mosquitto: Broker, tmp_pa
 @pytest.fixture
 def acl_mosquitto(tmp_path: Path) -> Iterator[Broker]:
     """A broker whose ACL the test can change (SIGHUP reloads it), starting with one that lets
-    nobody publish anything: the "one ACL mistake" of the issue."""
-    from conftest import _require_mosquitto
-
-    _require_mosquitto()
+    nobody publish anything: the one ACL mistake a site can easily make."""
+    require_mosquitto()
     work = tmp_path / "acl-broker"
     work.mkdir()
     acl = work / "acl"
     acl.write_text("topic read crowdmon/#\n")
     port = free_port()
     conf = work / "mosquitto.conf"
-    conf.write_text(f"{_run_user_line()}listener {port} 127.0.0.1\nallow_anonymous true\nacl_file {acl}\n")
+    conf.write_text(f"{run_user_line()}listener {port} 127.0.0.1\nallow_anonymous true\nacl_file {acl}\n")
     broker = Broker(port, conf, work)
     broker.start()
     yield broker
@@ -236,14 +209,14 @@ def test_refused_messages_are_kept_and_delivered_once_the_broker_allows_them(
     acl_mosquitto: Broker, tmp_path: Path, subscribe, publishers
 ) -> None:
     sub = subscribe(acl_mosquitto, f"crowdmon/{DEVICE}/#")
-    pub = start(cfg_for(acl_mosquitto.url, tmp_path / "o.db"), publishers)
+    pub = started(cfg_for(acl_mosquitto.url, tmp_path / "o.db"), publishers)
     pub.connect(timeout_s=10)
     for i in range(3):
         pub.publish(counts(i))
     wait_until(lambda: pub.stats().rejected >= 2, timeout_s=20)  # refused, reconnected, refused again
     stats = pub.stats()
     assert stats.pending == 5 and "Not authorized" in (stats.last_error or ""), "kept, and the reason is shown"
-    pub.publish(health())
+    pub.publish(health_of(pub))
     assert stored(pub, "health")[-1]["state"] == "degraded", "health says delivery is stuck"
 
     (acl_mosquitto.workdir / "acl").write_text("topic readwrite crowdmon/#\n")
@@ -311,21 +284,21 @@ def test_health_reports_the_broker_link_and_degrades_during_an_outage(
     mosquitto: Broker, tmp_path: Path, subscribe, publishers
 ) -> None:
     sub = subscribe(mosquitto, f"crowdmon/{DEVICE}/health", client_id="control-room", persistent=True)
-    pub = start(cfg_for(mosquitto.url, tmp_path / "o.db"), publishers)
+    pub = started(cfg_for(mosquitto.url, tmp_path / "o.db"), publishers)
     pub.connect(timeout_s=10)
     pub.publish(counts(0))
     wait_until(lambda: pub.stats().seconds_since_puback is not None)
-    pub.publish(health(1))
+    pub.publish(health_of(pub))
     mosquitto.stop()
     wait_until(lambda: not pub.stats().connected)
-    pub.publish(health(2))
+    pub.publish(health_of(pub))
     mosquitto.start()
     got: List[Received] = sub.wait_for(lambda ms: len({m.payload["seq"] for m in ms}) == 2, timeout_s=30)
     wait_until(lambda: pub.stats().pending == 0, timeout_s=20)
-    pub.publish(health(3))
+    pub.publish(health_of(pub))
     got = sub.wait_for(lambda ms: len({m.payload["seq"] for m in ms}) == 3, timeout_s=30)
-    by_uptime = {m.payload["uptime_s"]: m.payload for m in got}
-    before, during, after = by_uptime[1], by_uptime[2], by_uptime[3]
+    by_seq = {m.payload["seq"]: m.payload for m in got}
+    before, during, after = (by_seq[seq] for seq in sorted(by_seq))
     assert before["state"] == "ok" and before["link"]["connected"] is True
     assert before["link"]["seconds_since_puback"] is not None
     assert during["state"] == "degraded" and during["link"]["connected"] is False
@@ -336,7 +309,7 @@ def test_health_reports_the_broker_link_and_degrades_during_an_outage(
 def test_a_link_that_just_went_down_is_reported_with_its_reason_before_the_delivery_thread_catches_up(
     mosquitto: Broker, tmp_path: Path, publishers
 ) -> None:
-    pub = start(cfg_for(mosquitto.url, tmp_path / "o.db"), publishers)
+    pub = started(cfg_for(mosquitto.url, tmp_path / "o.db"), publishers)
     pub.connect(timeout_s=10)
     delivery = pub.delivery
     assert delivery is not None

@@ -11,7 +11,7 @@ from typing import Any, Dict, List, Optional
 import jsonschema
 import pytest
 from pydantic import ValidationError
-from test_publish_mqtt import publisher_for
+from support.publishing import health_of, publisher_for
 
 from appliance.config import load_config
 from appliance.config.schema import ApplianceConfig
@@ -284,7 +284,7 @@ def test_stdout_publisher_prints_one_json_line_per_message(cfg: ApplianceConfig)
     assert isinstance(pub, StdoutPublisher)
     pub.start()
     pub.publish(sample_counts())
-    pub.publish(HealthMessage(state="ok", fps=5.0, camera=CameraHealth(state="ok"), uptime_s=1.0))
+    pub.publish(health_of(pub))
     pub.close(clean=True)
 
     lines = [json.loads(line) for line in out.getvalue().splitlines()]
@@ -298,7 +298,7 @@ def test_stdout_publisher_prints_one_json_line_per_message(cfg: ApplianceConfig)
     # Birth and death take the two seqs reserved at start; the boot's empty anomaly state and data follow.
     assert [birth["seq"], death["seq"], state["seq"], counts["seq"], health["seq"]] == [1, 2, 3, 4, 5]
     assert (state["active"], state["not_listed"]) == ([], 0)
-    assert health["outbox"]["pending"] == 0, "the publisher fills in the outbox section of health"
+    assert health["outbox"]["pending"] == 0 and health["state"] == "ok", "nothing waits: printed at once"
     for line in lines:
         kind = line["topic"].rsplit("/", 1)[1]
         jsonschema.validate(line["payload"], message_schema(MESSAGE_TYPES[kind]))

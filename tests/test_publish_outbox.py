@@ -8,11 +8,11 @@ from pathlib import Path
 from typing import Dict, List
 
 import pytest
-from conftest import free_port
-from test_publish_mqtt import counts, publisher_for
+from support.brokers import free_port
+from support.publishing import counts, health_of, publisher_for
 
 from appliance.config import load_config
-from appliance.publish import CameraHealth, HealthMessage, MqttPublisher, Outbox
+from appliance.publish import MqttPublisher, Outbox
 from appliance.publish.egress import EgressError
 from appliance.publish.outbox import Sealed
 from appliance.publish.writer import OutboxWriter
@@ -218,12 +218,12 @@ def test_a_long_outage_reaches_the_cap_and_health_reports_the_drops(tmp_path: Pa
         for i in range(30):
             pub.publish(counts(i))
             if i % 10 == 0:
-                pub.publish(HealthMessage(state="ok", fps=5, camera=CameraHealth(state="ok"), uptime_s=i))
+                pub.publish(health_of(pub))
         stats = pub.stats()
         assert stats.pending_bytes <= 4096 and stats.dropped.get("health", 0) >= 2
         assert stats.dropped.get("counts", 0) > 0
         # The next health message carries the drop counters to the control room.
-        pub.publish(HealthMessage(state="ok", fps=5, camera=CameraHealth(state="ok"), uptime_s=99))
+        pub.publish(health_of(pub))
         last = pub.outbox.pending(limit=1000)[-1]
         reported: Dict[str, int] = json.loads(last.payload)["outbox"]["dropped"]
         assert last.kind == "health" and reported["counts"] == stats.dropped["counts"]

@@ -19,13 +19,12 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import paho.mqtt.client as paho
 import pytest
-from conftest import Broker, Pki, _require_mosquitto, _run_user_line, free_port
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
-from test_publish_drain import record_deletes
-from test_publish_mqtt import DEVICE, counts, first_occurrences, make_cfg, seqs, started, wait_until
-from test_publish_tls import tls_cfg
+from support.brokers import Broker, Pki, free_port, require_mosquitto, run_user_line
+from support.publishing import DEVICE, counts, first_occurrences, make_cfg, record_deletes, seqs, started, tls_cfg
+from support.waiting import wait_until
 
 from appliance.config import load_config
 from appliance.publish import (
@@ -53,12 +52,12 @@ COUNTS_EXPIRY_S = 3600  # the config default
 
 def start_chatty_broker(tmp_path: Path, extra_conf: str = "") -> Broker:
     """A plain broker that logs every packet (PINGREQ, DISCONNECT, keepalive timeouts)."""
-    _require_mosquitto()
+    require_mosquitto()
     work = tmp_path / "chatty"
     work.mkdir()
     port = free_port()
     conf = work / "mosquitto.conf"
-    conf.write_text(f"{_run_user_line()}listener {port} 127.0.0.1\nallow_anonymous true\nlog_type all\n{extra_conf}")
+    conf.write_text(f"{run_user_line()}listener {port} 127.0.0.1\nallow_anonymous true\nlog_type all\n{extra_conf}")
     broker = Broker(port, conf, work)
     broker.start()
     return broker

@@ -17,8 +17,10 @@ from pathlib import Path
 from typing import Iterator, List
 
 import pytest
-from conftest import Broker, Subscriber, load_script
-from test_publish_mqtt import counts, make_cfg, seqs, started, wait_until
+from support.brokers import Broker, Subscriber
+from support.publishing import counts, make_cfg, seqs, started
+from support.repo import load_script
+from support.waiting import wait_until
 
 from appliance.publish import MqttPublisher
 

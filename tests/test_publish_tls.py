@@ -7,52 +7,23 @@ import contextlib
 import ssl
 import time
 from pathlib import Path
-from typing import List, Optional
 
 import paho.mqtt.client as paho
 import pytest
-from conftest import Broker, Pki
 from paho.mqtt.enums import CallbackAPIVersion
-from test_publish_mqtt import counts, publisher_for
+from support.brokers import Broker, Pki, control_room
+from support.publishing import counts, started, tls_cfg
 
-from appliance.config import load_config
-from appliance.config.schema import ApplianceConfig
-from appliance.publish import BrokerRejected, MqttPublisher, check_broker
+from appliance.publish import BrokerRejected, check_broker
 
 pytestmark = pytest.mark.mqtt
-
-
-def tls_cfg(broker: Broker, tmp_path: Path, device: str, ca: Path, pki: Pki, cert_of: Optional[str] = None,
-            **mqtt: object) -> ApplianceConfig:
-    tls = {"ca_file": str(ca)}
-    if cert_of is not None:
-        tls.update(cert_file=str(pki.clients[cert_of]["cert"]), key_file=str(pki.clients[cert_of]["key"]))
-    return load_config(
-        overrides={
-            "device_id": device,
-            "mqtt": {"url": broker.url, "tls": tls, "reconnect_min_s": 0.2, "reconnect_max_s": 1, **mqtt},
-            "outbox": {"path": str(tmp_path / f"{device}.sqlite3")},
-        }
-    )
-
-
-def start(cfg: ApplianceConfig, made: List[MqttPublisher]) -> MqttPublisher:
-    pub = publisher_for(cfg)
-    assert isinstance(pub, MqttPublisher)
-    made.append(pub)
-    pub.start()
-    return pub
-
-
-def control_room(subscribe, broker: Broker, pki: Pki):
-    return subscribe(broker, "crowdmon/#", tls=pki.clients["control-room"], ca=pki.ca)
 
 
 def test_mutual_tls_with_a_valid_device_certificate_works(
     tls_mosquitto: Broker, tmp_path: Path, pki: Pki, subscribe, publishers
 ) -> None:
     room = control_room(subscribe, tls_mosquitto, pki)
-    pub = start(tls_cfg(tls_mosquitto, tmp_path, "device-a", pki.ca, pki, cert_of="device-a"), publishers)
+    pub = started(tls_cfg(tls_mosquitto, tmp_path, "device-a", pki.ca, pki, cert_of="device-a"), publishers)
     pub.connect(timeout_s=10)
     pub.publish(counts(1))
     got = room.wait_for(lambda ms: any(m.topic == "crowdmon/device-a/counts" for m in ms))
@@ -64,7 +35,7 @@ def test_mutual_tls_with_a_valid_device_certificate_works(
 def test_wrong_ca_is_refused_with_a_clear_error(
     tls_mosquitto: Broker, tmp_path: Path, pki: Pki, publishers
 ) -> None:
-    pub = start(tls_cfg(tls_mosquitto, tmp_path, "device-a", pki.wrong_ca, pki, cert_of="device-a"), publishers)
+    pub = started(tls_cfg(tls_mosquitto, tmp_path, "device-a", pki.wrong_ca, pki, cert_of="device-a"), publishers)
     t0 = time.monotonic()
     with pytest.raises(BrokerRejected) as info:
         pub.connect(timeout_s=10)
@@ -110,7 +81,7 @@ def test_device_a_cannot_publish_to_device_b(
     # carry "Not authorized". The publisher keeps every refused message (one ACL mistake must not
     # destroy the buffer), counts the refusals and retries after reconnecting.
     cfg_b = tls_cfg(tls_mosquitto, tmp_path, "device-b", pki.ca, pki, cert_of="device-a")
-    pub = start(cfg_b, publishers)
+    pub = started(cfg_b, publishers)
     pub.connect(timeout_s=10)
     pub.publish(counts(1))
     deadline = time.monotonic() + 20
@@ -131,7 +102,7 @@ def test_anonymous_clients_are_refused_by_the_shipped_config(
 ) -> None:
     # Right CA, no client certificate (and no password would help: allow_anonymous false,
     # require_certificate true).
-    pub = start(tls_cfg(tls_mosquitto, tmp_path, "device-a", pki.ca, pki, cert_of=None), publishers)
+    pub = started(tls_cfg(tls_mosquitto, tmp_path, "device-a", pki.ca, pki, cert_of=None), publishers)
     with pytest.raises(BrokerRejected, match="requires a device certificate") as info:
         pub.connect(timeout_s=5)
     assert str(tls_mosquitto.port) in str(info.value)

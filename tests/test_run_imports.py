@@ -1,4 +1,4 @@
-"""``appliance run`` loads only what the device needs (issue 12: every imported library costs
+"""``appliance run`` loads only what the device needs (every imported library costs
 resident memory on a 512 MB board). The report, sign, provisioning and monitor libraries (fpdf2,
 segno, jinja2, rich) and the tests' scipy stay out of a real run, in a real process."""
 

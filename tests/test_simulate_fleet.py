@@ -13,7 +13,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import MOSQUITTO, load_script
+from support.brokers import MOSQUITTO
+from support.repo import load_script
 
 
 @pytest.mark.slow

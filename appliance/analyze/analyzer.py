@@ -17,7 +17,6 @@ import numpy as np
 from appliance.analyze.anomalies import build_detectors
 from appliance.analyze.anomalies.base import AnomalyDetector, FrameContext, TrackMotion
 from appliance.analyze.dwell import DwellTimer
-from appliance.analyze.geometry import GroundPlane, Size, to_pixels
 from appliance.analyze.heatmap import HeatmapGrid
 from appliance.analyze.line import LineCounter
 from appliance.analyze.privacy import WindowPrivacy
@@ -26,6 +25,7 @@ from appliance.analyze.tracker import Track, Tracker
 from appliance.analyze.zone import Zone
 from appliance.anonymize.frame import AnonymizedFrame
 from appliance.config.schema import AnalyticsConfig, AnomaliesConfig, LineConfig, PrivacyConfig, ZoneConfig
+from appliance.geometry import GroundPlane, Size, to_pixels
 from appliance.vocabulary import CountStats, LineCounts, ZoneStats
 
 

@@ -1,7 +1,7 @@
 """Exact minimum-cost assignment for the tracker's small cost matrices, without SciPy.
 
 The tracker needs one function of ``scipy.optimize`` and importing that package was half of
-``import appliance.app`` (issue 12), plus its memory. This is the shortest augmenting path
+``import appliance.app`` (start-up time and resident memory on a small board). This is the shortest augmenting path
 algorithm of D. F. Crouse, "On implementing 2D rectangular assignment algorithms", IEEE TAES 52(4),
 2016, pp. 1685-1686, step for step as SciPy's ``rectangular_lsap`` (P. M. Larsen, BSD) implements it,
 including its tie-breaking, so it returns the same pairs as ``linear_sum_assignment`` (the tests

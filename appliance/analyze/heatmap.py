@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from appliance.analyze.geometry import Size
+from appliance.geometry import Size
 from appliance.vocabulary import Heatmap
 
 

@@ -25,9 +25,9 @@ from typing import Dict, Iterable, List, Optional, Sequence
 
 import numpy as np
 
-from appliance.analyze.geometry import Size, to_pixels
 from appliance.analyze.tracker import Track
 from appliance.config.schema import LineConfig
+from appliance.geometry import Size, to_pixels
 from appliance.vocabulary import LineCounts
 
 # How far beyond either end of the segment (as a fraction of its length) a crossing still counts:

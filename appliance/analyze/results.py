@@ -8,8 +8,8 @@ them onto the published counts and anomalies messages, which embed the same valu
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from typing import Any, Dict, List, Optional
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional
 
 import numpy as np
 
@@ -41,10 +41,6 @@ class AnomalyEvent:
     baseline: Optional[float] = None  # the learned/rolling reference, for flags judged against one
     event_id: str = ""  # shared by a raise and its clear (random, carries nothing about people)
 
-    def as_dict(self) -> dict:
-        return asdict(self)
-
-
 @dataclass(frozen=True)
 class FrameAnalysis:
     index: int
@@ -72,18 +68,3 @@ class WindowSummary:
     heatmap: Optional[Heatmap]
     camera_ok: bool  # False if the camera was lost, or a tamper check failed, at any time in the window
     privacy: PrivacyApplied
-
-    def as_dict(self) -> Dict[str, Any]:
-        """The published counts message's content fields, as they appear on the wire."""
-        return {
-            "window_start": self.window_start,
-            "window_end": self.window_end,
-            "frames_analyzed": self.frames_analyzed,
-            "frames_dropped": self.frames_dropped,
-            "total": None if self.total is None else self.total.model_dump(),
-            "zones": {name: z.model_dump() for name, z in self.zones.items()},
-            "lines": {name: c.model_dump(by_alias=True) for name, c in self.lines.items()},
-            "heatmap": None if self.heatmap is None else self.heatmap.model_dump(),
-            "camera_ok": self.camera_ok,
-            "privacy": self.privacy.model_dump(),
-        }

@@ -6,8 +6,8 @@ from typing import Optional
 
 import numpy as np
 
-from appliance.analyze.geometry import GroundPlane, Size, points_in_polygon, to_pixels
 from appliance.config.schema import ZoneConfig
+from appliance.geometry import GroundPlane, Size, points_in_polygon, to_pixels
 
 
 class Zone:

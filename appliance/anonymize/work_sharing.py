@@ -4,7 +4,7 @@ not yet taken.
 The anonymizer's jobs for one frame are the face model and each person-detector window (the full
 frame and its tiles). With one intra-op thread per onnxruntime session, two threads pulling from
 one list keep both cores busy until the frame is done, instead of one core waiting while the other
-finishes the longer detector (issue 12: 0.77x the wall time per frame of two-thread sessions run
+finishes the longer detector (measured: 0.77x the wall time per frame of two-thread sessions run
 side by side, on 2 cores). Put the longest job first.
 """
 

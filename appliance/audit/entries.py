@@ -28,6 +28,9 @@ class Started(AuditEvent):
     board: str
     models: List[ModelHash]
     config: Dict[str, Any] = Field(description="The resolved config, so the next start can diff against it")
+    unacknowledged: int = Field(
+        0, ge=0, description="audit problems (recovered, reset) not yet acknowledged when this start was recorded"
+    )
 
 
 class Stopped(AuditEvent):
@@ -73,6 +76,43 @@ class ModelVerificationFailed(AuditEvent):
     detail: str
 
 
-EVENT_TYPES: Dict[str, type] = {
-    cls.kind: cls for cls in (Started, Stopped, ConfigChanged, AnomalyChanged, ImageWritten, ModelVerificationFailed)
-}
+class Recovered(AuditEvent):
+    """At start, the log ended in a torn line (a power cut mid-write): it was cut back to the last
+    complete entry. The cut bytes are not kept (they could be anything), only their size and hash."""
+
+    kind: ClassVar[str] = "recovered"
+    cut_bytes: int = Field(ge=1, description="bytes cut off the end of the file")
+    cut_sha256: str = Field(description="sha256 of the bytes cut")
+    file: str = Field(description="the file they were cut from")
+
+
+class Reset(AuditEvent):
+    """The first entry of a new chain, written when the device finds its log gone (deleted while
+    running, or its newest file missing at start). ``previous_*`` is the lost chain's last head as
+    the device knew it (None when it did not know)."""
+
+    kind: ClassVar[str] = "reset"
+    reason: str
+    previous_length: Optional[int] = None
+    previous_sha256: Optional[str] = None
+
+
+class Acknowledged(AuditEvent):
+    """Someone on the device (``appliance audit ack``) acknowledged the audit problems recorded before."""
+
+    kind: ClassVar[str] = "acknowledged"
+    problems: int = Field(ge=0, description="recovered/reset entries acknowledged")
+    note: str = Field("", max_length=200)
+
+
+class Pruned(AuditEvent):
+    """Rotated files older than ``audit.retention_days`` were deleted: the kept log starts after
+    entry ``through_seq`` (whose hash was ``through_sha256``)."""
+
+    kind: ClassVar[str] = "pruned"
+    files: int = Field(ge=1)
+    through_seq: int = Field(ge=1)
+    through_sha256: str
+
+
+PROBLEM_KINDS = (Recovered.kind, Reset.kind)

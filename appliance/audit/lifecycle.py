@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Dict, List, Optional
 
 import appliance
-from appliance.audit.entries import ConfigChanged, FieldChange, ModelHash, Started
+from appliance.audit.entries import (
+    PROBLEM_KINDS,
+    Acknowledged,
+    AuditEvent,
+    ConfigChanged,
+    FieldChange,
+    ModelHash,
+    Started,
+)
 from appliance.audit.log import AuditLog
+from appliance.errors import ApplianceError
 
 if TYPE_CHECKING:
     from appliance.config import ApplianceConfig
@@ -22,17 +32,40 @@ def config_diff(old: Any, new: Any, prefix: str = "") -> List[FieldChange]:
     return [] if old == new else [FieldChange(field=prefix, old=old, new=new)]
 
 
-def _last_start(log: AuditLog) -> Optional[Dict[str, Any]]:
-    if not log.path.exists():
-        return None
-    for entry in reversed(log.entries()):
-        if entry.get("kind") == "start":
-            return entry.get("data")
-    return None
+@dataclass(frozen=True)
+class TailState:
+    """What a start needs from the log: the last start's data and the problems awaiting an ack."""
+
+    last_start: Optional[Dict[str, Any]]
+    unacknowledged: int
 
 
-def record_start(log: AuditLog, cfg: ApplianceConfig) -> None:
-    """Append ``config_change`` (when the config differs from the last start's) and ``start``."""
+def tail_state(log: AuditLog) -> TailState:
+    """Reads back from the end only as far as the last ``start`` entry (which carries the count of
+    problems unacknowledged then), so a start costs the same with 10 entries or 10 million."""
+    count, acked = 0, False
+    try:
+        for e in log.entries_backward():
+            kind = e["kind"]
+            if kind == Acknowledged.kind:
+                acked = True
+            elif kind in PROBLEM_KINDS and not acked:
+                count += 1
+            elif kind == Started.kind:
+                data = e["data"]
+                carried = data.get("unacknowledged", 0)
+                return TailState(data, count + (0 if acked or not isinstance(carried, int) else carried))
+    except ApplianceError:
+        pass  # an unreadable entry: verify names it; the start is still recorded (no diff)
+    return TailState(None, count)
+
+
+def unacknowledged_problems(log: AuditLog) -> int:
+    return tail_state(log).unacknowledged
+
+
+def start_events(cfg: ApplianceConfig, state: TailState) -> List[AuditEvent]:
+    """``config_change`` (when the config differs from the last start's) and ``start``."""
     from appliance.config import config_hash
     from appliance.models.manifest import load_manifest
 
@@ -42,21 +75,30 @@ def record_start(log: AuditLog, cfg: ApplianceConfig) -> None:
     ]
     config = cfg.model_dump(mode="json")
     new_hash = config_hash(cfg)
-    previous = _last_start(log)
+    previous = state.last_start
+    events: List[AuditEvent] = []
     if previous is not None and previous.get("config_hash") != new_hash:
-        log.append(
+        events.append(
             ConfigChanged(
                 old_hash=str(previous.get("config_hash")),
                 new_hash=new_hash,
                 changes=config_diff(previous.get("config", {}), config),
             )
         )
-    log.append(
+    events.append(
         Started(
             software_version=appliance.__version__,
             config_hash=new_hash,
             board=cfg.profile.name,
             models=models,
             config=config,
+            unacknowledged=state.unacknowledged,
         )
     )
+    return events
+
+
+def record_start(log: AuditLog, cfg: ApplianceConfig) -> None:
+    """Append ``config_change`` (when the config differs from the last start's) and ``start``."""
+    for event in start_events(cfg, tail_state(log)):
+        log.append(event)

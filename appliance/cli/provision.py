@@ -10,13 +10,7 @@ from appliance.cli.common import POSITIVE_INT
 
 
 def _provision_modules() -> Any:
-    """The provisioning package; it needs the optional ``cryptography`` (devices never mint keys)."""
-    from appliance.errors import InputError
-
-    try:
-        import cryptography  # noqa: F401
-    except ImportError:
-        raise InputError("appliance provision needs 'cryptography': pip install 'crowd-appliance[provision]'") from None
+    """The provisioning package, imported only for a provisioning command (devices never mint keys)."""
     import appliance.provision.batch
     import appliance.provision.bundle
     import appliance.provision.identity

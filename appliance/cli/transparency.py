@@ -45,11 +45,15 @@ def cmd_notice_record(args: argparse.Namespace) -> int:
 
 
 def _audit_log(args: argparse.Namespace) -> Any:
-    from appliance.audit import AuditLog, audit_log_path
+    """``--log`` alone: that file, unsigned appends. With the config: its log, signed with its key."""
+    from appliance.audit import AuditLog
 
-    if args.log:
+    if args.log and args.config is None:
         return AuditLog(Path(args.log))
-    return AuditLog(audit_log_path(load(args)))
+    log = AuditLog.from_config(load(args))
+    if args.log:
+        log.path = Path(args.log)
+    return log
 
 
 def _parse_head(text: str) -> Any:
@@ -65,11 +69,17 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
     from appliance.audit.signing import Verifier
 
     log = _audit_log(args)
-    # Signatures are checked against the device certificate named in the config (not with --log alone).
-    cert = load(args).mqtt.tls.cert_file if (args.config is not None or not args.log) else None
+    # Signatures are checked against the device certificate: --cert, or the one the config names
+    # (not with --log alone). A certificate also says the log must be signed: a log without any
+    # signed entry is then broken, however consistent its hashes.
+    cert = args.cert
+    if cert is None and (args.config is not None or not args.log):
+        cert = load(args).mqtt.tls.cert_file
+    verifier = Verifier(cert) if cert else None
     report = log.verify(
         expected_head=_parse_head(args.expect_head) if args.expect_head else None,
-        check_signature=Verifier(cert) if cert else None,
+        check_signature=verifier,
+        key_fingerprint=verifier.fingerprint if verifier is not None else None,
     )
     if args.json:
         print_json({"log": str(log.path), **report.to_dict()})
@@ -89,7 +99,8 @@ def cmd_audit_show(args: argparse.Namespace) -> int:
             data = entry.get("data", {})
             brief = ", ".join(f"{k}={v}" for k, v in data.items() if k != "config" and not isinstance(v, (list, dict)))
             if entry.get("kind") == "config_change":
-                brief += " changed: " + ", ".join(ch["field"] for ch in data.get("changes", []))
+                changes = [ch for ch in data.get("changes", []) if isinstance(ch, dict)]
+                brief += " changed: " + ", ".join(str(ch.get("field")) for ch in changes)
             print(f"{entry.get('seq')} {entry.get('at')} {entry.get('kind')} {brief}".rstrip())
     return 0
 
@@ -100,6 +111,22 @@ def cmd_audit_head(args: argparse.Namespace) -> int:
         print_json({"length": length, "hash": digest})
     else:
         print(f"{length}:{digest}")
+    return 0
+
+
+def cmd_audit_ack(args: argparse.Namespace) -> int:
+    from appliance.audit import Acknowledged, unacknowledged_problems
+
+    log = _audit_log(args)
+    log.recover()  # a torn end is cut (and recorded) first; a folder: one line, exit 2
+    log.head()  # an unreadable last entry: one line, exit 2, before anything is written
+    problems = unacknowledged_problems(log)
+    if problems == 0:
+        print(f"{log.path}: nothing to acknowledge", file=sys.stderr)
+        return 0
+    length, _digest = log.append(Acknowledged(problems=problems, note=args.note))
+    print(f"{log.path}: acknowledged {problems} recovered/reset entr{'y' if problems == 1 else 'ies'} "
+          f"(entry {length}); health returns to ok at the next health message", file=sys.stderr)
     return 0
 
 
@@ -127,6 +154,7 @@ def add_parsers(sub: Any) -> None:
         ("verify", cmd_audit_verify, "check the hash chain (exit 0 intact, 1 broken)"),
         ("show", cmd_audit_show, "list entries"),
         ("head", cmd_audit_head, "print LENGTH:HASH of the last entry"),
+        ("ack", cmd_audit_ack, "acknowledge recovered/reset entries (health is degraded until then)"),
     ):
         a = asub.add_parser(name, help=text)
         add_config(a)
@@ -134,6 +162,9 @@ def add_parsers(sub: Any) -> None:
         a.add_argument("--json", action="store_true", help="JSON (one object per line) instead of text")
         if name == "verify":
             a.add_argument("--expect-head", metavar="LEN:HASH", help="a head published earlier: detects truncation")
+            a.add_argument("--cert", metavar="FILE", help="device certificate (default: mqtt.tls.cert_file)")
+        if name == "ack":
+            a.add_argument("--note", default="", help="who acknowledges and why (kept in the log, 200 characters)")
         if name == "show":
             a.add_argument("--since", metavar="ISO", help="entries at or after this UTC time, e.g. 2026-11-23T12:00")
         a.set_defaults(func=func)

@@ -120,13 +120,15 @@ def preflight(cfg: ApplianceConfig, *, label: str) -> None:
     problem = writable_file_problem(outbox)
     if problem:
         fail("outbox.path", problem, outbox or None)
-    # A device publishing to a broker always keeps its audit log (run refuses to start without it).
+    # A path that can never hold the audit log (under a file) is a config error. A log that is
+    # there but unwritable, or a folder in its place, is the device's state: run reports it in
+    # health and keeps counting, so it is not refused here.
     from appliance.audit.log import audit_log_path
 
-    audit = str(audit_log_path(cfg))
-    problem = writable_file_problem(audit)
-    if problem:
-        fail("transparency.audit_log_path", problem, audit)
+    audit = audit_log_path(cfg)
+    problem = writable_file_problem(str(audit))
+    if problem and not audit.exists() and not _nearest_existing(audit.absolute()).is_dir():
+        fail("transparency.audit_log_path", problem, str(audit))
 
 
 def load_runnable_config(

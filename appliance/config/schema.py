@@ -31,7 +31,7 @@ from appliance.config.geometry import (
     line_problem,
     zone_polygon_problem,
 )
-from appliance.config.transparency_sections import PrivacyConfig, Purpose, SignLanguage, TransparencyConfig
+from appliance.config.transparency_sections import AuditConfig, PrivacyConfig, Purpose, SignLanguage, TransparencyConfig
 from appliance.config.transport import (
     HomeAssistantConfig,
     MqttConfig,
@@ -45,6 +45,7 @@ from appliance.names import NAME_PATTERN
 __all__ = [
     "AbnormalMotionConfig",
     "AnomaliesConfig",
+    "AuditConfig",
     "CameraTamperConfig",
     "CounterflowConfig",
     "HomeAssistantConfig",
@@ -326,6 +327,7 @@ class SiteConfig(Strict):
     home_assistant: HomeAssistantConfig = Field(default_factory=HomeAssistantConfig)
 
     transparency: TransparencyConfig = Field(default_factory=TransparencyConfig)
+    audit: AuditConfig = Field(default_factory=AuditConfig)
 
     @model_validator(mode="after")
     def _unique_names(self) -> SiteConfig:

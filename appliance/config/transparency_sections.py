@@ -35,7 +35,7 @@ class PrivacyConfig(Strict):
     )
 
 
-# --------------------------------------------------------------------------- transparency (issue 9)
+# --------------------------------------------------------------------------- transparency
 
 SignLanguage = Literal["en", "fr", "nb"]  # one translation file each in appliance/transparency/translations/
 Purpose = Literal["crowd_safety", "capacity_management", "footfall_statistics"]
@@ -98,3 +98,21 @@ class TransparencyConfig(Strict):
         if v is not None and re.search(r"[A-Za-z0-9+/_-]{80,}", v):
             raise ValueError("has an unbroken run of 80+ letters/digits, which egress refuses as encoded data")
         return v
+
+
+class AuditConfig(Strict):
+    """Rotation of the audit log (``transparency.audit_log_path``): the chain runs on across files
+    and ``appliance audit verify`` checks them all."""
+
+    max_bytes: Optional[int] = Field(
+        16 * 1024 * 1024,
+        ge=4096,
+        description="Rotate the active file once it holds this many bytes (renamed audit.jsonl.000001, ...); "
+        "null: never by size",
+    )
+    retention_days: Optional[int] = Field(
+        None,
+        ge=1,
+        description="Rotate the active file once its first entry is this old, and delete rotated files whose "
+        "newest entry is older (a 'pruned' entry records which entries went); null: keep every file",
+    )

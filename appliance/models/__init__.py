@@ -138,7 +138,7 @@ def load_detectors(
 
     # OpenCV's own pool (resizes, blurs) would be a third set of threads competing with the two
     # sessions' workers for 2-4 cores; its calls here are small, so one thread loses nothing and
-    # stops the contention (issue 12: with spin-wait off and fast pre-processing, 0.64x the wall).
+    # stops the contention (measured with spin-wait off and fast pre-processing: 0.64x the wall time).
     cv2.setNumThreads(1)
     # No OpenCL kernels: none of our calls benefit, and a compiled kernel cache would be written
     # under ~/.cache/opencv on boards with an OpenCL driver (nothing is written outside the state dir).

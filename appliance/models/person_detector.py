@@ -192,7 +192,7 @@ class PersonDetector:
         """Square resize, RGB, NHWC float32 ``(x - mean) * scale``, into a reused buffer.
 
         The colour swap happens on uint8 with OpenCV before the float conversion: a reversed numpy
-        view converted to float took 14 ms per call instead of 0.4 (issue 12). The arithmetic is
+        view converted to float took 14 ms per call instead of 0.4. The arithmetic is
         the same as ``(rgb.astype(float32) - mean) * scale``, which the tests check. The returned
         array is overwritten by the next call.
         """

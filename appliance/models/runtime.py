@@ -65,7 +65,7 @@ def _register_shared_cpu_arena() -> None:
     """One CPU arena for every session of this process, registered once.
 
     Each session otherwise keeps its own arena sized for its own peak, so the face and the person
-    model together held both peaks at once. Measured on the sample clip (issue 12): shared arena
+    model together held both peaks at once. Measured on the sample clip: shared arena
     plus ``enable_mem_pattern`` off took ``appliance run``'s peak RSS from 192 to 183 MiB at the
     same frame rate. Turning the arena off altogether was worse (269 MiB): glibc keeps what the
     runtime frees between frames.
@@ -99,14 +99,14 @@ def create_session(
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.log_severity_level = 3
-    # Memory (issue 12, peak RSS goal 200 MB): both sessions allocate from one shared arena, and
+    # Memory (a 512 MB board; peak RSS goal 200 MB): both sessions allocate from one shared arena, and
     # no per-session pre-planned block of the largest activation pattern is kept beside it.
     _register_shared_cpu_arena()
     opts.add_session_config_entry("session.use_env_allocators", "1")
     opts.enable_mem_pattern = False
     # Spin-waiting workers burn the cores that the other session, OpenCV and the rest of the
     # pipeline need; on a 2-core box the whole run took 0.77x the wall time and 0.55x the CPU
-    # without it (issue 12), and the two detectors now run side by side.
+    # without it, and the two detectors now run side by side.
     opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     opts.add_session_config_entry("session.inter_op.allow_spinning", "0")
     chosen = select_providers(providers)

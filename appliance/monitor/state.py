@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Dict, List, Optional, Set, Tuple
 
+from appliance.monitor.audit_heads import AuditHeadTracker, AuditSeen
 from appliance.publish.messages import (
     AnomalyMessage,
     AnomalyStateMessage,
@@ -113,6 +114,7 @@ class DeviceSnapshot:
     # False: the birth names another notice than the one received (for an instant after a restart
     # with a new config, until the new notice arrives); None: one of the two is not known.
     notice_matches_birth: Optional[bool] = None
+    audit: Optional[AuditSeen] = None  # the device's audit head, and flags when it went backwards
 
     def to_dict(self, now: datetime) -> Dict[str, object]:
         """The JSON-lines form (``appliance monitor --json``)."""
@@ -164,6 +166,7 @@ class DeviceSnapshot:
                 "purpose": self.notice.purpose,
                 "matches_birth": self.notice_matches_birth,
             },
+            "audit": None if self.audit is None else self.audit.to_dict(),
         }
 
 
@@ -235,6 +238,7 @@ class _Device:
     anomalies: Dict[Tuple[str, Optional[str]], FlagSeen] = field(default_factory=dict)
     state_at: Tuple[int, int] = (0, 0)  # (boot_id, seq) of the anomaly state the flags were last set from
     notice: Optional[NoticeSeen] = None
+    audit: AuditHeadTracker = field(default_factory=AuditHeadTracker)
 
 
 def _newest_birth(dev: _Device) -> int:
@@ -255,9 +259,13 @@ class FleetState:
             # The device lost its outbox (SD card replaced): both counters restarted. Start afresh.
             # The notice is not part of the seq history: it stays.
             dev = self._devices[msg.device_id] = _Device(
-                msg.device_id, _SeqTracker(resets=dev.seq.resets + 1), notice=dev.notice
+                msg.device_id, _SeqTracker(resets=dev.seq.resets + 1), notice=dev.notice, audit=dev.audit
             )
+            dev.audit.forget_order()  # the audit head is evidence: it outlives an outbox loss
         dev.seq.observe(msg, retained)
+        head = getattr(msg, "audit", None)
+        if head is not None:
+            dev.audit.observe(head, msg.boot_id, msg.seq)
         if not retained:
             dev.last_seen = received_at
         if isinstance(msg, StatusMessage):
@@ -330,6 +338,7 @@ class FleetState:
             seq=dev.seq.stats(),
             notice=dev.notice,
             notice_matches_birth=matches,
+            audit=dev.audit.seen(),
         )
 
     def snapshots(self) -> List[DeviceSnapshot]:

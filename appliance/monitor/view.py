@@ -91,7 +91,13 @@ def _health(s: DeviceSnapshot) -> Text:
     style = "dim" if _stale(s) else {"ok": "green", "degraded": "yellow", "failed": "bold red"}[s.health]
     word = "FAILED" if s.health == "failed" else s.health
     fps = "" if s.fps is None else f"\n{s.fps:.1f}fps"
-    return Text(word + fps, style=style)
+    text = Text(word + fps, style=style)
+    if s.audit is not None:
+        for flag in s.audit.flags:  # evidence trouble stays on screen: it is what the control room acts on
+            text.append("\n" + flag, style="bold red")
+        if s.audit.problem:
+            text.append("\naudit: " + s.audit.problem, style="yellow")
+    return text
 
 
 def _people(s: DeviceSnapshot) -> Text:
@@ -163,7 +169,7 @@ def fleet_table(snapshots: List[DeviceSnapshot], now: datetime, title: str = "")
     )
     table.add_column("device", overflow="fold", max_width=16)
     table.add_column("status", no_wrap=True)
-    table.add_column("health", no_wrap=True)
+    table.add_column("health", overflow="fold", max_width=12)
     table.add_column("people", no_wrap=True, overflow="ellipsis", max_width=14)
     table.add_column("anomalies", overflow="fold", min_width=12)
     table.add_column("seq", no_wrap=True)

@@ -1,5 +1,4 @@
 """``appliance provision``: site PKI, per-device bundles and the installer they carry.
 
-Runs on the integrator's or technician's laptop, not on the device; it needs the optional
-``cryptography`` dependency (``pip install 'crowd-appliance[provision]'``).
+Runs on the integrator's or technician's laptop, not on the device.
 """

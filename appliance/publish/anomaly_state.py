@@ -13,7 +13,7 @@ broker restarted without persistence keeps none).
 from __future__ import annotations
 
 import threading
-from typing import Dict, Optional
+from typing import Dict, List, Optional
 
 from appliance.publish.egress import ApprovedPayload
 from appliance.publish.messages import MAX_ACTIVE_LISTED, ActiveAnomaly, AnomalyMessage, AnomalyStateMessage
@@ -75,8 +75,14 @@ class LatestState:
         self._newest_sent = 0
         self._unacked: Dict[int, ApprovedPayload] = {}
 
+    def republish(self) -> List[ApprovedPayload]:
+        return [] if self.current is None else [self.current]
+
     def retain(self, approved: ApprovedPayload) -> bool:
-        """Whether to send this state row retained (it is the newest sent so far)."""
+        """Whether to send this row retained as the anomaly state: the newest state sent so far.
+        False for every other kind (their own rule applies)."""
+        if approved.kind != AnomalyStateMessage.kind:
+            return False
         self._unacked[approved.seq] = approved
         if approved.seq < self._newest_sent:
             return False

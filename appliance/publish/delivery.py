@@ -14,8 +14,8 @@ It owns the MQTT link (one thread, so no locking around paho). It survives what 
   ``Publisher.check()`` raises so the process exits 1 and the service manager restarts it.
 
 Order: the current boot's birth is a row of the backlog at its own seq, so it never overtakes an
-older backlog; once delivered it is republished (retained) first on every later reconnect. Status
-rows of earlier boots (births and deaths recovered from an outage) are history, sent unretained.
+older backlog; once delivered it is republished (retained) first on every later reconnect, and so
+is the last acknowledged anomaly state (:mod:`anomaly_state`). Earlier boots' status rows are history.
 """
 
 from __future__ import annotations
@@ -37,7 +37,6 @@ from appliance.publish.anomaly_state import LatestState
 from appliance.publish.backoff import FullJitterBackoff
 from appliance.publish.egress import ApprovedPayload, EgressError, EgressPolicy
 from appliance.publish.lifecycle import Boot
-from appliance.publish.messages import AnomalyStateMessage
 from appliance.publish.mqtt_client import BrokerRejected, MqttLink
 from appliance.publish.outbox import Outbox, OutboxRow, is_transient
 from appliance.publish.writer import OutboxWriter
@@ -73,7 +72,6 @@ STABLE_S = 10.0
 _REPUBLISHED_BIRTH = 0
 _DEATH = -1
 _DOCUMENT = -2
-_STATE = -3
 
 
 class _GiveUp(Exception):
@@ -211,13 +209,9 @@ class DeliveryLoop:
         self._last_read = 0
         self._refused_now = False
         republish = [(self.boot.birth, _REPUBLISHED_BIRTH)] if self.birth_delivered else []
-        # Retained state (the notice, discovery configs) is re-published at every connect: a broker
-        # restarted without persistence would otherwise have forgotten it.
-        republish += [(document, _DOCUMENT) for document in self.documents]
-        # And the anomaly state: a clustered broker keeps retained messages per node, so a device
-        # that moved to another node would otherwise leave that node's subscribers with an old one.
-        if self._state.current is not None:
-            republish.append((self._state.current, _STATE))
+        # Retained state (notice, discovery configs, anomaly state) is re-published at every connect: a broker
+        # restarted without persistence, or another node of a cluster, would otherwise not have it.
+        republish += [(document, _DOCUMENT) for document in [*self.documents, *self._state.republish()]]
         for payload, mark in republish:
             try:
                 self._inflight[self.link.publish(payload)] = mark
@@ -312,10 +306,7 @@ class DeliveryLoop:
                 # Expiry counts from when the window was queued, not from this (late) send.
                 expiry = int(self.mqtt.counts_expiry_s - (time.time() - row.created))
             # Only this boot's birth is the device's state; earlier boots' status rows are history.
-            if approved.kind == AnomalyStateMessage.kind:
-                retain = self._state.retain(approved)
-            else:
-                retain = approved.retain and row.seq == self.boot.birth_seq
+            retain = self._state.retain(approved) or (approved.retain and row.seq == self.boot.birth_seq)
             try:
                 mid = self.link.publish(approved, expiry_s=expiry, retain=retain)
             except BrokerError:
@@ -360,8 +351,6 @@ class DeliveryLoop:
         self._refused_now = True
         if seq == _DOCUMENT:
             what = "a retained document"
-        elif seq == _STATE:
-            what = "our anomaly state"
         else:
             what = "our status" if seq <= 0 or seq == self.boot.birth_seq else f"seq {seq}"
         exc = BrokerRejected(

@@ -48,6 +48,7 @@ from appliance.vocabulary import (
     PrivacyApplied,
     Severity,
     Sha256,
+    Stage,
     Value,
     ZoneStats,
 )
@@ -120,11 +121,41 @@ class OutboxHealth(Value):
     )
 
 
+class LostChain(Value):
+    """The head of an audit chain the device lost (as it last knew it), named by the reset that replaced it."""
+
+    length: Optional[Count] = Field(None, description="entries the lost chain had; null: the device did not know")
+    sha256: Optional[Sha256] = Field(None, description="hash of the lost chain's last entry; null: unknown")
+
+
 class AuditHead(Value):
     """The head of the device's hash-chained audit log: an anchor kept outside the device."""
 
-    length: Count = Field(description="entries in the log")
+    length: Count = Field(description="entries in the log's current chain (the last entry's seq)")
     sha256: Sha256 = Field(description="hash of the last entry (which covers every entry before it)")
+    sig: Optional[str] = Field(
+        None,
+        max_length=1024,
+        pattern=r"^[A-Za-z0-9+/=]+$",
+        description="base64 signature by the device key over the UTF-8 text 'crowd-appliance-audit-head/1 "
+        "{device_id} {length} {sha256}'; null without a device key (docs/control-room.md)",
+    )
+    problem: Optional[str] = Field(
+        None,
+        max_length=200,
+        description="why the log cannot be written or read now (entries are held in memory and retried; "
+        "counting and alerts go on); null when fine",
+    )
+    unacknowledged: Count = Field(
+        0,
+        description="recovered (torn end cut) and reset (log lost) entries not yet acknowledged with "
+        "'appliance audit ack' on the device; health is degraded while above 0",
+    )
+    reset: Optional[LostChain] = Field(
+        None,
+        description="present when the current chain began with a reset entry: the head of the chain lost. "
+        "A length going down without it: a log cut behind the device's back",
+    )
 
 
 class LinkHealth(Value):
@@ -291,9 +322,6 @@ class AnomalyStateMessage(Message):
         description=f"every flag raised and not yet cleared in this boot, oldest first (at most {MAX_ACTIVE_LISTED})",
     )
     not_listed: Count = Field(0, description=f"active flags beyond the {MAX_ACTIVE_LISTED} listed (the newest ones)")
-
-
-Stage = Literal["capture", "anonymize", "analyze", "publish"]
 
 
 class HealthMessage(Message):

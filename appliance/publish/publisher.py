@@ -18,8 +18,8 @@
 ``publish`` never blocks on the network: it stamps the envelope, runs the egress check (raising
 :class:`EgressError` on a violation, consuming no seq) and stores the message (see
 :mod:`writer`: held in memory while the disk refuses). The delivery thread (:mod:`delivery`)
-drains the outbox to the broker. A ``HealthMessage`` gets its ``outbox`` and ``link`` sections
-from the publisher, and ``ok`` becomes ``degraded`` while delivery is stuck (:mod:`stats`).
+drains the outbox to the broker. ``stats()`` says how delivery goes; the health monitor
+(``appliance.health.monitor``) builds the health message's ``outbox`` and ``link`` sections from it.
 
 With no broker configured (``mqtt.url`` is None) :class:`StdoutPublisher` prints each message as
 one JSON line ``{"topic": ..., "payload": {...}}`` instead, through the same egress check.
@@ -45,17 +45,10 @@ from appliance.publish.delivery import DeliveryLoop
 from appliance.publish.egress import ApprovedPayload, EgressError, EgressPolicy, RetainedDocument
 from appliance.publish.envelope import Envelope
 from appliance.publish.lifecycle import Boot, seal_boot
-from appliance.publish.messages import (
-    AnomalyMessage,
-    AnomalyStateMessage,
-    HealthMessage,
-    Message,
-    StatusMessage,
-    utcnow,
-)
+from appliance.publish.messages import AnomalyMessage, AnomalyStateMessage, Message, StatusMessage, utcnow
 from appliance.publish.mqtt_client import BrokerUnreachable, MqttLink
 from appliance.publish.outbox import Outbox, OutboxStats, Sealed, outbox_path
-from appliance.publish.stats import PublisherStats, fill_health
+from appliance.publish.stats import PublisherStats
 from appliance.publish.writer import OutboxWriter
 
 log = logging.getLogger(__name__)
@@ -150,9 +143,6 @@ class _Base:
             raise EgressError("status_managed", "status is published by start() and close() only")
         if isinstance(msg, AnomalyStateMessage):
             raise EgressError("state_managed", "anomaly_state is published by the publisher with each anomaly")
-        if isinstance(msg, HealthMessage):
-            msg = fill_health(msg, self.stats(), stuck_after_s=self.publish_cfg.health_interval_s,
-                              cert_days_left=client_cert_days_left(self.mqtt))
         return msg
 
     def _fresh_death(self) -> ApprovedPayload:
@@ -318,6 +308,7 @@ class MqttPublisher(_Base):
             held_in_memory=writer.queued if writer else 0,
             seconds_since_puback=None if last_puback is None else time.monotonic() - last_puback,
             refusing=delivery.refusing if delivery is not None else False,
+            cert_days_left=client_cert_days_left(self.mqtt),
         )
 
     def close(self, clean: bool = True) -> None:

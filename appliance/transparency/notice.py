@@ -24,6 +24,7 @@ from appliance.transparency.egress_fields import EgressField, schema_fields
 
 if TYPE_CHECKING:
     from appliance.config import ApplianceConfig
+    from appliance.detail_level import DetailPlan
 
 NOTICE_VERSION: Literal[1] = 1
 NOTICE_KIND = "notice"
@@ -136,9 +137,6 @@ class Notice(_Strict):
     )
 
 
-PROMISE = "faces are blurred inside this device; no images are stored or sent; only counts leave"
-
-
 def _topic_notices(cfg: ApplianceConfig) -> List[TopicNotice]:
     prefix = f"{cfg.mqtt.topic_prefix}/{cfg.device_id}"
     when: Dict[str, tuple] = {
@@ -201,9 +199,13 @@ def _model_notices(cfg: ApplianceConfig, models_dir: Optional[Path]) -> List[Mod
     return out
 
 
-def build_notice(cfg: ApplianceConfig, *, models_dir: Optional[Path] = None) -> Notice:
-    """The notice for this configuration (deterministic: the same config and models give the same bytes)."""
+def build_notice(
+    cfg: ApplianceConfig, *, models_dir: Optional[Path] = None, detail: Optional[DetailPlan] = None
+) -> Notice:
+    """The notice for this configuration (deterministic: the same config and models give the same
+    bytes). ``detail``: the config's detail plan, where the caller has it already."""
     from appliance.config import config_hash
+    from appliance.detail_level import plan_detail
 
     t = cfg.transparency
     a = cfg.anonymize
@@ -255,35 +257,23 @@ def build_notice(cfg: ApplianceConfig, *, models_dir: Optional[Path] = None) -> 
         audit_log="a hash-chained log on the device of every start, stop, config change, anomaly flag, image "
         "written by a local command and model verification failure",
         small_counts=_small_counts(cfg),
-        detail_level=_detail_level(cfg),
+        detail_level=_detail_level(detail or plan_detail(cfg)),
     )
 
 
-def _detail_level(cfg: ApplianceConfig) -> DetailLevelNotice:
-    from appliance.analyze.detail import (
-        DORI_EDITION,
-        DORI_PX_PER_M,
-        RECOGNISE_PX_PER_M,
-        after_cap,
-        detail_scale,
-        details_from_plane,
-    )
+def _detail_level(plan: DetailPlan) -> DetailLevelNotice:
+    from appliance.detail_level import DORI_EDITION, DORI_PX_PER_M, RECOGNISE_PX_PER_M
 
     scale = f"{DORI_EDITION}: " + ", ".join(f"{name} {px:g}" for name, px in DORI_PX_PER_M) + " px/m"
-    cap = cfg.anonymize.max_detail_px_per_m
-    plane = cfg.analytics.ground_plane
-    if plane is None:
+    cap = plan.cap_px_per_m
+    if not plan.measured:
         return DetailLevelNotice(
             scale=scale,
             zones=[],
             cap_px_per_m=cap,
             text="not measured: no ground plane is configured (appliance preview estimates it from people's heights)",
         )
-    details = details_from_plane(cfg.zones, plane, (cfg.profile.working_width, cfg.profile.working_height))
-    zones = [
-        ZoneDetailNotice(zone=d.zone, px_per_m=round(d.px_per_m, 1), level=d.level)
-        for d in after_cap(details, detail_scale(cap, details))
-    ]
+    zones = [ZoneDetailNotice(zone=d.zone, px_per_m=round(d.px_per_m, 1), level=d.level) for d in plan.zones]
     worst = max(zones, key=lambda z: z.px_per_m)
     text = f"at most {worst.px_per_m:g} px/m ({worst.level}, in {worst.zone})"
     if cap is not None:

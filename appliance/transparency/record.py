@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, List, Optional
 
-from appliance.analyze import detail
+from appliance import detail_level
 from appliance.transparency.notice import Notice, build_notice, notice_hash
 
 if TYPE_CHECKING:
@@ -23,7 +23,7 @@ EVAL_DIR = Path(__file__).resolve().parents[2] / "eval"
 # CenterFace's documented floor (models/README.md): faces under ~10 px in its input are not found.
 FACE_MIN_INPUT_PX = 10.0
 # IEC 62676-4 (2014) detail levels in pixels per metre of scene (the DORI figures).
-DORI_PX_PER_M = dict(detail.DORI_PX_PER_M)
+DORI_PX_PER_M = dict(detail_level.DORI_PX_PER_M)
 FACE_HEIGHT_M = 0.2  # a head-on adult face, chin to hairline, roughly
 
 

@@ -87,7 +87,7 @@ class CameraTamper(AnomalyDetector):
         width = min(self.cfg.analysis_width_px, w)
         height = max(1, round(h * width / w))
         # Grey first: INTER_AREA at a non-integer ratio is the costly step, and on one channel it
-        # does a third of the work (issue 12: 2.1 vs 4.2 ms a frame at 768 px; within one grey level).
+        # does a third of the work (2.1 vs 4.2 ms a frame at 768 px; within one grey level).
         if image.ndim == 3:
             image = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
         small = cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)

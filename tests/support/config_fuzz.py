@@ -14,7 +14,7 @@ from typing import Any, Callable, Dict, List, Tuple
 
 import yaml
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 # Seeds besides examples/site.yaml: every section a site file may have, with valid values.
 _SEED_TEXTS = [

@@ -1,4 +1,4 @@
-"""Builders shared by the analyze tests (no tests here): configs, boxes and anonymized frames."""
+"""Builders for the analysis tests: configs, boxes and anonymized frames."""
 
 from __future__ import annotations
 

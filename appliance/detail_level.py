@@ -1,4 +1,5 @@
-"""Detail level: how many pixels per metre the working frame puts on a person, zone by zone.
+"""Detail level: how many pixels per metre the working frame puts on a person, zone by zone, and
+the plan for the ``anonymize.max_detail_px_per_m`` cap (:class:`DetailPlan`).
 
 Face blur depends on detection; the detail level does not. A person the detector misses keeps an
 unblurred head, but at a low enough density nobody can recognise that head. This module measures
@@ -13,19 +14,23 @@ upright, and its width scales like the ground's across-the-view direction, which
 camera stretches most; so the density at a point is the *largest* stretch of the image-from-ground
 mapping there (the larger singular value of its Jacobian), the worst case for privacy.
 
-Everything here is pure: config values and numbers in, numbers out.
+Everything here is pure: config values and numbers in, numbers out. It belongs to no stage: the
+anonymizer applies the plan, and the preview and the public notice state it, from one computation.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import List, Literal, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, List, Literal, Optional, Sequence, Tuple
 
 import numpy as np
 
-from appliance.analyze.geometry import Size, points_in_polygon, to_pixels
 from appliance.config.geometry import homography
 from appliance.config.schema import GroundPlaneConfig, ZoneConfig
+from appliance.geometry import Size, points_in_polygon, to_pixels
+
+if TYPE_CHECKING:
+    from appliance.config import ApplianceConfig
 
 DetailLevel = Literal["below detect", "detect", "observe", "recognise", "identify"]
 
@@ -205,3 +210,38 @@ def capped_size(frame_size: Size, scale: float) -> Size:
     """The reduced size, rounded down so the density stays at or below the cap (at least 1 px)."""
     w, h = frame_size
     return max(1, int(w * scale)), max(1, int(h * scale))
+
+
+@dataclass(frozen=True)
+class DetailPlan:
+    """What the detail cap does on this device, fixed at start: the anonymizer reduces every frame
+    by ``factor``; the preview and the public notice state ``zones``, the densities the reduced
+    frame holds. One object, so that what the notice promises is what the anonymizer applies."""
+
+    frame_size: Size  # the working frame the densities are measured at
+    cap_px_per_m: Optional[float]
+    measured: Tuple[ZoneDetail, ...]  # per zone before the cap, from the ground plane; empty without one
+    factor: float = 1.0  # 0 < factor <= 1; 1: full detail
+
+    def __post_init__(self) -> None:
+        if not 0 < self.factor <= 1:
+            raise ValueError(f"the detail factor must be in (0, 1], got {self.factor}")
+
+    @property
+    def zones(self) -> List[ZoneDetail]:
+        """The densities the frame holds once reduced."""
+        return after_cap(self.measured, self.factor)
+
+    def reduced_size(self, frame_size: Size) -> Size:
+        """The size a frame of ``frame_size`` is reduced to."""
+        return capped_size(frame_size, self.factor)
+
+
+def plan_detail(cfg: ApplianceConfig) -> DetailPlan:
+    """The plan for this configuration: densities measured at the working size from the ground
+    plane (the schema refuses a cap without one), and the factor the cap needs."""
+    size = (cfg.profile.working_width, cfg.profile.working_height)
+    plane = cfg.analytics.ground_plane
+    measured = () if plane is None else tuple(details_from_plane(cfg.zones, plane, size))
+    cap = cfg.anonymize.max_detail_px_per_m
+    return DetailPlan(size, cap, measured, detail_scale(cap, measured))

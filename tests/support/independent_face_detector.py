@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 import onnxruntime as ort
 
-MODEL = Path(__file__).parent / "data" / "retinaface-mobilenet.onnx"
+MODEL = Path(__file__).resolve().parent.parent / "data" / "retinaface-mobilenet.onnx"
 STRIDES = (8, 16, 32)
 ANCHOR_SIZES = ((16, 32), (64, 128), (256, 512))
 MEAN_BGR = np.array([104, 117, 127], np.float32)

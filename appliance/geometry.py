@@ -1,4 +1,5 @@
-"""Small geometry helpers: frame fractions to pixels, point-in-polygon, polygon areas, ground plane."""
+"""Frame geometry for analysis and the detail level: frame fractions to pixels, point-in-polygon,
+polygon areas, ground plane."""
 
 from __future__ import annotations
 
