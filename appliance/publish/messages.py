@@ -166,6 +166,9 @@ class LinkHealth(Value):
     seconds_since_puback: Optional[NonNegative] = Field(
         None, description="since the broker last acknowledged a message; null before the first"
     )
+    broker: Optional[str] = Field(
+        None, max_length=300, description="the broker of mqtt.url in use, or tried next (scheme://host:port)"
+    )
 
 
 # --------------------------------------------------------------------------- messages

@@ -7,13 +7,10 @@ What it adds over a bare paho client:
   certificate and key are configured.
 * The password comes from a file or an environment variable and is never logged or put in errors.
 * The last will (``offline``, retained) is registered *before* every connect.
-* Connection failures are classified into a clear one-line :class:`BrokerError`:
-  :class:`BrokerRejected` (wrong CA, host name mismatch, bad credentials, not authorised; retrying
-  will not help until someone fixes the config or the broker) and :class:`BrokerUnreachable`
-  (network; store-and-forward keeps buffering and retrying with backoff).
-* It subscribes to nothing: the device takes no commands over MQTT.
-
-It is not thread-safe on purpose: the publisher's delivery thread owns it (see ``publisher.py``).
+* Connection failures are one-line errors: :class:`BrokerRejected` (wrong CA, host
+  name, credentials, not authorised: needs a config or broker fix) or :class:`BrokerUnreachable`
+  (network: buffered, retried with backoff, on the next broker of a list: :mod:`brokers`).
+* It subscribes to nothing. Not thread-safe on purpose: the delivery thread owns it.
 """
 
 from __future__ import annotations
@@ -36,6 +33,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from appliance.config.broker_url import BrokerAddress, BrokerUrlError, parse_broker_url
 from appliance.config.schema import MqttConfig
 from appliance.errors import BrokerError, InputError
+from appliance.publish.brokers import BrokerList
 from appliance.publish.egress import ApprovedPayload, EgressPolicy
 from appliance.publish.paho_loop import ExpiryProperties, drive, queue_writes
 
@@ -84,16 +82,14 @@ def _check_readable(path: Optional[str], field: str) -> None:
         raise InputError("file not found or not readable", path=path, field=field)
 
 
-AckCallback = Callable[[int, Optional[str]], None]
-"""Called with (mid, None) on a successful PUBACK, or (mid, reason) when the broker refused it."""
+AckCallback = Callable[[int, Optional[str]], None]  # (mid, None) on a PUBACK, (mid, reason) on a refusal
 
 
 # QoS 1 messages paho keeps in flight at the broker (published, PUBACK not yet received); paho
 # queues any more it is handed and sends them as PUBACKs free the window.
 BROKER_WINDOW = 64
 
-# MQTT 5 carries a message expiry as a four-byte integer: 136 years, "never" for any broker. The
-# config accepts longer; packing one would raise in the delivery thread, on every restart.
+# MQTT 5's message expiry is four bytes (136 years); packing a longer one would raise in the delivery thread.
 MAX_EXPIRY_S = 2**32 - 1
 
 
@@ -109,7 +105,7 @@ class MqttLink:
         if cfg.url is None:
             raise InputError("no broker URL configured", field="mqtt.url")
         self.cfg = cfg
-        self.address = parse_url(cfg.url)
+        self.brokers = BrokerList([parse_url(url) for url in cfg.urls])  # mqtt.url: one, or a list
         self.client_id = client_id
         self._on_ack = on_ack
         self._password = read_password(cfg)
@@ -131,6 +127,11 @@ class MqttLink:
         # seconds, and building paho's Properties costs about a third of a publish.
         self._expiry_props: Optional[Tuple[int, Properties]] = None
 
+    @property
+    def address(self) -> BrokerAddress:
+        """The broker this link connects to now (the next in the list after it was unreachable)."""
+        return self.brokers.current
+
     # ------------------------------------------------------------------ setup
 
     def set_will(self, will: ApprovedPayload) -> None:
@@ -139,9 +140,8 @@ class MqttLink:
 
     def _new_client(self) -> paho.Client:
         v5 = self.protocol == MQTTProtocolVersion.MQTTv5
-        # 3.1.1: a clean session. Redelivery across connections is the outbox's job, not the
-        # broker's, so there is no session state worth keeping (and none to leak on the broker).
-        # (MQTT 5 takes clean_start at connect instead.)
+        # Clean session (MQTT 5: clean_start at connect): redelivery across connections is the
+        # outbox's job, so no session state is worth keeping (and none can leak on the broker).
         client = paho.Client(
             callback_api_version=CallbackAPIVersion.VERSION2,
             client_id=self.client_id,
@@ -194,7 +194,13 @@ class MqttLink:
 
     def connect(self, timeout_s: Optional[float] = None) -> None:
         """One connection attempt: TCP, TLS, CONNECT, CONNACK. Raises a classified BrokerError."""
-        timeout_s = timeout_s or self.cfg.connect_timeout_s
+        try:
+            self._connect(timeout_s or self.cfg.connect_timeout_s)
+        except BrokerUnreachable:
+            self.brokers.unreachable()  # a refusal (BrokerRejected) stays: every node would refuse us
+            raise
+
+    def _connect(self, timeout_s: float) -> None:
         try:
             self._connect_once(timeout_s)
         except BrokerError as exc:
@@ -282,6 +288,7 @@ class MqttLink:
         if self._lost or rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_AGAIN):
             self._fail(BrokerUnreachable(f"{self.address}: connection lost ({paho.error_string(rc)})"))
             self.close_socket()
+            self.brokers.unreachable()
         return self.connected
 
     def publish(
@@ -336,8 +343,7 @@ class MqttLink:
         client, self._client = self._client, None
         if client is None:
             return
-        # Closing the socket now makes the broker see the connection end at once. (paho makes its
-        # wake-up socket pair only in loop(), which drive() does not call.)
+        # Closing the socket now makes the broker see the connection end at once (no wake-up pair: no loop()).
         sock = client.socket()
         if sock is not None:
             with contextlib.suppress(OSError):

@@ -308,6 +308,7 @@ class MqttPublisher(_Base):
             held_in_memory=writer.queued if writer else 0,
             seconds_since_puback=None if last_puback is None else time.monotonic() - last_puback,
             refusing=delivery.refusing if delivery is not None else False,
+            broker=str(delivery.link.address) if delivery is not None else None,
             cert_days_left=client_cert_days_left(self.mqtt),
         )
 

@@ -25,3 +25,4 @@ class PublisherStats:
     seconds_since_puback: Optional[float] = None
     refusing: bool = False  # the broker refused the last message it was offered
     cert_days_left: Optional[int] = None  # days until the device's TLS client certificate expires
+    broker: Optional[str] = None  # the broker of mqtt.url in use (or tried next), scheme://host:port
