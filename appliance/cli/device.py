@@ -33,8 +33,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         log.info("received %s, stopping after the current frame", signal.Signals(signum).name)
         stop.set()
 
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
+    # SIGHUP too (a closed SSH session, a hung-up terminal): the default would kill the run
+    # without its last window, its stop entry or a clean offline.
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(signum, _stop)
     pipeline = build_pipeline(cfg)
     result = pipeline.run(max_frames=args.max_frames, stop=stop)
     log.info(
