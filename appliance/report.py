@@ -3,6 +3,10 @@
 The one place where in-memory results become wire messages. The value types are shared
 (``appliance.vocabulary``), so this only adds what the wire needs: UTC datetimes instead of
 seconds, and the narrow message classes that the egress policy accepts.
+
+Times in results are on the source's clock; ``offset_s`` turns them into wall time (0 for a
+file's media clock, wall minus monotonic for a live source's), read once per message so both ends
+of a window get the same label offset and the window keeps its length.
 """
 
 from __future__ import annotations
@@ -28,10 +32,10 @@ def utc(timestamp_s: float) -> datetime:
     return datetime.fromtimestamp(timestamp_s, tz=timezone.utc)
 
 
-def counts_message(summary: WindowSummary) -> CountsMessage:
+def counts_message(summary: WindowSummary, offset_s: float = 0.0) -> CountsMessage:
     return CountsMessage(
-        window_start=utc(summary.window_start),
-        window_end=utc(summary.window_end),
+        window_start=utc(summary.window_start + offset_s),
+        window_end=utc(summary.window_end + offset_s),
         frames_analyzed=summary.frames_analyzed,
         frames_dropped=summary.frames_dropped,
         total=summary.total,
@@ -43,7 +47,7 @@ def counts_message(summary: WindowSummary) -> CountsMessage:
     )
 
 
-def anomaly_message(event: AnomalyEvent) -> AnomalyMessage:
+def anomaly_message(event: AnomalyEvent, offset_s: float = 0.0) -> AnomalyMessage:
     return AnomalyMessage(
         type=event.type,
         event_id=event.event_id,
@@ -52,14 +56,17 @@ def anomaly_message(event: AnomalyEvent) -> AnomalyMessage:
         value=float(event.value),
         threshold=None if event.threshold is None else float(event.threshold),
         baseline=None if event.baseline is None else float(event.baseline),
-        since=utc(event.since),
+        since=utc(event.since + offset_s),
         severity=event.severity,
         reason=event.reason[:160],
     )
 
 
 def health_message(
-    snap: HealthSnapshot, models: Sequence[ModelInfo], audit: Optional[AuditHead] = None
+    snap: HealthSnapshot,
+    models: Sequence[ModelInfo],
+    audit: Optional[AuditHead] = None,
+    clock_step_s: Optional[float] = None,
 ) -> HealthMessage:
     return HealthMessage(
         state=snap.state,
@@ -74,4 +81,5 @@ def health_message(
         models=list(models),
         uptime_s=snap.uptime_s,
         audit=audit,
+        clock_step_s=None if clock_step_s is None else round(clock_step_s, 3),
     )

@@ -12,7 +12,9 @@ Source specs (``capture.source`` or ``--source``):
 Files are finite: the run ends at their end (unless ``loop``) and frames are timestamped on the
 media clock, so a clip analysed faster than real time still gives 10-second windows of video.
 Live sources are read by a background thread that keeps only the newest frame (a slow pipeline
-skips frames instead of falling behind) and reopens a lost source with exponential backoff.
+skips frames instead of falling behind) and reopens a lost source with exponential backoff; their
+frames are timestamped on the monotonic clock, so a wall clock that steps cannot stretch or stop
+a window (the run labels them with wall time when it publishes).
 """
 
 from __future__ import annotations
@@ -92,7 +94,7 @@ class FrameSource(ABC):
 
     @property
     def frame_period_s(self) -> Optional[float]:
-        """Media time between frames for files; None for live sources (their frames carry wall time)."""
+        """Media time between frames for files; None for live sources (their frames carry monotonic time)."""
         return None
 
     @property
@@ -194,6 +196,7 @@ class ImageFilesSource(FrameSource):
                 check_pixels(width, height, max_pixels, path=str(path))
         self._t0 = time.time()
         self._next = 0
+        self._position = 0  # files taken, across loops: the media clock never runs back
 
     @property
     def frame_period_s(self) -> Optional[float]:
@@ -220,8 +223,9 @@ class ImageFilesSource(FrameSource):
                     return None
                 self._next = 0
             path = self.files[self._next]
-            position = self._next
+            position = self._position
             self._next += 1
+            self._position += 1
             if self.max_pixels is not None:
                 try:
                     check_image(path, self.max_pixels)  # again: the file may have changed since the start
@@ -292,7 +296,7 @@ class LiveSource(FrameSource):
                     if self._latest is not None:
                         self.frames_skipped += 1
                     self._latest = image
-                    self._latest_ts = time.time()
+                    self._latest_ts = time.monotonic()
                     self.state = "ok"
                     self._lock.notify_all()
                 continue

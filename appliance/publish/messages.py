@@ -270,6 +270,12 @@ class HealthMessage(Message):
     )
     link: Optional[LinkHealth] = Field(None, description="broker link; filled in by the publisher")
     uptime_s: NonNegative
+    clock_step_s: Optional[float] = Field(
+        None,
+        description="the wall clock stepped by this many seconds (negative: back) since the previous health message "
+        "(the last step, if several); windows and durations are unaffected, their labels follow the new time. "
+        "Null: no step",
+    )
 
 
 MESSAGE_TYPES: Dict[str, Type[Message]] = {
