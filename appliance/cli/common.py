@@ -66,7 +66,7 @@ def add_max_pixels(p: argparse.ArgumentParser) -> None:
         type=POSITIVE_INT,
         metavar="N",
         help="refuse images and video frames above N pixels, from their header before decoding "
-        "(overrides capture.max_pixels, default 40000000)",
+        "(overrides capture.max_pixels, default 24000000)",
     )
 
 
