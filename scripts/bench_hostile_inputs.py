@@ -10,7 +10,7 @@ Each command runs under an address-space limit (``--limit-mb``, default 4096), s
 grows without bound fails at the limit instead of swapping the host: its figure then reads
 ``>= limit``. Usage::
 
-    .venv/bin/python scripts/bench_hostile_inputs.py [--baseline /path/to/other/checkout]
+    .venv/bin/python scripts/bench_hostile_inputs.py [--baseline /path/to/other/checkout] [--size N] [--max-pixels N]
 """
 
 from __future__ import annotations
@@ -154,6 +154,7 @@ def main() -> int:
     parser.add_argument("--baseline", type=Path, help="another checkout of the appliance to measure beside this one")
     parser.add_argument("--limit-mb", type=int, default=4096, help="address-space limit per command (MiB)")
     parser.add_argument("--size", type=int, default=20000, help="width and height of the PNG (default 20000)")
+    parser.add_argument("--max-pixels", type=int, help="passed to blur (default: the config's capture.max_pixels)")
     args = parser.parse_args()
     sides = [("this", REPO)] + ([("baseline", args.baseline.resolve())] if args.baseline else [])
     with tempfile.TemporaryDirectory() as tmp:
@@ -165,6 +166,8 @@ def main() -> int:
             env = {**os.environ, "PYTHONPATH": str(checkout)}
             out = work / f"out-{name}.png"
             blur = [sys.executable, "-m", "appliance", "blur", str(png), "-o", str(out)]
+            if args.max_pixels:
+                blur += ["--max-pixels", str(args.max_pixels)]
             rc, peak, last = run_measured(blur, checkout, args.limit_mb, env, 1800)
             print(f"[{name}] blur: exit {rc}, peak RSS {peak} MiB: {last}")
             print(f"[{name}] monitor, forged seq 10^12: {monitor_peak(checkout, args.limit_mb, work)}")
