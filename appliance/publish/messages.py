@@ -272,9 +272,8 @@ class HealthMessage(Message):
     uptime_s: NonNegative
     clock_step_s: Optional[float] = Field(
         None,
-        description="the wall clock stepped by this many seconds (negative: back) since the previous health message "
-        "(the last step, if several); windows and durations are unaffected, their labels follow the new time. "
-        "Null: no step",
+        description="wall clock step in s (negative: back) since the last health message; windows and durations "
+        "are unaffected, labels follow the new time. Null: none",
     )
 
 
