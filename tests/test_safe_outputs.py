@@ -39,6 +39,7 @@ def test_an_output_that_is_a_symlink_is_refused_and_its_target_left_alone(tmp_pa
     assert leftovers(tmp_path) == []
 
 
+@pytest.mark.slow  # loads the models and blurs
 def test_an_existing_file_is_replaced_only_with_overwrite_and_atomically(tmp_path: Path) -> None:
     out = tmp_path / "blurred.png"
     out.write_bytes(b"the technician's earlier file")
