@@ -12,14 +12,18 @@ from __future__ import annotations
 import struct
 import zlib
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
 import pytest
 from test_cli import appliance, one_error_line
+from test_live_source import camera_server, stream_url  # noqa: F401  (the fixture)
 
+from appliance.capture import open_source
 from appliance.capture.limits import image_size
 from appliance.config import load_config
+from appliance.config.schema import CaptureConfig
 from appliance.errors import InputError
 
 
@@ -116,3 +120,9 @@ def test_max_pixels_must_be_a_positive_integer() -> None:
     proc = appliance("blur", "x.png", "-o", "y.png", "--max-pixels", "0")
     line = one_error_line(proc)
     assert proc.returncode == 2 and "--max-pixels: must be an integer at least 1" in line
+
+
+def test_a_live_stream_reporting_frames_above_max_pixels_is_refused_at_open(camera_server: Any) -> None:  # noqa: F811
+    # The sample clip served over HTTP, read by the same OpenCV path as an IP camera: 768x576.
+    with pytest.raises(InputError, match=r"768x576"):
+        open_source(stream_url(camera_server), CaptureConfig(max_pixels=100_000), None)
