@@ -16,15 +16,20 @@ import logging
 import threading
 import time
 from datetime import datetime
+from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List
 
+import cv2
 import jsonschema
+import numpy as np
 import pytest
 from conftest import REPO, printing_publisher
 from test_live_source import camera_server, stream_url  # noqa: F401  (the fixture)
 
 from appliance.app import build_pipeline
+from appliance.capture import open_source
 from appliance.config import load_config
+from appliance.config.schema import CaptureConfig
 from appliance.health.clock import WallClock
 
 SCHEMAS = REPO / "docs" / "schemas"
@@ -159,3 +164,17 @@ def test_a_live_run_keeps_its_windows_and_health_through_a_clock_stepped_back_an
     back = [m["payload"] for m in messages[steps[0] + 2 : steps[1]] if m["topic"].endswith("/counts")]
     after = [m["payload"] for m in messages[steps[1] + 2 :] if m["topic"].endswith("/counts")]
     assert back and after and back[-1]["window_end"] < counts[0]["window_start"] < after[-1]["window_end"]
+
+
+def test_a_looped_folder_of_images_keeps_its_media_clock_running_forward(tmp_path: Path) -> None:
+    # A clock that ran back at each loop would stall the schedule and make durations negative.
+    for name in ("a.png", "b.png"):
+        assert cv2.imwrite(str(tmp_path / name), np.zeros((8, 8, 3), np.uint8))
+    source = open_source(str(tmp_path), CaptureConfig(loop=True), None)
+    stamps = []
+    for _ in range(5):
+        frame = source.read()
+        assert frame is not None
+        stamps.append(frame.timestamp_s)
+    source.close()
+    assert [round(b - a, 6) for a, b in zip(stamps, stamps[1:])] == [1.0, 1.0, 1.0, 1.0]
