@@ -303,6 +303,11 @@ class HealthMessage(Message):
         "once expired; null without a client certificate. Renew it well before 0: appliance provision rotate",
     )
     uptime_s: NonNegative
+    clock_step_s: Optional[float] = Field(
+        None,
+        description="wall clock step in s (negative: back) since the last health message; windows and durations "
+        "are unaffected, labels follow the new time. Null: none",
+    )
 
 
 MESSAGE_TYPES: Dict[str, Type[Message]] = {
