@@ -154,6 +154,7 @@ def build_record(cfg: ApplianceConfig, notice: Optional[Notice] = None) -> str:
     """The whole record as Markdown."""
     n = notice or build_notice(cfg)
     t = cfg.transparency
+    lang = n.languages[0]
     c = n.controller
     retention_central = (
         f"{t.central_retention_days} days (operator's promise, published in the notice)"
@@ -184,8 +185,8 @@ def build_record(cfg: ApplianceConfig, notice: Optional[Notice] = None) -> str:
         "",
         "### A.2 Purpose and context",
         "",
-        f"- Purpose: {n.purpose.text}. {n.purpose.details}".rstrip(),
-        f"- Legal basis: {_or_blank(n.purpose.legal_basis, 'legal basis, e.g. GDPR Art. 6(1)(e) or (f)')}",
+        f"- Purpose: {n.purpose.text}. {n.purpose.details.get(lang, '')}".rstrip(),
+        f"- Legal basis: {_or_blank(n.purpose.legal_basis.get(lang), 'legal basis, e.g. GDPR Art. 6(1)(e) or (f)')}",
         f"- Place, camera position and who passes there: {blank('describe the site and the people affected')}",
         f"- Necessity and proportionality; less intrusive alternatives considered: {blank('reasoning')}",
         f"- Zones: {', '.join(n.on_device.zones) or 'none'}; counting lines: {', '.join(n.on_device.lines) or 'none'}",
