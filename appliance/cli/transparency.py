@@ -47,6 +47,15 @@ def cmd_notice_page(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_notice_registers(args: argparse.Namespace) -> int:
+    from appliance.config.loader import config_label
+    from appliance.transparency.registers import write_registers
+
+    written = write_registers(load(args), Path(args.output), config_label(args.config, overrides(args)))
+    print(f"{args.output}: register entries ({', '.join(p.name for p in written)})", file=sys.stderr)
+    return 0
+
+
 def cmd_notice_record(args: argparse.Namespace) -> int:
     from appliance.transparency.record import write_record
 
@@ -132,6 +141,10 @@ def add_parsers(sub: Any) -> None:
     g.add_argument("-o", "--output", required=True, metavar="DIR", help="folder to publish at transparency.public_url")
     g.add_argument("--history", metavar="FILE", help="counts messages (JSON lines) to chart on the page")
     g.set_defaults(func=cmd_notice_page)
+    e = nsub.add_parser("registers", help="entries for public registers (Algoritmeregister, ATRS, DTPR, sensors)")
+    add_config(e)
+    e.add_argument("-o", "--output", required=True, metavar="DIR", help="folder for the register files")
+    e.set_defaults(func=cmd_notice_registers)
     r = nsub.add_parser("record", help="pre-filled DPIA data sheet, AI Act self-assessment, toolkit answers")
     add_config(r)
     r.add_argument("-o", "--output", required=True, metavar="FILE", help="record.md")

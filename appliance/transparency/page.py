@@ -74,6 +74,12 @@ def _p(text: str, lang: Optional[str] = None) -> str:
     return f"<p{attr}>{escape(text)}</p>"
 
 
+def _file_label(key: str, t: Dict[str, str]) -> str:
+    if key.startswith("register:"):
+        return f"{t['file_registers']}: {key.split(':', 1)[1]}"
+    return t[key]
+
+
 def _link(url: str) -> str:
     return f'<a href="{escape(url)}">{escape(url)}</a>'
 
@@ -213,7 +219,9 @@ class _Page:
             (t["check_software"], n.software_version),
         ]
         body = "".join(f"<dt>{escape(k)}</dt><dd><code>{escape(v)}</code></dd>" for k, v in rows)
-        files = "".join(f'<li><a href="{escape(href)}">{escape(t[key])}</a></li>' for key, href in self.files.items())
+        files = "".join(
+            f'<li><a href="{escape(href)}">{escape(_file_label(key, t))}</a></li>' for key, href in self.files.items()
+        )
         return [
             self.h2("h_check", "check"),
             _p(t["check_intro"]),

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Dict, List, Optional
 from appliance.transparency.notice import build_notice, notice_payload
 from appliance.transparency.page import write_pages
 from appliance.transparency.page_history import read_history
+from appliance.transparency.registers import REGISTERS_DIR, build_registers, write_entries
 from appliance.transparency.sign import write_sign
 
 if TYPE_CHECKING:
@@ -27,11 +28,15 @@ def write_public_site(
     """Write the page folder; returns the files written. Bad input (exit 2) is found before anything is written."""
     notice = build_notice(cfg)
     windows = read_history(history) if history is not None else None
+    entries = build_registers(cfg, config_label)
     directory.mkdir(parents=True, exist_ok=True)
     written = [directory / SIGN_FILE]
     write_sign(notice, written[0], list(notice.languages), config_label=config_label)
     (directory / NOTICE_FILE).write_bytes(notice_payload(notice))
     written.append(directory / NOTICE_FILE)
+    registers = write_entries(entries, directory / REGISTERS_DIR)
+    written += registers
     files: Dict[str, str] = {"file_notice": NOTICE_FILE, "file_sign": SIGN_FILE}
+    files.update({f"register:{p.name}": f"{REGISTERS_DIR}/{p.name}" for p in registers})
     written += write_pages(notice, directory, files, windows)
     return written
