@@ -125,7 +125,8 @@ class TransparencyConfig(Strict):
         None,
         pattern=r"^https?://\S+$",
         max_length=200,
-        description="Public page with the full notice; the sign's QR code points here (none: a compact notice)",
+        description="Public page with the full notice (appliance notice page writes it); the sign's QR code "
+        "carries only this URL, and a sign needs one",
     )
     sign_languages: List[SignLanguage] = Field(
         default_factory=lambda: list[SignLanguage](["en"]),

@@ -55,9 +55,6 @@ PURPOSE_TEXT: Dict[str, str] = {
 }
 
 
-PROMISE = "faces are blurred inside this device; no images are stored or sent; only counts leave"
-
-
 def _topic_notices(cfg: ApplianceConfig) -> List[TopicNotice]:
     prefix = f"{cfg.mqtt.topic_prefix}/{cfg.device_id}"
     when: Dict[str, tuple] = {

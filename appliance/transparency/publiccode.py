@@ -56,7 +56,7 @@ def publiccode() -> Dict[str, Any]:
         "description": {
             "en": {
                 "shortDescription": "Edge camera appliance that counts crowds and raises safety alerts; faces are "
-                "blurred on the device and only counts leave.",
+                "blurred on the device; only counts and alerts leave.",
                 "longDescription": LONG_DESCRIPTION,
                 "features": FEATURES,
             }
