@@ -216,3 +216,18 @@ def test_the_committed_example_sign_decodes_to_the_example_public_url() -> None:
     cfg = load_config(ROOT / "examples" / "site.yaml")
     assert cfg.transparency.public_url, "examples/site.yaml sets transparency.public_url for the example sign"
     assert _decode_qr(example) == cfg.transparency.public_url
+
+
+def test_dtpr_icons_stand_in_the_left_column_beside_their_items(tmp_path: Path) -> None:
+    out = tmp_path / "sign.pdf"
+    assert main(["notice", "sign", "--config", str(_site(tmp_path)), "-o", str(out)]) == 0
+    image = cv2.imread(str(_render_png(out, 1, dpi=100)))  # BGR
+    px_per_mm = 100 / 25.4
+    column = image[:, int(14 * px_per_mm):int(23 * px_per_mm)]
+    # DTPR's light blue (#36B2E6) of the person-detection and de-identified-video icons.
+    blue = (abs(column[:, :, 0].astype(int) - 0xE6) < 30) & (abs(column[:, :, 1].astype(int) - 0xB2) < 30) & (
+        abs(column[:, :, 2].astype(int) - 0x36) < 30)
+    rows = {int(r / px_per_mm) for r in blue.nonzero()[0]}  # mm from the top with icon pixels
+    assert len(rows) >= 2 * 8, "two filled DTPR icons (about 9 mm each) in the icon column"
+    text = _text(out, 1)
+    assert text.index(load_texts("en")["purpose"]) < text.index(load_texts("en")["covered_area"])
