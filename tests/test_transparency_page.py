@@ -62,6 +62,23 @@ def example_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+@pytest.fixture(scope="module")
+def police_site_in_three_languages(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Every sign language, the LED regime and a French authority: the other branch of every text."""
+    out = tmp_path_factory.mktemp("page-led")
+    data: Dict[str, Any] = yaml.safe_load(EXAMPLE.read_text())
+    three = {"en": "Crowd safety at the market.", "fr": "Sécurité de la foule au marché.", "nb": "Sikkerhet på torget."}
+    data["transparency"].update(
+        sign_languages=["fr", "en", "nb"], legal_regime="led", country="FR", purpose_details=three,
+        legal_basis=three, covered_area=three, recipients=[three],
+    )
+    site = out.parent / "led.yaml"
+    site.write_text(yaml.safe_dump(data, allow_unicode=True))
+    history = _history(out.parent / "history-led.jsonl")
+    assert main(["notice", "page", "--config", str(site), "-o", str(out), "--history", str(history)]) == 0
+    return out
+
+
 @needs_poppler
 def test_the_folder_holds_one_page_per_sign_language_the_notice_json_and_the_sign(example_site: Path) -> None:
     names = {p.name for p in example_site.iterdir()}
@@ -148,11 +165,16 @@ def test_a_bad_history_file_is_one_line_naming_it_and_nothing_is_written(
 
 @pytest.mark.slow
 @pytest.mark.skipif(page_browser.missing() is not None, reason=str(page_browser.missing()))
-def test_in_chromium_no_outside_request_no_sideways_scroll_and_no_axe_violation(example_site: Path) -> None:
+def test_in_chromium_no_outside_request_no_sideways_scroll_and_no_axe_violation(
+    example_site: Path, police_site_in_three_languages: Path
+) -> None:
+    pages = [example_site / "index.html", example_site / "index.nb.html"]
+    pages += [police_site_in_three_languages / name for name in ("index.html", "index.en.html", "index.nb.html")]
+    assert '<html lang="fr">' in pages[2].read_text()
     with page_browser.chromium() as browser:
-        for page in ("index.html", "index.nb.html"):
+        for page in pages:
             for width in (375, 1280):
-                browser.open(example_site / page, width)
+                browser.open(page, width)
                 requests = browser.requests()
                 assert requests and all(u.startswith(("file://", "data:")) for u in requests), requests
                 assert browser.overflow_px() == 0, f"{page} scrolls sideways at {width} px"
