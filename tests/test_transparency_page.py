@@ -151,6 +151,19 @@ def test_a_police_operator_gets_the_law_enforcement_wording(tmp_path: Path) -> N
     assert t["right_object"] not in text  # GDPR Art. 21 has no LED counterpart
 
 
+def test_without_a_public_url_the_page_is_refused_in_one_line_and_nothing_is_written(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data: Dict[str, Any] = yaml.safe_load(EXAMPLE.read_text())
+    del data["transparency"]["public_url"]
+    site = tmp_path / "site.yaml"
+    site.write_text(yaml.safe_dump(data, allow_unicode=True))
+    assert main(["notice", "page", "--config", str(site), "-o", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"{site}: transparency.public_url: required" in err
+    assert not (tmp_path / "out").exists()
+
+
 def test_a_bad_history_file_is_one_line_naming_it_and_nothing_is_written(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

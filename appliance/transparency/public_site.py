@@ -13,7 +13,7 @@ from appliance.transparency.notice import build_notice, notice_payload
 from appliance.transparency.page import write_pages
 from appliance.transparency.page_history import read_history
 from appliance.transparency.registers import REGISTERS_DIR, build_registers, write_entries
-from appliance.transparency.sign import write_sign
+from appliance.transparency.sign import check_sign_inputs, render_sign_pdf
 
 if TYPE_CHECKING:
     from appliance.config import ApplianceConfig
@@ -29,9 +29,11 @@ def write_public_site(
     notice = build_notice(cfg)
     windows = read_history(history) if history is not None else None
     entries = build_registers(cfg, config_label)
+    check_sign_inputs(notice, config_label)
+    sign = render_sign_pdf(notice, notice.languages)
     directory.mkdir(parents=True, exist_ok=True)
     written = [directory / SIGN_FILE]
-    write_sign(notice, written[0], list(notice.languages), config_label=config_label)
+    written[0].write_bytes(sign)
     (directory / NOTICE_FILE).write_bytes(notice_payload(notice))
     written.append(directory / NOTICE_FILE)
     registers = write_entries(entries, directory / REGISTERS_DIR)

@@ -270,6 +270,22 @@ def pdf_to_png(pdf_bytes: bytes, output: Path, dpi: int = 150, page: int = 1) ->
         shutil.copyfile(stem.with_suffix(".png"), output)
 
 
+def check_sign_inputs(notice: Notice, config_label: Optional[str] = None) -> None:
+    """What a sign cannot do without (exit 2, naming the config and field): operator, contact, public URL."""
+    if notice.controller.name is None:
+        raise InputError(
+            "required to print a sign (who operates the camera)", path=config_label, field="transparency.operator_name"
+        )
+    c = notice.controller
+    if not (c.email or c.phone or c.url):
+        raise InputError(
+            "a sign needs a way to reach the operator (contact_email, contact_phone or contact_url)",
+            path=config_label,
+            field="transparency.contact_email",
+        )
+    check_public_url(notice.public_url, config_label)
+
+
 def write_sign(
     notice: Notice,
     output: Path,
@@ -286,18 +302,7 @@ def write_sign(
     suffix = output.suffix.lower()
     if suffix not in (".pdf", ".png"):
         raise InputError("output must end in .pdf or .png", path=str(output))
-    if notice.controller.name is None:
-        raise InputError(
-            "required to print a sign (who operates the camera)", path=config_label, field="transparency.operator_name"
-        )
-    c = notice.controller
-    if not (c.email or c.phone or c.url):
-        raise InputError(
-            "a sign needs a way to reach the operator (contact_email, contact_phone or contact_url)",
-            path=config_label,
-            field="transparency.contact_email",
-        )
-    check_public_url(notice.public_url, config_label)
+    check_sign_inputs(notice, config_label)
     if suffix == ".png":
         languages = languages[:1]
     data = render_sign_pdf(notice, languages, size)
