@@ -13,6 +13,7 @@ from html import unescape
 from pathlib import Path
 from typing import Any, Dict
 
+import page_browser
 import pytest
 import yaml
 
@@ -21,7 +22,6 @@ from appliance.config import load_config
 from appliance.publish.messages import CountsMessage, CountStats
 from appliance.transparency import build_notice, notice_hash
 from appliance.transparency.i18n import load_texts
-from tests import page_browser
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "site.yaml"
