@@ -11,14 +11,14 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Literal, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import cv2
 import numpy as np
 
 from appliance.analyze import Analyzer, FrameAnalysis
 from appliance.anonymize import AnonymizedFrame, Anonymizer
-from appliance.audit import AuditLog, AuditRecorder, ImageWritten
+from appliance.audit import AuditLog, AuditRecorder
 from appliance.capture import FrameSource, open_source
 from appliance.capture.sources import IMAGE_SUFFIXES
 from appliance.config import ApplianceConfig, BoardProfile
@@ -33,11 +33,19 @@ from appliance.detail_level import (
     fit_height_scale,
     plan_detail,
 )
-from appliance.errors import ApplianceError, InputError
+from appliance.errors import InputError
 from appliance.frames import Analysed, Dropped, FrameLoop, Lost
 from appliance.health.monitor import HealthMonitor
 from appliance.models import load_detectors
 from appliance.models.manifest import load_manifest
+from appliance.outputs import (
+    atomic_output,
+    check_output,
+    device_state_folders,
+    record_image,
+    video_writer,
+    write_image,
+)
 from appliance.pipeline import Pipeline
 from appliance.progress import Progress
 from appliance.publish import Publisher, RetainedDocument, make_birth, make_publisher
@@ -162,6 +170,16 @@ def build_pipeline(
     )
 
 
+def _anonymizer_after(cfg: ApplianceConfig, source: FrameSource) -> Anonymizer:
+    """Built once the source is open (it refuses a bad or oversized input before models load);
+    the source is closed if the models fail."""
+    try:
+        return build_anonymizer(cfg)
+    except BaseException:
+        source.close()
+        raise
+
+
 # --------------------------------------------------------------------------- blur
 
 
@@ -173,37 +191,45 @@ class BlurReport:
     dropped: int = 0
 
 
-def blur_file(cfg: ApplianceConfig, src: Path, dst: Path, progress: Optional[Progress] = None) -> BlurReport:
+def blur_file(
+    cfg: ApplianceConfig, src: Path, dst: Path, progress: Optional[Progress] = None, *, overwrite: bool = False
+) -> BlurReport:
     """Anonymize an image or a video file at its own size. A frame the anonymizer cannot vouch
-    for is written black (videos) or not written at all (images): never raw."""
+    for is written black (videos) or not written at all (images): never raw. The output is written
+    as ``appliance.outputs`` says (no link followed, nothing replaced unless ``overwrite``, atomic)."""
     if not src.exists():
         raise InputError("no such file", path=str(src))
     is_image = src.suffix.lower() in IMAGE_SUFFIXES
     if is_image and dst.suffix.lower() not in IMAGE_SUFFIXES:
         raise InputError(f"output of an image must end in one of {', '.join(IMAGE_SUFFIXES)}", path=str(dst))
-    anonymizer = build_anonymizer(cfg)
-    source = open_file_source(cfg, str(src), size=None)
+    check_output(dst, overwrite=overwrite, protected=device_state_folders(cfg))
+    source = open_file_source(cfg, str(src), size=None)  # refuses an oversized input before the models load
     report = BlurReport()
     writer: Optional[cv2.VideoWriter] = None
+    anonymizer = _anonymizer_after(cfg, source)
     try:
-        for result in FrameLoop(source, anonymizer, progress=progress, label=f"blur {src.name}"):
-            if isinstance(result, Lost):
-                continue
-            report.frames += 1
-            if isinstance(result, Dropped):
-                report.dropped += 1
-                image = np.zeros((result.size[1], result.size[0], 3), np.uint8)
-            else:
-                report.faces += result.frame.faces_blurred
-                report.heads += result.frame.heads_blurred
-                image = result.frame.image
-            if is_image:
-                if isinstance(result, Analysed) and not cv2.imwrite(str(dst), image):
-                    raise InputError("cannot write", path=str(dst))
-                continue
-            if writer is None:
-                writer = _video_writer(dst, source, image.shape[1], image.shape[0])
-            writer.write(image)  # a dropped frame is written black: the video keeps its timing
+        with atomic_output(dst, overwrite=overwrite) as tmp:
+            for result in FrameLoop(source, anonymizer, progress=progress, label=f"blur {src.name}"):
+                if isinstance(result, Lost):
+                    continue
+                report.frames += 1
+                if isinstance(result, Dropped):
+                    report.dropped += 1
+                    image = np.zeros((result.size[1], result.size[0], 3), np.uint8)
+                else:
+                    report.faces += result.frame.faces_blurred
+                    report.heads += result.frame.heads_blurred
+                    image = result.frame.image
+                if is_image:
+                    if isinstance(result, Analysed):
+                        write_image(tmp, image)
+                    continue
+                if writer is None:
+                    fps = 1.0 / source.frame_period_s if source.frame_period_s else 10.0
+                    writer = video_writer(tmp, fps, image.shape[1], image.shape[0], shown_as=dst)
+                writer.write(image)  # a dropped frame is written black: the video keeps its timing
+            if writer is not None:
+                writer.release()  # complete before it is moved into place
     finally:
         source.close()
         anonymizer.close()
@@ -213,25 +239,6 @@ def blur_file(cfg: ApplianceConfig, src: Path, dst: Path, progress: Optional[Pro
     return report
 
 
-def record_image(cfg: ApplianceConfig, command: Literal["blur", "preview"], dst: Path, frames: int) -> None:
-    """Anonymized image data written to disk is an audit entry, where the device keeps a log."""
-    if frames <= 0:
-        return
-    try:
-        audit = AuditLog.from_config(cfg)
-        audit.append(ImageWritten(command=command, output_path=str(dst.resolve()), frames=frames))
-    except ApplianceError as exc:
-        log.warning("%s; the image written is not in an audit log", exc)
-
-
-def _video_writer(dst: Path, source: FrameSource, width: int, height: int) -> cv2.VideoWriter:
-    fps = 1.0 / source.frame_period_s if source.frame_period_s else 10.0
-    writer = cv2.VideoWriter(str(dst), cv2.VideoWriter.fourcc(*"mp4v"), fps, (width, height))
-    if not writer.isOpened():
-        raise InputError("cannot open for writing as video (use .mp4 or .avi)", path=str(dst))
-    return writer
-
-
 # --------------------------------------------------------------------------- count
 
 
@@ -239,8 +246,8 @@ def count_file(cfg: ApplianceConfig, src: Path, progress: Optional[Progress] = N
     """One row per processed frame: ``{"frame": i, "count": n, "zones": {...}}`` (zones when configured)."""
     if not src.exists():
         raise InputError("no such file or folder", path=str(src))
-    anonymizer = build_anonymizer(cfg)
-    source = open_file_source(cfg, str(src), working_size(cfg.profile))
+    source = open_file_source(cfg, str(src), working_size(cfg.profile))  # refused here before the models load
+    anonymizer = _anonymizer_after(cfg, source)
     loop = FrameLoop(source, anonymizer, build_analyzer(cfg), progress=progress, label=f"count {src.name}")
     try:
         for result in loop:
@@ -343,17 +350,20 @@ class PreviewSummary:
     warnings: List[str]  # one line each, for stderr: zones where faces could be recognised
 
 
-def write_preview(cfg: ApplianceConfig, dst: Path, skip_frames: int = 0) -> PreviewSummary:
+def write_preview(cfg: ApplianceConfig, dst: Path, skip_frames: int = 0, *, overwrite: bool = False) -> PreviewSummary:
     """Write one anonymized frame with the site's zones and lines, and the detail level per zone,
     drawn on it, for aiming the camera. Without a ground plane the detail level is estimated from
     the heights of the people in all the frames read (``skip_frames`` + 1).
 
-    The file stays on the device (the technician copies it off over their own link)."""
+    The file stays on the device (the technician copies it off over their own link), written as
+    ``appliance.outputs`` says."""
+    check_output(dst, overwrite=overwrite, protected=device_state_folders(cfg))
     plan = plan_detail(cfg)
     anonymizer = build_anonymizer(cfg, detail=plan)
     source = open_file_source(cfg, cfg.capture.source, working_size(cfg.profile))
     last: Optional[Analysed] = None
     seen: List[np.ndarray] = []
+    anonymizer = _anonymizer_after(cfg, source)
     try:
         for i, result in enumerate(FrameLoop(source, anonymizer, build_analyzer(cfg), max_frames=skip_frames + 1)):
             if isinstance(result, Analysed):
@@ -368,8 +378,8 @@ def write_preview(cfg: ApplianceConfig, dst: Path, skip_frames: int = 0) -> Prev
         raise InputError(f"source gave no frame (state {source.state})", path=cfg.capture.source)
     h, w = last.frame.image.shape[:2]
     detail = preview_detail(cfg, plan, np.concatenate(seen), (w, h))
-    if not cv2.imwrite(str(dst), draw_overlay(last.frame, last.analysis, cfg, detail)):
-        raise InputError("cannot write", path=str(dst))
+    with atomic_output(dst, overwrite=overwrite) as tmp:
+        write_image(tmp, draw_overlay(last.frame, last.analysis, cfg, detail))
     record_image(cfg, "preview", dst, 1)
     worst = max(detail.zones, key=lambda d: d.px_per_m, default=None)
     level = "detail level unknown (no ground plane, no whole person seen)"

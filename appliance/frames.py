@@ -94,7 +94,7 @@ class Dropped:
 
 @dataclass(frozen=True)
 class Lost:
-    timestamp_s: float  # wall clock: when the live source was found to deliver nothing
+    timestamp_s: float  # monotonic clock, as live frames: when the live source was found to deliver nothing
 
 
 FrameResult = Union[Analysed, Dropped, Lost]
@@ -318,7 +318,7 @@ class FrameLoop:
                 if read.ended:
                     stopped_by = "end_of_source"
                     break
-                now = time.time()
+                now = time.monotonic()  # a live source's clock (files never come here)
                 if self.on_clock is not None:
                     self.on_clock(now, 0.0)
                 yield Lost(now)

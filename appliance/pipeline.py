@@ -20,6 +20,7 @@ from appliance.anonymize import Anonymizer
 from appliance.audit import AnomalyChanged, AuditRecorder, Stopped
 from appliance.capture import CaptureStats, FrameSource
 from appliance.frames import Analysed, Dropped, FrameLoop, FrameResult, StopReason
+from appliance.health.clock import WallClock
 from appliance.health.monitor import HealthMonitor
 from appliance.health.watchdog import Watchdog
 from appliance.progress import Progress
@@ -55,6 +56,7 @@ class Pipeline:
         watchdog_timeout_s: float = 60.0,
         progress: Optional[Progress] = None,
         audit: Optional[AuditRecorder] = None,
+        wall_clock: Optional[WallClock] = None,
     ) -> None:
         self.source = source
         self.anonymizer = anonymizer
@@ -67,6 +69,7 @@ class Pipeline:
         self.watchdog_timeout_s = watchdog_timeout_s
         self.progress = progress
         self.audit = audit  # every anomaly and the stop are recorded; its head goes into health
+        self.wall_clock = wall_clock or WallClock()  # labels only; steps are reported in health
         self._windows = 0
         self._dropped_before_window = 0  # health's drop total when the current window opened
         self._decode_errors_before_window = 0
@@ -97,14 +100,24 @@ class Pipeline:
             # Frames the decoder lost are frames nobody counted: this window cannot be trusted.
             summary = replace(summary, camera_ok=False)
         self._decode_errors_before_window = decode_errors
-        self._publish(counts_message(summary))
+        self._publish(counts_message(summary, self._label_offset_s()))
         self._windows += 1
 
     def _publish_health(self) -> None:
         health = self.health.message(
-            self._capture_stats(), self.publisher.stats(), models=self.models, audit=self._audit_head()
+            self._capture_stats(),
+            self.publisher.stats(),
+            models=self.models,
+            audit=self._audit_head(),
+            clock_step_s=self.wall_clock.take_step_s(),
         )
         self._publish(health)
+
+    def _label_offset_s(self) -> float:
+        """Wall time minus the source's clock: a live source's is monotonic, a file's media clock
+        is already wall time from the start of the run. Read every time: a step is seen at once."""
+        offset = self.wall_clock.offset_s()
+        return offset if self.source.live else 0.0
 
     def _audit_head(self) -> Optional[AuditHead]:
         if self.audit is None:
@@ -202,4 +215,4 @@ class Pipeline:
                     type=event.type, state=event.state, zone=event.zone, value=event.value, threshold=event.threshold
                 )
                 self.audit.record(changed)  # never raises: the alert below goes out whatever the log does
-            self._publish(anomaly_message(event))
+            self._publish(anomaly_message(event, self._label_offset_s()))

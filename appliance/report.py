@@ -1,9 +1,13 @@
 """Turns what analysis produces into the typed messages the publish stage accepts.
 
 The one place where analysis results become wire messages (the health monitor builds its own,
-``appliance.health.monitor``). The value types are shared (``appliance.vocabulary``), so this only
-adds what the wire needs: UTC datetimes instead of seconds, and the narrow message classes that the
-egress policy accepts.
+``appliance.health.monitor``). The value types are shared
+(``appliance.vocabulary``), so this only adds what the wire needs: UTC datetimes instead of
+seconds, and the narrow message classes that the egress policy accepts.
+
+Times in results are on the source's clock; ``offset_s`` turns them into wall time (0 for a
+file's media clock, wall minus monotonic for a live source's), read once per message so both ends
+of a window get the same label offset and the window keeps its length.
 """
 
 from __future__ import annotations
@@ -19,10 +23,10 @@ def utc(timestamp_s: float) -> datetime:
     return datetime.fromtimestamp(timestamp_s, tz=timezone.utc)
 
 
-def counts_message(summary: WindowSummary) -> CountsMessage:
+def counts_message(summary: WindowSummary, offset_s: float = 0.0) -> CountsMessage:
     return CountsMessage(
-        window_start=utc(summary.window_start),
-        window_end=utc(summary.window_end),
+        window_start=utc(summary.window_start + offset_s),
+        window_end=utc(summary.window_end + offset_s),
         frames_analyzed=summary.frames_analyzed,
         frames_dropped=summary.frames_dropped,
         total=summary.total,
@@ -34,7 +38,7 @@ def counts_message(summary: WindowSummary) -> CountsMessage:
     )
 
 
-def anomaly_message(event: AnomalyEvent) -> AnomalyMessage:
+def anomaly_message(event: AnomalyEvent, offset_s: float = 0.0) -> AnomalyMessage:
     return AnomalyMessage(
         type=event.type,
         event_id=event.event_id,
@@ -43,7 +47,7 @@ def anomaly_message(event: AnomalyEvent) -> AnomalyMessage:
         value=float(event.value),
         threshold=None if event.threshold is None else float(event.threshold),
         baseline=None if event.baseline is None else float(event.baseline),
-        since=utc(event.since),
+        since=utc(event.since + offset_s),
         severity=event.severity,
         reason=event.reason[:160],
     )

@@ -1,10 +1,11 @@
 """When a counts window closes and a health message is due: one small object, one clock rule.
 
 The clock is the source's: each frame's own timestamp (the media clock for files, so a clip
-analysed faster than real time still gives ``interval_s`` windows of video; the wall clock for live
-sources), and the wall clock when a live source delivers nothing. Windows are ``[start, end)``:
-the frame that reaches a boundary opens the next window. The final window ends after its last
-frame (``finish``), so every frame lies in exactly one window.
+analysed faster than real time still gives ``interval_s`` windows of video; the monotonic clock for
+live sources, also when one delivers nothing). Neither runs back, so a wall clock that steps
+never stretches, shortens or stops a window: wall time only labels them (``appliance.report``).
+Windows are ``[start, end)``: the frame that reaches a boundary opens the next window. The final
+window ends after its last frame (``finish``), so every frame lies in exactly one window.
 """
 
 from __future__ import annotations

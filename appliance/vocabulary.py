@@ -57,17 +57,17 @@ class Value(BaseModel):
 class ModelInfo(Value):
     """A model the device runs, identified by content so the control room can audit versions."""
 
-    name: Name
-    sha256: Sha256
+    name: Name = Field(description="model name in the manifest")
+    sha256: Sha256 = Field(description="sha256 of the model file, checked before it is loaded")
 
 
 class CountStats(Value):
     """People counted per analysed frame over one window."""
 
-    min: Count
-    mean: NonNegative
-    max: Count
-    last: Count
+    min: Count = Field(description="fewest people in one analysed frame of the window")
+    mean: NonNegative = Field(description="mean people per analysed frame")
+    max: Count = Field(description="most people in one analysed frame")
+    last: Count = Field(description="people in the window's last analysed frame")
 
     @model_validator(mode="after")
     def _ordered(self) -> CountStats:
@@ -88,17 +88,19 @@ class ZoneStats(Value):
     """One zone over one window. With small-count protection, a zone that held fewer than
     ``min_count`` people is published as ``suppressed`` with its figures null (never a silent zero)."""
 
-    min: Optional[Count]
-    mean: Optional[NonNegative]
-    max: Optional[Count]
-    last: Optional[Count]
+    min: Optional[Count] = Field(description="fewest people in the zone in one frame; null: suppressed")
+    mean: Optional[NonNegative] = Field(description="mean people in the zone per frame; null: suppressed")
+    max: Optional[Count] = Field(description="most people in the zone in one frame; null: suppressed")
+    last: Optional[Count] = Field(description="people in the zone in the last frame; null: suppressed")
     density_per_m2: Optional[NonNegative] = Field(
         None, description="mean people per square metre; null when the zone has no area_m2"
     )
     dwell_mean_s: Optional[NonNegative] = Field(
         None, description="null when no visit ended or was in progress, or fewer than privacy.min_count visits"
     )
-    dwell_p90_s: Optional[NonNegative] = None
+    dwell_p90_s: Optional[NonNegative] = Field(
+        None, description="90th percentile of time spent in the zone (s); null like dwell_mean_s"
+    )
     suppressed: bool = Field(False, description="true: fewer than privacy.min_count people; counts are null")
 
     @model_validator(mode="after")
@@ -119,7 +121,7 @@ class LineCounts(Value):
     protection a line crossed by fewer than ``min_count`` people in a direction is ``suppressed``."""
 
     in_: Optional[Count] = Field(alias="in", description="crossings in the line's positive direction")
-    out: Optional[Count]
+    out: Optional[Count] = Field(description="crossings in the opposite direction")
     suppressed: bool = Field(False, description="true: a direction had fewer than privacy.min_count crossings")
 
     @model_validator(mode="after")
@@ -147,8 +149,8 @@ class PrivacyApplied(Value):
 class Heatmap(Value):
     """A coarse occupancy grid (people-frames per cell). At most 16x16: far too coarse to be an image."""
 
-    rows: int = Field(ge=1, le=MAX_HEATMAP_SIDE)
-    cols: int = Field(ge=1, le=MAX_HEATMAP_SIDE)
+    rows: int = Field(ge=1, le=MAX_HEATMAP_SIDE, description="grid rows (top to bottom of the frame)")
+    cols: int = Field(ge=1, le=MAX_HEATMAP_SIDE, description="grid columns (left to right)")
     cells: List[List[Count]] = Field(max_length=MAX_HEATMAP_SIDE, description="rows x cols, row-major")
 
     @model_validator(mode="after")

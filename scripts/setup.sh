@@ -24,6 +24,13 @@ fi
 if [ "${SETUP_TEST_BROKERS:-0}" = 1 ] && ! command -v haproxy >/dev/null 2>&1 && [ ! -x /usr/sbin/haproxy ]; then
     need_apt+=(haproxy)
 fi
+# The public page is checked as a person sees it: real headless Chromium driven through chromedriver
+# (tests/test_transparency_page.py), with axe-core from npm injected for the accessibility check.
+if [ "${SETUP_TEST_BROKERS:-0}" = 1 ]; then
+    command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
+    command -v chromedriver >/dev/null 2>&1 || need_apt+=(chromium-driver)
+    command -v npm >/dev/null 2>&1 || need_apt+=(npm)
+fi
 if [ ${#need_apt[@]} -gt 0 ]; then
     if [ "$(id -u)" -eq 0 ]; then SUDO=""; elif command -v sudo >/dev/null 2>&1; then SUDO="sudo"; else SUDO=""; fi
     if [ "$(id -u)" -eq 0 ] || [ -n "$SUDO" ]; then
@@ -46,5 +53,14 @@ if ! { .venv/bin/python -m pip install --upgrade pip && .venv/bin/python -m pip 
     tail -n 40 "$log" >&2
     echo "setup: pip install failed (full log: $log)" >&2
     exit 1
+fi
+# axe-core at the version pinned by tests/browser/package-lock.json (npm ci: exactly the lock file).
+if [ "${SETUP_TEST_BROKERS:-0}" = 1 ] && [ ! -f tests/browser/node_modules/axe-core/axe.min.js ]; then
+    if command -v npm >/dev/null 2>&1; then
+        echo "setup: installing axe-core for the page tests with npm ci (tests/browser)" >&2
+        (cd tests/browser && npm ci --no-audit --no-fund --silent) >&2
+    else
+        echo "setup: npm is missing; the page's accessibility test will be skipped" >&2
+    fi
 fi
 echo "setup: ready. Try: .venv/bin/appliance run --config examples/site.yaml" >&2

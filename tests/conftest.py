@@ -17,6 +17,7 @@ from typing import Any, Callable, Iterator, List
 
 import pytest
 from support.brokers import Broker, Pki, Subscriber, free_port, require_mosquitto, run_user_line
+from support.http_camera import serve_sample_clip
 from support.repo import REPO, load_script
 
 # State files that a config leaves at their default place ({state_dir}: the outbox, the audit log)
@@ -134,3 +135,12 @@ def publishers() -> Iterator[List[Any]]:
     yield made
     for pub in made:
         pub.close(clean=False)
+
+
+@pytest.fixture
+def camera_server() -> Iterator[Any]:
+    """The sample clip served over HTTP on loopback, as an IP camera's stream (``support.http_camera``)."""
+    server = serve_sample_clip()
+    yield server
+    server.shutdown()
+    server.server_close()

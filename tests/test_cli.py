@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import socket
-import subprocess
-import sys
 from pathlib import Path
-from typing import List, Optional
+from typing import List
 
 import cv2
 import jsonschema
 import pytest
+from support.cli import appliance, one_error_line
 from support.independent_face_detector import detect_faces as independent_faces
 
 from appliance.config import load_config
@@ -24,29 +22,10 @@ ROOT = Path(__file__).resolve().parent.parent
 SCHEMAS = ROOT / "docs" / "schemas"
 
 
-def appliance(*args: str, env: Optional[dict] = None, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "appliance", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env={**os.environ, **(env or {})},
-        cwd=ROOT,
-    )
-
-
 def unused_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def one_error_line(proc: subprocess.CompletedProcess) -> str:
-    lines = [line for line in proc.stderr.splitlines() if line.strip()]
-    errors = [line for line in lines if line.startswith("appliance: error:")]
-    assert len(errors) == 1, proc.stderr
-    assert "Traceback" not in proc.stderr
-    return errors[0]
 
 
 @pytest.mark.slow

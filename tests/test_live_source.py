@@ -6,43 +6,21 @@ as an IP camera's stream: when the clip ends or the server goes away, the source
 
 from __future__ import annotations
 
-import functools
 import io
 import json
 import threading
 import time
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Dict, Iterator, List
+from http.server import ThreadingHTTPServer
+from typing import Any, Dict, List
 
 import pytest
+from support.http_camera import stream_url
 from support.publishing import printing_publisher
 
 from appliance.app import build_pipeline
 from appliance.capture import open_source
 from appliance.config import load_config
 from appliance.config.schema import CaptureConfig
-from appliance.resources import sample_clip
-
-
-class QuietHandler(SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-
-@pytest.fixture
-def camera_server() -> Iterator[ThreadingHTTPServer]:
-    handler = functools.partial(QuietHandler, directory=str(sample_clip().parent))
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
-
-
-def stream_url(server: ThreadingHTTPServer) -> str:
-    return f"http://127.0.0.1:{server.server_address[1]}/{sample_clip().name}"
-
 
 FAST_RECONNECT = CaptureConfig(reconnect_initial_s=0.05, reconnect_max_s=0.2, read_timeout_s=2.0)
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import queue
+import resource
 import signal
 import ssl
 import subprocess
@@ -22,6 +23,8 @@ from support.repo import REPO
 
 from appliance.config import load_config
 from appliance.config.schema import HomeAssistantConfig, MqttConfig
+from appliance.errors import InputError
+from appliance.monitor.runner import MonitorOptions, run_monitor
 from appliance.monitor.state import FleetState
 from appliance.monitor.view import fleet_table
 from appliance.publish import (
@@ -98,7 +101,11 @@ def _notice(dev: str, operator: str) -> Tuple[Notice, bytes, str]:
 class MonitorProcess:
     """``python -m appliance monitor --json`` in its own process; its JSON lines collected by a thread."""
 
-    def __init__(self, *args: str) -> None:
+    def __init__(self, *args: str, memory_limit_bytes: Optional[int] = None) -> None:
+        def limit_memory() -> None:
+            if memory_limit_bytes is not None:  # as a unit's MemoryMax would: fail, never swap the host
+                resource.setrlimit(resource.RLIMIT_AS, (memory_limit_bytes, memory_limit_bytes))
+
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "appliance", "monitor", *args],
             stdout=subprocess.PIPE,
@@ -106,6 +113,7 @@ class MonitorProcess:
             text=True,
             cwd=str(REPO),
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            preexec_fn=limit_memory,
         )
         self.lines: queue.Queue[Dict[str, Any]] = queue.Queue()
         self.latest: Dict[str, Dict[str, Any]] = {}
@@ -144,8 +152,8 @@ class MonitorProcess:
 def monitors() -> Any:
     made: List[MonitorProcess] = []
 
-    def factory(*args: str) -> MonitorProcess:
-        m = MonitorProcess(*args)
+    def factory(*args: str, memory_limit_bytes: Optional[int] = None) -> MonitorProcess:
+        m = MonitorProcess(*args, memory_limit_bytes=memory_limit_bytes)
         made.append(m)
         return m
 
@@ -260,6 +268,52 @@ def test_monitor_reads_the_fleet_as_the_control_room_user_over_mutual_tls(
     )  # fmt: skip
     monitor.wait_for(lambda d: d.get("device-a", {}).get("online") is True)
     assert monitor.stop() == 0
+
+
+@pytest.mark.mqtt
+def test_a_forged_seq_of_10_to_the_12_is_one_gap_in_bounded_memory_and_sigterm_still_stops_the_monitor(
+    mosquitto: Any, monitors: Any
+) -> None:
+    # 1.5 GiB of address space: the interpreter, paho and rich use a fraction of it; a list of the
+    # skipped seqs would need terabytes.
+    monitor = monitors("--broker", mosquitto.url, "--prefix", PREFIX, "--json", memory_limit_bytes=1536 << 20)
+    _publish(mosquitto, [_status("cam-f", 1, 1)])  # retained: seen once the monitor has subscribed
+    monitor.wait_for(lambda d: d.get("cam-f", {}).get("online") is True)
+    _publish(mosquitto, [_counts("cam-f", 1, 3, total=1, entrance=1)])
+    monitor.wait_for(lambda d: d["cam-f"]["seq"]["highest"] == 3)
+    forged = CountsMessage(
+        window_start=T0, window_end=T0 + timedelta(seconds=10), frames_analyzed=1
+    ).stamp(device_id="cam-f", boot_id=1, seq=10**12)
+    _publish(mosquitto, [forged])
+    monitor.wait_for(lambda d: d["cam-f"]["seq"]["highest"] == 10**12)
+    assert monitor.latest["cam-f"]["seq"]["gaps"] == 1
+    assert monitor.latest["cam-f"]["seq"]["missing"] == 10**12 - 4  # 4 .. 10^12 - 1
+    monitor.proc.send_signal(signal.SIGTERM)
+    assert monitor.proc.wait(timeout=30) == 0
+
+
+@pytest.mark.parametrize(
+    "prefix",
+    ["#", "+", "crowdmon/#", "crowd+mon", "", "x" * 70_000, "crowd mon"],
+    ids=["hash", "plus", "trailing-hash", "inner-plus", "empty", "70000-chars", "space"],
+)
+def test_monitor_refuses_a_prefix_that_is_not_a_device_topic_prefix_with_one_line_and_exit_2(prefix: str) -> None:
+    # No broker listens there: the prefix is refused before any connection is tried.
+    url = f"mqtt://127.0.0.1:{free_port()}"
+    proc = subprocess.run(
+        [sys.executable, "-m", "appliance", "monitor", "--broker", url, "--prefix", prefix, "--json"],
+        capture_output=True, text=True, cwd=str(REPO), timeout=60,
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip().count("\n") == 0 and "--prefix" in proc.stderr
+    assert len(proc.stderr) < 300  # a huge prefix is not echoed back
+
+
+def test_a_prefix_with_a_nul_is_refused_before_it_reaches_the_client() -> None:
+    # argv cannot carry a NUL; the Python API can.
+    with pytest.raises(InputError, match="--prefix"):
+        opts = MonitorOptions(broker_url=f"mqtt://127.0.0.1:{free_port()}", prefix="crowd\0mon")
+        run_monitor(opts, threading.Event())
 
 
 def test_monitor_refuses_a_bad_url_with_one_line_and_exit_2() -> None:

@@ -208,3 +208,50 @@ def test_a_device_without_a_notice_shows_none_in_json() -> None:
     fleet = FleetState()
     feed(fleet, status("cam-a", 1, 1))
     assert fleet.snapshot("cam-a").to_dict(T0)["notice"] is None
+
+
+def forged(dev: str, seq: int) -> Message:
+    """A counts message with any seq (its window stays near T0)."""
+    return CountsMessage(window_start=T0, window_end=T0 + timedelta(seconds=10), frames_analyzed=1).stamp(
+        device_id=dev, boot_id=1, seq=seq, sent_at=T0
+    )
+
+
+def test_a_forged_seq_far_ahead_is_one_gap_counted_exactly_in_constant_memory() -> None:
+    import tracemalloc
+
+    fleet = FleetState()
+    feed(fleet, status("cam-a", 1, 1), counts("cam-a", 1, 3))
+    tracemalloc.start()
+    try:
+        feed(fleet, counts("cam-a", 1, 10_000_000))
+        seq = fleet.snapshot("cam-a").seq
+        assert (seq.highest, seq.gaps, seq.missing) == (10_000_000, 1, 10_000_000 - 4)
+        # A forged seq of 10^12 (any client that may publish under the prefix can send one) is one
+        # more gap, not a list of a trillion missing seqs.
+        feed(fleet, forged("cam-a", 10**12))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    seq = fleet.snapshot("cam-a").seq
+    assert (seq.highest, seq.gaps, seq.missing) == (10**12, 2, 10**12 - 5)
+    assert peak < 1_000_000  # bytes: a few ranges, never the seqs themselves
+    # A seq arriving late from inside a huge gap splits it: still exact.
+    feed(fleet, forged("cam-a", 5_000_000_000))
+    seq = fleet.snapshot("cam-a").seq
+    assert (seq.missing, seq.late, seq.duplicates) == (10**12 - 6, 1, 0)
+
+
+def test_only_the_newest_gaps_are_remembered_and_the_gap_count_stays_exact() -> None:
+    from appliance.monitor.state import MAX_MISSING_RANGES
+
+    fleet = FleetState()
+    feed(fleet, status("cam-a", 1, 1), counts("cam-a", 1, 3))
+    # Every other seq lost: as many separate gaps as the cap, plus ten.
+    seqs = [3 + 2 * i for i in range(1, MAX_MISSING_RANGES + 11)]
+    feed(fleet, *(counts("cam-a", 1, s) for s in seqs))
+    seq = fleet.snapshot("cam-a").seq
+    assert seq.gaps == MAX_MISSING_RANGES + 10
+    assert seq.missing == MAX_MISSING_RANGES  # the oldest ten gaps are forgotten, not the newest
+    feed(fleet, counts("cam-a", 1, seqs[-1] - 1))  # the newest missing one arrives: late
+    assert (fleet.snapshot("cam-a").seq.late, fleet.snapshot("cam-a").seq.missing) == (1, MAX_MISSING_RANGES - 1)

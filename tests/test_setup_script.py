@@ -6,6 +6,7 @@ Read from the script's text (running it here would reinstall the environment the
 
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
 
@@ -27,3 +28,13 @@ def test_the_pip_install_is_announced_on_stderr_with_where_its_log_goes_before_i
     ]
     assert announced, "setup.sh: say what the pip step does and where its log is, before it runs"
     assert lines[announced[-1]].endswith(">&2")  # beside setup's other progress lines, off stdout
+
+
+def test_the_page_test_tools_are_installed_for_the_tests_only_and_axe_core_from_its_lock_file() -> None:
+    text = SCRIPT.read_text(encoding="utf-8")
+    block = text[text.index('if [ "${SETUP_TEST_BROKERS:-0}" = 1 ]; then'):]
+    for package in ("need_apt+=(chromium)", "need_apt+=(chromium-driver)", "need_apt+=(npm)"):
+        assert package in block.split("fi", 1)[0], package
+    assert "npm ci" in text and "tests/browser" in text
+    lock = json.loads((SCRIPT.parent.parent / "tests" / "browser" / "package-lock.json").read_text())
+    assert lock["packages"]["node_modules/axe-core"]["integrity"].startswith("sha512-")

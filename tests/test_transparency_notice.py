@@ -191,11 +191,14 @@ def test_the_largest_notice_the_config_allows_passes_the_egress_checks(tmp_path:
     longest = "Ab " * 66 + "cd"  # 200 characters, the config's limit
     zones = [{"name": f"zone-{i:02d}-" + "x" * 50, "polygon": [[0, 0], [1, 0], [1, 1]]} for i in range(MAX_ZONES)]
     lines = [{"name": f"line-{i:02d}-" + "y" * 50, "start": [0, 0], "end": [1, 1]} for i in range(MAX_LINES)]
+    every = {"en": longest, "fr": longest, "nb": longest}
     site = _site(
         tmp_path,
         transparency={"operator_name": longest, "contact_email": "a" * 60 + "@" + "b" * 60 + ".org",
-                      "contact_url": "https://example.org/" + "p.q/" * 45, "purpose_details": longest,
-                      "legal_basis": longest, "dpia_reference": longest, "public_url": "https://e.org/" + "q." * 93},
+                      "contact_url": "https://example.org/" + "p.q/" * 45, "purpose_details": every,
+                      "legal_basis": every, "dpia_reference": longest, "public_url": "https://e.org/" + "q." * 93,
+                      "sign_languages": ["en", "fr", "nb"], "dpo_contact": longest, "covered_area": every,
+                      "recipients": [every] * 8, "country": "NO"},
         zones=zones,
         lines=lines,
     )

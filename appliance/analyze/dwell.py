@@ -29,7 +29,9 @@ class DwellTimer:
         gone = set(ended)
         for tid, (entered, last_in) in list(self._visits.items()):
             if tid in gone or (tid not in inside and t - last_in >= self.exit_grace_s):
-                self._finished.append(last_in - entered)
+                # The source clock never runs back; max() keeps a bug upstream from ever
+                # publishing a negative duration (which the payload schema refuses).
+                self._finished.append(max(0.0, last_in - entered))
                 del self._visits[tid]
 
     def visits(self) -> int:
@@ -38,7 +40,7 @@ class DwellTimer:
 
     def close_window(self, t_end: float) -> Tuple[Optional[float], Optional[float]]:
         """(mean, p90) in seconds over visits ended in the window and those still in progress."""
-        dwells = self._finished + [last_in - entered for entered, last_in in self._visits.values()]
+        dwells = self._finished + [max(0.0, last_in - entered) for entered, last_in in self._visits.values()]
         self._finished = []
         if not dwells:
             return None, None

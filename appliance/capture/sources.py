@@ -12,7 +12,9 @@ Source specs (``capture.source`` or ``--source``):
 Files are finite: the run ends at their end (unless ``loop``) and frames are timestamped on the
 media clock, so a clip analysed faster than real time still gives 10-second windows of video.
 Live sources are read by a background thread that keeps only the newest frame (a slow pipeline
-skips frames instead of falling behind) and reopens a lost source with exponential backoff.
+skips frames instead of falling behind) and reopens a lost source with exponential backoff; their
+frames are timestamped on the monotonic clock, so a wall clock that steps cannot stretch or stop
+a window (the run labels them with wall time when it publishes).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import cv2
 import numpy as np
 
 from appliance.capture.frame import RawFrame
+from appliance.capture.limits import check_image, check_pixels, image_size
 from appliance.config.schema import CaptureConfig
 from appliance.errors import InputError, SourceError
 from appliance.resources import sample_clip
@@ -91,7 +94,7 @@ class FrameSource(ABC):
 
     @property
     def frame_period_s(self) -> Optional[float]:
-        """Media time between frames for files; None for live sources (their frames carry wall time)."""
+        """Media time between frames for files; None for live sources (their frames carry monotonic time)."""
         return None
 
     @property
@@ -104,13 +107,23 @@ class FrameSource(ABC):
 
 
 class VideoFileSource(FrameSource):
-    def __init__(self, path: Path, size: Optional[Tuple[int, int]], loop: bool = False) -> None:
+    def __init__(
+        self, path: Path, size: Optional[Tuple[int, int]], loop: bool = False, max_pixels: Optional[int] = None
+    ) -> None:
         super().__init__(size)
         self.path = path
         self.loop = loop
         self._cap = cv2.VideoCapture(str(path))
         if not self._cap.isOpened():
             raise InputError("cannot open as video (unknown format or unreadable)", path=str(path))
+        if max_pixels is not None:
+            # The container's frame size, before any frame is decoded.
+            width, height = int(self._cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(self._cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
+            try:
+                check_pixels(width, height, max_pixels, path=str(path))
+            except InputError:
+                self._cap.release()
+                raise
         fps = self._cap.get(cv2.CAP_PROP_FPS)
         self.fps = fps if fps and 0 < fps < 1000 else 10.0
         self._t0 = time.time()
@@ -167,12 +180,23 @@ class VideoFileSource(FrameSource):
 class ImageFilesSource(FrameSource):
     """Still images, one frame each, in the given order, spaced one second apart on the media clock."""
 
-    def __init__(self, files: List[Path], size: Optional[Tuple[int, int]], loop: bool = False) -> None:
+    def __init__(
+        self, files: List[Path], size: Optional[Tuple[int, int]], loop: bool = False, max_pixels: Optional[int] = None
+    ) -> None:
         super().__init__(size)
         self.files = files
         self.loop = loop
+        self.max_pixels = max_pixels
+        if max_pixels is not None:
+            for path in files:  # headers only: a few bytes each
+                try:
+                    width, height = image_size(path)
+                except InputError:
+                    continue  # unreadable: skipped when its turn comes, like any unreadable file
+                check_pixels(width, height, max_pixels, path=str(path))
         self._t0 = time.time()
         self._next = 0
+        self._position = 0  # files taken, across loops: the media clock never runs back
 
     @property
     def frame_period_s(self) -> Optional[float]:
@@ -183,11 +207,13 @@ class ImageFilesSource(FrameSource):
         return None if self.loop else len(self.files)
 
     @classmethod
-    def from_folder(cls, folder: Path, size: Optional[Tuple[int, int]], loop: bool = False) -> ImageFilesSource:
+    def from_folder(
+        cls, folder: Path, size: Optional[Tuple[int, int]], loop: bool = False, max_pixels: Optional[int] = None
+    ) -> ImageFilesSource:
         files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
         if not files:
             raise InputError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in folder", path=str(folder))
-        return cls(files, size, loop)
+        return cls(files, size, loop, max_pixels)
 
     def read(self) -> Optional[RawFrame]:
         while True:
@@ -197,8 +223,16 @@ class ImageFilesSource(FrameSource):
                     return None
                 self._next = 0
             path = self.files[self._next]
-            position = self._next
+            position = self._position
             self._next += 1
+            self._position += 1
+            if self.max_pixels is not None:
+                try:
+                    check_image(path, self.max_pixels)  # again: the file may have changed since the start
+                except InputError as exc:
+                    log.warning("%s; skipped", exc)
+                    self.frames_skipped += 1
+                    continue
             image = cv2.imread(str(path), cv2.IMREAD_COLOR)
             if image is not None:
                 frame = RawFrame(self.frames_read, self._t0 + position, to_working_size(image, self.size))
@@ -221,6 +255,11 @@ class LiveSource(FrameSource):
         self._cap = self._open()
         if self._cap is None:
             raise SourceError(f"{spec}: cannot open camera or stream")
+        try:
+            self._check_size(self._cap)
+        except InputError:
+            self._cap.release()
+            raise
         self._thread = threading.Thread(target=self._reader, name="capture", daemon=True)
         self._thread.start()
 
@@ -241,6 +280,11 @@ class LiveSource(FrameSource):
             return None
         return cap
 
+    def _check_size(self, cap: cv2.VideoCapture) -> None:
+        """The size the camera or stream reports (0 where it reports none), before a frame is read."""
+        width, height = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
+        check_pixels(width, height, self.cfg.max_pixels, path=self.spec)
+
     def _reader(self) -> None:
         backoff = self.cfg.reconnect_initial_s
         while not self._stop.is_set():
@@ -252,7 +296,7 @@ class LiveSource(FrameSource):
                     if self._latest is not None:
                         self.frames_skipped += 1
                     self._latest = image
-                    self._latest_ts = time.time()
+                    self._latest_ts = time.monotonic()
                     self.state = "ok"
                     self._lock.notify_all()
                 continue
@@ -267,6 +311,13 @@ class LiveSource(FrameSource):
             backoff = min(backoff * 2, self.cfg.reconnect_max_s)
             self._cap = self._open()
             if self._cap is not None:
+                try:
+                    self._check_size(self._cap)
+                except InputError as exc:  # the stream changed its size: not taken, retried as lost
+                    log.error("%s", exc)
+                    self._cap.release()
+                    self._cap = None
+                    continue
                 self.reconnects += 1
 
     def read(self) -> Optional[RawFrame]:
@@ -293,17 +344,18 @@ class LiveSource(FrameSource):
 def open_source(spec: str, cfg: CaptureConfig, size: Optional[Tuple[int, int]]) -> FrameSource:
     """Open ``spec``; raises InputError (exit 2) for a path that does not exist or cannot be read."""
     if spec == "sample":
-        return VideoFileSource(sample_clip(), size, cfg.loop)
+        return VideoFileSource(sample_clip(), size, cfg.loop, cfg.max_pixels)
     if spec.startswith(LIVE_PREFIXES) or spec.isdigit() or spec.startswith("/dev/video") or "!" in spec:
         return LiveSource(spec, size, cfg)
     path = Path(spec)
     if not path.exists():
         raise InputError("no such file or folder", path=spec)
     if path.is_dir():
-        return ImageFilesSource.from_folder(path, size, cfg.loop)
+        return ImageFilesSource.from_folder(path, size, cfg.loop, cfg.max_pixels)
     if path.suffix.lower() in IMAGE_SUFFIXES:
+        check_image(path, cfg.max_pixels)  # from the header, before the decode below
         if cv2.imread(str(path), cv2.IMREAD_COLOR) is None:
             raise InputError("cannot read as an image", path=spec)
-        return ImageFilesSource([path], size)
-    return VideoFileSource(path, size, cfg.loop)
+        return ImageFilesSource([path], size, max_pixels=cfg.max_pixels)
+    return VideoFileSource(path, size, cfg.loop, cfg.max_pixels)
 

@@ -28,6 +28,8 @@ def overrides(args: argparse.Namespace) -> Dict[str, Any]:
         out.setdefault("publish", {})["interval_s"] = args.interval
     if getattr(args, "outbox", None):
         out.setdefault("outbox", {})["path"] = args.outbox
+    if getattr(args, "max_pixels", None):
+        out.setdefault("capture", {})["max_pixels"] = args.max_pixels
     return out
 
 
@@ -56,6 +58,16 @@ def load_runnable(args: argparse.Namespace) -> ApplianceConfig:
 def print_json(obj: Any) -> None:
     sys.stdout.write(json.dumps(obj, separators=(",", ":")) + "\n")
     sys.stdout.flush()
+
+
+def add_max_pixels(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--max-pixels",
+        type=POSITIVE_INT,
+        metavar="N",
+        help="refuse images and video frames above N pixels, from their header before decoding "
+        "(overrides capture.max_pixels, default 24000000)",
+    )
 
 
 def add_config(p: argparse.ArgumentParser) -> None:

@@ -15,6 +15,7 @@ from appliance.cli.common import (
     POSITIVE_INT,
     POSITIVE_SECONDS,
     add_config,
+    add_max_pixels,
     load,
     load_runnable,
     print_json,
@@ -33,8 +34,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         log.info("received %s, stopping after the current frame", signal.Signals(signum).name)
         stop.set()
 
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
+    # SIGHUP too (a closed SSH session, a hung-up terminal): the default would kill the run
+    # without its last window, its stop entry or a clean offline.
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(signum, _stop)
     pipeline = build_pipeline(cfg)
     result = pipeline.run(max_frames=args.max_frames, stop=stop)
     log.info(
@@ -53,7 +56,9 @@ def cmd_blur(args: argparse.Namespace) -> int:
     from appliance.progress import progress_on
 
     cfg = load(args)
-    report = blur_file(cfg, Path(args.input), Path(args.output), progress=progress_on(sys.stderr))
+    report = blur_file(
+        cfg, Path(args.input), Path(args.output), progress=progress_on(sys.stderr), overwrite=args.overwrite
+    )
     print(
         f"{args.output}: {report.frames} frame(s), {report.faces} face(s) and {report.heads} head(s) hidden"
         + (f", {report.dropped} frame(s) blacked out (anonymizer failed closed)" if report.dropped else ""),
@@ -108,11 +113,19 @@ def cmd_preview(args: argparse.Namespace) -> int:
     from appliance.app import write_preview
 
     cfg = load(args)
-    summary = write_preview(cfg, Path(args.output), skip_frames=args.skip)
+    summary = write_preview(cfg, Path(args.output), skip_frames=args.skip, overwrite=args.overwrite)
     print(f"{args.output}: anonymized preview, {summary.text}", file=sys.stderr)
     for warning in summary.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     return 0
+
+
+def add_overwrite(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an existing output file (never a symbolic link, never in the device's state folder)",
+    )
 
 
 def add_parsers(sub: Any) -> None:
@@ -124,18 +137,22 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--interval", type=POSITIVE_SECONDS, metavar="S", help="counts window length in seconds")
     p.add_argument("--outbox", metavar="FILE", help="SQLite store-and-forward file (overrides outbox.path)")
     p.add_argument("--max-frames", type=POSITIVE_INT, metavar="N", help="stop cleanly after N frames")
+    add_max_pixels(p)
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("blur", help="anonymize an image or video file exactly as the live pipeline does")
     p.add_argument("input", help="image or video file to anonymize")
     p.add_argument("-o", "--output", required=True, help="where the anonymized copy goes (same format)")
+    add_overwrite(p)
     add_config(p)
+    add_max_pixels(p)
     p.set_defaults(func=cmd_blur)
 
     p = sub.add_parser("count", help="people per frame of an image or video")
     p.add_argument("input", help="image or video file to count people in")
     add_config(p)
     p.add_argument("--json", action="store_true", help="one JSON object per frame")
+    add_max_pixels(p)
     p.set_defaults(func=cmd_count)
 
     p = sub.add_parser("bench", help="per-stage latency and end-to-end fps on a clip")
@@ -171,7 +188,9 @@ def add_parsers(sub: Any) -> None:
     p.add_argument(
         "-o", "--output", default="preview.jpg", metavar="FILE", help="image to write (default: %(default)s)"
     )
+    add_overwrite(p)
     p.add_argument(
         "--skip", type=NON_NEGATIVE_INT, default=0, metavar="N", help="skip N frames first (let exposure settle)"
     )
+    add_max_pixels(p)
     p.set_defaults(func=cmd_preview)

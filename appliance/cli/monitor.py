@@ -25,7 +25,7 @@ def cmd_monitor(args: argparse.Namespace) -> int:
         key_file=args.key_file,
     )
     stop = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(signum, lambda *_: stop.set())
     return run_monitor(opts, stop)
 

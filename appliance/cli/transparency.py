@@ -36,6 +36,26 @@ def cmd_notice_sign(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_notice_page(args: argparse.Namespace) -> int:
+    from appliance.config.loader import config_label
+    from appliance.transparency.public_site import write_public_site
+
+    label = config_label(args.config, overrides(args))
+    history = Path(args.history) if args.history else None
+    written = write_public_site(load(args), Path(args.output), history, config_label=label)
+    print(f"{args.output}: public page, {len(written)} files ({', '.join(p.name for p in written)})", file=sys.stderr)
+    return 0
+
+
+def cmd_notice_registers(args: argparse.Namespace) -> int:
+    from appliance.config.loader import config_label
+    from appliance.transparency.registers import write_registers
+
+    written = write_registers(load(args), Path(args.output), config_label(args.config, overrides(args)))
+    print(f"{args.output}: register entries ({', '.join(p.name for p in written)})", file=sys.stderr)
+    return 0
+
+
 def cmd_notice_record(args: argparse.Namespace) -> int:
     from appliance.transparency.record import write_record
 
@@ -143,6 +163,15 @@ def add_parsers(sub: Any) -> None:
     s.add_argument("--size", choices=["A4", "A3"], default="A4", help="paper size (default: A4)")
     s.add_argument("--language", choices=["en", "fr", "nb"], help="one language (default: transparency.sign_languages)")
     s.set_defaults(func=cmd_notice_sign)
+    g = nsub.add_parser("page", help="the public page the sign's QR code leads to (static HTML per sign language)")
+    add_config(g)
+    g.add_argument("-o", "--output", required=True, metavar="DIR", help="folder to publish at transparency.public_url")
+    g.add_argument("--history", metavar="FILE", help="counts messages (JSON lines) to chart on the page")
+    g.set_defaults(func=cmd_notice_page)
+    e = nsub.add_parser("registers", help="entries for public registers (Algoritmeregister, ATRS, DTPR, sensors)")
+    add_config(e)
+    e.add_argument("-o", "--output", required=True, metavar="DIR", help="folder for the register files")
+    e.set_defaults(func=cmd_notice_registers)
     r = nsub.add_parser("record", help="pre-filled DPIA data sheet, AI Act self-assessment, toolkit answers")
     add_config(r)
     r.add_argument("-o", "--output", required=True, metavar="FILE", help="record.md")

@@ -126,6 +126,13 @@ class CaptureConfig(Strict):
     reconnect_initial_s: float = Field(1.0, gt=0, description="First wait before reopening a lost live source")
     reconnect_max_s: float = Field(30.0, gt=0, description="Longest wait between reconnect attempts")
     read_timeout_s: float = Field(5.0, gt=0, description="A live source with no frame for this long is lost")
+    max_pixels: int = Field(
+        24_000_000,
+        ge=1,
+        description="Largest frame (width x height) an image, video or camera may deliver, checked from the file's "
+        "header or the stream's reported size before decoding; larger is refused (exit 2). At 24 MP (a 6000x4000 "
+        "photo) blur peaks at about 320 MiB, inside the service's MemoryMax=512M; at 40 MP it reached 443 MiB",
+    )
 
 
 class AnonymizeConfig(Strict):

@@ -1,5 +1,5 @@
-"""Is the system clock synchronised? Counts windows are timestamped, so a device whose clock is
-off reports them at the wrong time.
+"""Is the system clock synchronised, and has it stepped? Counts windows are timestamped, so a
+device whose clock is off reports them at the wrong time.
 
 The kernel knows: an NTP client that disciplines the clock (systemd-timesyncd, chrony, ntpd)
 clears ``STA_UNSYNC`` in the kernel's clock status, which anyone may read with ``adjtimex(2)``
@@ -11,10 +11,14 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import logging
 import shutil
 import subprocess
+import time
 from dataclasses import dataclass
-from typing import Optional
+from typing import Callable, Optional
+
+log = logging.getLogger(__name__)
 
 STA_UNSYNC = 0x0040
 TIME_ERROR = 5
@@ -79,3 +83,55 @@ def timedatectl_clock() -> Optional[ClockState]:
 
 def clock_state() -> ClockState:
     return kernel_clock() or timedatectl_clock() or ClockState(None, "cannot tell (no adjtimex, no timedatectl)")
+
+
+# NTP slews the wall clock by at most 500 ppm; a larger change of wall minus monotonic between two
+# readings is a step. Never less than this many seconds, so scheduling jitter is never one.
+STEP_MIN_S = 1.0
+SLEW_MAX = 0.0005
+
+
+class WallClock:
+    """Wall time for labels, and the steps it takes.
+
+    Windows, ages, durations and timeouts run on the monotonic clock, which never jumps; wall time
+    only labels them. A monotonic instant ``t`` is labelled ``t + offset_s()``: wall minus monotonic
+    as read now, so labels follow the wall clock after a step while every duration stays right.
+    A change of that offset beyond what NTP slewing can do is a step (NTP's first sync, an
+    RTC-less board that booted in 1970, ``date -s``, a resume from suspend): logged once, and
+    handed to the next health message by :meth:`take_step_s`. One thread (the run's) reads it.
+    """
+
+    def __init__(
+        self,
+        wall: Optional[Callable[[], float]] = None,
+        monotonic: Optional[Callable[[], float]] = None,
+    ) -> None:
+        # Looked up at each call, not bound now: whoever replaces time.time (a test) is seen.
+        self._wall = wall or (lambda: time.time())
+        self._monotonic = monotonic or (lambda: time.monotonic())
+        self._offset: Optional[float] = None
+        self._read_at: Optional[float] = None
+        self._step: Optional[float] = None
+
+    def offset_s(self) -> float:
+        """Seconds to add to a monotonic instant to label it with wall time."""
+        mono = self._monotonic()
+        offset = self._wall() - mono
+        if self._offset is not None and self._read_at is not None:
+            change = offset - self._offset
+            if abs(change) > max(STEP_MIN_S, SLEW_MAX * (mono - self._read_at)):
+                self._step = change
+                log.warning(
+                    "wall clock stepped %+.1f s; windows, durations and timeouts are unaffected (monotonic clock), "
+                    "labels follow the new time",
+                    change,
+                )
+        self._offset, self._read_at = offset, mono
+        return offset
+
+    def take_step_s(self) -> Optional[float]:
+        """The last step detected since the previous call (seconds, negative: back), or None."""
+        self.offset_s()
+        step, self._step = self._step, None
+        return step

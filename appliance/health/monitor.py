@@ -145,9 +145,11 @@ class HealthMonitor:
         *,
         models: Sequence[ModelInfo] = (),
         audit: Optional[AuditHead] = None,
+        clock_step_s: Optional[float] = None,
         now: Optional[float] = None,
     ) -> HealthMessage:
-        """The health message as of now; starts a new reporting period."""
+        """The health message as of now; starts a new reporting period. ``clock_step_s``: a wall-clock
+        step seen since the last message (reported once)."""
         now = time.monotonic() if now is None else now
         period = max(now - self._period_start, 1e-6)
         msg = HealthMessage(
@@ -165,6 +167,7 @@ class HealthMonitor:
             audit=audit,
             link=link_health(publisher),
             cert_days_left=publisher.cert_days_left,
+            clock_step_s=None if clock_step_s is None else round(clock_step_s, 3),
             uptime_s=round(now - self._started, 1),
         )
         self._period_start = now

@@ -15,6 +15,7 @@ import hashlib
 import logging
 import os
 import queue
+import re
 import ssl
 import sys
 import threading
@@ -31,6 +32,7 @@ from pydantic import ValidationError
 from appliance.errors import InputError
 from appliance.monitor.state import FleetState
 from appliance.monitor.view import fleet_table, json_line
+from appliance.names import TOPIC_PREFIX_PATTERN
 from appliance.publish.discovery import COMPONENTS
 from appliance.publish.egress import PROBE_KIND
 from appliance.publish.messages import MESSAGE_TYPES, parse_payload
@@ -59,7 +61,21 @@ class MonitorOptions:
     connect_timeout_s: float = 10.0
 
 
+def check_prefix(prefix: str) -> str:
+    """``--prefix`` as the devices' ``mqtt.topic_prefix`` allows it: plain topic levels, no wildcard,
+    NUL or space, bounded length. Anything else would subscribe to more (``#``) or fail in paho's
+    thread, where no error reaches the user."""
+    if not re.fullmatch(TOPIC_PREFIX_PATTERN, prefix):
+        shown = repr(prefix[:40]) + ("..." if len(prefix) > 40 else "")
+        raise InputError(
+            f"must be 1-64 letters, digits, '_', '-' or '/' (a device's mqtt.topic_prefix), not {shown}",
+            field="--prefix",
+        )
+    return prefix
+
+
 def _client(opts: MonitorOptions, inbox: queue.Queue[_Received], connack: queue.Queue[Any]) -> paho.Client:
+    check_prefix(opts.prefix)
     address = parse_url(opts.broker_url, field="--broker")
     for flag, path in (("--ca-file", opts.ca_file), ("--cert-file", opts.cert_file), ("--key-file", opts.key_file)):
         if path is not None and not os.access(path, os.R_OK):
@@ -223,7 +239,7 @@ def run_monitor(opts: MonitorOptions, stop: threading.Event, out: TextIO = sys.s
                 next_draw = time.monotonic() + 0.5
         if opts.once:
             # Take in whatever is still queued so the one snapshot is as complete as possible.
-            while not inbox.empty():
+            while not inbox.empty() and not stop.is_set():
                 consumer.take(inbox.get_nowait())
             now = _now()
             if opts.json:

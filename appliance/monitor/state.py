@@ -28,11 +28,13 @@ runs the device, why, and the sha256 of the payload, which the birth's ``notice_
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Dict, List, Optional, Set, Tuple
+from typing import Deque, Dict, List, Optional, Tuple
 
 from appliance.monitor.audit_heads import AuditHeadTracker, AuditSeen
+from appliance.monitor.seq_ranges import MissingRanges
 from appliance.publish.messages import (
     AnomalyMessage,
     AnomalyStateMessage,
@@ -43,9 +45,13 @@ from appliance.publish.messages import (
 )
 from appliance.transparency.notice import Notice
 
-# Missing seqs remembered per device. A device that lost far more than this (outbox cap drops
-# after a week offline) still shows the right gap count; only the late/missing split saturates.
-MAX_TRACKED_MISSING = 10_000
+# Ranges of missing seqs remembered per device: the memory per device is bounded whatever seq a
+# message carries (a forged 10^12 is one range). A device with more separate gaps open at once
+# still shows the right gap count; the oldest gaps' missing seqs are forgotten.
+MAX_MISSING_RANGES = 1_000
+# Births (and their reserved death seqs) remembered per device: a reconnect republishes the
+# current birth, never one from many boots ago.
+MAX_BIRTHS = 64
 
 
 def _iso(t: datetime) -> str:
@@ -174,12 +180,13 @@ class DeviceSnapshot:
 class _SeqTracker:
     # No set of every seq seen: seq is unique per device and monotonic, so a seq at or below
     # ``highest`` that is neither missing nor a reserved death seq has been seen. Memory stays
-    # bounded on a monitor left running for months.
+    # bounded on a monitor left running for months, and whatever seq a message claims.
     highest: Optional[int] = None
     last_boot: Optional[int] = None
-    missing: Set[int] = field(default_factory=set)
-    reserved: Set[int] = field(default_factory=set)  # death seqs of the births seen
-    births: Set[Tuple[int, int]] = field(default_factory=set)  # (boot_id, seq)
+    missing: MissingRanges = field(default_factory=lambda: MissingRanges(MAX_MISSING_RANGES))
+    # Death seqs and (boot_id, seq) of the births seen, newest last.
+    reserved: Deque[int] = field(default_factory=lambda: deque(maxlen=MAX_BIRTHS))
+    births: Deque[Tuple[int, int]] = field(default_factory=lambda: deque(maxlen=MAX_BIRTHS))
     gaps: int = 0
     late: int = 0
     duplicates: int = 0
@@ -189,27 +196,24 @@ class _SeqTracker:
     def observe(self, msg: Message, retained: bool) -> None:
         self.last_boot = max(self.last_boot or 0, msg.boot_id)
         if isinstance(msg, StatusMessage) and msg.state == "online":
-            self.reserved.add(msg.seq + 1)
+            if msg.seq + 1 not in self.reserved:
+                self.reserved.append(msg.seq + 1)
             self.missing.discard(msg.seq + 1)
             birth = (msg.boot_id, msg.seq)
             if birth in self.births:
                 if not retained:
                     self.reconnects += 1
                 return
-            self.births.add(birth)
+            self.births.append(birth)
         if self.highest is None:
             if not retained:
                 self.highest = msg.seq
             return
         if msg.seq > self.highest:
-            skipped = [s for s in range(self.highest + 1, msg.seq) if s not in self.reserved]
-            if skipped:
+            if self.missing.add_above(self.highest + 1, msg.seq - 1, except_=self.reserved):
                 self.gaps += 1
-                room = MAX_TRACKED_MISSING - len(self.missing)
-                self.missing.update(skipped[: max(0, room)])
             self.highest = msg.seq
-        elif msg.seq in self.missing:
-            self.missing.discard(msg.seq)
+        elif self.missing.discard(msg.seq):
             self.late += 1
         elif msg.seq not in self.reserved and not retained:
             # Retained copies are the broker's stored message, not a redelivery.

@@ -87,32 +87,32 @@ UtcDatetime = Annotated[
 
 
 class LatencyStats(Value):
-    p50: NonNegative
-    p95: NonNegative
+    p50: NonNegative = Field(description="median latency of the stage over the interval (ms)")
+    p95: NonNegative = Field(description="95th percentile latency of the stage (ms)")
 
 
 class FrameCounters(Value):
-    captured: Count = 0
-    analyzed: Count = 0
+    captured: Count = Field(0, description="frames read from the camera since start")
+    analyzed: Count = Field(0, description="frames anonymized and analysed since start")
     dropped: Dict[Name, Count] = Field(default_factory=dict, description="reason -> frames dropped")
 
 
 class CameraHealth(Value):
-    state: CameraState
-    reconnects: Count = 0
+    state: CameraState = Field(description="ok, lost or reconnecting")
+    reconnects: Count = Field(0, description="camera reconnections since start")
     decode_errors: Count = Field(0, description="frames of a file source its decoder could not decode (corrupt media)")
 
 
 class OutboxHealth(Value):
     """Store-and-forward state. Filled in by the publisher, not the pipeline."""
 
-    pending: Count = 0
+    pending: Count = Field(0, description="messages waiting on the device for the broker")
     dropped: Dict[Name, Count] = Field(default_factory=dict, description="kind -> messages dropped (cap/age)")
     rejected: Count = Field(
         0, description="broker refusals (e.g. ACL) since start; refused messages are kept and retried"
     )
     egress_refused: Count = Field(0, description="messages the egress policy refused to publish")
-    oldest_age_s: Optional[NonNegative] = None
+    oldest_age_s: Optional[NonNegative] = Field(None, description="age of the oldest waiting message (s)")
     write_errors: Count = Field(
         0, description="outbox writes that failed since start (disk full, locked); held in memory meanwhile"
     )
@@ -161,14 +161,12 @@ class AuditHead(Value):
 class LinkHealth(Value):
     """The broker link as the publisher sees it. Filled in by the publisher, not the pipeline."""
 
-    connected: bool
+    connected: bool = Field(description="true: the broker connection is up")
     last_error: Optional[str] = Field(None, max_length=200, description="the last connection or delivery error")
     seconds_since_puback: Optional[NonNegative] = Field(
         None, description="since the broker last acknowledged a message; null before the first"
     )
-    broker: Optional[str] = Field(
-        None, max_length=300, description="the broker of mqtt.url in use, or tried next (scheme://host:port)"
-    )
+    broker: Optional[str] = Field(None, max_length=300, description="the broker of mqtt.url in use, or tried next")
 
 
 # --------------------------------------------------------------------------- messages
@@ -185,8 +183,8 @@ class Message(Value):
     kind: ClassVar[str]
     retain: ClassVar[bool] = False
 
-    v: Literal[1] = SCHEMA_VERSION
-    device_id: str = Field("", pattern=OPTIONAL_NAME_PATTERN)
+    v: Literal[1] = Field(SCHEMA_VERSION, description="payload format version")
+    device_id: str = Field("", pattern=OPTIONAL_NAME_PATTERN, description="the device that sent the message")
     boot_id: int = Field(0, ge=0, description="incremented every time the appliance starts")
     seq: int = Field(0, ge=0, description="per-device sequence number, monotonic across restarts")
     sent_at: Optional[UtcDatetime] = Field(None, description="when the device queued this message")
@@ -213,12 +211,14 @@ class StatusMessage(Message):
     kind: ClassVar[str] = "status"
     retain: ClassVar[bool] = True
 
-    state: Literal["online", "offline"] = "online"
-    software_version: str = Field(appliance.__version__, pattern=r"^[0-9A-Za-z.+_-]{1,32}$")
-    models: List[ModelInfo] = Field(default_factory=list, max_length=8)
-    config_hash: str = Field(pattern=r"^[0-9a-f]{8,64}$")
-    board: Name
-    started_at: UtcDatetime
+    state: Literal["online", "offline"] = Field("online", description="online: running; offline: stopped or lost")
+    software_version: str = Field(
+        appliance.__version__, pattern=r"^[0-9A-Za-z.+_-]{1,32}$", description="the appliance software version"
+    )
+    models: List[ModelInfo] = Field(default_factory=list, max_length=8, description="the models this boot runs")
+    config_hash: str = Field(pattern=r"^[0-9a-f]{8,64}$", description="hash of the running configuration")
+    board: Name = Field(description="the board profile in use")
+    started_at: UtcDatetime = Field(description="when this boot started")
     notice_hash: Optional[Sha256] = Field(
         None, description="sha256 of the retained notice payload this boot publishes; a change is visible here"
     )
@@ -240,15 +240,19 @@ class CountsMessage(Message):
 
     kind: ClassVar[str] = "counts"
 
-    window_start: UtcDatetime
-    window_end: UtcDatetime
-    frames_analyzed: Count
-    frames_dropped: Count = 0
+    window_start: UtcDatetime = Field(description="start of the counting window (inclusive)")
+    window_end: UtcDatetime = Field(description="end of the counting window (exclusive)")
+    frames_analyzed: Count = Field(description="frames analysed in the window")
+    frames_dropped: Count = Field(0, description="frames dropped in the window (too slow, anonymization failed)")
     total: Optional[CountStats] = Field(None, description="null when no frame was analysed in the window")
-    zones: Dict[Name, ZoneStats] = Field(default_factory=dict, max_length=MAX_ZONES)
-    lines: Dict[Name, LineCounts] = Field(default_factory=dict, max_length=MAX_LINES)
-    heatmap: Optional[Heatmap] = None
-    camera_ok: bool = True
+    zones: Dict[Name, ZoneStats] = Field(
+        default_factory=dict, max_length=MAX_ZONES, description="figures per configured zone, by zone name"
+    )
+    lines: Dict[Name, LineCounts] = Field(
+        default_factory=dict, max_length=MAX_LINES, description="crossings per configured line, by line name"
+    )
+    heatmap: Optional[Heatmap] = Field(None, description="coarse occupancy grid; null when not enabled")
+    camera_ok: bool = Field(True, description="false: the camera was lost or frozen during the window")
     privacy: PrivacyApplied = Field(
         PrivacyApplied(min_count=0), description="the small-count protection applied to this window's figures"
     )
@@ -265,17 +269,18 @@ class AnomalyMessage(Message):
 
     kind: ClassVar[str] = "anomalies"
 
-    type: AnomalyType
+    type: AnomalyType = Field(description="which flag: overcrowding, rapid_change, abnormal_motion, counterflow, "
+                              "camera_tamper")
     event_id: str = Field(
         pattern=r"^[0-9a-f]{32}$", description="the same on a raise and its clear, so they can be paired"
     )
-    zone: Optional[Name] = None
-    state: AnomalyState
-    value: float
-    threshold: Optional[float] = None
-    baseline: Optional[float] = None
-    since: UtcDatetime
-    severity: Severity = "warning"
+    zone: Optional[Name] = Field(None, description="the zone it concerns; null: the whole view")
+    state: AnomalyState = Field(description="raised or cleared")
+    value: float = Field(description="the measured value that raised or cleared the flag")
+    threshold: Optional[float] = Field(None, description="the configured threshold it was compared with")
+    baseline: Optional[float] = Field(None, description="the learned normal level, for flags that learn one")
+    since: UtcDatetime = Field(description="when the condition started")
+    severity: Severity = Field("warning", description="info, warning or critical")
     reason: str = Field("", max_length=160, description="short human-readable explanation")
 
     @field_validator("reason")
@@ -286,18 +291,14 @@ class AnomalyMessage(Message):
         return v
 
 
-# Active anomalies one state message lists (the egress policy's array bound); more are counted.
-MAX_ACTIVE_LISTED = 32
+MAX_ACTIVE_LISTED = 32  # flags one state lists (the egress policy's array bound); more are counted
 
 
 class ActiveAnomaly(Value):
     """One anomaly flag raised and not cleared: its raise, as the ``anomalies`` message carried it."""
 
     type: AnomalyType
-    event_id: str = Field(
-        pattern=r"^[0-9a-f]{32}$",
-        description="the event_id of the anomalies message that raised it (and will clear it)",
-    )
+    event_id: str = Field(pattern=r"^[0-9a-f]{32}$", description="the event_id of its raise (and of its clear)")
     zone: Optional[Name] = Field(None, description="the zone it concerns; null for a device-wide flag")
     since: UtcDatetime = Field(description="when the condition started")
     severity: Severity = Field("warning", description="severity of the raise")
@@ -310,32 +311,27 @@ class ActiveAnomaly(Value):
 class AnomalyStateMessage(Message):
     """The anomaly flags active now on one device, retained: what a late subscriber needs.
 
-    Published after every raise and every clear (replacing the retained one), and with an empty
-    ``active`` list right after each birth: a new boot starts with no flag raised, so a restart
-    clears the old boot's flags for every subscriber, Home Assistant included. ``(boot_id, seq)``
-    orders states: a state with a lower one than a state already seen is old news.
+    Sent after every raise and clear, and empty right after each birth (a new boot has nothing
+    raised), so a restart clears the old boot's flags everywhere. A lower (boot_id, seq) is old news.
     """
 
     kind: ClassVar[str] = "anomaly_state"
     retain: ClassVar[bool] = True
 
-    active: List[ActiveAnomaly] = Field(
-        default_factory=list,
-        max_length=MAX_ACTIVE_LISTED,
-        description=f"every flag raised and not yet cleared in this boot, oldest first (at most {MAX_ACTIVE_LISTED})",
-    )
+    active: List[ActiveAnomaly] = Field(default_factory=list, max_length=MAX_ACTIVE_LISTED,
+                                        description="every flag raised and not cleared, oldest first")
     not_listed: Count = Field(0, description=f"active flags beyond the {MAX_ACTIVE_LISTED} listed (the newest ones)")
 
 
 class HealthMessage(Message):
     kind: ClassVar[str] = "health"
 
-    state: HealthState
-    fps: NonNegative
-    latency_ms: Dict[Stage, LatencyStats] = Field(default_factory=dict)
-    frames: FrameCounters = Field(default_factory=FrameCounters)
-    camera: CameraHealth
-    models: List[ModelInfo] = Field(default_factory=list, max_length=8)
+    state: HealthState = Field(description="ok, degraded or failed")
+    fps: NonNegative = Field(description="frames analysed per second over the interval")
+    latency_ms: Dict[Stage, LatencyStats] = Field(default_factory=dict, description="latency per pipeline stage")
+    frames: FrameCounters = Field(default_factory=FrameCounters, description="frame counters since start")
+    camera: CameraHealth = Field(description="the camera as the device sees it")
+    models: List[ModelInfo] = Field(default_factory=list, max_length=8, description="the models running")
     outbox: Optional[OutboxHealth] = Field(None, description="filled in by the publisher")
     audit: Optional[AuditHead] = Field(
         None, description="the audit log's head now: keep it, so a later rewrite or truncation on the device shows"
@@ -346,7 +342,12 @@ class HealthMessage(Message):
         description="whole days until the device's TLS client certificate (its broker identity) expires, negative "
         "once expired; null without a client certificate. Renew it well before 0: appliance provision rotate",
     )
-    uptime_s: NonNegative
+    uptime_s: NonNegative = Field(description="seconds since the appliance started")
+    clock_step_s: Optional[float] = Field(
+        None,
+        description="wall clock step in s (negative: back) since the last health message; windows and durations "
+        "are unaffected, labels follow the new time. Null: none",
+    )
 
 
 MESSAGE_TYPES: Dict[str, Type[Message]] = {
@@ -362,10 +363,11 @@ def parse_payload(kind: str, payload: bytes) -> Message:
 # --------------------------------------------------------------------------- JSON Schemas
 
 _ENVELOPE_ON_WIRE: Dict[str, Dict[str, Any]] = {
-    "device_id": {"type": "string", "pattern": NAME_PATTERN},
-    "boot_id": {"type": "integer", "minimum": 1},
-    "seq": {"type": "integer", "minimum": 1},
-    "sent_at": {"type": "string", "format": "date-time", "pattern": r"Z$"},
+    "device_id": {"type": "string", "pattern": NAME_PATTERN, "description": "the device that sent the message"},
+    "boot_id": {"type": "integer", "minimum": 1, "description": "incremented every time the appliance starts"},
+    "seq": {"type": "integer", "minimum": 1, "description": "per-device sequence number, monotonic across restarts"},
+    "sent_at": {"type": "string", "format": "date-time", "pattern": r"Z$",
+                "description": "when the device queued this message"},
 }
 
 

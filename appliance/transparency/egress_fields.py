@@ -2,7 +2,7 @@
 
 The walk follows ``$ref`` into ``$defs``, nullable ``anyOf`` unions, arrays (``path[]``) and maps
 keyed by a configured name (``path.<name>``), so a field added to a message class shows up in the
-notice, the sign's compact QR form and the record without anyone editing them.
+notice, the sign and the record without anyone editing them.
 """
 
 from __future__ import annotations
@@ -50,16 +50,18 @@ def _walk(
                 out.append(
                     (path, EgressField(type=inner["type"] + ("|null" if nullable else ""), description=description))
                 )
-                _walk_children(inner, defs, path, out)
+                _walk_children(inner, defs, path, out, description)
                 return
         out.append((path, EgressField(type="|".join(_types(node, defs)), description=description)))
         return
     kind = node.get("type", "any")
     out.append((path, EgressField(type=kind, description=description)))
-    _walk_children(node, defs, path, out)
+    _walk_children(node, defs, path, out, description)
 
 
-def _walk_children(node: Dict[str, Any], defs: Dict[str, Any], path: str, out: List[Tuple[str, EgressField]]) -> None:
+def _walk_children(
+    node: Dict[str, Any], defs: Dict[str, Any], path: str, out: List[Tuple[str, EgressField]], description: str
+) -> None:
     if node.get("type") == "object":
         for name, child in node.get("properties", {}).items():
             _walk(child, defs, f"{path}.{name}", out, child.get("description", ""))
@@ -69,9 +71,12 @@ def _walk_children(node: Dict[str, Any], defs: Dict[str, Any], path: str, out: L
         if isinstance(extra, dict):
             keyed.append(extra)
         for value in keyed[:1]:
-            _walk(value, defs, f"{path}.<name>", out)
+            entry = _resolve(value, defs)
+            _walk(value, defs, f"{path}.<name>", out, entry.get("description") or f"for one name: {description}")
     elif node.get("type") == "array" and isinstance(node.get("items"), dict):
-        _walk(node["items"], defs, f"{path}[]", out)
+        # An item of a list is described by the list (its own schema has no description of its own).
+        item = _resolve(node["items"], defs)
+        _walk(node["items"], defs, f"{path}[]", out, item.get("description") or f"one of: {description}")
 
 
 def schema_fields(schema: Dict[str, Any], depth: int = 99) -> Dict[str, EgressField]:

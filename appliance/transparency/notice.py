@@ -14,20 +14,32 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Dict, List, Literal, Optional, Union
-
-from pydantic import BaseModel, ConfigDict, Field
+from typing import TYPE_CHECKING, Dict, List, Optional, Union
 
 import appliance
 from appliance.publish.messages import MESSAGE_TYPES, message_schema
-from appliance.transparency.egress_fields import EgressField, schema_fields
+from appliance.transparency.egress_fields import schema_fields
+from appliance.transparency.notice_model import (
+    NOTICE_KIND,
+    NOTICE_VERSION,
+    AuthorityNotice,
+    Controller,
+    DetailLevelNotice,
+    LegalNotice,
+    LocalTexts,
+    ModelNotice,
+    Notice,
+    OnDeviceProcessing,
+    PurposeNotice,
+    RetentionNotice,
+    Right,
+    TopicNotice,
+    ZoneDetailNotice,
+)
 
 if TYPE_CHECKING:
     from appliance.config import ApplianceConfig
     from appliance.detail_level import DetailPlan
-
-NOTICE_VERSION: Literal[1] = 1
-NOTICE_KIND = "notice"
 
 # What the training sets' own terms say about use, stated plainly wherever a model trained on them
 # runs. Keyed by the dataset name as it appears in the manifest's ``training_data``.
@@ -42,99 +54,6 @@ PURPOSE_TEXT: Dict[str, str] = {
     "capacity_management": "Capacity management: know how many people are in an area to manage access",
     "footfall_statistics": "Footfall statistics: count how many people pass, for planning",
 }
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class Controller(_Strict):
-    name: Optional[str] = Field(description="The operator (controller); null: not configured yet")
-    email: Optional[str] = None
-    phone: Optional[str] = None
-    url: Optional[str] = None
-
-
-class PurposeNotice(_Strict):
-    code: Literal["crowd_safety", "capacity_management", "footfall_statistics"]
-    text: str = Field(description="The purpose in plain words")
-    details: str = Field("", description="The operator's own detail")
-    legal_basis: Optional[str] = None
-    dpia_reference: Optional[str] = None
-
-
-class OnDeviceProcessing(_Strict):
-    frames: str = Field(description="What happens to camera frames")
-    anonymization_method: Literal["gaussian", "pixelate", "fill"]
-    anonymization_shape: Literal["ellipse", "box"]
-    face_blur: bool = True
-    head_blur: bool = Field(description="Heads of detected people are hidden too, not only detected faces")
-    face_score_threshold: float
-    fail_closed: str = Field(description="What happens when anonymization cannot be done in time or fails")
-    analytics: List[str] = Field(description="What is computed from the anonymized frames")
-    zones: List[str] = Field(description="Names of the configured zones")
-    lines: List[str] = Field(description="Names of the configured counting lines")
-
-
-class TopicNotice(_Strict):
-    topic: str
-    kind: str
-    retained: bool
-    sent: str = Field(description="When a message is sent")
-    interval_s: Optional[float] = Field(None, description="Fixed interval, when there is one")
-    fields: Dict[str, EgressField] = Field(
-        description="Every field of the payload by dotted path ('<name>': a configured name), from its schema"
-    )
-
-
-class ModelNotice(_Strict):
-    name: str
-    task: Literal["face", "person"]
-    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
-    precision: Literal["fp32", "int8"]
-    source_package: str
-    source_version: str
-    source_url: str
-    licence: str
-    training_data: str
-    training_data_terms: List[str] = Field(description="What the training set's terms say about use")
-
-
-class ZoneDetailNotice(_Strict):
-    zone: str = Field(description="Zone name, or '(whole ground plane)' when no zone is configured")
-    px_per_m: float = Field(description="Highest density in the zone (pixels per metre), after any cap")
-    level: str = Field(description="IEC 62676-4 detail level that density reaches")
-
-
-class DetailLevelNotice(_Strict):
-    scale: str = Field(description="The scale the levels are named on")
-    zones: List[ZoneDetailNotice] = Field(description="Per zone; empty when no ground plane is configured")
-    cap_px_per_m: Optional[float] = Field(None, description="anonymize.max_detail_px_per_m, when set")
-    text: str = Field(description="The detail level in plain words")
-
-
-class Notice(_Strict):
-    """The device's public notice (``{prefix}/{device_id}/notice``, retained)."""
-
-    v: Literal[1] = NOTICE_VERSION
-    device_id: str
-    software_version: str
-    config_hash: str
-    controller: Controller
-    purpose: PurposeNotice
-    public_url: Optional[str] = None
-    central_retention_days: Optional[int] = Field(None, description="Operator's promise for the aggregates")
-    on_device: OnDeviceProcessing
-    egress: str = Field(description="What leaves the device, in one sentence")
-    destination: Literal["mqtt", "stdout"] = Field(description="mqtt: a broker; stdout: printed, nothing sent")
-    topics: List[TopicNotice]
-    models: List[ModelNotice]
-    audit_log: str = Field(description="What the device records about itself")
-    small_counts: str = Field(description="How figures of few people are protected before they leave")
-    detail_level: DetailLevelNotice = Field(
-        description="How much detail the device sees of a person at each zone (a head no detector finds "
-        "is still at most this sharp)"
-    )
 
 
 def _topic_notices(cfg: ApplianceConfig) -> List[TopicNotice]:
@@ -222,21 +141,35 @@ def build_notice(
         enabled.insert(0, "overcrowding")
     if enabled:
         analytics.append("anomaly flags: " + ", ".join(enabled))
-    analytics.append("person tracks exist in memory only, for a few seconds, and are never published")
+    analytics.append(track_lifetime_text(cfg))
+    languages: List[str] = list(t.sign_languages)
     return Notice(
         device_id=cfg.device_id,
         software_version=appliance.__version__,
         config_hash=config_hash(cfg),
-        controller=Controller(name=t.operator_name, email=t.contact_email, phone=t.contact_phone, url=t.contact_url),
+        controller=Controller(
+            name=t.operator_name, email=t.contact_email, phone=t.contact_phone, url=t.contact_url, dpo=t.dpo_contact
+        ),
         purpose=PurposeNotice(
             code=t.purpose,
             text=PURPOSE_TEXT[t.purpose],
-            details=t.purpose_details,
-            legal_basis=t.legal_basis,
+            details=_per_language(t.purpose_details, languages),
+            legal_basis=_per_language(t.legal_basis, languages),
             dpia_reference=t.dpia_reference,
         ),
+        legal=_legal(cfg),
+        languages=languages,
+        covered_area=_per_language(t.covered_area, languages),
+        recipients=[_per_language(r, languages) for r in t.recipients],
         public_url=t.public_url,
         central_retention_days=t.central_retention_days,
+        retention=RetentionNotice(
+            frames_s=0.0,
+            track_lifetime_s=track_lifetime_s(cfg),
+            outbox_max_age_s=cfg.outbox.max_age_s,
+            central_days=t.central_retention_days,
+            audit_log_days=t.audit_log_retention_days,
+        ),
         on_device=OnDeviceProcessing(
             frames="camera frames are held in memory only while they are processed; never stored, never sent",
             anonymization_method=a.method,
@@ -251,6 +184,7 @@ def build_notice(
         ),
         egress="only the aggregates listed under topics leave the device: numbers, configured names and short "
         "status texts; no image, no box, no track, nothing that identifies a person",
+        flags=flags_that_leave(cfg),
         destination="mqtt" if cfg.mqtt.url else "stdout",
         topics=_topic_notices(cfg),
         models=_model_notices(cfg, models_dir),
@@ -259,6 +193,57 @@ def build_notice(
         small_counts=_small_counts(cfg),
         detail_level=_detail_level(detail or plan_detail(cfg)),
     )
+
+
+# The rights each regime gives a person seen by the camera (GDPR Arts. 13-21 and 77; LED Arts. 13-17
+# and 52). Portability (GDPR Art. 20) does not apply to processing for a public task or under the LED.
+RIGHTS: Dict[str, List[Right]] = {
+    "gdpr": ["information", "access", "rectification", "erasure", "restriction", "object", "complaint"],
+    "led": ["information", "access", "rectification", "erasure", "restriction", "complaint"],
+}
+
+
+def _legal(cfg: ApplianceConfig) -> LegalNotice:
+    from appliance.config.authorities import AUTHORITIES
+
+    t = cfg.transparency
+    authority = None
+    if t.country is not None:
+        a = AUTHORITIES[t.country]
+        authority = AuthorityNotice(country=t.country, name=a.name, url=a.url)
+    return LegalNotice(regime=t.legal_regime, rights=RIGHTS[t.legal_regime], authority=authority)
+
+
+def _per_language(value: object, languages: List[str]) -> LocalTexts:
+    """An operator free text as ``{language: text}`` for every sign language ({} when unset)."""
+    from appliance.config.transparency_sections import local_text
+
+    texts = {lang: local_text(value, lang) for lang in languages}  # type: ignore[arg-type]
+    return {lang: text for lang, text in texts.items() if text}
+
+
+def track_lifetime_s(cfg: ApplianceConfig) -> float:
+    """The one figure for how long a person track outlives its last sighting (the tracker's own setting)."""
+    return float(cfg.analytics.tracker.max_age_s)
+
+
+def track_lifetime_text(cfg: ApplianceConfig) -> str:
+    return (
+        "person tracks (boxes, no image) exist in memory only, while the person is in view and at most "
+        f"{track_lifetime_s(cfg):g} s after, and are never published"
+    )
+
+
+def flags_that_leave(cfg: ApplianceConfig) -> List[str]:
+    """Every anomaly type this configuration can publish, in the vocabulary's order."""
+    from typing import get_args
+
+    from appliance.vocabulary import AnomalyType
+
+    enabled = {name for name, det in cfg.anomalies if getattr(det, "enabled", False)}
+    if any(z.max_people is not None or z.max_density_per_m2 is not None for z in cfg.zones):
+        enabled.add("overcrowding")
+    return [kind for kind in get_args(AnomalyType) if kind in enabled]
 
 
 def _detail_level(plan: DetailPlan) -> DetailLevelNotice:

@@ -8,13 +8,18 @@ from appliance.transparency.notice import Notice, notice_hash
 
 
 def notice_lines(n: Notice) -> List[str]:
-    c = n.controller
+    c, a, lang = n.controller, n.legal.authority, n.languages[0]
+    details, legal = n.purpose.details.get(lang, ""), n.purpose.legal_basis.get(lang, "")
+    recipients = [r[lang] for r in n.recipients if lang in r]
     out = [
         f"Device {n.device_id}: software {n.software_version}, config {n.config_hash}, notice {notice_hash(n)}",
         f"Operator:  {c.name or '(not configured: transparency.operator_name)'}",
         f"Contact:   {', '.join(x for x in (c.email, c.phone, c.url) if x) or '(not configured)'}",
-        f"Purpose:   {n.purpose.text}" + (f" - {n.purpose.details}" if n.purpose.details else ""),
-        f"Legal basis: {n.purpose.legal_basis or '-'}   DPIA: {n.purpose.dpia_reference or '-'}",
+        f"DPO:       {c.dpo or '-'}",
+        f"Purpose:   {n.purpose.text}" + (f" - {details}" if details else ""),
+        f"Legal basis ({n.legal.regime.upper()}): {legal or '-'}   DPIA: {n.purpose.dpia_reference or '-'}",
+        f"Authority: {f'{a.name}, {a.url}' if a else '-'}   Recipients: {'; '.join(recipients) or '-'}",
+        f"Covered area: {n.covered_area.get(lang, '-')}   Flags that leave: {', '.join(n.flags) or 'none'}",
         f"Public notice: {n.public_url or '-'}   Central retention: "
         + (f"{n.central_retention_days} days" if n.central_retention_days else "-"),
         "",

@@ -13,7 +13,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, List, Optional
 
 from appliance import detail_level
-from appliance.transparency.notice import Notice, build_notice, notice_hash
+from appliance.transparency.notice import Notice, build_notice, notice_hash, track_lifetime_s
+from appliance.transparency.record_ai_act import ai_act, legal_regime
+from appliance.transparency.record_risks import blank, necessity, risk_table
 
 if TYPE_CHECKING:
     from appliance.config import ApplianceConfig
@@ -25,10 +27,6 @@ FACE_MIN_INPUT_PX = 10.0
 # IEC 62676-4 (2014) detail levels in pixels per metre of scene (the DORI figures).
 DORI_PX_PER_M = dict(detail_level.DORI_PX_PER_M)
 FACE_HEIGHT_M = 0.2  # a head-on adult face, chin to hairline, roughly
-
-
-def blank(what: str) -> str:
-    return f"**[OPERATOR: {what}]**"
 
 
 def _or_blank(value: Optional[object], what: str) -> str:
@@ -154,6 +152,7 @@ def build_record(cfg: ApplianceConfig, notice: Optional[Notice] = None) -> str:
     """The whole record as Markdown."""
     n = notice or build_notice(cfg)
     t = cfg.transparency
+    lang = n.languages[0]
     c = n.controller
     retention_central = (
         f"{t.central_retention_days} days (operator's promise, published in the notice)"
@@ -179,16 +178,22 @@ def build_record(cfg: ApplianceConfig, notice: Optional[Notice] = None) -> str:
         "",
         f"- Controller (operator): {_or_blank(c.name, 'name of the controller')}",
         f"- Contact: {_or_blank(', '.join(x for x in (c.email, c.phone, c.url) if x), 'contact for the public')}",
-        f"- Data protection officer: {blank('name and contact of the DPO')}",
+        f"- Data protection officer: {_or_blank(c.dpo, 'name and contact of the DPO')}",
         f"- DPIA reference: {_or_blank(n.purpose.dpia_reference, 'reference of this DPIA')}",
         "",
         "### A.2 Purpose and context",
         "",
-        f"- Purpose: {n.purpose.text}. {n.purpose.details}".rstrip(),
-        f"- Legal basis: {_or_blank(n.purpose.legal_basis, 'legal basis, e.g. GDPR Art. 6(1)(e) or (f)')}",
+        f"- Purpose: {n.purpose.text}. {n.purpose.details.get(lang, '')}".rstrip(),
+        f"- Legal basis: {_or_blank(n.purpose.legal_basis.get(lang), 'legal basis, e.g. GDPR Art. 6(1)(e) or (f)')}",
+        f"- Covered area: {_or_blank(n.covered_area.get(lang), 'the area in words')}; zones: "
+        f"{', '.join(n.on_device.zones) or 'none'}; counting lines: {', '.join(n.on_device.lines) or 'none'}",
         f"- Place, camera position and who passes there: {blank('describe the site and the people affected')}",
-        f"- Necessity and proportionality; less intrusive alternatives considered: {blank('reasoning')}",
-        f"- Zones: {', '.join(n.on_device.zones) or 'none'}; counting lines: {', '.join(n.on_device.lines) or 'none'}",
+        "",
+        *legal_regime(n),
+        "",
+        "### A.2b Necessity and proportionality",
+        "",
+        *necessity(cfg, n),
         "",
         "### A.3 Data categories and flows",
         "",
@@ -196,11 +201,16 @@ def build_record(cfg: ApplianceConfig, notice: Optional[Notice] = None) -> str:
         "|---|---|---|---|",
         "| camera frames (images of people) | device memory | while processed (milliseconds) | never |",
         f"| face and person boxes, person tracks | device memory | tracks up to "
-        f"{cfg.analytics.tracker.max_age_s:g} s after last seen | never |",
+        f"{track_lifetime_s(cfg):g} s after last seen | never |",
         f"| aggregates (counts, zone figures, flags, health) | SQLite outbox on the device | until acked by the "
         f"broker, at most {cfg.outbox.max_age_s / 86400:g} days | yes, to the broker (see A.4) |",
         "| audit log (starts, stops, config changes, flags, images written locally) | device | "
-        f"{blank('how long the audit log is kept')} | no (its head hash is published) |",
+        + (
+            f"{t.audit_log_retention_days} days (operator's promise; the device never prunes it)"
+            if t.audit_log_retention_days
+            else blank("how long the audit log is kept (transparency.audit_log_retention_days)")
+        )
+        + " | no (its head hash is published) |",
         f"| aggregates at the central side | control room | {retention_central} | - |",
         "",
         f"On device: {n.on_device.frames}. Anonymization: {n.on_device.anonymization_method} "
@@ -212,7 +222,8 @@ def build_record(cfg: ApplianceConfig, notice: Optional[Notice] = None) -> str:
         "### A.4 Recipients: every topic and field that leaves the device",
         "",
         f"Destination: {'an MQTT broker' if n.destination == 'mqtt' else 'standard output (nothing is sent)'}. "
-        f"Who reads the broker: {blank('recipients at the central side and their access')}",
+        "Who reads the broker: "
+        + ("; ".join(r.get(lang, "") for r in n.recipients) or blank("recipients at the central side, their access")),
         "",
         *_topics_table(n),
         "",
@@ -227,23 +238,9 @@ def build_record(cfg: ApplianceConfig, notice: Optional[Notice] = None) -> str:
         "",
         *_face_size_limit(cfg),
         "",
-        "### A.7 Risks and the mitigations the device enforces",
+        "### A.7 Risks: likelihood, severity, mitigation, residual risk",
         "",
-        "| risk | mitigation enforced by the device |",
-        "|---|---|",
-        "| images of people leave the device | no message class can hold an image or a box; an egress policy "
-        "re-validates every payload against the message classes and a size cap before it is queued |",
-        "| a face is seen unblurred by analysis or on disk | frames are anonymized before anything else sees "
-        "them; analysis accepts only anonymized frames; `blur` and `preview` write anonymized images only |",
-        "| the face model fails or hangs | the frame is destroyed (fail closed) and counted as dropped in health |",
-        "| a model is swapped | every model file is checked against its sha256 before loading; the hashes are "
-        "published in the birth and health messages |",
-        "| someone quietly changes the config or the log | config hash in the birth message; hash-chained audit "
-        "log whose head is published; `appliance audit verify` |",
-        f"| a single person is singled out from small counts | {n.small_counts} (`privacy` in the site config) |",
-        f"| a person the detectors miss could be recognised | detail level {n.detail_level.text} "
-        "(`analytics.ground_plane`, `anonymize.max_detail_px_per_m`) |",
-        f"| other risks at this site | {blank('list and mitigate')} |",
+        *risk_table(cfg, n),
         "",
         "### A.8 Why this is not biometric identification or categorisation",
         "",
@@ -261,31 +258,7 @@ def build_record(cfg: ApplianceConfig, notice: Optional[Notice] = None) -> str:
         f"- Where the signs are posted (the first layer): {blank('places; `appliance notice sign` prints them')}",
         f"- Review date of this assessment: {blank('date')}",
         "",
-        "## Part B. EU AI Act (Regulation (EU) 2024/1689) self-assessment",
-        "",
-        "| question | answer from the device |",
-        "|---|---|",
-        "| Is it an AI system (Art. 3(1))? | Yes: machine-learned detectors (models listed in A.5) infer "
-        "boxes and counts from video. |",
-        "| Prohibited practice, Art. 5(1)(h): real-time remote biometric identification in public spaces? | No: "
-        "no biometric identification (A.8). |",
-        "| Art. 5(1)(e): untargeted scraping of facial images to build recognition databases? | No: no image is "
-        "stored or sent. |",
-        "| Art. 5(1)(f)/(g): emotion recognition; biometric categorisation? | No: no attribute is estimated. |",
-        "| High-risk, Annex III point 1 (biometrics)? | No: none of remote identification, categorisation or "
-        "emotion recognition. |",
-        "| High-risk, Annex III point 2 (safety component of critical infrastructure)? | "
-        + blank("is the device part of the safety management of critical infrastructure?")
-        + " |",
-        "| High-risk, Annex III points 6/7 (law enforcement, migration)? | "
-        + blank("is it used by or for a law-enforcement authority, and for what?")
-        + " |",
-        "| Transparency to people affected (Art. 50 and GDPR Art. 13) | The public sign and the published notice; "
-        "people do not interact with the system. |",
-        "| Logging and traceability | Hash-chained audit log on the device; config and model hashes published. |",
-        f"| Human oversight | Anomaly flags are alerts for people in the control room; the device takes no "
-        f"decision about any individual. Who reacts and how: {blank('procedure')} |",
-        "",
+        *ai_act(cfg, n),
         "## Part C. UNICRI/INTERPOL Toolkit for Responsible AI Innovation in Law Enforcement:",
         "## technical questions of the risk assessment questionnaire",
         "",

@@ -1,9 +1,11 @@
 """The printable public sign: the first layer of information (EDPB guidelines 3/2019, section 7).
 
-One page per language: a camera pictogram, who operates it, the purpose, the one-sentence promise,
-contact and rights, and a QR code to the full notice (:func:`~appliance.transparency.compact.qr_content`).
-PDF by fpdf2, QR matrix by segno (drawn as vector squares, so it stays sharp at any print size);
-PNG output is the PDF rendered by poppler's ``pdftoppm``.
+One page per language: a camera pictogram, the one-sentence promise, who operates it and their DPO,
+the purpose and legal basis, the covered area, every flag that leaves, recipients, retention, contact,
+rights and where to complain, with DTPR icons beside the items they stand for, and a QR code that
+carries only the public page's URL (:mod:`~appliance.transparency.qr`). PDF by fpdf2, QR matrix by
+segno (drawn as vector squares, so it stays sharp at any print size); PNG output is the PDF rendered
+by poppler's ``pdftoppm``.
 """
 
 from __future__ import annotations
@@ -15,14 +17,14 @@ import tempfile
 from pathlib import Path
 from typing import List, Literal, Optional, Sequence
 
-import segno
 from fpdf import FPDF
 from fpdf.errors import FPDFUnicodeEncodingException
 
 from appliance.errors import ApplianceError, InputError
-from appliance.transparency.compact import qr_content
+from appliance.transparency import first_layer as fl
 from appliance.transparency.i18n import load_texts
 from appliance.transparency.notice import Notice
+from appliance.transparency.qr import QR_SIDE_A4_MM, check_public_url, qr_matrix
 
 # fontTools logs every font subsetting step at INFO; that is noise on the operator's terminal.
 logging.getLogger("fontTools").setLevel(logging.WARNING)
@@ -32,7 +34,8 @@ _A4_WIDTH_MM = 210.0
 _NAVY = (20, 45, 90)
 _YELLOW = (255, 214, 0)
 _MARGIN = 14.0
-_QR_SIDE = 62.0  # mm on A4; about 1 mm per module at the compact notice's QR version
+_ICON = 9.0  # mm on A4: a DTPR icon beside its item
+_INDENT = _ICON + 3.0
 # A Unicode TrueType font when the system has one (Debian's fonts-dejavu-core, installed by
 # scripts/setup.sh), so any operator name prints; else the PDF core font, which is Latin-1 only.
 _DEJAVU_DIR = Path("/usr/share/fonts/truetype/dejavu")
@@ -58,8 +61,11 @@ def _new_pdf(size: str) -> tuple:
 class _SignPage:
     """Lays out one page at ``scale`` (1.0 = A4); ``font_scale`` shrinks text when it would not fit."""
 
-    def __init__(self, pdf: FPDF, family: str, notice: Notice, texts: dict, scale: float, font_scale: float) -> None:
-        self.pdf, self.family, self.notice, self.t, self.k, self.f = pdf, family, notice, texts, scale, font_scale
+    def __init__(
+        self, pdf: FPDF, family: str, notice: Notice, language: str, scale: float, font_scale: float
+    ) -> None:
+        self.pdf, self.family, self.notice, self.k, self.f = pdf, family, notice, scale, font_scale
+        self.language, self.t = language, load_texts(language)
 
     def mm(self, v: float) -> float:
         return v * self.k
@@ -67,12 +73,25 @@ class _SignPage:
     def font(self, style: str, size_pt: float) -> None:
         self.pdf.set_font(self.family, style, size_pt * self.k * self.f)
 
-    def para(self, text: str, style: str, size_pt: float, gap_after: float = 2.0) -> None:
+    def para(self, text: str, style: str, size_pt: float, gap_after: float = 2.0, indent: float = 0.0) -> None:
         self.font(style, size_pt)
         line_h = size_pt * self.k * self.f * 0.45
-        self.pdf.set_x(self.mm(_MARGIN))
-        self.pdf.multi_cell(self.pdf.w - 2 * self.mm(_MARGIN), line_h, text, align="L", new_x="LMARGIN", new_y="NEXT")
+        x = self.mm(_MARGIN + indent)
+        self.pdf.set_x(x)
+        self.pdf.multi_cell(self.pdf.w - x - self.mm(_MARGIN), line_h, text, align="L", new_x="LMARGIN", new_y="NEXT")
         self.pdf.set_y(self.pdf.get_y() + self.mm(gap_after))
+
+    def item(self, icon: Optional[str], label: str, texts: Sequence[str], size_pt: float = 11.0) -> None:
+        """A labelled block of text, with its DTPR icon in the left column."""
+        top = self.pdf.get_y()
+        if icon is not None:
+            self.pdf.image(str(fl.icon_path(icon)), x=self.mm(_MARGIN), y=top, w=self.mm(_ICON), h=self.mm(_ICON))
+        self.pdf.set_text_color(*_NAVY)
+        self.para(label, "B", 10.5, 0.3, _INDENT)
+        self.pdf.set_text_color(0, 0, 0)
+        for text in texts:
+            self.para(text, "", size_pt, 0.3, _INDENT)
+        self.pdf.set_y(max(self.pdf.get_y(), top + self.mm(_ICON)) + self.mm(1.8))
 
     def pictogram(self, x: float, y: float, size: float) -> None:
         """A video camera on a post (the ISO 7001-style CCTV symbol, drawn, not a bitmap)."""
@@ -95,8 +114,7 @@ class _SignPage:
         p.ellipse(x + 0.27 * s, y + 0.29 * s, 0.16 * s, 0.16 * s, style="F")  # lens
 
     def qr(self, content: str, x: float, y: float, side: float) -> None:
-        qr = segno.make(content, error="m", micro=False)
-        matrix = qr.matrix
+        matrix = qr_matrix(content)
         n = len(matrix)
         module = side / n
         self.pdf.set_fill_color(0, 0, 0)
@@ -147,48 +165,38 @@ class _SignPage:
             new_x="LMARGIN",
             new_y="NEXT",
         )
-        p.set_y(p.get_y() + self.mm(5))
+        p.set_y(p.get_y() + self.mm(4))
 
-        p.set_text_color(*_NAVY)
-        self.para(t["operated_by"], "B", 12, 0.5)
-        p.set_text_color(0, 0, 0)
-        self.para(n.controller.name or "-", "B", 18, 4)
-        p.set_text_color(*_NAVY)
-        self.para(t["purpose"], "B", 12, 0.5)
-        p.set_text_color(0, 0, 0)
-        purpose = t[f"purpose_{n.purpose.code}"]
-        if n.purpose.details:
-            purpose += " " + n.purpose.details
-        self.para(purpose, "", 13, 1.5)
-        if n.purpose.legal_basis:
-            self.para(f"{t['legal_basis']}: {n.purpose.legal_basis}", "", 10, 1)
-        if n.central_retention_days:
-            self.para(t["retention"].format(days=n.central_retention_days), "", 10, 1)
-        p.set_y(p.get_y() + self.mm(2))
-        p.set_text_color(*_NAVY)
-        self.para(t["contact"], "B", 12, 0.5)
-        p.set_text_color(0, 0, 0)
+        lang = self.language
         c = n.controller
-        for line in (c.email, c.phone, c.url):
-            if line:
-                self.para(line, "", 13, 0.5)
-        p.set_y(p.get_y() + self.mm(2))
-        self.para(t["rights"], "", 10.5, 0)
+        operator = [c.name or "-"] + ([f"{t['dpo']}: {c.dpo}"] if c.dpo else [])
+        self.item(None, t["operated_by"], operator, 13)
+        purpose = [fl.purpose_text(n, t, lang), f"{fl.legal_basis_label(n, t)}: {fl.legal_basis(n, t, lang)}"]
+        self.item("purpose", t["purpose"], purpose)
+        if fl.covered_area(n, lang):
+            self.item("area", t["covered_area"], [fl.covered_area(n, lang)])
+        self.item("flags", t["h_leaves"], [fl.flags_line(n, t)])
+        if n.recipients:
+            self.item("recipients", t["recipients"], ["; ".join(fl.recipients(n, lang))])
+        self.item("retention", t["h_retention"], fl.retention_lines(n, t))
+        contact = [x for x in (c.email, c.phone, c.url) if x]
+        self.item(None, t["contact"], contact, 12)
+        self.para(fl.rights_text(n, t), "", 9.5, 0.8)
+        self.para(fl.authority_line(n, t), "", 9.5, 0)
         text_bottom = p.get_y()
 
         # QR block at the bottom: code on the left, caption (and URL) beside it.
-        side = self.mm(_QR_SIDE)
+        side = self.mm(QR_SIDE_A4_MM)
         qr_y = p.h - self.mm(_MARGIN) - side
-        self.qr(qr_content(n), self.mm(_MARGIN), qr_y, side)
+        url = check_public_url(n.public_url)
+        self.qr(url, self.mm(_MARGIN), qr_y, side)
         cap_x = self.mm(_MARGIN) + side + self.mm(6)
         cap_w = p.w - cap_x - self.mm(_MARGIN)
-        p.set_xy(cap_x, qr_y + self.mm(4))
+        p.set_xy(cap_x, qr_y + self.mm(2))
         self.font("B", 12)
-        caption = t["qr_url"] if n.public_url else t["qr_compact"]
-        p.multi_cell(cap_w, self.mm(5.5) * self.f, caption, align="L", new_x="LEFT", new_y="NEXT")
-        if n.public_url:
-            self.font("", 12)
-            p.multi_cell(cap_w, self.mm(5.5) * self.f, n.public_url, align="L", new_x="LEFT", new_y="NEXT")
+        p.multi_cell(cap_w, self.mm(5.5) * self.f, t["qr_url"], align="L", new_x="LEFT", new_y="NEXT")
+        self.font("", 12)
+        p.multi_cell(cap_w, self.mm(5.5) * self.f, url, align="L", new_x="LEFT", new_y="NEXT")
         p.set_y(p.get_y() + self.mm(3))
         p.set_x(cap_x)
         self.font("", 8)
@@ -196,7 +204,7 @@ class _SignPage:
         p.multi_cell(
             cap_w,
             self.mm(3.6) * self.f,
-            f"{t['device']}: {n.device_id}  ·  notice {_short(n)}",
+            f"{t['device']}: {n.device_id}  ·  notice {_short(n)}\n{t['icons_credit']}",
             align="L",
             new_x="LEFT",
             new_y="NEXT",
@@ -217,22 +225,27 @@ def render_sign_pdf(notice: Notice, languages: Sequence[str], size: PageSize = "
     pdf.set_creator("crowd-appliance")
     scale = pdf.w / _A4_WIDTH_MM
     for language in languages:
-        texts = load_texts(language)
-        for font_scale in (1.0, 0.9, 0.8, 0.7, 0.6, 0.5):
+        if language not in notice.languages:
+            raise InputError(
+                f"{language!r} is not one of the sign languages the free texts are written in "
+                f"({', '.join(notice.languages)})",
+                field="transparency.sign_languages",
+            )
+        for font_scale in (1.0, 0.95, 0.9, 0.85, 0.8, 0.75, 0.7, 0.6, 0.5):
             trial, _ = _new_pdf(size)
-            if _draw(trial, family, notice, texts, scale, font_scale):
+            if _draw(trial, family, notice, language, scale, font_scale):
                 break
         else:
             raise InputError(
                 "the sign's text does not fit even at half size; shorten the operator texts", field="transparency"
             )
-        _draw(pdf, family, notice, texts, scale, font_scale)
+        _draw(pdf, family, notice, language, scale, font_scale)
     return bytes(pdf.output())
 
 
-def _draw(pdf: FPDF, family: str, notice: Notice, texts: dict, scale: float, font_scale: float) -> bool:
+def _draw(pdf: FPDF, family: str, notice: Notice, language: str, scale: float, font_scale: float) -> bool:
     try:
-        return _SignPage(pdf, family, notice, texts, scale, font_scale).render()
+        return _SignPage(pdf, family, notice, language, scale, font_scale).render()
     except FPDFUnicodeEncodingException:
         raise InputError(
             "a character cannot be printed with the PDF core font (Latin-1 only); install fonts-dejavu-core",
@@ -257,6 +270,22 @@ def pdf_to_png(pdf_bytes: bytes, output: Path, dpi: int = 150, page: int = 1) ->
         shutil.copyfile(stem.with_suffix(".png"), output)
 
 
+def check_sign_inputs(notice: Notice, config_label: Optional[str] = None) -> None:
+    """What a sign cannot do without (exit 2, naming the config and field): operator, contact, public URL."""
+    if notice.controller.name is None:
+        raise InputError(
+            "required to print a sign (who operates the camera)", path=config_label, field="transparency.operator_name"
+        )
+    c = notice.controller
+    if not (c.email or c.phone or c.url):
+        raise InputError(
+            "a sign needs a way to reach the operator (contact_email, contact_phone or contact_url)",
+            path=config_label,
+            field="transparency.contact_email",
+        )
+    check_public_url(notice.public_url, config_label)
+
+
 def write_sign(
     notice: Notice,
     output: Path,
@@ -273,17 +302,7 @@ def write_sign(
     suffix = output.suffix.lower()
     if suffix not in (".pdf", ".png"):
         raise InputError("output must end in .pdf or .png", path=str(output))
-    if notice.controller.name is None:
-        raise InputError(
-            "required to print a sign (who operates the camera)", path=config_label, field="transparency.operator_name"
-        )
-    c = notice.controller
-    if not (c.email or c.phone or c.url):
-        raise InputError(
-            "a sign needs a way to reach the operator (contact_email, contact_phone or contact_url)",
-            path=config_label,
-            field="transparency.contact_email",
-        )
+    check_sign_inputs(notice, config_label)
     if suffix == ".png":
         languages = languages[:1]
     data = render_sign_pdf(notice, languages, size)
