@@ -121,3 +121,28 @@ def test_a_refusal_is_reported_and_not_a_reason_to_hop(
     assert stats.broker == locked_mosquitto.url and not stats.connected
     assert "refused" in (stats.last_error or "")
     assert open_side.snapshot() == []
+
+
+@pytest.mark.slow
+def test_the_monitor_takes_a_list_and_reads_the_broker_that_answers(
+    other_mosquitto: Broker, tmp_path: Path, publishers: List[MqttPublisher]
+) -> None:
+    import json
+    import subprocess
+    import sys
+
+    from support.repo import REPO
+
+    pub = started(make_cfg(other_mosquitto.url, tmp_path), publishers)
+    pub.connect(timeout_s=10)
+    pub.publish(counts(0))
+    wait_until(lambda: pub.stats().pending == 0)
+    dead = f"mqtt://127.0.0.1:{free_port()}"
+    proc = subprocess.run(
+        [sys.executable, "-m", "appliance", "monitor", "--broker", dead, "--broker", other_mosquitto.url,
+         "--json", "--once"],
+        capture_output=True, text=True, timeout=60, cwd=str(REPO),
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert [json.loads(line)["device_id"] for line in proc.stdout.splitlines()] == [DEVICE]
+    assert f"{dead}: cannot connect" in proc.stderr and "trying the next broker" in proc.stderr

@@ -23,16 +23,18 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Optional, TextIO, Tuple
+from typing import Any, List, Optional, TextIO, Tuple
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 from pydantic import ValidationError
 
+from appliance.config.broker_url import BrokerAddress
 from appliance.errors import InputError
 from appliance.monitor.state import FleetState
 from appliance.monitor.view import fleet_table, json_line
 from appliance.names import TOPIC_PREFIX_PATTERN
+from appliance.publish.brokers import BrokerList
 from appliance.publish.discovery import COMPONENTS
 from appliance.publish.egress import PROBE_KIND
 from appliance.publish.messages import MESSAGE_TYPES, parse_payload
@@ -47,7 +49,7 @@ _Received = Tuple[str, bytes, bool, datetime]
 
 @dataclass(frozen=True)
 class MonitorOptions:
-    broker_url: str
+    broker_url: str  # one URL, or several separated by commas: the nodes of one cluster, tried in order
     prefix: str = "crowdmon"
     json: bool = False
     once: bool = False
@@ -74,9 +76,20 @@ def check_prefix(prefix: str) -> str:
     return prefix
 
 
+def broker_addresses(urls: str) -> List[BrokerAddress]:
+    """``--broker``: one URL or a comma-separated list, one TLS identity for all (as ``mqtt.url``)."""
+    addresses = [parse_url(url.strip(), field="--broker") for url in urls.split(",") if url.strip()]
+    if not addresses:
+        raise InputError("needs a broker URL", field="--broker")
+    if len({a.tls for a in addresses}) > 1:
+        raise InputError("mixes mqtt:// and mqtts://: one list, one set of TLS files", field="--broker")
+    return addresses
+
+
 def _client(opts: MonitorOptions, inbox: queue.Queue[_Received], connack: queue.Queue[Any]) -> paho.Client:
     check_prefix(opts.prefix)
-    address = parse_url(opts.broker_url, field="--broker")
+    brokers = BrokerList(broker_addresses(opts.broker_url))
+    address = brokers.current
     for flag, path in (("--ca-file", opts.ca_file), ("--cert-file", opts.cert_file), ("--key-file", opts.key_file)):
         if path is not None and not os.access(path, os.R_OK):
             raise InputError("file not found or not readable", path=path, field=flag)
@@ -111,14 +124,37 @@ def _client(opts: MonitorOptions, inbox: queue.Queue[_Received], connack: queue.
     def on_message(c: paho.Client, userdata: Any, msg: Any) -> None:
         inbox.put((msg.topic, bytes(msg.payload), bool(msg.retain), datetime.now(timezone.utc)))
 
+    def on_disconnect(c: paho.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
+        # Lost: paho's loop reconnects, to the next broker of the list (a cluster's other node).
+        if len(brokers.addresses) > 1 and getattr(reason, "is_failure", False):  # not our own disconnect()
+            lost = brokers.current
+            brokers.unreachable()
+            log.warning("lost %s; reconnecting to %s", lost, brokers.current)
+            c.connect_async(brokers.current.host, brokers.current.port, keepalive=30)
+
     client.on_connect = on_connect
     client.on_message = on_message
+    client.on_disconnect = on_disconnect
+    client.user_data_set(brokers)
     client.reconnect_delay_set(1, 30)
     return client
 
 
 def _connect(client: paho.Client, opts: MonitorOptions, connack: queue.Queue[Any]) -> None:
-    address = parse_url(opts.broker_url, field="--broker")
+    """The first broker of the list that answers; a refusal ends it (every node would refuse)."""
+    brokers = client.user_data_get()
+    assert isinstance(brokers, BrokerList)
+    for _ in brokers.addresses:
+        try:
+            return _connect_to(client, brokers.current, opts, connack)
+        except BrokerUnreachable as exc:
+            if len(brokers.addresses) == 1 or brokers.hops + 1 >= len(brokers.addresses):
+                raise
+            log.warning("%s; trying the next broker", exc)
+            brokers.unreachable()
+
+
+def _connect_to(client: paho.Client, address: BrokerAddress, opts: MonitorOptions, connack: queue.Queue[Any]) -> None:
     try:
         client.connect(address.host, address.port, keepalive=30)
     except ssl.SSLError as exc:
