@@ -58,8 +58,10 @@ def _status(s: DeviceSnapshot, now: datetime) -> Text:
         text = Text("?", style="yellow")
     else:
         text = Text("online", style="green") if s.online else Text("OFFLINE", style="bold red")
-    if _stale(s) and s.last_seen is not None:
-        text.append(f"\nstale {_duration((now - s.last_seen).total_seconds())}", style="bold yellow")
+    if _stale(s):
+        # Its age when the monitor heard it live; a monitor started later has only the retained state.
+        age = "" if s.last_seen is None else " " + _duration((now - s.last_seen).total_seconds())
+        text.append(f"\nstale{age}", style="bold yellow")
     if s.notice is not None:
         # The notice hash as the printed sign shows it (12 hex digits), so it can be compared on site.
         if s.notice_matches_birth is False:
