@@ -197,3 +197,45 @@ def test_aarch64_release_for_raspberry_pi_os_is_built_on_this_machine(tmp_path_f
         python_tag = wheel.name[:-4].split("-")[-3]
         assert python_tag in ("cp311", "cp37", "cp38", "cp39", "cp310") or python_tag.startswith("py"), wheel.name
     assert len(read_lock(release / "requirements.lock")) == len(list(release.glob("*.whl")))
+
+
+@pytest.mark.slow
+def test_online_fetches_only_what_the_release_lacks_and_only_by_its_hash(
+    tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    release = real_release(tmp_path_factory, "x86_64", "3.11")
+    make_bundle(tmp_path, DEVICE)
+    bundle_dir = unpack_bundle(tmp_path, DEVICE)
+    # A release without one small dependency's wheel: refused offline, fetched by its hash online.
+    thin = tmp_path / "thin"
+    thin.mkdir()
+    for f in release.iterdir():
+        if not f.name.startswith("mdurl-"):
+            (thin / f.name).symlink_to(f)
+    root = tmp_path / "root"
+    root.mkdir()
+    proc = install(bundle_dir, "--release", str(thin), "--root", str(root), "--no-selftest")
+    assert proc.returncode == 2 and "no wheel for mdurl==" in proc.stderr and files_under(root) == []
+
+    # The lock's sha256 for it changed: the index's file does not match, nothing is installed.
+    wrong = tmp_path / "wrong"
+    wrong.mkdir()
+    for f in thin.iterdir():
+        if f.name != "requirements.lock":
+            (wrong / f.name).symlink_to(f.resolve())
+    lock = (release / "requirements.lock").read_text()
+    sha = next(h for n, _v, h in read_lock(release / "requirements.lock") if n == "mdurl")
+    (wrong / "requirements.lock").write_text(lock.replace(sha, "0" * 64))
+    proc = install(bundle_dir, "--release", str(wrong), "--online", "--root", str(root), "--no-selftest",
+                   no_network=False)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "pip install failed; the previous install is unchanged" in proc.stderr
+    assert "DO NOT MATCH THE HASHES" in proc.stderr and "mdurl" in proc.stderr
+    assert not (root / "opt" / "crowd-appliance" / ".venv").exists()
+
+    proc = install(bundle_dir, "--release", str(thin), "--online", "--root", str(root), "--no-selftest",
+                   no_network=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "missing dependencies from the public index (hash-pinned)" in proc.stdout
+    venv = root / "opt" / "crowd-appliance" / ".venv"
+    assert list(venv.resolve().glob("lib/python3.*/site-packages/mdurl-*.dist-info"))

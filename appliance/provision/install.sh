@@ -163,7 +163,9 @@ else
     "$PYTHON" -m venv "$NEW_VENV"
     # Nothing from the board's pip configuration or environment (an extra index, find-links, a
     # constraints file) reaches this pip: only the release and, with --online, the public index.
-    pip=(env -i PATH="$PATH" HOME="$WORK" PIP_CONFIG_FILE=/dev/null "$NEW_VENV/bin/python" -m pip install
+    pip=(env -i PATH="$PATH" HOME="$WORK" PIP_CONFIG_FILE=/dev/null
+         ${https_proxy:+https_proxy="$https_proxy"} ${HTTPS_PROXY:+HTTPS_PROXY="$HTTPS_PROXY"}
+         "$NEW_VENV/bin/python" -m pip install
          --no-cache-dir --disable-pip-version-check --require-hashes --only-binary=:all: --find-links "$RELEASE")
     if [ "$ONLINE" -eq 0 ]; then
         say "installing $APPLIANCE_DIST $VERSION from the release $RELEASE (no package index)"
@@ -173,8 +175,11 @@ else
         # The appliance's own name is never looked up on an index (anyone may publish that name).
         grep -v "^$APPLIANCE_DIST==" "$WORK/lock" >"$WORK/deps.lock" || true
         grep "^$APPLIANCE_DIST==" "$WORK/lock" >"$WORK/own.lock"
+        # The board's own trust store (Debian's), so that a site's TLS-inspecting proxy it trusts works too.
+        [ ! -f /etc/ssl/certs/ca-certificates.crt ] || pip+=(--cert /etc/ssl/certs/ca-certificates.crt)
         install_cmd() {
-            if [ -s "$WORK/deps.lock" ]; then "${pip[@]}" -r "$WORK/deps.lock"; fi
+            # (set -e does not apply inside a function called from a condition: each step says so itself)
+            if [ -s "$WORK/deps.lock" ]; then "${pip[@]}" -r "$WORK/deps.lock" || return 1; fi
             "${pip[@]}" --no-index --no-deps -r "$WORK/own.lock"
         }
     fi
