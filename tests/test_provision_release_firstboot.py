@@ -172,3 +172,18 @@ def test_first_boot_after_a_power_cut_mid_install_finishes_the_job(tmp_path: Pat
                             capture_output=True, text=True, timeout=300, cwd=tmp_path, env=clean_env())
     assert verify.returncode == 0, verify.stdout + verify.stderr
     assert "[PASS] models" in (boot / "crowd-appliance" / "firstboot.log").read_text()
+
+
+def test_the_kernel_command_line_hook_never_leaves_the_board_stuck_in_it(tmp_path: Path) -> None:
+    """A release folder without the unit (copied in part): the hook still comes off cmdline.txt
+    and the script ends with 0, so the board reboots into its normal system; the card's log says why."""
+    release = tmp_path / "release"
+    release.mkdir()
+    shutil.copy(SCRIPT, release / SCRIPT.name)
+    root = tmp_path / "root"
+    boot = card(root, release)
+    proc = subprocess.run(["bash", str(release / SCRIPT.name), "--root", str(root)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert (boot / "cmdline.txt").read_text() == PI_CMDLINE + "\n"
+    assert not (root / "etc" / "systemd" / "system" / UNIT_NAME).exists()
+    assert f"error: enabling {UNIT_NAME} failed" in (boot / "crowd-appliance" / "firstboot.log").read_text()

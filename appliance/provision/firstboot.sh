@@ -44,10 +44,10 @@ say() { echo "firstboot: $*"; [ ! -d "$CARD" ] || echo "firstboot: $*" >>"$LOG";
 fail() { say "error: $*"; exit "${2:-1}"; }
 
 if [ "$MODE" = enable ]; then
-    units="$ROOT/etc/systemd/system"
-    install -d -m 0755 "$units" "$units/multi-user.target.wants"
-    install -m 0644 "$HERE/$UNIT" "$units/$UNIT"
-    ln -sfn "../$UNIT" "$units/multi-user.target.wants/$UNIT"
+    # This runs instead of the normal boot (kernel-command-line.target): whatever goes wrong, take
+    # the hook off cmdline.txt first and end with 0, so the board reboots into its normal system
+    # (and says so in the log on the card) instead of coming back here for ever.
+    trap 'say "error: enabling $UNIT failed (line $LINENO); booting without it"; exit 0' ERR
     # Our words off the one-line cmdline.txt; the boot-once words stay while another
     # systemd.run= (Raspberry Pi Imager's firstrun.sh) still needs them.
     cmdline="$BOOT/cmdline.txt"
@@ -69,10 +69,15 @@ if [ "$MODE" = enable ]; then
             kept=("${filtered[@]}")
         fi
         printf '%s\n' "${kept[*]}" >"$cmdline.new"
-        sync "$cmdline.new" 2>/dev/null || sync
+        sync
         mv -f "$cmdline.new" "$cmdline"
         sync
     fi
+    units="$ROOT/etc/systemd/system"
+    install -d -m 0755 "$units" "$units/multi-user.target.wants"
+    install -m 0644 "$HERE/$UNIT" "$units/$UNIT"
+    ln -sfn "../$UNIT" "$units/multi-user.target.wants/$UNIT"
+    sync
     say "$UNIT installed and enabled; it runs on the next boot"
     exit 0
 fi
