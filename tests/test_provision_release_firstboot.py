@@ -127,7 +127,10 @@ def test_first_boot_installs_moves_the_key_off_the_card_and_runs_once(tmp_path: 
     log = (boot / "crowd-appliance" / "firstboot.log").read_text()
     assert f"firstboot: bundle {DEVICE}.tar.gz moved off the boot partition" in log
     assert "[PASS] models" in log and "--root: appliance.service not started" in log
-    assert (root / "opt" / "crowd-appliance" / ".venv" / "bin" / "appliance").exists()
+    # The service user reads the venv although first boot keeps its own files private (umask 077).
+    venv = (root / "opt" / "crowd-appliance" / ".venv").resolve()
+    package = next(venv.glob("lib/python3.*/site-packages/appliance/__init__.py"))
+    assert mode(package) == 0o644 and mode(venv / "bin" / "appliance") == 0o755
 
     # Nothing left to do: the unit's conditions are false, and the script itself says so.
     again = firstboot(root, "--install")

@@ -12,6 +12,9 @@
 # place; the outbox in /var/lib/crowd-appliance is never touched. Exit 0: self-test green, 1: red,
 # 2: bad usage or a release that does not verify.
 set -euo pipefail
+# The venv must be readable by the service user whatever umask the caller had (first boot runs
+# with 077); files that must be private get their mode explicitly below.
+umask 022
 
 DEVICE_ID="@DEVICE_ID@"
 VERSION="@APPLIANCE_VERSION@"

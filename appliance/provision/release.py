@@ -86,7 +86,8 @@ def _pip(args: List[str], what: str) -> None:
     proc = subprocess.run([sys.executable, "-m", "pip", *args], capture_output=True, text=True, env=env)
     if proc.returncode != 0:
         lines = [ln for ln in (proc.stderr or proc.stdout).splitlines() if ln.strip() and "WARNING" not in ln]
-        raise ReleaseBuildError(f"{what} failed: {lines[-1].strip() if lines else f'pip exited {proc.returncode}'}")
+        last = lines[-1].strip() if lines else f"pip exited {proc.returncode}"
+        raise ReleaseBuildError(f"{what} failed (no network, or no wheel for the target?): {last}")
 
 
 def build_appliance_wheel(checkout: Path, dest: Path) -> Path:
