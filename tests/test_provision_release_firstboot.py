@@ -7,6 +7,7 @@ partition, runs the self-test and starts the service. Tested against a ``--root`
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 import stat
 import subprocess
@@ -114,9 +115,14 @@ def test_first_boot_installs_moves_the_key_off_the_card_and_runs_once(tmp_path: 
     boot = card(root, local_release)
     (boot / "crowd-appliance" / "bundle").mkdir()
     shutil.copy(tmp_path / "bundles" / f"{DEVICE}.tar.gz", boot / "crowd-appliance" / "bundle")
+    # A second name for the bundle file's blocks: what a deleted file's clusters would still hold.
+    witness = tmp_path / "witness"
+    os.link(boot / "crowd-appliance" / "bundle" / f"{DEVICE}.tar.gz", witness)
+    size = witness.stat().st_size
 
     proc = firstboot(root, "--install")
     assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert witness.read_bytes() == bytes(size)  # overwritten with zeros before it was deleted
     key = (pki / "devices" / DEVICE / f"{DEVICE}.key").read_bytes()
     installed_key = root / "etc" / "crowd-appliance" / "tls" / f"{DEVICE}.key"
     assert installed_key.read_bytes() == key and mode(installed_key) == 0o600
@@ -136,17 +142,21 @@ def test_first_boot_installs_moves_the_key_off_the_card_and_runs_once(tmp_path: 
     again = firstboot(root, "--install")
     assert again.returncode == 0 and "nothing to install" in again.stdout
 
-    # A power cut while the bundle was being unpacked: the bundle is still on the card, a partial
-    # unpack on the root file system. The next boot finishes (the release is already installed).
+    # A power cut while the bundle was being staged: the bundle is still on the card (this time
+    # unpacked on the laptop), a partial copy on the root file system. The next boot finishes
+    # (the release is already installed).
     (boot / "crowd-appliance" / "bundle").mkdir()
-    shutil.copy(tmp_path / "bundles" / f"{DEVICE}.tar.gz", boot / "crowd-appliance" / "bundle")
+    subprocess.run(["tar", "-xzf", str(tmp_path / "bundles" / f"{DEVICE}.tar.gz"), "-C",
+                    str(boot / "crowd-appliance" / "bundle")], check=True)
     partial = root / "var" / "lib" / "crowd-appliance-firstboot" / "unpack" / DEVICE
     partial.mkdir(parents=True)
     (partial / "site.yaml").write_text("device_id: cam-fi")
     proc = firstboot(root, "--install")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "is already installed" in proc.stdout
+    assert f"firstboot: bundle {DEVICE} moved off the boot partition" in proc.stdout
     assert not (boot / "crowd-appliance" / "bundle").exists()
+    no_key_on_the_card(boot, key)
     assert not (root / "var" / "lib" / "crowd-appliance-firstboot").exists()
 
 

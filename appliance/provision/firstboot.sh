@@ -82,29 +82,34 @@ if [ "$MODE" = enable ]; then
     exit 0
 fi
 
-# --- install mode: 1. the bundle off the FAT partition, into a root-only folder on the root file system
+# --- install mode: 1. the bundle off the FAT partition, into a root-only folder on the root file
+# system. The bundle as made (<id>.tar.gz) or already unpacked on the laptop (<id>/install.sh ...).
 shopt -s nullglob
-bundles=("$CARD"/bundle/*.tar.gz)
+bundles=("$CARD"/bundle/*.tar.gz "$CARD"/bundle/*/install.sh)
 shopt -u nullglob
 if [ ${#bundles[@]} -gt 1 ]; then
-    fail "more than one bundle in $CARD/bundle (${bundles[*]##*/}); leave exactly one <device id>.tar.gz there" 2
+    fail "more than one bundle in $CARD/bundle; leave exactly one <device id>.tar.gz there" 2
 fi
 if [ ${#bundles[@]} -eq 1 ]; then
     install -d -m 0700 "$STAGE"
     rm -rf "$STAGE/unpack"
     mkdir -m 0700 "$STAGE/unpack"
-    tar -xzf "${bundles[0]}" -C "$STAGE/unpack" --no-same-owner || fail "${bundles[0]}: cannot unpack the bundle" 2
+    case "${bundles[0]}" in
+        *.tar.gz) tar -xzf "${bundles[0]}" -C "$STAGE/unpack" --no-same-owner \
+                      || fail "${bundles[0]}: cannot unpack the bundle" 2 ;;
+        *) cp -r "$(dirname "${bundles[0]}")" "$STAGE/unpack/" ;;
+    esac
     sync
     rm -rf "$STAGE/bundle"
     mv "$STAGE/unpack" "$STAGE/bundle"
     sync
-    # The key now lives only on the root file system: overwrite the FAT copy before deleting it
-    # (a delete alone leaves its clusters readable on the card).
-    size=$(stat -c %s "${bundles[0]}")
-    dd if=/dev/zero of="${bundles[0]}" bs="$size" count=1 conv=notrunc,fsync status=none
+    # The key now lives only on the root file system: overwrite every file of the FAT copy before
+    # deleting it (a delete alone leaves its clusters readable on the card).
+    find "$CARD/bundle" -type f -size +0 -exec sh -c \
+        'dd if=/dev/zero of="$1" bs="$(stat -c %s "$1")" count=1 conv=notrunc,fsync status=none' sh {} \;
     rm -rf "$CARD/bundle"
     sync
-    say "bundle ${bundles[0]##*/} moved off the boot partition"
+    say "bundle $(basename "${bundles[0]%/install.sh}") moved off the boot partition"
 fi
 [ -d "$STAGE/bundle" ] || { say "nothing to install (no bundle in $CARD/bundle)"; exit 0; }
 installers=("$STAGE"/bundle/*/install.sh)

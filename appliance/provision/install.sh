@@ -192,6 +192,7 @@ else
         echo "install.sh: error: pip install failed; the previous install is unchanged (full log: $pip_log)" >&2
         exit 1
     fi
+    sync  # the venv's files on disk before the mark that says it is complete
     touch "$NEW_VENV/.complete"
 fi
 previous="$(readlink "$PREFIX/.venv" 2>/dev/null || true)"
@@ -200,6 +201,7 @@ if [ -d "$PREFIX/.venv" ] && [ ! -L "$PREFIX/.venv" ]; then
 fi
 ln -sfn "venvs/$RELEASE_ID" "$PREFIX/.venv.next"
 mv -T "$PREFIX/.venv.next" "$PREFIX/.venv"
+sync
 # Keep the running venv and the one before it (to go back by hand); older ones go.
 for old in "$VENVS"/*; do
     [ "$old" = "$NEW_VENV" ] || [ "venvs/$(basename "$old")" = "$previous" ] || rm -rf "$old"
