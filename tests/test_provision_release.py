@@ -239,3 +239,23 @@ def test_online_fetches_only_what_the_release_lacks_and_only_by_its_hash(
     assert "missing dependencies from the public index (hash-pinned)" in proc.stdout
     venv = root / "opt" / "crowd-appliance" / ".venv"
     assert list(venv.resolve().glob("lib/python3.*/site-packages/mdurl-*.dist-info"))
+
+
+@pytest.mark.slow
+def test_install_refuses_a_release_for_another_board_before_touching_it(tmp_path: Path, local_release: Path) -> None:
+    make_bundle(tmp_path, DEVICE)
+    bundle_dir = unpack_bundle(tmp_path, DEVICE)
+    other = tmp_path / "other"
+    other.mkdir()
+    for f in local_release.iterdir():
+        if f.name != "release.json":
+            (other / f.name).symlink_to(f)
+    meta = json.loads((local_release / "release.json").read_text())
+    (other / "release.json").write_text(json.dumps({**meta, "arch": "aarch64", "python": "3.13"}))
+    root = tmp_path / "root"
+    root.mkdir()
+    proc = install(bundle_dir, "--release", str(other), "--root", str(root), no_network=False)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert proc.stderr.startswith(f"install.sh: error: {other}/release.json: the release is for aarch64 Python 3.13, "
+                                  "this board is ") and proc.stderr.count("\n") == 1
+    assert files_under(root) == []
