@@ -43,7 +43,7 @@ from appliance.pipeline import Pipeline
 from appliance.progress import Progress
 from appliance.publish import AuditHead, Publisher, RetainedDocument, make_birth, make_publisher
 from appliance.publish.discovery import AnnouncedTopics, discovery_messages
-from appliance.publish.outbox import outbox_path
+from appliance.publish.outbox.store import outbox_path
 from appliance.schedule import Schedule
 from appliance.transparency import Notice, build_notice, notice_hash, notice_payload
 from appliance.vocabulary import ModelInfo

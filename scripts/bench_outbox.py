@@ -47,8 +47,8 @@ import appliance
 from appliance.config import config_hash, load_config
 from appliance.publish import CountsMessage, CountStats, EgressPolicy, Outbox, make_birth, make_publisher, utcnow
 from appliance.publish.envelope import Envelope
+from appliance.publish.outbox.writer import OutboxWriter
 from appliance.publish.publisher import MqttPublisher
-from appliance.publish.writer import OutboxWriter
 
 DEVICE_ID = "bench-0001"
 # What the appliance's paho client allows in flight at the broker (MqttLink); the direct arm uses

@@ -14,8 +14,8 @@ from test_publish_mqtt import counts, publisher_for
 from appliance.config import load_config
 from appliance.publish import CameraHealth, HealthMessage, MqttPublisher, Outbox
 from appliance.publish.egress import EgressError
-from appliance.publish.outbox import Sealed
-from appliance.publish.writer import OutboxWriter
+from appliance.publish.outbox.rows import Sealed
+from appliance.publish.outbox.writer import OutboxWriter
 
 
 class Clock:
@@ -76,7 +76,7 @@ def test_refused_payload_consumes_no_seq_and_stores_nothing(tmp_path: Path) -> N
 
 
 def test_append_checks_continuity_and_records_declared_losses(tmp_path: Path) -> None:
-    from appliance.publish.outbox import OutboxConflict
+    from appliance.publish.outbox.store import OutboxConflict
 
     box = Outbox(tmp_path / "o.db", max_bytes=1 << 20, max_age_s=3600)
     put(box, "counts")

@@ -38,8 +38,8 @@ from appliance.publish import (
     check_broker,
     utcnow,
 )
+from appliance.publish.client import BROKER_WINDOW
 from appliance.publish.messages import FrameCounters
-from appliance.publish.mqtt_client import BROKER_WINDOW
 from appliance.publish.paho_loop import ExpiryProperties
 from appliance.vocabulary import Heatmap, LineCounts, ZoneStats
 

@@ -31,10 +31,10 @@ from pydantic import ValidationError
 from appliance.errors import InputError
 from appliance.monitor.state import FleetState
 from appliance.monitor.view import fleet_table, json_line
+from appliance.publish.client import BrokerRejected, BrokerUnreachable, parse_url
 from appliance.publish.discovery import COMPONENTS
 from appliance.publish.egress import PROBE_KIND
 from appliance.publish.messages import MESSAGE_TYPES, parse_payload
-from appliance.publish.mqtt_client import BrokerRejected, BrokerUnreachable, parse_url
 from appliance.transparency.notice import NOTICE_KIND, Notice
 
 log = logging.getLogger(__name__)

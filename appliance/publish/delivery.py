@@ -34,11 +34,12 @@ from paho.mqtt.enums import MQTTProtocolVersion
 from appliance.config.schema import MqttConfig
 from appliance.errors import BrokerError, DeliveryFailed
 from appliance.publish.backoff import FullJitterBackoff
+from appliance.publish.client import BrokerRejected, MqttLink
 from appliance.publish.egress import ApprovedPayload, EgressError, EgressPolicy
 from appliance.publish.lifecycle import Boot
-from appliance.publish.mqtt_client import BrokerRejected, MqttLink
-from appliance.publish.outbox import Outbox, OutboxRow, is_transient
-from appliance.publish.writer import OutboxWriter
+from appliance.publish.outbox.rows import OutboxRow
+from appliance.publish.outbox.store import Outbox, is_transient
+from appliance.publish.outbox.writer import OutboxWriter
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from typing import Optional
 
 from appliance.publish.egress import ApprovedPayload, EgressPolicy
 from appliance.publish.messages import Message
-from appliance.publish.outbox import Sealed
+from appliance.publish.outbox.rows import Sealed
 
 
 class Envelope:

@@ -14,7 +14,7 @@ from typing import Iterable, Optional, Tuple
 from appliance.publish.egress import ApprovedPayload
 from appliance.publish.envelope import Envelope
 from appliance.publish.messages import AuditHead, ModelInfo, StatusMessage, utcnow
-from appliance.publish.outbox import Sealed
+from appliance.publish.outbox.rows import Sealed
 
 
 def make_birth(

@@ -17,7 +17,7 @@
 
 ``publish`` never blocks on the network: it stamps the envelope, runs the egress check (raising
 :class:`EgressError` on a violation, consuming no seq) and stores the message (see
-:mod:`writer`: held in memory while the disk refuses). The delivery thread (:mod:`delivery`)
+:mod:`outbox.writer`: held in memory while the disk refuses). The delivery thread (:mod:`delivery`)
 drains the outbox to the broker. A ``HealthMessage`` gets its ``outbox`` and ``link`` sections
 from the publisher, and ``ok`` becomes ``degraded`` while delivery is stuck (:mod:`stats`).
 
@@ -39,15 +39,16 @@ from typing_extensions import NotRequired, TypedDict, Unpack
 
 from appliance.config.schema import MqttConfig, OutboxConfig, PublishConfig
 from appliance.publish.backoff import FullJitterBackoff
+from appliance.publish.client import BrokerUnreachable, MqttLink
 from appliance.publish.delivery import DeliveryLoop
 from appliance.publish.egress import ApprovedPayload, EgressError, EgressPolicy, RetainedDocument
 from appliance.publish.envelope import Envelope
 from appliance.publish.lifecycle import Boot, seal_boot
 from appliance.publish.messages import HealthMessage, Message, StatusMessage, utcnow
-from appliance.publish.mqtt_client import BrokerUnreachable, MqttLink
-from appliance.publish.outbox import Outbox, OutboxStats, Sealed, outbox_path
+from appliance.publish.outbox.rows import OutboxStats, Sealed
+from appliance.publish.outbox.store import Outbox, outbox_path
+from appliance.publish.outbox.writer import OutboxWriter
 from appliance.publish.stats import PublisherStats, fill_health
-from appliance.publish.writer import OutboxWriter
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,8 @@ import time
 from collections import deque
 from typing import Callable, Deque, Optional
 
-from appliance.publish.outbox import Outbox, Sealed, is_transient
+from appliance.publish.outbox.rows import Sealed
+from appliance.publish.outbox.store import Outbox, is_transient
 
 log = logging.getLogger(__name__)
 

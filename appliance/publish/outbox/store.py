@@ -41,6 +41,7 @@ is eventually delivered, in seq order with the rest of the backlog.
 
 from __future__ import annotations
 
+import errno
 import sqlite3
 import threading
 import time
@@ -48,29 +49,32 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, List, Optional, Tuple
 
+from appliance.config.schema import OutboxConfig
+from appliance.config.transport import state_path
 from appliance.errors import ApplianceError, InputError
 from appliance.publish.lockfile import FileLock
-from appliance.publish.outbox_types import (
-    OutboxConflict,
-    OutboxRow,
-    OutboxStats,
-    Sealed,
-    is_disk_full,
-    is_transient,
-    outbox_path,
-)
+from appliance.publish.outbox.rows import OutboxRow, OutboxStats, Sealed
 
-# Defined beside, part of the outbox's interface.
-__all__ = [
-    "Outbox",
-    "OutboxConflict",
-    "OutboxRow",
-    "OutboxStats",
-    "Sealed",
-    "is_disk_full",
-    "is_transient",
-    "outbox_path",
-]
+
+def outbox_path(cfg: OutboxConfig, device_id: str) -> Path:
+    """``outbox.path`` with its placeholders filled: one outbox per device by default."""
+    return state_path(cfg.path, device_id)
+
+
+class OutboxConflict(ApplianceError):
+    """A write that would break seq continuity: someone else wrote to the file. Exit 1."""
+
+def is_disk_full(exc: BaseException) -> bool:
+    if isinstance(exc, OSError):
+        return exc.errno in (errno.ENOSPC, errno.EDQUOT)
+    return isinstance(exc, sqlite3.Error) and "full" in str(exc).lower()
+
+
+def is_transient(exc: sqlite3.Error) -> bool:
+    """Locked, busy, disk full, I/O: may clear by itself. Anything else (a corrupt file, a closed
+    connection) will not, and retrying would only hide it."""
+    return isinstance(exc, sqlite3.OperationalError)
+
 
 # Cap drops go through kinds in this order. Anything not listed (status) is never dropped.
 DROP_ORDER: Tuple[str, ...] = ("health", "counts", "anomalies")
