@@ -15,7 +15,7 @@ from test_publish_faults import LockHolder, cfg_for, start
 from test_publish_mqtt import DEVICE, counts, first_occurrences, seqs, wait_until
 
 from appliance.publish import MqttPublisher, Outbox
-from appliance.publish.delivery import DELIVERY_WINDOW, PAGE_ROWS
+from appliance.publish.delivery import WINDOW
 
 pytestmark = pytest.mark.mqtt
 
@@ -46,7 +46,7 @@ def stored_seqs(path: Path, kind: str = "counts") -> List[int]:
 def test_a_backlog_drains_in_order_and_each_acked_message_is_deleted_once_in_batches(
     mosquitto: Broker, tmp_path: Path, subscribe, publishers, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    n = 2 * max(DELIVERY_WINDOW, PAGE_ROWS) + 37  # more than one page and one hand-off window
+    n = 2 * WINDOW + 37  # more than one page read and one hand-off window
     sub = subscribe(mosquitto, f"crowdmon/{DEVICE}/#", client_id="control-room", persistent=True)
     mosquitto.stop()
     pub = start(cfg_for(mosquitto.url, tmp_path / "o.db"), publishers)

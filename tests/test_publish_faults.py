@@ -110,7 +110,7 @@ def test_storage_that_stays_broken_ends_in_delivery_failed(mosquitto: Broker, tm
     try:
         mosquitto.start()
         assert pub.delivery is not None
-        wait_until(lambda: pub.delivery is not None and pub.delivery.failure is not None, timeout_s=30)
+        wait_until(lambda: pub.delivery is not None and pub.delivery.status.failure is not None, timeout_s=30)
         with pytest.raises(DeliveryFailed, match="outbox storage failing for 1 s: database is locked") as info:
             pub.check()
         assert info.value.exit_code == 1
@@ -330,33 +330,35 @@ def test_health_reports_the_broker_link_and_degrades_during_an_outage(
     assert after["state"] == "ok" and after["link"] == {**after["link"], "connected": True, "last_error": None}
 
 
-def test_a_link_that_just_went_down_is_reported_with_its_reason_before_the_delivery_thread_catches_up(
+def test_a_link_that_just_went_down_is_reported_with_its_reason_in_the_same_snapshot(
     mosquitto: Broker, tmp_path: Path, publishers
 ) -> None:
+    """Health built at any moment never says "disconnected" with no reason: the delivery status is
+    one immutable snapshot, replaced with both at once when paho sees the connection end."""
     pub = start(cfg_for(mosquitto.url, tmp_path / "o.db"), publishers)
     pub.connect(timeout_s=10)
-    delivery = pub.delivery
-    assert delivery is not None
-    # Hold the delivery thread at the point where it would record the lost link: health built in
-    # that moment must not say "disconnected" with no reason.
-    reached, release = threading.Event(), threading.Event()
-    report = delivery._report
+    seen: List[Any] = []
+    done = threading.Event()
 
-    def held_report(exc: Any) -> None:
-        reached.set()
-        release.wait(30)
-        report(exc)
+    def watch() -> None:
+        while not done.is_set():
+            stats = pub.stats()
+            seen.append((stats.connected, stats.last_error))
+            if not stats.connected:
+                return
 
-    delivery._report = held_report  # type: ignore[method-assign]
+    watcher = threading.Thread(target=watch)
+    watcher.start()
     try:
         mosquitto.stop()
-        assert reached.wait(30)
-        stats = pub.stats()
-        assert stats.connected is False
-        assert stats.last_error is not None and "lost" in stats.last_error
+        watcher.join(30)
     finally:
-        release.set()
+        done.set()
         mosquitto.start()
+    connected, error = seen[-1]
+    assert connected is False
+    assert error is not None and "lost" in error
+    assert all(e is None for c, e in seen if c), "while connected, no stale error"
 
 
 # --------------------------------------------------------------------------- reconnect policy

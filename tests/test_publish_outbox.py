@@ -13,17 +13,23 @@ from test_publish_mqtt import counts, publisher_for
 
 from appliance.config import load_config
 from appliance.publish import CameraHealth, HealthMessage, MqttPublisher, Outbox
+from appliance.publish.clock import Clock
 from appliance.publish.egress import EgressError
 from appliance.publish.outbox.rows import Sealed
 from appliance.publish.outbox.writer import OutboxWriter
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_700_000_000.0
+class SteppedClock(Clock):
+    """The device's clocks set by hand: time since boot only advances, the wall clock may step."""
 
-    def __call__(self) -> float:
-        return self.now
+    def __init__(self, wall_s: float = 1_700_000_000.0, boot_id: str = "boot-a") -> None:
+        self.wall_s = wall_s
+        self.since_boot_s = 100.0
+        super().__init__(wall=lambda: self.wall_s, since_boot=lambda: self.since_boot_s, boot_id=boot_id)
+
+    def advance(self, seconds: float) -> None:
+        self.wall_s += seconds
+        self.since_boot_s += seconds
 
 
 def sealed(seq: int, kind: str, size: int = 100) -> Sealed:
@@ -119,11 +125,11 @@ def test_cap_drops_health_then_counts_then_anomalies(tmp_path: Path) -> None:
 
 
 def test_age_limit_drops_old_health_and_counts_but_keeps_anomalies(tmp_path: Path) -> None:
-    clock = Clock()
+    clock = SteppedClock()
     box = Outbox(tmp_path / "o.db", max_bytes=1 << 20, max_age_s=3600, clock=clock)
     for kind in ("health", "counts", "anomalies"):
         put(box, kind)
-    clock.now += 3601
+    clock.advance(3601)
     put(box, "counts")
     assert kinds_left(box) == ["anomalies", "counts"]
     assert box.stats().dropped == {"health": 1, "counts": 1}
@@ -231,20 +237,149 @@ def test_a_long_outage_reaches_the_cap_and_health_reports_the_drops(tmp_path: Pa
         pub.close(clean=False)
 
 
-def test_a_file_from_before_the_vouched_column_opens_and_its_rows_are_rechecked(tmp_path: Path) -> None:
+def test_a_file_from_before_row_checksums_and_stamps_opens_and_its_rows_are_read(tmp_path: Path) -> None:
     path = tmp_path / "old.sqlite3"
     db = sqlite3.connect(str(path))
     db.executescript(
         "CREATE TABLE messages (seq INTEGER PRIMARY KEY, kind TEXT NOT NULL, topic TEXT NOT NULL,"
-        " payload BLOB NOT NULL, created REAL NOT NULL);"
-        "INSERT INTO messages VALUES (1, 'counts', 'p/d/counts', X'7B7D', strftime('%s', 'now'));"
+        " payload BLOB NOT NULL, created REAL NOT NULL, vouched BLOB);"
+        "INSERT INTO messages VALUES (1, 'counts', 'p/d/counts', X'7B7D', strftime('%s', 'now'), NULL);"
     )
     db.commit()
     db.close()
     box = Outbox(path, max_bytes=1 << 20, max_age_s=1e9)
     try:
-        assert [(r.seq, r.vouched) for r in box.pending()] == [(1, None)]
-        box.append(Sealed(2, "counts", "p/d/counts", b"{}", vouched=b"t" * 16), lost_before=1)
-        assert [(r.seq, r.vouched) for r in box.pending()] == [(1, None), (2, b"t" * 16)]
+        assert [r.seq for r in box.pending()] == [1]
+        box.append(Sealed(2, "counts", "p/d/counts", b"{}"), lost_before=1)
+        assert [r.seq for r in box.pending()] == [1, 2]
+        assert box.stats().quarantined == 0
+    finally:
+        box.close()
+
+
+# --------------------------------------------------------------------------- damage on disk
+
+
+def flip_in_file(path: Path, old: bytes, new: bytes) -> None:
+    """Change bytes of a closed SQLite file in place, as a worn SD card would."""
+    data = path.read_bytes()
+    assert data.count(old) == 1, f"{old!r} must occur once in the file"
+    assert len(old) == len(new)
+    path.write_bytes(data.replace(old, new))
+
+
+def box_with_rows(path: Path, n: int = 4) -> Outbox:
+    box = Outbox(path, max_bytes=1 << 20, max_age_s=1e9)
+    for seq in range(1, n + 1):
+        payload = json.dumps({"seq": seq, "row": f"R{seq:03d}"}).encode()
+        box.append(Sealed(seq, "counts", f"p/d/counts-{seq:03d}", payload))
+    return box
+
+
+def quarantined_seqs(path: Path) -> List[int]:
+    db = sqlite3.connect(str(path))
+    try:
+        return [int(r[0]) for r in db.execute("SELECT seq FROM quarantine ORDER BY id")]
+    finally:
+        db.close()
+
+
+def test_a_damaged_byte_in_a_payload_quarantines_that_row_and_reading_goes_on(tmp_path: Path) -> None:
+    box_with_rows(tmp_path / "o.db").close()
+    flip_in_file(tmp_path / "o.db", b"R002", b"R992")
+    box = Outbox(tmp_path / "o.db", max_bytes=1 << 20, max_age_s=1e9)
+    try:
+        assert [r.seq for r in box.pending()] == [1, 3, 4]
+        assert box.stats().quarantined == 1 and box.stats().pending == 3
+    finally:
+        box.close()
+    assert quarantined_seqs(tmp_path / "o.db") == [2]
+
+
+def test_a_topic_that_no_longer_decodes_quarantines_that_row_not_the_whole_outbox(tmp_path: Path) -> None:
+    box_with_rows(tmp_path / "o.db").close()
+    flip_in_file(tmp_path / "o.db", b"counts-002", b"counts-\xff02")
+    box = Outbox(tmp_path / "o.db", max_bytes=1 << 20, max_age_s=1e9)
+    try:
+        assert [r.seq for r in box.pending()] == [1, 3, 4]
+        assert box.stats().quarantined == 1
+    finally:
+        box.close()
+
+
+def test_a_changed_seq_is_not_delivered_as_valid_data(tmp_path: Path) -> None:
+    box_with_rows(tmp_path / "o.db").close()
+    db = sqlite3.connect(str(tmp_path / "o.db"))
+    db.execute("UPDATE messages SET seq = 7 WHERE seq = 3")  # one digit of the stored key changed
+    db.commit()
+    db.close()
+    box = Outbox(tmp_path / "o.db", max_bytes=1 << 20, max_age_s=1e9)
+    try:
+        assert [r.seq for r in box.pending()] == [1, 2, 4]
+        assert box.stats().quarantined == 1
+    finally:
+        box.close()
+    assert quarantined_seqs(tmp_path / "o.db") == [7]
+
+
+@pytest.mark.parametrize("where", ["header", "b-tree page"])
+def test_a_file_sqlite_cannot_use_is_set_aside_and_a_fresh_one_continues_the_seq(tmp_path: Path, where: str) -> None:
+    path = tmp_path / "o.db"
+    box = box_with_rows(path, n=300)
+    boot_id, first = box.next_boot()
+    box.begin_boot(sealed(first, "status"), sealed(first + 1, "status"), boot_id)
+    last_seq = box.last_seq
+    box.close()
+    data = bytearray(path.read_bytes())
+    assert len(data) > 3 * 4096
+    start = 0 if where == "header" else 2 * 4096  # the third page: part of the messages table
+    data[start : start + 100] = b"\x5a" * 100
+    path.write_bytes(bytes(data))
+
+    box = Outbox(path, max_bytes=1 << 20, max_age_s=1e9)
+    try:
+        assert box.last_seq > last_seq, "the seq goes on above anything the damaged file held"
+        assert box.next_boot()[0] == boot_id + 1
+        assert box.stats().files_set_aside == 1 and box.stats().pending == 0
+        put(box, "counts")
+    finally:
+        box.close()
+    aside = [p.name for p in tmp_path.iterdir() if ".damaged-" in p.name]
+    assert len(aside) == 1 and aside[0].startswith("o.db.damaged-")
+
+
+# --------------------------------------------------------------------------- the clock
+
+
+def test_a_backlog_stored_before_ntp_stepped_the_clock_forward_is_not_aged_out(tmp_path: Path) -> None:
+    """A board without RTC boots in 1970; the broker is down; NTP then steps the clock 56 years
+    forward. The backlog is seconds old and must stay."""
+    clock = SteppedClock(wall_s=60.0)
+    box = Outbox(tmp_path / "o.db", max_bytes=1 << 20, max_age_s=7 * 86400, clock=clock)
+    for kind in ("health", "counts", "counts"):
+        put(box, kind)
+    clock.advance(30)
+    clock.wall_s = 1_765_000_000.0  # NTP
+    put(box, "counts")
+    assert kinds_left(box) == ["health", "counts", "counts", "counts"]
+    assert box.stats().dropped == {}
+    assert box.stats().oldest_age_s == pytest.approx(30)
+
+
+def test_after_a_reboot_ages_use_the_wall_clock_only_where_it_was_set(tmp_path: Path) -> None:
+    before = SteppedClock(wall_s=60.0, boot_id="boot-a")  # unset clock
+    box = Outbox(tmp_path / "o.db", max_bytes=1 << 20, max_age_s=3600, clock=before)
+    put(box, "counts")
+    before.wall_s = 1_765_000_000.0
+    put(box, "counts")  # stored with a set clock
+    box.close()
+    after = SteppedClock(wall_s=1_765_000_000.0 + 7200, boot_id="boot-b")
+    box = Outbox(tmp_path / "o.db", max_bytes=1 << 20, max_age_s=3600, clock=after)
+    try:
+        put(box, "counts")
+        # The 1970 row has no age any clock vouches for: kept (the byte cap still bounds it);
+        # the row stored with a set clock is two hours old by the wall clock: dropped.
+        assert [r.seq for r in box.pending()] == [1, 3]
+        assert box.stats().dropped == {"counts": 1}
     finally:
         box.close()

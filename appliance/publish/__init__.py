@@ -6,7 +6,7 @@ calls the pipeline makes, and ``docs/control-room.md`` for what a subscriber rec
 
 from __future__ import annotations
 
-from appliance.errors import AlreadyRunning, DeliveryFailed
+from appliance.errors import AlreadyRunning, BrokerError, DeliveryFailed
 from appliance.publish.backoff import FullJitterBackoff
 from appliance.publish.client import BrokerRejected, BrokerUnreachable, check_broker
 from appliance.publish.egress import ApprovedPayload, EgressError, EgressPolicy, RetainedDocument
@@ -41,6 +41,7 @@ __all__ = [
     "AnomalyMessage",
     "ApprovedPayload",
     "AuditHead",
+    "BrokerError",
     "BrokerRejected",
     "BrokerUnreachable",
     "CameraHealth",

@@ -1,4 +1,5 @@
-"""The MQTT link: one paho-mqtt 2.x client, driven by one thread, that only sends approved payloads.
+"""The MQTT link: one paho-mqtt 2.x client per connection, on paho's own network loop, that only
+sends approved payloads.
 
 What it adds over a bare paho client:
 
@@ -8,12 +9,15 @@ What it adds over a bare paho client:
 * The password comes from a file or an environment variable and is never logged or put in errors.
 * The last will (``offline``, retained) is registered *before* every connect.
 * Connection failures are classified into a clear one-line :class:`BrokerError`:
-  :class:`BrokerRejected` (wrong CA, host name mismatch, bad credentials, not authorised; retrying
-  will not help until someone fixes the config or the broker) and :class:`BrokerUnreachable`
-  (network; store-and-forward keeps buffering and retrying with backoff).
+  :class:`BrokerRejected` (wrong CA, host name mismatch, bad credentials, not authorised; retried
+  only every ``reconnect_max_s`` until someone fixes the config or the broker) and
+  :class:`BrokerUnreachable` (network, a server that closes mid-handshake; store-and-forward keeps
+  buffering and retrying with backoff).
 * It subscribes to nothing: the device takes no commands over MQTT.
 
-It is not thread-safe on purpose: the publisher's delivery thread owns it (see ``publisher.py``).
+paho's network thread (``loop_start``) reads, writes and pings; the delivery thread that owns the
+link publishes into it and takes the broker's acknowledgements in its own thread through
+:meth:`MqttLink.wait_for_acks`, so nothing of ours runs in paho's thread but recording an event.
 """
 
 from __future__ import annotations
@@ -23,9 +27,11 @@ import logging
 import os
 import socket
 import ssl
+import threading
 import time
+from collections import deque
 from pathlib import Path
-from typing import Callable, Dict, Optional, Tuple
+from typing import Callable, Deque, Dict, Optional, Tuple
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
@@ -37,7 +43,6 @@ from appliance.config.broker_url import BrokerAddress, BrokerUrlError, parse_bro
 from appliance.config.schema import MqttConfig
 from appliance.errors import BrokerError, InputError
 from appliance.publish.egress import ApprovedPayload, EgressPolicy
-from appliance.publish.paho_loop import ExpiryProperties, drive, queue_writes
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +97,9 @@ AckCallback = Callable[[int, Optional[str]], None]
 # queues any more it is handed and sends them as PUBACKs free the window.
 BROKER_WINDOW = 64
 
+# How long a clean DISCONNECT may take to go out before the socket is closed anyway.
+DISCONNECT_WAIT_S = 1.0
+
 # MQTT 5 carries a message expiry as a four-byte integer: 136 years, "never" for any broker. The
 # config accepts longer; packing one would raise in the delivery thread, on every restart.
 MAX_EXPIRY_S = 2**32 - 1
@@ -125,10 +133,17 @@ class MqttLink:
         self._client: Optional[paho.Client] = None
         self._connack: Optional[ReasonCode] = None
         self._lost = False
+        self._lost_reason = ""
         self.connected = False
         self.last_error: Optional[BrokerError] = None
+        self._closing = False  # we are ending the connection: its end is no loss
+        # Called in paho's thread when an established connection ends without us ending it.
+        self.on_lost: Optional[Callable[[BrokerError], None]] = None
+        # Written by paho's thread, taken by the owner's: (mid, refusal reason or None).
+        self._acks: Deque[Tuple[int, Optional[str]]] = deque()
+        self._event = threading.Event()  # an ack, the CONNACK or the end of the connection
         # The last expiry's PUBLISH properties: a backlog's counts mostly share one expiry in whole
-        # seconds, and building paho's Properties costs about a third of a publish.
+        # seconds, and paho only reads a message's properties.
         self._expiry_props: Optional[Tuple[int, Properties]] = None
 
     # ------------------------------------------------------------------ setup
@@ -147,6 +162,9 @@ class MqttLink:
             client_id=self.client_id,
             protocol=self.protocol,
             clean_session=None if v5 else True,
+            # One connection per client: a lost connection ends paho's thread, and the owner
+            # reconnects with its own backoff and resends from the outbox.
+            reconnect_on_failure=False,
         )
         client.connect_timeout = self.cfg.connect_timeout_s
         client.max_inflight_messages_set(BROKER_WINDOW)
@@ -167,7 +185,6 @@ class MqttLink:
         client.on_connect = self._handle_connect
         client.on_disconnect = self._handle_disconnect
         client.on_publish = self._handle_publish
-        queue_writes(client)
         return client
 
     # ------------------------------------------------------------------ paho callbacks
@@ -176,11 +193,17 @@ class MqttLink:
         self, client: paho.Client, userdata: object, flags: object, reason: ReasonCode, props: object
     ) -> None:
         self._connack = reason
+        self._event.set()
 
     def _handle_disconnect(
         self, client: paho.Client, userdata: object, flags: object, reason: ReasonCode, props: object
     ) -> None:
+        self._lost_reason = str(reason)
+        was_up, self.connected = self.connected, False
         self._lost = True
+        self._event.set()
+        if was_up and not self._closing and self.on_lost is not None:
+            self.on_lost(BrokerUnreachable(f"{self.address}: connection lost ({self._lost_reason})"))
 
     def _handle_publish(
         self, client: paho.Client, userdata: object, mid: int, reason: ReasonCode, props: object
@@ -188,7 +211,8 @@ class MqttLink:
         # MQTT 5 brokers say why a publish was refused (mosquitto: "Not authorized" for an ACL
         # denial); 3.1.1 brokers ack it silently and drop it.
         failed = reason is not None and reason.is_failure
-        self._on_ack(mid, str(reason) if failed else None)
+        self._acks.append((mid, str(reason) if failed else None))
+        self._event.set()
 
     # ------------------------------------------------------------------ connecting
 
@@ -217,6 +241,9 @@ class MqttLink:
         self._client = client = self._new_client()
         self._connack = None
         self._lost = False
+        self._closing = False
+        self._acks.clear()
+        self._event.clear()
         where = str(self.address)
         try:
             if self.protocol == MQTTProtocolVersion.MQTTv5:
@@ -230,18 +257,24 @@ class MqttLink:
                     "check mqtt.tls.ca_file and that the URL host matches the certificate"
                 )
             ) from None
+        except (ssl.SSLEOFError, ssl.SSLZeroReturnError, ssl.SSLSyscallError) as exc:
+            # The server went away mid-handshake (a load balancer with no backend, a broker
+            # restarting): an outage, not a verdict on our identity.
+            raise self._fail(
+                BrokerUnreachable(f"{where}: connection closed during the TLS handshake ({_ssl_reason(exc)})")
+            ) from None
         except ssl.SSLError as exc:
             raise self._fail(BrokerRejected(f"{where}: TLS handshake failed: {_ssl_reason(exc)}")) from None
         except (socket.timeout, TimeoutError):
             raise self._fail(BrokerUnreachable(f"{where}: connection timed out after {timeout_s:g} s")) from None
         except OSError as exc:
             raise self._fail(BrokerUnreachable(f"{where}: cannot connect: {exc.strerror or exc}")) from None
+        client.loop_start()
 
         deadline = time.monotonic() + timeout_s
         while self._connack is None and not self._lost and time.monotonic() < deadline:
-            rc = drive(client, 0.05)
-            if rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_AGAIN):
-                self._lost = True
+            self._event.wait(min(0.05, max(0.0, deadline - time.monotonic())))
+            self._event.clear()
         if self._connack is None:
             self.close_socket()
             if self._lost and self.address.tls:
@@ -263,8 +296,9 @@ class MqttLink:
             if "protocol version" in reason.lower():
                 raise self._fail(BrokerUnreachable(f"{where}: broker refused the connection: {reason}"))
             raise self._fail(BrokerRejected(f"{where}: broker refused the connection: {reason}"))
-        self.connected = True
-        self.last_error = None
+        self.connected = not self._lost
+        if self.connected:
+            self.last_error = None
 
     def _fail(self, exc: BrokerError) -> BrokerError:
         # The error first: a reader on another thread that sees the link down also sees why.
@@ -274,13 +308,19 @@ class MqttLink:
 
     # ------------------------------------------------------------------ running
 
-    def loop(self, timeout_s: float) -> bool:
-        """Do network I/O for up to ``timeout_s``; returns whether the connection is still up."""
-        if self._client is None or not self.connected:
+    def wait_for_acks(self, timeout_s: float) -> bool:
+        """Wait up to ``timeout_s`` for the broker (an ack, or the connection ending), hand every ack
+        that came to ``on_ack`` in this thread, and return whether the connection is still up."""
+        if self._client is None:
             return False
-        rc = drive(self._client, timeout_s)
-        if self._lost or rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_AGAIN):
-            self._fail(BrokerUnreachable(f"{self.address}: connection lost ({paho.error_string(rc)})"))
+        if not self._acks and not self._lost:
+            self._event.wait(timeout_s)
+        self._event.clear()
+        while self._acks:
+            mid, refused = self._acks.popleft()
+            self._on_ack(mid, refused)
+        if self._lost and self._client is not None:
+            self._fail(BrokerUnreachable(f"{self.address}: connection lost ({self._lost_reason})"))
             self.close_socket()
         return self.connected
 
@@ -310,7 +350,9 @@ class MqttLink:
         # paho only reads a message's properties (to pack them, again on a resend): one object can
         # serve every message with the same expiry.
         if self._expiry_props is None or self._expiry_props[0] != expiry_s:
-            self._expiry_props = (expiry_s, ExpiryProperties(expiry_s))
+            props = Properties(PacketTypes.PUBLISH)
+            props.MessageExpiryInterval = expiry_s
+            self._expiry_props = (expiry_s, props)
         return self._expiry_props[1]
 
     def disconnect(self, *, send_will: bool = False) -> None:
@@ -318,30 +360,35 @@ class MqttLink:
         client = self._client
         if client is None:
             return
-        if self.connected and not send_will:
-            client.disconnect()
-            # Let the DISCONNECT packet go out before the socket closes.
-            for _ in range(10):
-                if drive(client, 0.02) != MQTTErrorCode.MQTT_ERR_SUCCESS:
-                    break
-        elif self.connected and self.protocol == MQTTProtocolVersion.MQTTv5:
-            client.disconnect(reasoncode=ReasonCode(PacketTypes.DISCONNECT, "Disconnect with will message"))
-            for _ in range(10):
-                if drive(client, 0.02) != MQTTErrorCode.MQTT_ERR_SUCCESS:
-                    break
+        self._closing = True
+        if self.connected and (not send_will or self.protocol == MQTTProtocolVersion.MQTTv5):
+            if send_will:
+                client.disconnect(reasoncode=ReasonCode(PacketTypes.DISCONNECT, "Disconnect with will message"))
+            else:
+                client.disconnect()
+            # paho's thread writes the DISCONNECT and ends; a broker that does not read gets the
+            # socket closed after a moment instead.
+            deadline = time.monotonic() + DISCONNECT_WAIT_S
+            while not self._lost and time.monotonic() < deadline:
+                self._event.wait(0.02)
         self.close_socket()
-        self.connected = False
 
     def close_socket(self) -> None:
+        """Drop the connection without a DISCONNECT (the broker publishes the will), and end
+        paho's thread for it."""
         client, self._client = self._client, None
+        self._closing = True
+        self.connected = False
         if client is None:
             return
-        # Closing the socket now makes the broker see the connection end at once. (paho makes its
-        # wake-up socket pair only in loop(), which drive() does not call.)
         sock = client.socket()
         if sock is not None:
+            # Only shut down here (paho's thread may be in select() on it): it reads the end of the
+            # stream, closes the socket itself and its thread ends (no reconnect on failure). The
+            # plain socket's shutdown: SSLSocket.shutdown would drop the TLS state under that thread.
             with contextlib.suppress(OSError):
-                sock.close()
+                socket.socket.shutdown(sock, socket.SHUT_RDWR)  # type: ignore[arg-type]
+        client.loop_stop()
 
 
 def _ssl_reason(exc: ssl.SSLError) -> str:
@@ -378,7 +425,7 @@ def check_broker(mqtt: MqttConfig, device_id: str, timeout_s: float = 10.0) -> s
         mid = link.publish(probe)
         deadline = time.monotonic() + timeout_s
         while mid not in result and link.connected and time.monotonic() < deadline:
-            link.loop(0.05)
+            link.wait_for_acks(0.05)
     finally:
         link.disconnect()
     if mid not in result:

@@ -118,6 +118,16 @@ class OutboxHealth(Value):
     lost: Count = Field(
         0, description="messages lost: the disk refused them and the memory queue overflowed; their seqs are gaps"
     )
+    quarantined: Count = Field(
+        0,
+        description="stored messages set aside undelivered: damaged on disk (checksum, encoding) or refused by the "
+        "egress re-check; their seqs are gaps",
+    )
+    files_set_aside: Count = Field(
+        0,
+        description="outbox files SQLite could not use, renamed *.damaged-<time> and replaced by a fresh one; "
+        "their undelivered messages are gaps in seq",
+    )
 
 
 class AuditHead(Value):
@@ -156,15 +166,29 @@ class Message(Value):
     boot_id: int = Field(0, ge=0, description="incremented every time the appliance starts")
     seq: int = Field(0, ge=0, description="per-device sequence number, monotonic across restarts")
     sent_at: Optional[UtcDatetime] = Field(None, description="when the device queued this message")
+    clock_synced: bool = Field(
+        True,
+        description="false when the device's wall clock had not been set yet (a board without a real-time "
+        "clock before NTP): sent_at and the other timestamps in this message are then not real time",
+    )
 
     @property
     def stamped(self) -> bool:
         return bool(self.device_id) and self.boot_id > 0 and self.seq > 0 and self.sent_at is not None
 
-    def stamp(self, *, device_id: str, boot_id: int, seq: int, sent_at: Optional[datetime] = None) -> Message:
+    def stamp(
+        self,
+        *,
+        device_id: str,
+        boot_id: int,
+        seq: int,
+        sent_at: Optional[datetime] = None,
+        clock_synced: bool = True,
+    ) -> Message:
         """A validated copy carrying the envelope (``model_copy`` would skip validation)."""
         data = self.model_dump()
         data.update(device_id=device_id, boot_id=boot_id, seq=seq, sent_at=sent_at or utcnow())
+        data["clock_synced"] = clock_synced
         return type(self).model_validate(data)
 
     def to_json_bytes(self) -> bytes:
@@ -192,7 +216,7 @@ class StatusMessage(Message):
 
     def as_offline(self) -> StatusMessage:
         """The death message matching this birth: same content, ``offline``, envelope not yet stamped."""
-        data = self.model_dump(exclude={"device_id", "boot_id", "seq", "sent_at"})
+        data = self.model_dump(exclude={"device_id", "boot_id", "seq", "sent_at", "clock_synced"})
         data["state"] = "offline"
         return StatusMessage.model_validate(data)
 

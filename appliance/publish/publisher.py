@@ -40,11 +40,12 @@ from typing_extensions import NotRequired, TypedDict, Unpack
 from appliance.config.schema import MqttConfig, OutboxConfig, PublishConfig
 from appliance.publish.backoff import FullJitterBackoff
 from appliance.publish.client import BrokerUnreachable, MqttLink
-from appliance.publish.delivery import DeliveryLoop
+from appliance.publish.clock import Clock
+from appliance.publish.delivery import DeliveryLoop, DeliveryStatus
 from appliance.publish.egress import ApprovedPayload, EgressError, EgressPolicy, RetainedDocument
 from appliance.publish.envelope import Envelope
 from appliance.publish.lifecycle import Boot, seal_boot
-from appliance.publish.messages import HealthMessage, Message, StatusMessage, utcnow
+from appliance.publish.messages import HealthMessage, Message, StatusMessage
 from appliance.publish.outbox.rows import OutboxStats, Sealed
 from appliance.publish.outbox.store import Outbox, outbox_path
 from appliance.publish.outbox.writer import OutboxWriter
@@ -76,6 +77,7 @@ class PublisherArgs(TypedDict):
     birth: StatusMessage
     documents: NotRequired[Sequence[RetainedDocument]]
     discovery_prefix: NotRequired[Optional[str]]
+    clock: NotRequired[Optional[Clock]]
 
 
 class _Base:
@@ -90,6 +92,7 @@ class _Base:
         birth: StatusMessage,
         documents: Sequence[RetainedDocument] = (),
         discovery_prefix: Optional[str] = None,
+        clock: Optional[Clock] = None,
     ) -> None:
         if birth.state != "online":
             raise ValueError("the birth message must be 'online'")
@@ -103,7 +106,8 @@ class _Base:
         )
         # Checked now: a document the egress policy refuses stops the start, not the first connect.
         self.documents: List[ApprovedPayload] = [self.policy.approve_document(d) for d in documents]
-        self.envelope = Envelope(self.policy, device_id)
+        self.clock = clock or Clock()
+        self.envelope = Envelope(self.policy, device_id, self.clock)
         self._birth_content = birth
         self.boot: Optional[Boot] = None
         self._closed = False
@@ -127,9 +131,8 @@ class _Base:
     def _fresh_death(self) -> ApprovedPayload:
         """The clean stop's ``offline``: the reserved death seq, stamped now."""
         assert self.boot is not None
-        return self.envelope.approve(
-            self._birth_content.as_offline(), boot_id=self.boot.boot_id, seq=self.boot.death_seq, sent_at=utcnow()
-        )
+        offline = self._birth_content.as_offline()
+        return self.envelope.approve(offline, boot_id=self.boot.boot_id, seq=self.boot.death_seq)
 
     def stats(self) -> PublisherStats:  # pragma: no cover - overridden
         raise NotImplementedError
@@ -197,6 +200,7 @@ class MqttPublisher(_Base):
             max_age_s=outbox.max_age_s,
             owner=self.device_id,
             busy_timeout_s=outbox.busy_timeout_s,
+            clock=self.clock,
         )
         self.writer: Optional[OutboxWriter] = None
         self.delivery: Optional[DeliveryLoop] = None
@@ -223,6 +227,7 @@ class MqttPublisher(_Base):
             close_timeout_s=self.publish_cfg.close_timeout_s,
             storage_give_up_s=self.outbox_cfg.storage_give_up_s,
             backoff=FullJitterBackoff(self.mqtt.reconnect_min_s, self.mqtt.reconnect_max_s),
+            clock=self.clock,
             documents=self.documents,
         )
         self.delivery.start()
@@ -234,14 +239,15 @@ class MqttPublisher(_Base):
     def connect(self, timeout_s: float) -> None:
         """Wait up to ``timeout_s`` for the first connection.
 
-        Raises :class:`BrokerRejected` as soon as the broker or TLS refuses us (it will not fix
-        itself) and :class:`BrokerUnreachable` if no connection was made in time. Either way the
-        publisher keeps running, buffering and retrying; the caller decides whether to exit.
+        Raises :class:`BrokerRejected` as soon as the broker or TLS refuses us and
+        :class:`BrokerUnreachable` if no connection was made in time. Either way the publisher
+        keeps running, buffering and retrying (a refusal every ``mqtt.reconnect_max_s``); the
+        caller decides what to tell the user.
         """
         delivery = self._delivery()
         deadline = time.monotonic() + timeout_s
         while not delivery.connected_event.is_set():
-            err = delivery.last_error
+            err = delivery.status.last_error
             if err is not None and getattr(err, "fatal", False):
                 raise err
             remaining = deadline - time.monotonic()
@@ -257,7 +263,7 @@ class MqttPublisher(_Base):
 
     def check(self) -> None:
         """Raises :class:`DeliveryFailed` once delivery has failed for good (exit 1, restart)."""
-        failure = self.delivery.failure if self.delivery is not None else None
+        failure = self.delivery.status.failure if self.delivery is not None else None
         if failure is not None:
             raise failure
 
@@ -266,28 +272,27 @@ class MqttPublisher(_Base):
             ob = self._last_outbox_stats = self.outbox.stats()
         except sqlite3.Error:
             ob = self._last_outbox_stats  # the file is locked or failing; health still goes out
-        writer, delivery = self.writer, self.delivery
-        connected = delivery is not None and delivery.link.connected
-        err = delivery.last_error if delivery is not None else None
-        if delivery is not None and not connected and err is None:
-            # The link went down a moment ago and the delivery thread has not reported it yet.
-            err = delivery.link.last_error
-        storage = (delivery.storage_error if delivery is not None else None) or (writer.last_error if writer else None)
-        last_puback = delivery.last_puback if delivery is not None else None
+        writer = self.writer
+        status = self.delivery.status if self.delivery is not None else DeliveryStatus()
+        err = status.last_error
+        storage = status.storage_error or (writer.last_error if writer else None)
+        last_puback = status.last_puback
         return PublisherStats(
-            connected=connected,
+            connected=status.connected,
             last_error=str(err) if err else (f"outbox: {storage}" if storage else None),
             pending=ob.pending,
             pending_bytes=ob.pending_bytes,
             oldest_age_s=ob.oldest_age_s,
             dropped=ob.dropped,
-            rejected=delivery.refused_total if delivery is not None else 0,
+            rejected=status.refused_total,
             egress_refused=self.policy.refused_total,
-            write_errors=(writer.write_errors if writer else 0) + (delivery.storage_errors if delivery else 0),
+            write_errors=(writer.write_errors if writer else 0) + status.storage_errors,
             lost=ob.lost + (writer.lost_unrecorded if writer else 0),
             held_in_memory=writer.queued if writer else 0,
             seconds_since_puback=None if last_puback is None else time.monotonic() - last_puback,
-            refusing=delivery.refusing if delivery is not None else False,
+            refusing=status.refusing,
+            quarantined=ob.quarantined,
+            files_set_aside=ob.files_set_aside,
         )
 
     def close(self, clean: bool = True) -> None:
@@ -306,9 +311,10 @@ class MqttPublisher(_Base):
             delivery.stop(
                 clean=clean, death=death, timeout_s=self.publish_cfg.close_timeout_s + self.mqtt.connect_timeout_s + 5
             )
-            if clean and delivery.failure is None:
+            status = delivery.status
+            if clean and status.failure is None:
                 undelivered = None
-                if death is not None and not delivery.death_delivered:
+                if death is not None and not status.death_delivered:
                     undelivered = Sealed(death.seq, "status", death.topic, death.payload)
                 try:
                     self.outbox.close_boot(boot.boot_id, undelivered_death=undelivered)
@@ -338,6 +344,7 @@ def make_publisher(
     stream: Optional[TextIO] = None,
     documents: Sequence[RetainedDocument] = (),
     discovery_prefix: Optional[str] = None,
+    clock: Optional[Clock] = None,
 ) -> Publisher:
     """:class:`MqttPublisher` when ``mqtt.url`` is set, else :class:`StdoutPublisher`. ``documents``
     (the public notice, Home Assistant discovery configs) are published retained at every connect."""
@@ -348,6 +355,7 @@ def make_publisher(
         birth=birth,
         documents=documents,
         discovery_prefix=discovery_prefix,
+        clock=clock,
     )
     if mqtt.url is None:
         return StdoutPublisher(stream=stream, **common)

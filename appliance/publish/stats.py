@@ -32,6 +32,8 @@ class PublisherStats:
     held_in_memory: int = 0
     seconds_since_puback: Optional[float] = None
     refusing: bool = False  # the broker refused the last message it was offered
+    quarantined: int = 0  # outbox rows set aside as damaged (their seqs are gaps)
+    files_set_aside: int = 0  # damaged outbox files replaced by a fresh one
 
     def to_health(self) -> OutboxHealth:
         return OutboxHealth(
@@ -42,6 +44,8 @@ class PublisherStats:
             oldest_age_s=self.oldest_age_s,
             write_errors=self.write_errors,
             lost=self.lost,
+            quarantined=self.quarantined,
+            files_set_aside=self.files_set_aside,
         )
 
     def to_link(self) -> LinkHealth:

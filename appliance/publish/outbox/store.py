@@ -29,8 +29,19 @@ Bounds (``OutboxConfig``):
   when there is none, the oldest *counts*; only when neither is left, the oldest *anomalies*.
   The message being queued goes last (a fresh health message is the one reporting the drops).
 
+Ages are measured on the time since boot where the clock allows it (:mod:`appliance.publish.clock`):
+a wall-clock step (a board without RTC booting in 1970, then NTP) neither drops a fresh backlog nor
+keeps an old one forever; a row whose age no clock can vouch for is left to the byte cap.
+
 Every drop is counted per kind in the file (health reports drops from before a restart too).
 Birth and death (``status``) are never dropped.
+
+Damage: every row carries a checksum (:func:`~appliance.publish.outbox.rows.row_checksum`). A row
+that fails it, or does not decode, is moved to the ``quarantine`` table when it is read, counted
+(``quarantined``), and reading goes on with the next row: its seq stays a gap. A file SQLite cannot
+use (a damaged header or B-tree page: ``PRAGMA quick_check`` at open) is renamed
+``<name>.damaged-<UTC time>`` and a fresh file continues the seq and boot counters from the
+reservation kept beside it (:mod:`~appliance.publish.outbox.seqfloor`).
 
 Boots: :meth:`begin_boot` reserves two seqs, stores the birth as a message at the first and keeps
 the death (the last will) in the ``boots`` table. A boot that ends without its death having been
@@ -42,18 +53,23 @@ is eventually delivered, in seq order with the rest of the backlog.
 from __future__ import annotations
 
 import errno
+import logging
 import sqlite3
 import threading
-import time
 from contextlib import contextmanager
+from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, List, Optional, Tuple
+from typing import Any, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 from appliance.config.schema import OutboxConfig
 from appliance.config.transport import state_path
 from appliance.errors import ApplianceError, InputError
+from appliance.publish.clock import Clock, Stamp
 from appliance.publish.lockfile import FileLock
-from appliance.publish.outbox.rows import OutboxRow, OutboxStats, Sealed
+from appliance.publish.outbox.rows import OutboxRow, OutboxStats, Sealed, row_checksum
+from appliance.publish.outbox.seqfloor import SEQ_BLOCK, Floor, floor_path, read_floor, write_floor
+
+log = logging.getLogger(__name__)
 
 
 def outbox_path(cfg: OutboxConfig, device_id: str) -> Path:
@@ -63,6 +79,7 @@ def outbox_path(cfg: OutboxConfig, device_id: str) -> Path:
 
 class OutboxConflict(ApplianceError):
     """A write that would break seq continuity: someone else wrote to the file. Exit 1."""
+
 
 def is_disk_full(exc: BaseException) -> bool:
     if isinstance(exc, OSError):
@@ -74,6 +91,10 @@ def is_transient(exc: sqlite3.Error) -> bool:
     """Locked, busy, disk full, I/O: may clear by itself. Anything else (a corrupt file, a closed
     connection) will not, and retrying would only hide it."""
     return isinstance(exc, sqlite3.OperationalError)
+
+
+class _Damaged(Exception):
+    pass
 
 
 # Cap drops go through kinds in this order. Anything not listed (status) is never dropped.
@@ -90,12 +111,15 @@ CREATE TABLE IF NOT EXISTS owner (
     device_id TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS messages (
-    seq     INTEGER PRIMARY KEY,      -- delivery order too
-    kind    TEXT NOT NULL,
-    topic   TEXT NOT NULL,
-    payload BLOB NOT NULL,
-    created REAL NOT NULL,            -- unix time when queued
-    vouched BLOB                      -- the egress tag of the process that stored it (or NULL)
+    seq        INTEGER PRIMARY KEY,   -- delivery order too
+    kind       TEXT NOT NULL,
+    topic      TEXT NOT NULL,
+    payload    BLOB NOT NULL,
+    created    REAL NOT NULL,         -- unix time when queued (a label: see the stamp below)
+    boot       TEXT,                  -- kernel boot id when queued
+    since_boot REAL,                  -- CLOCK_BOOTTIME when queued
+    synced     INTEGER,               -- 1: the wall clock was set
+    checksum   BLOB                   -- row_checksum (NULL: stored before checksums)
 );
 CREATE INDEX IF NOT EXISTS messages_kind_seq ON messages (kind, seq);
 CREATE TABLE IF NOT EXISTS boots (
@@ -104,10 +128,22 @@ CREATE TABLE IF NOT EXISTS boots (
     reserved   INTEGER NOT NULL,
     started_at REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS quarantine (
+    id      INTEGER PRIMARY KEY,
+    seq     INTEGER,                  -- as read: the seq itself may be what was damaged
+    kind    BLOB,
+    topic   BLOB,
+    payload BLOB,
+    reason  TEXT NOT NULL,
+    at      REAL NOT NULL
+);
 """
+_ROW_COLUMNS = (
+    "seq, CAST(kind AS BLOB), CAST(topic AS BLOB), payload, created, CAST(boot AS BLOB), since_boot, synced, checksum"
+)
 # Added after the first release; files written before have no such columns.
 _BOOT_COLUMNS = {"death_topic": "TEXT", "death_payload": "BLOB", "closed": "INTEGER NOT NULL DEFAULT 0"}
-_MESSAGE_COLUMNS = {"vouched": "BLOB"}
+_MESSAGE_COLUMNS = {"boot": "TEXT", "since_boot": "REAL", "synced": "INTEGER", "checksum": "BLOB"}
 
 
 class Outbox:
@@ -121,26 +157,26 @@ class Outbox:
         max_age_s: float,
         owner: Optional[str] = None,
         busy_timeout_s: float = 30.0,
-        clock: Callable[[], float] = time.time,
+        clock: Optional[Clock] = None,
     ) -> None:
         self.path = Path(path)
         self.max_bytes = max_bytes
         self.max_age_s = max_age_s
-        self._clock = clock
+        self._clock = clock or Clock()
+        self._busy_timeout_s = busy_timeout_s
         self._lock = threading.Lock()
         self._file_lock: Optional[FileLock] = None
+        self._floor_path = floor_path(self.path)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._file_lock = FileLock(self.path.with_name(self.path.name + ".lock"), f"outbox {self.path}")
-            # isolation_level=None: we issue BEGIN/COMMIT ourselves, so a "batch" is exactly one
-            # transaction and nothing is left open implicitly between calls.
-            self._db = sqlite3.connect(
-                str(self.path), isolation_level=None, check_same_thread=False, timeout=busy_timeout_s
-            )
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
-            self._db.executescript(_SCHEMA)
-            self._migrate()
+            self._floor = read_floor(self._floor_path)
+            try:
+                self._db = self._open()
+            except sqlite3.DatabaseError as exc:
+                if isinstance(exc, sqlite3.OperationalError):
+                    raise
+                self._db = self._replace_damaged(exc)
             if owner is not None:
                 self._claim(owner)
             self._bytes = int(self._db.execute("SELECT COALESCE(SUM(LENGTH(payload)), 0) FROM messages").fetchone()[0])
@@ -157,10 +193,70 @@ class Outbox:
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
             raise InputError(f"cannot open the outbox: {reason}", path=str(self.path), field="outbox.path") from None
 
+    def _open(self) -> sqlite3.Connection:
+        # isolation_level=None: we issue BEGIN/COMMIT ourselves, so a "batch" is exactly one
+        # transaction and nothing is left open implicitly between calls.
+        db = sqlite3.connect(
+            str(self.path), isolation_level=None, check_same_thread=False, timeout=self._busy_timeout_s
+        )
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")
+            # A damaged page shows here, at start, rather than as a failing query mid-run.
+            verdict = db.execute("PRAGMA quick_check").fetchone()[0]
+            if verdict != "ok":
+                raise sqlite3.DatabaseError(f"quick_check: {verdict}")
+            db.executescript(_SCHEMA)
+            self._db = db
+            self._migrate()
+        except BaseException:
+            db.close()
+            raise
+        return db
+
+    def _replace_damaged(self, exc: sqlite3.Error) -> sqlite3.Connection:
+        """Set the unusable file aside (kept for a post-mortem) and start a fresh one that
+        continues the seq and boot counters above anything the old file reached."""
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        aside = self.path.with_name(f"{self.path.name}.damaged-{stamp}")
+        for suffix in ("", "-wal", "-shm"):
+            part = self.path.with_name(self.path.name + suffix)
+            if part.exists():
+                part.rename(aside.with_name(aside.name + suffix))
+        floor = self._floor
+        log.error(
+            "%s: outbox file unusable (%s); moved to %s, a fresh outbox continues after seq %d, boot %d "
+            "(its undelivered messages are not sent)",
+            self.path, exc, aside.name, floor.seq, floor.boot_id,
+        )
+        db = self._open()
+        db.execute("BEGIN IMMEDIATE")
+        counters = (("last_seq", floor.seq), ("boot_id", floor.boot_id), ("set_aside", floor.files_set_aside + 1))
+        for key, value in counters:
+            db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+        db.execute("COMMIT")
+        self._save_floor(Floor(floor.seq, floor.boot_id, floor.files_set_aside + 1))
+        return db
+
     def _release(self) -> None:
         if self._file_lock is not None:
             self._file_lock.release()
             self._file_lock = None
+
+    def _save_floor(self, floor: Floor) -> None:
+        try:
+            write_floor(self._floor_path, floor)
+            self._floor = floor
+        except OSError as exc:
+            # Only a damaged outbox later needs this file; a full disk now must not stop storing.
+            log.error("%s: cannot record the seq reservation: %s", self._floor_path, exc)
+
+    def _reserve(self, last_seq: int, boot_id: int) -> None:
+        """Keep the side file's floor above every seq and boot id this file has used."""
+        floor = self._floor
+        if last_seq > floor.seq or boot_id > floor.boot_id:
+            seq = max(floor.seq, last_seq + SEQ_BLOCK)
+            self._save_floor(Floor(seq, max(floor.boot_id, boot_id), floor.files_set_aside))
 
     def _migrate(self) -> None:
         for table, columns in (("boots", _BOOT_COLUMNS), ("messages", _MESSAGE_COLUMNS)):
@@ -219,11 +315,11 @@ class Outbox:
             self._check_next(boot_id=boot_id, seq=birth.seq)
             self._queue_unclosed_deaths()
             self._bump("boot_id")
-            self._bump("last_seq", 2)
+            self._reserve(self._bump("last_seq", 2), boot_id)
             self._db.execute(
                 "INSERT INTO boots (boot_id, first_seq, reserved, started_at, death_topic, death_payload) "
                 "VALUES (?, ?, 2, ?, ?, ?)",
-                (boot_id, birth.seq, self._clock(), death.topic, death.payload),
+                (boot_id, birth.seq, self._clock.wall(), death.topic, death.payload),
             )
             self._insert(birth)
         self.boot_id = boot_id
@@ -249,11 +345,7 @@ class Outbox:
             return  # a boot recorded before deaths were kept: nothing to send
         # The very bytes registered as the last will: if the broker did publish the will, this is
         # an exact duplicate (same seq), which subscribers already drop.
-        self._db.execute(
-            "INSERT OR IGNORE INTO messages (seq, kind, topic, payload, created) VALUES (?, 'status', ?, ?, ?)",
-            (int(row[0]) + 1, row[1], bytes(row[2]), self._clock()),
-        )
-        self._bytes += len(row[2])
+        self._insert(Sealed(int(row[0]) + 1, "status", str(row[1]), bytes(row[2])), or_ignore=True)
 
     def reserved_seqs(self) -> List[int]:
         """Every seq ever reserved for a birth or death (for gap accounting in tests and tools)."""
@@ -290,28 +382,43 @@ class Outbox:
         the caller could not store and gave up on: those are counted as ``lost`` and stay a gap."""
         with self._lock, self._transaction():
             self._check_next(seq=sealed.seq, lost_before=lost_before)
-            self._bump("last_seq", 1 + lost_before)
+            self._reserve(self._bump("last_seq", 1 + lost_before), self._meta("boot_id"))
             if lost_before:
                 self._bump("lost", lost_before)
             self._insert(sealed)
             self._enforce_bounds(newest=sealed.seq)
 
-    def _insert(self, sealed: Sealed) -> None:
-        self._db.execute(
-            "INSERT INTO messages (seq, kind, topic, payload, created, vouched) VALUES (?, ?, ?, ?, ?, ?)",
-            (sealed.seq, sealed.kind, sealed.topic, sealed.payload, sealed.created or self._clock(), sealed.vouched),
+    def _insert(self, sealed: Sealed, *, or_ignore: bool = False) -> None:
+        stamp = self._clock.now()
+        checksum = row_checksum(sealed.seq, sealed.kind, sealed.topic, sealed.payload, stamp)
+        cur = self._db.execute(
+            f"INSERT {'OR IGNORE ' if or_ignore else ''}INTO messages "
+            "(seq, kind, topic, payload, created, boot, since_boot, synced, checksum) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (sealed.seq, sealed.kind, sealed.topic, sealed.payload, stamp.wall, stamp.boot, stamp.since_boot_s,
+             int(stamp.synced), checksum),
         )
-        self._bytes += len(sealed.payload)
+        if cur.rowcount:
+            self._bytes += len(sealed.payload)
 
     def _enforce_bounds(self, newest: int) -> None:
-        cutoff = self._clock() - self.max_age_s
+        now = self._clock.now()
+        # Too old by the time since boot (stored this boot), or by the wall clock when it was set
+        # both then and now; a row no clock vouches for is left to the byte cap.
+        too_old = (
+            "kind = ? AND ((boot = ? AND since_boot < ?) OR "
+            "(? = 1 AND COALESCE(synced, 1) = 1 AND COALESCE(boot, '') != ? AND created < ?))"
+        )
         for kind in AGE_LIMITED_KINDS:
+            if not self._oldest_may_be_too_old(kind):
+                continue  # the common case: one index lookup, not a scan of the backlog
+            params = (kind, now.boot, now.since_boot_s - self.max_age_s, int(now.synced), now.boot,
+                      now.wall - self.max_age_s)
             rows = self._db.execute(
-                "SELECT COUNT(*), COALESCE(SUM(LENGTH(payload)), 0) FROM messages WHERE kind = ? AND created < ?",
-                (kind, cutoff),
+                f"SELECT COUNT(*), COALESCE(SUM(LENGTH(payload)), 0) FROM messages WHERE {too_old}", params
             ).fetchone()
             if rows[0]:
-                self._db.execute("DELETE FROM messages WHERE kind = ? AND created < ?", (kind, cutoff))
+                self._db.execute(f"DELETE FROM messages WHERE {too_old}", params)
                 self._bytes -= int(rows[1])
                 self._bump(f"dropped.{kind}", int(rows[0]))
         while self._bytes > self.max_bytes:
@@ -322,6 +429,20 @@ class Outbox:
             self._db.execute("DELETE FROM messages WHERE seq = ?", (seq,))
             self._bytes -= size
             self._bump(f"dropped.{kind}")
+
+    def _oldest_may_be_too_old(self, kind: str) -> bool:
+        oldest = self._db.execute(
+            "SELECT created, CAST(boot AS BLOB), since_boot, synced FROM messages WHERE kind = ? ORDER BY seq LIMIT 1",
+            (kind,),
+        ).fetchone()
+        if oldest is None:
+            return False
+        try:
+            age = self._clock.age_s(_stamp(*oldest))
+        except _Damaged:
+            return True
+        # Unknown (stored before a clock step): rows behind it may still have an age; look at all.
+        return age is None or age > self.max_age_s
 
     def _victim(self, exclude_seq: Optional[int]) -> Optional[Tuple[int, str, int]]:
         """The next message the cap drops. The one being queued is spared while anything else can
@@ -338,13 +459,46 @@ class Outbox:
     # ------------------------------------------------------------------ draining
 
     def pending(self, after_seq: int = 0, limit: int = 100) -> List[OutboxRow]:
-        """Queued messages with seq > ``after_seq``, oldest first."""
+        """Queued messages with seq > ``after_seq``, oldest first, each checked against its
+        checksum. Damaged rows met on the way are moved to quarantine, not returned."""
         with self._lock:
-            rows = self._db.execute(
-                "SELECT seq, kind, topic, payload, created, vouched FROM messages WHERE seq > ? ORDER BY seq LIMIT ?",
-                (after_seq, limit),
-            ).fetchall()
-        return [OutboxRow(r[0], r[1], r[2], bytes(r[3]), r[4], r[5]) for r in rows]
+            while True:
+                raw = self._db.execute(
+                    f"SELECT {_ROW_COLUMNS} FROM messages WHERE seq > ? ORDER BY seq LIMIT ?", (after_seq, limit)
+                ).fetchall()
+                good: List[OutboxRow] = []
+                damaged: List[Tuple[Sequence[Any], str]] = []
+                for r in raw:
+                    try:
+                        good.append(_decode(r))
+                    except _Damaged as exc:
+                        damaged.append((r, str(exc)))
+                if damaged:
+                    with self._transaction():
+                        for r, reason in damaged:
+                            self._quarantine_row(r, reason)
+                if good or not raw:
+                    return good
+                after_seq = int(raw[-1][0])  # a whole page was damaged: go on with the next
+
+    def _quarantine_row(self, r: Sequence[Any], reason: str) -> None:
+        seq, kind, topic, payload = r[0], r[1], r[2], r[3]
+        log.error("outbox seq %s quarantined: %s (its seq stays a gap)", seq, reason)
+        self._db.execute(
+            "INSERT INTO quarantine (seq, kind, topic, payload, reason, at) VALUES (?, ?, ?, ?, ?, ?)",
+            (seq, kind, topic, payload, reason, self._clock.wall()),
+        )
+        self._db.execute("DELETE FROM messages WHERE seq = ?", (seq,))
+        if isinstance(payload, (bytes, str)):
+            self._bytes -= len(payload)
+        self._bump("quarantined")
+
+    def quarantine(self, seq: int, reason: str) -> None:
+        """Move a stored message that no longer passes egress to quarantine (counted there too)."""
+        with self._lock, self._transaction():
+            r = self._db.execute(f"SELECT {_ROW_COLUMNS} FROM messages WHERE seq = ?", (seq,)).fetchone()
+            if r is not None:
+                self._quarantine_row(r, reason)
 
     def ack(self, seqs: Iterable[int]) -> None:
         """Delete delivered messages (one transaction for the whole batch).
@@ -371,28 +525,27 @@ class Outbox:
             finally:
                 self._db.execute("PRAGMA synchronous=FULL")
 
-    def discard_invalid(self, seq: int) -> None:
-        """Remove a stored message that no longer passes egress (counted by the egress policy)."""
-        with self._lock, self._transaction():
-            size = self._db.execute("SELECT LENGTH(payload) FROM messages WHERE seq = ?", (seq,)).fetchone()
-            if size:
-                self._db.execute("DELETE FROM messages WHERE seq = ?", (seq,))
-                self._bytes -= int(size[0])
-
     # ------------------------------------------------------------------ reporting
 
     def stats(self) -> OutboxStats:
         with self._lock:
             # The oldest waiting is the first in seq order: an index lookup, not a scan of every row.
-            oldest_q = "SELECT created FROM messages ORDER BY seq LIMIT 1"
-            count, oldest = self._db.execute(f"SELECT COUNT(*), ({oldest_q}) FROM messages").fetchone()
+            count = int(self._db.execute("SELECT COUNT(*) FROM messages").fetchone()[0])
+            oldest = self._db.execute(
+                "SELECT created, CAST(boot AS BLOB), since_boot, synced FROM messages ORDER BY seq LIMIT 1"
+            ).fetchone()
             dropped = {
                 key.split(".", 1)[1]: int(value)
                 for key, value in self._db.execute("SELECT key, value FROM meta WHERE key LIKE 'dropped.%'")
             }
-            lost = self._meta("lost")
-        age = max(0.0, self._clock() - oldest) if oldest is not None else None
-        return OutboxStats(int(count), self._bytes, age, dropped, lost)
+            lost, quarantined, set_aside = self._meta("lost"), self._meta("quarantined"), self._meta("set_aside")
+        age = None
+        if oldest is not None:
+            try:
+                age = self._clock.age_s(_stamp(*oldest))
+            except _Damaged:
+                age = None  # quarantined when delivery reaches it
+        return OutboxStats(count, self._bytes, age, dropped, lost, quarantined, set_aside)
 
     def integrity_check(self) -> str:
         with self._lock:
@@ -402,3 +555,30 @@ class Outbox:
         with self._lock:
             self._db.close()
         self._release()
+
+
+def _stamp(created: Any, boot: Any, since_boot: Any, synced: Any) -> Stamp:
+    if not isinstance(created, (int, float)) or not isinstance(since_boot, (int, float, type(None))):
+        raise _Damaged("its stamp is not a number")
+    try:
+        boot_text = boot.decode("utf-8") if isinstance(boot, bytes) else ""
+    except UnicodeDecodeError:
+        raise _Damaged("its stamp does not decode") from None
+    # Rows from before stamps: the wall clock only, as they were aged then.
+    return Stamp(float(created), boot_text, float(since_boot or 0.0), True if synced is None else bool(synced))
+
+
+def _decode(r: Sequence[Any]) -> OutboxRow:
+    """One row as selected by _ROW_COLUMNS, checked; raises _Damaged naming what is wrong."""
+    seq, kind_raw, topic_raw, payload, created, boot, since_boot, synced, checksum = r
+    if not isinstance(kind_raw, bytes) or not isinstance(topic_raw, bytes) or not isinstance(payload, bytes):
+        raise _Damaged("a column has the wrong type")
+    try:
+        kind, topic = kind_raw.decode("utf-8"), topic_raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise _Damaged("its kind or topic does not decode as UTF-8") from None
+    stamp = _stamp(created, boot, since_boot, synced)
+    # NULL: stored before rows had checksums; the egress re-check (seq included) still applies.
+    if checksum is not None and checksum != row_checksum(int(seq), kind, topic, payload, stamp):
+        raise _Damaged("it does not match its checksum")
+    return OutboxRow(int(seq), kind, topic, payload, stamp)
