@@ -19,11 +19,21 @@ from typing import Any, Dict, Iterator, List
 import pytest
 from conftest import Broker, Received, _run_user_line, free_port, start_driver
 from test_publish_mqtt import DEVICE, counts, first_occurrences, publisher_for, seqs, wait_until
+from test_publish_outbox import SteppedClock
 
-from appliance.config import load_config
+from appliance.config import config_hash, load_config
 from appliance.config.schema import ApplianceConfig
 from appliance.errors import ApplianceError, DeliveryFailed, InputError
-from appliance.publish import CameraHealth, FullJitterBackoff, HealthMessage, MqttPublisher, Outbox
+from appliance.publish import (
+    CameraHealth,
+    FullJitterBackoff,
+    HealthMessage,
+    MqttPublisher,
+    Outbox,
+    make_birth,
+    make_publisher,
+    utcnow,
+)
 
 pytestmark = pytest.mark.mqtt
 
@@ -382,3 +392,37 @@ def test_reconnect_backoff_is_full_jitter_exponential_and_capped() -> None:
             b.next_delay()
     waits = sorted(b.next_delay() for b in fleet)
     assert waits[0] < 3 and waits[-1] > 57 and 20 < waits[500] < 40
+
+
+# --------------------------------------------------------------------------- the clock
+
+
+def test_a_backlog_from_a_1970_boot_survives_ntp_and_says_its_clock_was_unset(
+    mosquitto: Broker, tmp_path: Path, subscribe, publishers
+) -> None:
+    """A board without RTC boots in 1970 with the broker down; NTP steps the clock 56 years forward
+    before the broker is back. Nothing is dropped as "older than 7 days", and what was queued
+    before NTP says its timestamps are not real time."""
+    sub = subscribe(mosquitto, f"crowdmon/{DEVICE}/#", client_id="control-room", persistent=True)
+    mosquitto.stop()
+    clock = SteppedClock(wall_s=120.0)
+    cfg = cfg_for(mosquitto.url, tmp_path / "o.db")
+    birth = make_birth(config_hash=config_hash(cfg), board=cfg.profile.name, models=(), started_at=utcnow())
+    pub = make_publisher(
+        device_id=DEVICE, mqtt=cfg.mqtt, publish=cfg.publish, outbox=cfg.outbox, birth=birth, clock=clock
+    )
+    assert isinstance(pub, MqttPublisher)
+    publishers.append(pub)
+    pub.start()
+    for i in range(3):
+        pub.publish(counts(i))
+        clock.advance(10)
+    clock.wall_s = 1_765_000_000.0  # NTP
+    pub.publish(counts(3))
+    pub.publish(health(4))  # every append applies the age limit
+    assert pub.stats().dropped == {}
+    mosquitto.start()
+    got = sub.wait_for(lambda ms: len(set(seqs(ms))) == 4, timeout_s=60)
+    synced = {m.payload["seq"]: m.payload["clock_synced"] for m in got if m.topic.endswith("/counts")}
+    assert sorted(synced.values()) == [False, False, False, True]
+    assert synced[max(synced)] is True
