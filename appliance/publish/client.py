@@ -6,7 +6,8 @@ What it adds over a bare paho client:
 * ``protocol: auto`` tries MQTT 5 and falls back to 3.1.1 when the broker does not speak 5.
 * ``mqtts://`` verifies the broker's certificate and host name by default; mutual TLS when a device
   certificate and key are configured.
-* The password comes from a file or an environment variable and is never logged or put in errors.
+* Its identity (password from a file or the environment, never logged or put in errors; TLS
+  files and context) is :class:`~appliance.config.broker_identity.BrokerIdentity`.
 * The last will (``offline``, retained) is registered *before* every connect.
 * Connection failures are classified into a clear one-line :class:`BrokerError`:
   :class:`BrokerRejected` (wrong CA, host name mismatch, bad credentials, not authorised; retried
@@ -24,13 +25,11 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import socket
 import ssl
 import threading
 import time
 from collections import deque
-from pathlib import Path
 from typing import Callable, Deque, Dict, Optional, Tuple
 
 import paho.mqtt.client as paho
@@ -39,9 +38,9 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from appliance.config.broker_url import BrokerAddress, BrokerUrlError, parse_broker_url
+from appliance.config.broker_identity import BrokerIdentity
 from appliance.config.schema import MqttConfig
-from appliance.errors import BrokerError, InputError
+from appliance.errors import BrokerError
 from appliance.publish.egress import ApprovedPayload, EgressPolicy
 
 log = logging.getLogger(__name__)
@@ -57,36 +56,6 @@ class BrokerUnreachable(BrokerError):
     """No connection right now. Messages stay in the outbox; the link keeps retrying."""
 
     fatal = False
-
-
-def parse_url(url: str, field: str = "mqtt.url") -> BrokerAddress:
-    """The config's one broker-URL parser, its error as one line naming the field."""
-    try:
-        return parse_broker_url(url)
-    except BrokerUrlError as exc:
-        raise InputError(f"{url!r} {exc}", field=field) from None
-
-
-def read_password(cfg: MqttConfig) -> Optional[str]:
-    """The broker password from ``password_file`` or ``password_env``; None when neither is set."""
-    if cfg.password_file:
-        try:
-            return Path(cfg.password_file).read_text(encoding="utf-8").rstrip("\r\n")
-        except OSError as exc:
-            raise InputError(
-                f"cannot read: {exc.strerror}", path=cfg.password_file, field="mqtt.password_file"
-            ) from None
-    if cfg.password_env:
-        value = os.environ.get(cfg.password_env)
-        if value is None:
-            raise InputError(f"environment variable {cfg.password_env} is not set", field="mqtt.password_env")
-        return value
-    return None
-
-
-def _check_readable(path: Optional[str], field: str) -> None:
-    if path is not None and not os.access(path, os.R_OK):
-        raise InputError("file not found or not readable", path=path, field=field)
 
 
 AckCallback = Callable[[int, Optional[str]], None]
@@ -114,19 +83,13 @@ class MqttLink:
     """
 
     def __init__(self, cfg: MqttConfig, *, client_id: str, on_ack: AckCallback) -> None:
-        if cfg.url is None:
-            raise InputError("no broker URL configured", field="mqtt.url")
         self.cfg = cfg
-        self.address = parse_url(cfg.url)
+        self.identity = BrokerIdentity.from_config(cfg)
+        self.identity.check()
+        self.address = self.identity.address
         self.client_id = client_id
         self._on_ack = on_ack
-        self._password = read_password(cfg)
-        if self.address.tls:
-            _check_readable(cfg.tls.ca_file, "mqtt.tls.ca_file")
-            _check_readable(cfg.tls.cert_file, "mqtt.tls.cert_file")
-            _check_readable(cfg.tls.key_file, "mqtt.tls.key_file")
-            if bool(cfg.tls.cert_file) != bool(cfg.tls.key_file):
-                raise InputError("mutual TLS needs both cert_file and key_file", field="mqtt.tls")
+        self._password = self.identity.password()
         self._will: Optional[ApprovedPayload] = None
         # MQTT 5 first unless pinned; "auto" falls back to 3.1.1 once and sticks to it.
         self.protocol = MQTTProtocolVersion.MQTTv311 if cfg.protocol == "3.1.1" else MQTTProtocolVersion.MQTTv5
@@ -171,14 +134,10 @@ class MqttLink:
         client.max_queued_messages_set(0)
         if self.cfg.username is not None:
             client.username_pw_set(self.cfg.username, self._password)
-        if self.address.tls:
-            ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=self.cfg.tls.ca_file)
-            if self.cfg.tls.cert_file and self.cfg.tls.key_file:
-                ctx.load_cert_chain(self.cfg.tls.cert_file, self.cfg.tls.key_file)
-            if self.cfg.tls.insecure_skip_verify:
-                ctx.check_hostname = False
+        ctx = self.identity.tls_context()
+        if ctx is not None:
             client.tls_set_context(ctx)
-            if self.cfg.tls.insecure_skip_verify:
+            if self.identity.insecure_skip_verify:
                 client.tls_insecure_set(True)
         if self._will is not None:
             client.will_set(self._will.topic, self._will.payload, qos=1, retain=self._will.retain)
