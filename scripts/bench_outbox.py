@@ -57,6 +57,7 @@ from appliance.publish import CountsMessage, CountStats, EgressPolicy, Outbox, m
 from appliance.publish.envelope import Envelope
 from appliance.publish.outbox.writer import OutboxWriter
 from appliance.publish.publisher import MqttPublisher
+from appliance.publish.seqs import SeqAllocator
 
 DEVICE_ID = "bench-0001"
 # What the appliance's paho client allows in flight at the broker (MqttLink); the direct arm uses
@@ -104,7 +105,7 @@ def fill_backlog(path: Path, n: int, fast: bool = False) -> float:
     box = Outbox(path, max_bytes=1 << 30, max_age_s=1e9, owner=DEVICE_ID)
     if fast:
         box._db.execute("PRAGMA synchronous=OFF")  # the bench's fill only: same rows, no fsync each
-    writer = OutboxWriter(box, max_queued=n)
+    writer = OutboxWriter(box, seqs=SeqAllocator(last_seq=box.last_seq, last_boot_id=box.boot_id), max_queued=n)
     policy = EgressPolicy(topic_prefix=cfg.mqtt.topic_prefix, device_id=DEVICE_ID,
                           max_payload_bytes=cfg.publish.max_payload_bytes)
     envelope = Envelope(policy, DEVICE_ID)
@@ -135,7 +136,8 @@ def bench_outbox(url: str, backlog: Optional[Path], workdir: Path, n: int) -> Tu
     if backlog is None:
         # What publish() does while the broker is away, with this publisher's own envelope (before
         # start(), so that nothing is sent yet; the birth then follows the backlog).
-        writer = OutboxWriter(pub.outbox, max_queued=n)
+        seqs = SeqAllocator(last_seq=pub.outbox.last_seq, last_boot_id=pub.outbox.boot_id)
+        writer = OutboxWriter(pub.outbox, seqs=seqs, max_queued=n)
         for i in range(n):
             msg = _message(i)
             writer.submit(lambda seq, msg=msg: pub.envelope.seal(msg, boot_id=1, seq=seq))

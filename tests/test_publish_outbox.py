@@ -17,6 +17,7 @@ from appliance.publish.clock import Clock
 from appliance.publish.egress import EgressError
 from appliance.publish.outbox.rows import Sealed
 from appliance.publish.outbox.writer import OutboxWriter
+from appliance.publish.seqs import SeqAllocator
 
 
 class SteppedClock(Clock):
@@ -43,7 +44,7 @@ def put(box: Outbox, kind: str, size: int = 100) -> int:
 
 
 def start_boot(box: Outbox) -> tuple:
-    boot_id, first = box.next_boot()
+    boot_id, first = SeqAllocator(last_seq=box.last_seq, last_boot_id=box.boot_id).boot()
     box.begin_boot(sealed(first, "status"), sealed(first + 1, "status"), boot_id)
     return boot_id, first
 
@@ -70,7 +71,7 @@ def test_seq_and_boot_id_persist_across_reopen(tmp_path: Path) -> None:
 
 def test_refused_payload_consumes_no_seq_and_stores_nothing(tmp_path: Path) -> None:
     box = Outbox(tmp_path / "o.db", max_bytes=1 << 20, max_age_s=3600)
-    writer = OutboxWriter(box, max_queued=10)
+    writer = OutboxWriter(box, seqs=SeqAllocator(last_seq=box.last_seq, last_boot_id=box.boot_id), max_queued=10)
 
     def refuse(seq: int) -> Sealed:
         raise EgressError("too_large", "no")
@@ -326,8 +327,7 @@ def test_a_changed_seq_is_not_delivered_as_valid_data(tmp_path: Path) -> None:
 def test_a_file_sqlite_cannot_use_is_set_aside_and_a_fresh_one_continues_the_seq(tmp_path: Path, where: str) -> None:
     path = tmp_path / "o.db"
     box = box_with_rows(path, n=300)
-    boot_id, first = box.next_boot()
-    box.begin_boot(sealed(first, "status"), sealed(first + 1, "status"), boot_id)
+    boot_id, _ = start_boot(box)
     last_seq = box.last_seq
     box.close()
     data = bytearray(path.read_bytes())
@@ -339,7 +339,7 @@ def test_a_file_sqlite_cannot_use_is_set_aside_and_a_fresh_one_continues_the_seq
     box = Outbox(path, max_bytes=1 << 20, max_age_s=1e9)
     try:
         assert box.last_seq > last_seq, "the seq goes on above anything the damaged file held"
-        assert box.next_boot()[0] == boot_id + 1
+        assert box.boot_id == boot_id
         assert box.stats().files_set_aside == 1 and box.stats().pending == 0
         put(box, "counts")
     finally:

@@ -31,7 +31,6 @@ import json
 import logging
 import sqlite3
 import sys
-import threading
 import time
 from typing import List, Optional, Protocol, Sequence, TextIO
 
@@ -49,6 +48,7 @@ from appliance.publish.messages import HealthMessage, Message, StatusMessage
 from appliance.publish.outbox.rows import OutboxStats, Sealed
 from appliance.publish.outbox.store import Outbox, outbox_path
 from appliance.publish.outbox.writer import OutboxWriter
+from appliance.publish.seqs import SeqAllocator
 from appliance.publish.stats import PublisherStats, fill_health
 
 log = logging.getLogger(__name__)
@@ -147,12 +147,11 @@ class StdoutPublisher(_Base):
     def __init__(self, *, stream: Optional[TextIO] = None, **common: Unpack[PublisherArgs]) -> None:
         super().__init__(**common)
         self.stream = stream if stream is not None else sys.stdout
-        self._seq = 0
-        self._lock = threading.Lock()
+        self.seqs = SeqAllocator(last_seq=0, last_boot_id=0)  # nothing is stored: every run starts at 1
 
     def start(self) -> None:
-        self.boot = seal_boot(self.envelope, self._birth_content, boot_id=1, first_seq=1)
-        self._seq = 2  # 1: birth, 2: death
+        boot_id, first = self.seqs.boot()
+        self.boot = seal_boot(self.envelope, self._birth_content, boot_id=boot_id, first_seq=first)
         self._emit(self.boot.birth)
         for document in self.documents:
             self._emit(document)
@@ -165,10 +164,8 @@ class StdoutPublisher(_Base):
 
     def publish(self, msg: Message) -> None:
         msg = self._prepare(msg)
-        with self._lock:
-            approved = self.envelope.approve(msg, boot_id=self.boot_id, seq=self._seq + 1)
-            self._seq += 1
-            self._emit(approved)
+        with self.seqs.next() as seq:
+            self._emit(self.envelope.approve(msg, boot_id=self.boot_id, seq=seq))
 
     def _emit(self, approved: ApprovedPayload) -> None:
         payload = json.loads(approved.payload) if approved.payload else None  # empty: a removed discovery config
@@ -209,12 +206,13 @@ class MqttPublisher(_Base):
     # ------------------------------------------------------------------ pipeline side
 
     def start(self) -> None:
-        boot_id, first = self.outbox.next_boot()
+        seqs = SeqAllocator(last_seq=self.outbox.last_seq, last_boot_id=self.outbox.boot_id)
+        boot_id, first = seqs.boot()
         boot = seal_boot(self.envelope, self._birth_content, boot_id=boot_id, first_seq=first)
         birth, death = boot.sealed()
         self.outbox.begin_boot(birth, death, boot_id)  # a disk-full here is a runtime error: exit 1
         self.boot = boot
-        self.writer = OutboxWriter(self.outbox, max_queued=self.outbox_cfg.memory_queue_max)
+        self.writer = OutboxWriter(self.outbox, seqs=seqs, max_queued=self.outbox_cfg.memory_queue_max)
         link = MqttLink(self.mqtt, client_id=self.mqtt.client_id or self.device_id, on_ack=self._on_ack)
         link.set_will(boot.death)
         self.delivery = DeliveryLoop(

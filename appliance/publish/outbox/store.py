@@ -5,8 +5,9 @@ broker outage, a dropped 4G link, ``kill -9`` or a power cut loses nothing that 
 ``seq`` counter and the ``boot_id`` counter live in the same file and advance in the same
 transaction as the rows they stamp, so they are monotonic across restarts and never reused.
 
-The caller builds each payload *before* it writes: it peeks the next seq (:attr:`Outbox.last_seq`,
-under its own lock), seals the payload, then :meth:`Outbox.append` stores it with a continuity
+The caller builds each payload *before* it writes: it takes the next seq from its
+:class:`~appliance.publish.seqs.SeqAllocator` (started from :attr:`Outbox.last_seq` and
+:attr:`Outbox.boot_id`), seals the payload, then :meth:`Outbox.append` stores it with a continuity
 check (the seq must follow the last one stored, plus the seqs the caller declares lost). No caller
 code runs inside a transaction.
 
@@ -297,11 +298,6 @@ class Outbox:
         """The last seq stored (or reserved); the next message takes ``last_seq + 1``."""
         with self._lock:
             return self._meta("last_seq")
-
-    def next_boot(self) -> Tuple[int, int]:
-        """``(boot_id, first_reserved_seq)`` the next :meth:`begin_boot` must be given."""
-        with self._lock:
-            return self._meta("boot_id") + 1, self._meta("last_seq") + 1
 
     def begin_boot(self, birth: Sealed, death: Sealed, boot_id: int) -> None:
         """Start boot ``boot_id``: reserve the birth's and the death's seqs (consecutive, next in

@@ -1,7 +1,8 @@
-"""The write side of the outbox: seq allocation and a bounded memory queue for when the disk refuses.
+"""The write side of the outbox: a bounded memory queue for when the disk refuses.
 
-``submit`` peeks the next seq under this object's lock, has the caller seal the payload for it
-(an egress refusal raises and consumes nothing), then appends it to the outbox. When SQLite
+``submit`` takes the next seq from the publisher's :class:`~appliance.publish.seqs.SeqAllocator`,
+has the caller seal the payload for it (an egress refusal raises and consumes nothing), then
+appends it to the outbox. When SQLite
 refuses the write (disk full, file locked past the busy timeout), the sealed message waits here,
 in seq order, and is appended as soon as the disk accepts again (on the next submit or the
 delivery thread's next :meth:`flush`). If more than ``max_queued`` wait, the oldest is lost: it is
@@ -20,6 +21,7 @@ from typing import Callable, Deque, Optional
 
 from appliance.publish.outbox.rows import Sealed
 from appliance.publish.outbox.store import Outbox, is_transient
+from appliance.publish.seqs import SeqAllocator
 
 log = logging.getLogger(__name__)
 
@@ -27,12 +29,12 @@ RETRY_S = 0.5
 
 
 class OutboxWriter:
-    def __init__(self, outbox: Outbox, *, max_queued: int) -> None:
+    def __init__(self, outbox: Outbox, *, seqs: SeqAllocator, max_queued: int) -> None:
         self.outbox = outbox
+        self.seqs = seqs
         self.max_queued = max_queued
         self._lock = threading.Lock()
         self._queue: Deque[Sealed] = deque()
-        self._next_seq = outbox.last_seq + 1
         self._lost_unrecorded = 0  # lost seqs not yet recorded in the file (they precede the queue)
         self.write_errors = 0
         self.last_error: Optional[str] = None
@@ -42,8 +44,8 @@ class OutboxWriter:
     def submit(self, seal: Callable[[int], Sealed]) -> int:
         """Seal the next message with ``seal(seq)`` and store it (or hold it); returns its seq."""
         with self._lock:
-            sealed = seal(self._next_seq)
-            self._next_seq += 1
+            with self.seqs.next() as seq:
+                sealed = seal(seq)
             self._queue.append(sealed)
             if len(self._queue) > self.max_queued:
                 gone = self._queue.popleft()
