@@ -54,10 +54,10 @@ from paho.mqtt.enums import CallbackAPIVersion
 import appliance
 from appliance.config import config_hash, load_config
 from appliance.publish import CountsMessage, CountStats, EgressPolicy, Outbox, make_birth, make_publisher, utcnow
-from appliance.publish.envelope import Envelope
 from appliance.publish.outbox.writer import OutboxWriter
 from appliance.publish.publisher import MqttPublisher
 from appliance.publish.seqs import SeqAllocator
+from appliance.publish.stamper import Stamper
 
 DEVICE_ID = "bench-0001"
 # What the appliance's paho client allows in flight at the broker (MqttLink); the direct arm uses
@@ -108,11 +108,11 @@ def fill_backlog(path: Path, n: int, fast: bool = False) -> float:
     writer = OutboxWriter(box, seqs=SeqAllocator(last_seq=box.last_seq, last_boot_id=box.boot_id), max_queued=n)
     policy = EgressPolicy(topic_prefix=cfg.mqtt.topic_prefix, device_id=DEVICE_ID,
                           max_payload_bytes=cfg.publish.max_payload_bytes)
-    envelope = Envelope(policy, DEVICE_ID)
+    stamper = Stamper(policy, DEVICE_ID)
     t0 = time.perf_counter()
     for i in range(n):
         msg = _message(i)
-        writer.submit(lambda seq, msg=msg: envelope.seal(msg, boot_id=1, seq=seq))
+        writer.submit(lambda seq, msg=msg: stamper.seal(msg, boot_id=1, seq=seq))
         if (i + 1) % max(1, n // 10) == 0:
             progress(f"filling the backlog: {i + 1}/{n}")
     elapsed = time.perf_counter() - t0
@@ -134,13 +134,13 @@ def bench_outbox(url: str, backlog: Optional[Path], workdir: Path, n: int) -> Tu
     pub = make_publisher(device_id=cfg.device_id, mqtt=cfg.mqtt, publish=cfg.publish, outbox=cfg.outbox, birth=birth)
     assert isinstance(pub, MqttPublisher)
     if backlog is None:
-        # What publish() does while the broker is away, with this publisher's own envelope (before
+        # What publish() does while the broker is away, with this publisher's own stamper (before
         # start(), so that nothing is sent yet; the birth then follows the backlog).
         seqs = SeqAllocator(last_seq=pub.outbox.last_seq, last_boot_id=pub.outbox.boot_id)
         writer = OutboxWriter(pub.outbox, seqs=seqs, max_queued=n)
         for i in range(n):
             msg = _message(i)
-            writer.submit(lambda seq, msg=msg: pub.envelope.seal(msg, boot_id=1, seq=seq))
+            writer.submit(lambda seq, msg=msg: pub.stamper.seal(msg, boot_id=1, seq=seq))
             if (i + 1) % max(1, n // 4) == 0:
                 progress(f"storing the backlog: {i + 1}/{n}")
     t0, c0 = time.perf_counter(), time.process_time()

@@ -27,7 +27,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Dict, List, Optional, Set, Tuple
 
-from appliance.publish.messages import AnomalyMessage, CountsMessage, HealthMessage, Message, StatusMessage
+from appliance.publish.messages import (
+    Stamped,
+    StampedAnomalyMessage,
+    StampedCountsMessage,
+    StampedHealthMessage,
+    StampedStatusMessage,
+)
 from appliance.transparency.notice import Notice
 
 # Missing seqs remembered per device. A device that lost far more than this (outbox cap drops
@@ -165,9 +171,9 @@ class _SeqTracker:
     reconnects: int = 0
     resets: int = 0
 
-    def observe(self, msg: Message, retained: bool) -> None:
+    def observe(self, msg: Stamped, retained: bool) -> None:
         self.last_boot = max(self.last_boot or 0, msg.boot_id)
-        if isinstance(msg, StatusMessage) and msg.state == "online":
+        if isinstance(msg, StampedStatusMessage) and msg.state == "online":
             self.reserved.add(msg.seq + 1)
             self.missing.discard(msg.seq + 1)
             birth = (msg.boot_id, msg.seq)
@@ -210,9 +216,9 @@ class _SeqTracker:
 class _Device:
     device_id: str
     seq: _SeqTracker = field(default_factory=_SeqTracker)
-    status: Optional[StatusMessage] = None
-    counts: Optional[CountsMessage] = None
-    health: Optional[HealthMessage] = None
+    status: Optional[StampedStatusMessage] = None
+    counts: Optional[StampedCountsMessage] = None
+    health: Optional[StampedHealthMessage] = None
     last_seen: Optional[datetime] = None
     anomalies: Dict[Tuple[str, Optional[str]], ActiveAnomaly] = field(default_factory=dict)
     notice: Optional[NoticeSeen] = None
@@ -224,7 +230,7 @@ class FleetState:
     def __init__(self) -> None:
         self._devices: Dict[str, _Device] = {}
 
-    def observe(self, msg: Message, *, retained: bool, received_at: datetime) -> str:
+    def observe(self, msg: Stamped, *, retained: bool, received_at: datetime) -> str:
         """Take one received message into account; returns its device id."""
         dev = self._devices.setdefault(msg.device_id, _Device(msg.device_id))
         if dev.seq.last_boot is not None and msg.boot_id < dev.seq.last_boot:
@@ -236,7 +242,7 @@ class FleetState:
         dev.seq.observe(msg, retained)
         if not retained:
             dev.last_seen = received_at
-        if isinstance(msg, StatusMessage):
+        if isinstance(msg, StampedStatusMessage):
             # A late-delivered status of an older boot must not overwrite the current one.
             if dev.status is None or (msg.boot_id, msg.seq) >= (dev.status.boot_id, dev.status.seq):
                 dev.status = msg
@@ -244,13 +250,13 @@ class FleetState:
                 # A new boot starts with no flag raised (anomaly state lives in memory on the device),
                 # and the old boot can no longer clear its own.
                 dev.anomalies = {k: a for k, a in dev.anomalies.items() if a.boot_id >= msg.boot_id}
-        elif isinstance(msg, CountsMessage):
+        elif isinstance(msg, StampedCountsMessage):
             if dev.counts is None or msg.window_end >= dev.counts.window_end:
                 dev.counts = msg
-        elif isinstance(msg, HealthMessage):
+        elif isinstance(msg, StampedHealthMessage):
             if dev.health is None or (msg.boot_id, msg.seq) >= (dev.health.boot_id, dev.health.seq):
                 dev.health = msg
-        elif isinstance(msg, AnomalyMessage):
+        elif isinstance(msg, StampedAnomalyMessage):
             # Paired by event_id where the payload carries one (issue 13), else by (type, zone).
             event_id = getattr(msg, "event_id", None)
             key: Tuple[str, Optional[str]] = ("event_id", str(event_id)) if event_id else (msg.type, msg.zone)

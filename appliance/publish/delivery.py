@@ -49,6 +49,7 @@ from appliance.publish.client import BrokerRejected, MqttLink
 from appliance.publish.clock import Clock
 from appliance.publish.egress import ApprovedPayload, EgressError, EgressPolicy
 from appliance.publish.lifecycle import Boot
+from appliance.publish.messages import MESSAGE_TYPES
 from appliance.publish.outbox.rows import OutboxRow
 from appliance.publish.outbox.store import Outbox, is_transient
 from appliance.publish.outbox.writer import OutboxWriter
@@ -359,7 +360,7 @@ class DeliveryLoop:
                 self._store(partial(self.outbox.quarantine, row.seq, str(exc)))
                 continue
             expiry = None
-            if row.kind == "counts" and self.mqtt.counts_expiry_s is not None:
+            if MESSAGE_TYPES[row.kind].expires and self.mqtt.counts_expiry_s is not None:
                 # Expiry counts from when the window was queued, not from this (late) send; an age
                 # the clock cannot vouch for (stored before a clock step) gives the full expiry.
                 age = self.clock.age_s(row.stamp) or 0.0

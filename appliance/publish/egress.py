@@ -33,7 +33,7 @@ from typing import Any, Dict, Literal, Optional
 from pydantic import ValidationError
 
 from appliance.errors import ApplianceError
-from appliance.publish.messages import MESSAGE_TYPES, Message, parse_payload
+from appliance.publish.messages import MESSAGE_TYPES, WIRE_TYPES, Message, Stamped, parse_payload
 
 MAX_ARRAY_ITEMS = 32
 MAX_NUMBERS = 1024
@@ -182,9 +182,10 @@ class EgressPolicy:
 
     def _check_message(self, msg: Message, topic: Optional[str]) -> ApprovedPayload:
         cls = type(msg)
-        if not isinstance(msg, Message) or MESSAGE_TYPES.get(getattr(cls, "kind", "")) is not cls:
+        kind = getattr(cls, "kind", "")
+        if not isinstance(msg, Message) or cls not in (MESSAGE_TYPES.get(kind), WIRE_TYPES.get(kind)):
             raise EgressError("not_a_message", f"{cls.__name__} is not a publishable message class")
-        if not msg.stamped:
+        if not isinstance(msg, Stamped):
             raise EgressError("unstamped", f"{msg.kind} message has no device_id/boot_id/seq/sent_at")
         if msg.device_id != self.device_id:
             raise EgressError("wrong_device", f"device_id {msg.device_id!r} is not this device")

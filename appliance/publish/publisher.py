@@ -42,13 +42,13 @@ from appliance.publish.client import BrokerUnreachable, MqttLink
 from appliance.publish.clock import Clock
 from appliance.publish.delivery import DeliveryLoop, DeliveryStatus
 from appliance.publish.egress import ApprovedPayload, EgressError, EgressPolicy, RetainedDocument
-from appliance.publish.envelope import Envelope
 from appliance.publish.lifecycle import Boot, seal_boot
 from appliance.publish.messages import HealthMessage, Message, StatusMessage
 from appliance.publish.outbox.rows import OutboxStats, Sealed
 from appliance.publish.outbox.store import Outbox, outbox_path
 from appliance.publish.outbox.writer import OutboxWriter
 from appliance.publish.seqs import SeqAllocator
+from appliance.publish.stamper import Stamper
 from appliance.publish.stats import PublisherStats, fill_health
 
 log = logging.getLogger(__name__)
@@ -107,7 +107,7 @@ class _Base:
         # Checked now: a document the egress policy refuses stops the start, not the first connect.
         self.documents: List[ApprovedPayload] = [self.policy.approve_document(d) for d in documents]
         self.clock = clock or Clock()
-        self.envelope = Envelope(self.policy, device_id, self.clock)
+        self.stamper = Stamper(self.policy, device_id, self.clock)
         self._birth_content = birth
         self.boot: Optional[Boot] = None
         self._closed = False
@@ -132,7 +132,7 @@ class _Base:
         """The clean stop's ``offline``: the reserved death seq, stamped now."""
         assert self.boot is not None
         offline = self._birth_content.as_offline()
-        return self.envelope.approve(offline, boot_id=self.boot.boot_id, seq=self.boot.death_seq)
+        return self.stamper.approve(offline, boot_id=self.boot.boot_id, seq=self.boot.death_seq)
 
     def stats(self) -> PublisherStats:  # pragma: no cover - overridden
         raise NotImplementedError
@@ -151,7 +151,7 @@ class StdoutPublisher(_Base):
 
     def start(self) -> None:
         boot_id, first = self.seqs.boot()
-        self.boot = seal_boot(self.envelope, self._birth_content, boot_id=boot_id, first_seq=first)
+        self.boot = seal_boot(self.stamper, self._birth_content, boot_id=boot_id, first_seq=first)
         self._emit(self.boot.birth)
         for document in self.documents:
             self._emit(document)
@@ -165,7 +165,7 @@ class StdoutPublisher(_Base):
     def publish(self, msg: Message) -> None:
         msg = self._prepare(msg)
         with self.seqs.next() as seq:
-            self._emit(self.envelope.approve(msg, boot_id=self.boot_id, seq=seq))
+            self._emit(self.stamper.approve(msg, boot_id=self.boot_id, seq=seq))
 
     def _emit(self, approved: ApprovedPayload) -> None:
         payload = json.loads(approved.payload) if approved.payload else None  # empty: a removed discovery config
@@ -208,7 +208,7 @@ class MqttPublisher(_Base):
     def start(self) -> None:
         seqs = SeqAllocator(last_seq=self.outbox.last_seq, last_boot_id=self.outbox.boot_id)
         boot_id, first = seqs.boot()
-        boot = seal_boot(self.envelope, self._birth_content, boot_id=boot_id, first_seq=first)
+        boot = seal_boot(self.stamper, self._birth_content, boot_id=boot_id, first_seq=first)
         birth, death = boot.sealed()
         self.outbox.begin_boot(birth, death, boot_id)  # a disk-full here is a runtime error: exit 1
         self.boot = boot
@@ -257,7 +257,7 @@ class MqttPublisher(_Base):
     def publish(self, msg: Message) -> None:
         msg = self._prepare(msg)
         boot_id = self.boot_id
-        self._writer().submit(lambda seq: self.envelope.seal(msg, boot_id=boot_id, seq=seq))
+        self._writer().submit(lambda seq: self.stamper.seal(msg, boot_id=boot_id, seq=seq))
 
     def check(self) -> None:
         """Raises :class:`DeliveryFailed` once delivery has failed for good (exit 1, restart)."""

@@ -67,6 +67,7 @@ from appliance.config.transport import state_path
 from appliance.errors import ApplianceError, InputError
 from appliance.publish.clock import Clock, Stamp
 from appliance.publish.lockfile import FileLock
+from appliance.publish.messages import MESSAGE_TYPES
 from appliance.publish.outbox.rows import OutboxRow, OutboxStats, Sealed, row_checksum
 from appliance.publish.outbox.seqfloor import SEQ_BLOCK, Floor, floor_path, read_floor, write_floor
 
@@ -98,9 +99,13 @@ class _Damaged(Exception):
     pass
 
 
-# Cap drops go through kinds in this order. Anything not listed (status) is never dropped.
-DROP_ORDER: Tuple[str, ...] = ("health", "counts", "anomalies")
-AGE_LIMITED_KINDS: Tuple[str, ...] = ("health", "counts")
+# Each kind's own policy (appliance.publish.messages): cap drops go through kinds in their
+# drop_rank order; a kind without one (status) is never dropped.
+DROP_ORDER: Tuple[str, ...] = tuple(
+    kind for kind, cls in sorted(MESSAGE_TYPES.items(), key=lambda kc: kc[1].drop_rank or 0)
+    if cls.drop_rank is not None
+)
+AGE_LIMITED_KINDS: Tuple[str, ...] = tuple(kind for kind, cls in MESSAGE_TYPES.items() if cls.age_limited)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (

@@ -1,4 +1,4 @@
-"""Envelope stamping and sealing: a content message becomes stored bytes for one seq.
+"""Stamping and sealing: a content message gets its envelope and becomes stored bytes for one seq.
 
 Sealing is stamping (``device_id``, ``boot_id``, ``seq``, ``sent_at``, ``clock_synced``) followed by
 the egress check, so nothing reaches the outbox or stdout that the policy has not approved. An
@@ -16,7 +16,7 @@ from appliance.publish.messages import Message
 from appliance.publish.outbox.rows import Sealed
 
 
-class Envelope:
+class Stamper:
     def __init__(self, policy: EgressPolicy, device_id: str, clock: Optional[Clock] = None) -> None:
         self.policy = policy
         self.device_id = device_id
