@@ -323,6 +323,21 @@ def test_a_changed_seq_is_not_delivered_as_valid_data(tmp_path: Path) -> None:
     assert quarantined_seqs(tmp_path / "o.db") == [7]
 
 
+def test_a_seq_changed_beyond_the_counter_is_quarantined_before_a_new_message_needs_it(tmp_path: Path) -> None:
+    box_with_rows(tmp_path / "o.db").close()
+    db = sqlite3.connect(str(tmp_path / "o.db"))
+    db.execute("UPDATE messages SET seq = 6 WHERE seq = 3")
+    db.commit()
+    db.close()
+    box = Outbox(tmp_path / "o.db", max_bytes=1 << 20, max_age_s=1e9)
+    try:
+        assert box.stats().quarantined == 1
+        assert [put(box, "counts") for _ in range(3)] == [5, 6, 7]
+        assert [r.seq for r in box.pending()] == [1, 2, 4, 5, 6, 7]
+    finally:
+        box.close()
+
+
 @pytest.mark.parametrize("where", ["header", "b-tree page"])
 def test_a_file_sqlite_cannot_use_is_set_aside_and_a_fresh_one_continues_the_seq(tmp_path: Path, where: str) -> None:
     path = tmp_path / "o.db"

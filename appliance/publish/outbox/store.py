@@ -186,6 +186,7 @@ class Outbox:
             if owner is not None:
                 self._claim(owner)
             self._bytes = int(self._db.execute("SELECT COALESCE(SUM(LENGTH(payload)), 0) FROM messages").fetchone()[0])
+            self._quarantine_beyond_last_seq()
             self.boot_id = self._meta("boot_id")
         except ApplianceError:
             self._release()
@@ -248,6 +249,19 @@ class Outbox:
         if self._file_lock is not None:
             self._file_lock.release()
             self._file_lock = None
+
+    def _quarantine_beyond_last_seq(self) -> None:
+        """A row above the stored seq counter can only be a damaged key; left in place, the seq it
+        took would collide with a new message's."""
+        if self._db.execute("SELECT 1 FROM meta WHERE key = 'last_seq'").fetchone() is None:
+            return  # no counter recorded (a file from a tool, not from us): nothing to compare with
+        beyond = self._db.execute(
+            f"SELECT {_ROW_COLUMNS} FROM messages WHERE seq > ?", (self._meta("last_seq"),)
+        ).fetchall()
+        if beyond:
+            with self._transaction():
+                for r in beyond:
+                    self._quarantine_row(r, "its seq is beyond the last one stored")
 
     def _save_floor(self, floor: Floor) -> None:
         try:
