@@ -339,11 +339,12 @@ class DeliveryLoop:
         raise _GiveUp
 
     def _flush_writer(self) -> None:
-        if self.writer.queued and time.monotonic() - self._last_writer_retry >= WRITER_RETRY_S:
+        if self.writer.status().queued and time.monotonic() - self._last_writer_retry >= WRITER_RETRY_S:
             self._last_writer_retry = time.monotonic()
             self.writer.flush()
-        if self.writer.fatal is not None:
-            self._give_up(f"{self.outbox.path}: outbox unusable: {self.writer.fatal}")
+        fatal = self.writer.status().fatal
+        if fatal is not None:
+            self._give_up(f"{self.outbox.path}: outbox unusable: {fatal}")
 
     # ------------------------------------------------------------------ sending
 

@@ -46,7 +46,7 @@ from appliance.publish.lifecycle import Boot, seal_boot
 from appliance.publish.messages import HealthMessage, Message, StatusMessage
 from appliance.publish.outbox.rows import OutboxStats, Sealed
 from appliance.publish.outbox.store import Outbox, outbox_path
-from appliance.publish.outbox.writer import OutboxWriter
+from appliance.publish.outbox.writer import OutboxWriter, WriterStatus
 from appliance.publish.seqs import SeqAllocator
 from appliance.publish.stamper import Stamper
 from appliance.publish.stats import PublisherStats, fill_health
@@ -270,10 +270,10 @@ class MqttPublisher(_Base):
             ob = self._last_outbox_stats = self.outbox.stats()
         except sqlite3.Error:
             ob = self._last_outbox_stats  # the file is locked or failing; health still goes out
-        writer = self.writer
+        writer = self.writer.status() if self.writer is not None else WriterStatus()
         status = self.delivery.status if self.delivery is not None else DeliveryStatus()
         err = status.last_error
-        storage = status.storage_error or (writer.last_error if writer else None)
+        storage = status.storage_error or writer.last_error
         last_puback = status.last_puback
         return PublisherStats(
             connected=status.connected,
@@ -284,9 +284,9 @@ class MqttPublisher(_Base):
             dropped=ob.dropped,
             rejected=status.refused_total,
             egress_refused=self.policy.refused_total,
-            write_errors=(writer.write_errors if writer else 0) + status.storage_errors,
-            lost=ob.lost + (writer.lost_unrecorded if writer else 0),
-            held_in_memory=writer.queued if writer else 0,
+            write_errors=writer.write_errors + status.storage_errors,
+            lost=ob.lost + writer.lost_unrecorded,
+            held_in_memory=writer.queued,
             seconds_since_puback=None if last_puback is None else time.monotonic() - last_puback,
             refusing=status.refusing,
             quarantined=ob.quarantined,
@@ -302,7 +302,8 @@ class MqttPublisher(_Base):
         delivery, writer, boot = self.delivery, self.writer, self.boot
         try:
             if writer is not None and not writer.flush():
-                log.error("outbox: %d message(s) held in memory are lost: %s", writer.queued, writer.last_error)
+                held = writer.status()
+                log.error("outbox: %d message(s) held in memory are lost: %s", held.queued, held.last_error)
             if delivery is None or boot is None:
                 return
             death = self._fresh_death() if clean else None

@@ -17,6 +17,7 @@ import sqlite3
 import threading
 import time
 from collections import deque
+from dataclasses import dataclass
 from typing import Callable, Deque, Optional
 
 from appliance.publish.outbox.rows import Sealed
@@ -28,6 +29,17 @@ log = logging.getLogger(__name__)
 RETRY_S = 0.5
 
 
+@dataclass(frozen=True)
+class WriterStatus:
+    """What the writer shows other threads, taken under its lock."""
+
+    queued: int = 0  # sealed messages held in memory while the disk refuses them
+    lost_unrecorded: int = 0  # lost seqs not yet recorded in the outbox file
+    write_errors: int = 0
+    last_error: Optional[str] = None
+    fatal: Optional[sqlite3.Error] = None  # the file is unusable (not a passing error)
+
+
 class OutboxWriter:
     def __init__(self, outbox: Outbox, *, seqs: SeqAllocator, max_queued: int) -> None:
         self.outbox = outbox
@@ -36,9 +48,9 @@ class OutboxWriter:
         self._lock = threading.Lock()
         self._queue: Deque[Sealed] = deque()
         self._lost_unrecorded = 0  # lost seqs not yet recorded in the file (they precede the queue)
-        self.write_errors = 0
-        self.last_error: Optional[str] = None
-        self.fatal: Optional[sqlite3.Error] = None
+        self._write_errors = 0
+        self._last_error: Optional[str] = None
+        self._fatal: Optional[sqlite3.Error] = None
         self._last_attempt = 0.0
 
     def submit(self, seal: Callable[[int], Sealed]) -> int:
@@ -70,26 +82,22 @@ class OutboxWriter:
             try:
                 self.outbox.append(head, lost_before=self._lost_unrecorded)
             except sqlite3.Error as exc:
-                self.write_errors += 1
-                if self.last_error != str(exc):
+                self._write_errors += 1
+                if self._last_error != str(exc):
                     log.error("outbox write failed: %s (holding %d message(s) in memory)", exc, len(self._queue))
-                self.last_error = str(exc)
+                self._last_error = str(exc)
                 if not is_transient(exc):
-                    self.fatal = exc
+                    self._fatal = exc
                 return False
             self._queue.popleft()
             self._lost_unrecorded = 0
-            if self.last_error is not None:
+            if self._last_error is not None:
                 log.warning("outbox accepts writes again")
-                self.last_error = None
+                self._last_error = None
         return True
 
-    @property
-    def queued(self) -> int:
+    def status(self) -> WriterStatus:
         with self._lock:
-            return len(self._queue)
-
-    @property
-    def lost_unrecorded(self) -> int:
-        with self._lock:
-            return self._lost_unrecorded
+            return WriterStatus(
+                len(self._queue), self._lost_unrecorded, self._write_errors, self._last_error, self._fatal
+            )
