@@ -426,3 +426,42 @@ def test_a_backlog_from_a_1970_boot_survives_ntp_and_says_its_clock_was_unset(
     synced = {m.payload["seq"]: m.payload["clock_synced"] for m in got if m.topic.endswith("/counts")}
     assert sorted(synced.values()) == [False, False, False, True]
     assert synced[max(synced)] is True
+
+
+# --------------------------------------------------------------------------- damage on the card
+
+
+def test_a_damaged_byte_in_one_stored_message_costs_that_message_only(
+    mosquitto: Broker, tmp_path: Path, subscribe, publishers
+) -> None:
+    """A backlog stored during an outage; one byte of one row goes bad on the card before the next
+    start (here: the kind, so the row no longer decodes as UTF-8). The next boot delivers its birth
+    and every other message in seq order, reports the damaged one in health, and its seq is a gap."""
+    room = subscribe(mosquitto, f"crowdmon/{DEVICE}/#", client_id="control-room", persistent=True)
+    mosquitto.stop()
+    path = tmp_path / "o.db"
+    first = start(cfg_for(mosquitto.url, path), publishers)
+    for i in range(5):
+        first.publish(counts(i))
+    stored = [row.seq for row in first.outbox.pending(limit=100)]
+    first.close(clean=False)
+    db = sqlite3.connect(str(path))
+    victim = stored[3]
+    db.execute("UPDATE messages SET kind = CAST(X'636f756e74ff' AS TEXT) WHERE seq = ?", (victim,))
+    db.commit()
+    db.close()
+
+    mosquitto.start()
+    second = start(cfg_for(mosquitto.url, path), publishers)
+    wait_until(lambda: second.stats().pending == 0 and second.stats().quarantined == 1, timeout_s=60)
+    second.publish(health(9))
+    got = room.wait_for(lambda ms: any(m.topic.endswith("/health") for m in ms), timeout_s=30)
+    delivered = first_occurrences([m.payload["seq"] for m in got])
+    assert victim not in delivered
+    # Boot 1's birth and counts, its death (2, queued by boot 2: it never closed), all but the victim.
+    expected = [s for s in range(1, stored[-1] + 1) if s != victim]
+    assert [s for s in delivered if s <= stored[-1]] == expected, "the rest, in order"
+    births = [m.payload for m in got if m.topic.endswith("/status") and m.payload["state"] == "online"]
+    assert {b["boot_id"] for b in births} == {1, 2}, "both boots' births got out"
+    (report,) = [m.payload for m in got if m.topic.endswith("/health")]
+    assert report["outbox"]["quarantined"] == 1
