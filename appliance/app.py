@@ -50,7 +50,7 @@ from appliance.pipeline import Pipeline
 from appliance.progress import Progress
 from appliance.publish import Publisher, RetainedDocument, make_birth, make_publisher
 from appliance.publish.discovery import AnnouncedTopics, discovery_messages
-from appliance.publish.outbox import outbox_path
+from appliance.publish.outbox.store import outbox_path
 from appliance.report import audit_head
 from appliance.schedule import Schedule
 from appliance.transparency import Notice, build_notice, notice_hash, notice_payload

@@ -24,7 +24,7 @@ from appliance.health.clock import WallClock
 from appliance.health.monitor import HealthMonitor
 from appliance.health.watchdog import Watchdog
 from appliance.progress import Progress
-from appliance.publish import AuditHead, BrokerUnreachable, Message, Publisher
+from appliance.publish import AuditHead, BrokerError, BrokerUnreachable, Message, Publisher
 from appliance.report import anomaly_message, audit_head, counts_message
 from appliance.schedule import HealthDue, Schedule, WindowDue
 from appliance.vocabulary import ModelInfo
@@ -154,6 +154,11 @@ class Pipeline:
             except BrokerUnreachable as exc:
                 # Store-and-forward: counting goes on, messages wait in the outbox for the broker.
                 log.warning("%s; counting goes on and messages wait in the outbox", exc)
+            except BrokerError as exc:
+                # A refusal (TLS identity, credentials, ACL) needs someone to fix the broker or the
+                # config; exiting would only end in a unit systemd stops restarting. Health shows
+                # it, the publisher retries every mqtt.reconnect_max_s, the outbox keeps everything.
+                log.error("%s; counting goes on, messages wait in the outbox, retrying", exc)
             # Only this loop proves liveness: a hung model or camera read stops the pings (systemd)
             # or ends the process (internal watchdog), so the broker publishes the last will.
             watchdog = Watchdog(self.watchdog_timeout_s)

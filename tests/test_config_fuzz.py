@@ -23,7 +23,7 @@ from appliance.capture import open_source
 from appliance.capture.sources import LIVE_PREFIXES
 from appliance.config import ApplianceConfig
 from appliance.config.preflight import load_runnable_config
-from appliance.publish.mqtt_client import MqttLink
+from appliance.publish.client import MqttLink
 
 ROOT = Path(__file__).resolve().parent.parent
 SEED = 20261123

@@ -30,7 +30,13 @@ from typing import Deque, Dict, List, Optional, Tuple
 
 from appliance.monitor.audit_heads import AuditHeadTracker, AuditSeen
 from appliance.monitor.seq_ranges import MissingRanges
-from appliance.publish.messages import AnomalyMessage, CountsMessage, HealthMessage, Message, StatusMessage
+from appliance.publish.messages import (
+    Stamped,
+    StampedAnomalyMessage,
+    StampedCountsMessage,
+    StampedHealthMessage,
+    StampedStatusMessage,
+)
 from appliance.transparency.notice import Notice
 
 # Ranges of missing seqs remembered per device: the memory per device is bounded whatever seq a
@@ -175,9 +181,9 @@ class _SeqTracker:
     reconnects: int = 0
     resets: int = 0
 
-    def observe(self, msg: Message, retained: bool) -> None:
+    def observe(self, msg: Stamped, retained: bool) -> None:
         self.last_boot = max(self.last_boot or 0, msg.boot_id)
-        if isinstance(msg, StatusMessage) and msg.state == "online":
+        if isinstance(msg, StampedStatusMessage) and msg.state == "online":
             if msg.seq + 1 not in self.reserved:
                 self.reserved.append(msg.seq + 1)
             self.missing.discard(msg.seq + 1)
@@ -217,9 +223,9 @@ class _SeqTracker:
 class _Device:
     device_id: str
     seq: _SeqTracker = field(default_factory=_SeqTracker)
-    status: Optional[StatusMessage] = None
-    counts: Optional[CountsMessage] = None
-    health: Optional[HealthMessage] = None
+    status: Optional[StampedStatusMessage] = None
+    counts: Optional[StampedCountsMessage] = None
+    health: Optional[StampedHealthMessage] = None
     last_seen: Optional[datetime] = None
     anomalies: Dict[Tuple[str, Optional[str]], ActiveAnomaly] = field(default_factory=dict)
     notice: Optional[NoticeSeen] = None
@@ -232,7 +238,7 @@ class FleetState:
     def __init__(self) -> None:
         self._devices: Dict[str, _Device] = {}
 
-    def observe(self, msg: Message, *, retained: bool, received_at: datetime) -> str:
+    def observe(self, msg: Stamped, *, retained: bool, received_at: datetime) -> str:
         """Take one received message into account; returns its device id."""
         dev = self._devices.setdefault(msg.device_id, _Device(msg.device_id))
         if dev.seq.last_boot is not None and msg.boot_id < dev.seq.last_boot:
@@ -248,7 +254,7 @@ class FleetState:
             dev.audit.observe(head, msg.boot_id, msg.seq)
         if not retained:
             dev.last_seen = received_at
-        if isinstance(msg, StatusMessage):
+        if isinstance(msg, StampedStatusMessage):
             # A late-delivered status of an older boot must not overwrite the current one.
             if dev.status is None or (msg.boot_id, msg.seq) >= (dev.status.boot_id, dev.status.seq):
                 dev.status = msg
@@ -256,13 +262,13 @@ class FleetState:
                 # A new boot starts with no flag raised (anomaly state lives in memory on the device),
                 # and the old boot can no longer clear its own.
                 dev.anomalies = {k: a for k, a in dev.anomalies.items() if a.boot_id >= msg.boot_id}
-        elif isinstance(msg, CountsMessage):
+        elif isinstance(msg, StampedCountsMessage):
             if dev.counts is None or msg.window_end >= dev.counts.window_end:
                 dev.counts = msg
-        elif isinstance(msg, HealthMessage):
+        elif isinstance(msg, StampedHealthMessage):
             if dev.health is None or (msg.boot_id, msg.seq) >= (dev.health.boot_id, dev.health.seq):
                 dev.health = msg
-        elif isinstance(msg, AnomalyMessage):
+        elif isinstance(msg, StampedAnomalyMessage):
             # Paired by event_id where the payload carries one (devices from before it was added do
             # not), else by (type, zone).
             event_id = getattr(msg, "event_id", None)
