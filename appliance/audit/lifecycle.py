@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional
 import appliance
 from appliance.audit.entries import ConfigChanged, FieldChange, ModelHash, Started
 from appliance.audit.log import AuditLog
+from appliance.redaction import redact_secrets
 
 if TYPE_CHECKING:
     from appliance.config import ApplianceConfig
@@ -40,7 +41,7 @@ def record_start(log: AuditLog, cfg: ApplianceConfig) -> None:
     models = [
         ModelHash(name=n, sha256=manifest.get(n).sha256) for n in (cfg.profile.models.face, cfg.profile.models.person)
     ]
-    config = cfg.model_dump(mode="json")
+    config = redact_secrets(cfg.model_dump(mode="json"))  # a camera password in a URL is not evidence
     new_hash = config_hash(cfg)
     previous = _last_start(log)
     if previous is not None and previous.get("config_hash") != new_hash:

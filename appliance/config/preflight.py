@@ -17,13 +17,6 @@ from appliance.config.schema import ApplianceConfig
 from appliance.config.transport import state_path
 from appliance.errors import InputError, ModelIntegrityError
 
-# What ``capture.source`` values are not paths (see appliance/capture/sources.py: open_source).
-_LIVE_PREFIXES = ("rtsp://", "rtsps://", "http://", "https://", "/dev/video")
-
-
-def _is_path_source(spec: str) -> bool:
-    return not (spec == "sample" or spec.startswith(_LIVE_PREFIXES) or spec.isdigit() or "!" in spec)
-
 
 def _stat_problem(path: str, *, want_dir: bool = False) -> Optional[str]:
     """None if ``path`` is a readable file (or folder), else what is wrong, in a few words."""
@@ -71,23 +64,38 @@ def writable_file_problem(path: str) -> Optional[str]:
 def preflight(cfg: ApplianceConfig, *, label: str) -> None:
     """Raise a one-line :class:`InputError` (``label: field: ...``) for anything ``run`` would refuse."""
     # Imported here: capture pulls in OpenCV, which `config schema` and friends need not load.
-    from appliance.capture.sources import open_source
+    from appliance.capture import open_source, parse_source
+    from appliance.capture.camera_program import camera_program_problem
+    from appliance.capture.spec import stream_url
     from appliance.models.manifest import load_manifest
 
     def fail(field: str, problem: str, value: Optional[str] = None) -> NoReturn:
         detail = f"{value}: {problem}" if value is not None else problem
         raise InputError(" ".join(detail.split()), path=label, field=field)
 
-    source = cfg.capture.source
-    if _is_path_source(source):
-        shown = source if source.isprintable() else repr(source)
-        problem = _stat_problem(source, want_dir=True)
+    def check_source() -> None:
+        source = parse_source(cfg.capture.source)
+        if source.kind == "path":
+            problem = _stat_problem(source.text, want_dir=True)
+            if problem:
+                fail("capture.source", problem, source.shown)
+            # the same opening `run` does (a folder without images, a file that is not a video)
+            open_source(source.text, cfg.capture, size=None).close()
+        if cfg.capture.password_file is not None:
+            problem = _stat_problem(cfg.capture.password_file)
+            if problem:
+                fail("capture.password_file", problem, cfg.capture.password_file)
+        stream_url(source, cfg.capture)  # the password's setting fits the source (and can be read)
+        problem = camera_program_problem(source)
         if problem:
-            fail("capture.source", problem, shown)
-        try:  # the same opening `run` does (a folder without images, a file that is not a video)
-            open_source(source, cfg.capture, size=None).close()
-        except InputError as exc:
-            fail("capture.source", str(exc))
+            fail("capture.source", problem, source.shown)
+
+    try:
+        check_source()
+    except InputError as exc:
+        if exc.path == label:
+            raise
+        fail(exc.field or "capture.source", exc.message, exc.path)
 
     manifest = load_manifest()
     for task, name in (("face", cfg.profile.models.face), ("person", cfg.profile.models.person)):
