@@ -325,3 +325,21 @@ def start_driver(*args: str) -> subprocess.Popen:
         text=True,
         cwd=str(REPO),
     )
+
+
+@pytest.fixture(scope="session")
+def clip_jpegs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The sample clip's first 60 frames as JPEG files (ffmpeg, from Debian): what the stand-in
+    camera programs and the RTSP test camera send. Standard Huffman tables, as RTP/JPEG needs."""
+    ffmpeg = shutil.which("ffmpeg")
+    if ffmpeg is None:
+        pytest.fail("ffmpeg is not installed: run scripts/setup.sh")
+    from appliance.resources import sample_clip
+
+    folder = tmp_path_factory.mktemp("clip-jpegs")
+    subprocess.run(
+        [ffmpeg, "-v", "error", "-i", str(sample_clip()), "-frames:v", "60", "-q:v", "6", "-huffman", "default",
+         "-start_number", "0", str(folder / "frame_%03d.jpg")],
+        check=True, timeout=120,
+    )
+    return folder

@@ -126,6 +126,7 @@ class ProgramConnection:
         self.shown = shown
         self.read_timeout_s = read_timeout_s
         self.superseded = 0
+        self._interrupted = False
         self._buf = bytearray()
         self._stderr: Deque[str] = deque(maxlen=5)
         try:
@@ -162,7 +163,8 @@ class ProgramConnection:
             ready, _, _ = select.select([self._out], [], [], self.read_timeout_s)
             chunk = os.read(self._out, READ_CHUNK) if ready else b""
             if not chunk:
-                log.warning("%s: camera program %s", self.shown, self._why())
+                if not self._interrupted:
+                    log.warning("%s: camera program %s", self.shown, self._why())
                 return None
             self._buf += chunk
             while True:  # every whole frame in the buffer; only the newest is kept
@@ -187,6 +189,7 @@ class ProgramConnection:
             log.warning("%s: the camera program wrote a frame that does not decode; skipped", self.shown)
 
     def interrupt(self) -> None:
+        self._interrupted = True
         self._kill()
 
     def _kill(self) -> None:

@@ -115,7 +115,7 @@ class LiveSource(FrameSource):
 
     def read(self) -> Optional[RawFrame]:
         with self._lock:
-            if self._latest is None:
+            if self._latest is None and not self._stop.is_set():
                 self._lock.wait(self.cfg.read_timeout_s)
             if self._latest is None:
                 if self.state == "ok":
