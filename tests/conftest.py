@@ -343,3 +343,88 @@ def clip_jpegs(tmp_path_factory: pytest.TempPathFactory) -> Path:
         check=True, timeout=120,
     )
     return folder
+
+
+# --------------------------------------------------------------------------- an IP camera on loopback
+
+RTSP_CAMERA = Path(__file__).resolve().parent / "rtsp_camera.py"
+SYSTEM_PYTHON = "/usr/bin/python3"  # Debian's, with python3-gi and GStreamer's RTSP server
+
+
+class RtspCamera:
+    """GStreamer's RTSP server (tests/rtsp_camera.py) serving the clip's frames as MJPEG/RTP on a
+    loopback port that stays the same across ``kill`` and ``start``, as a camera's address does."""
+
+    def __init__(self, frames: Path, workdir: Path, user: Optional[str] = None, password: Optional[str] = None) -> None:
+        self.frames = frames
+        self.workdir = workdir
+        self.port = free_port()
+        self.user = user
+        self.password = password
+        self.proc: Optional[subprocess.Popen] = None
+
+    @property
+    def url(self) -> str:
+        """The stream's URL without credentials."""
+        return f"rtsp://127.0.0.1:{self.port}/cam"
+
+    def start(self) -> None:
+        args = [SYSTEM_PYTHON, str(RTSP_CAMERA), "--port", str(self.port), "--frames", str(self.frames)]
+        if self.user:
+            args += ["--user", self.user, "--password", self.password or ""]
+        with open(self.workdir / "rtsp-camera.log", "ab") as log:
+            self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=log, text=True)
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()  # "ready ..." once it listens (or "" if it died)
+        if not line.startswith("ready"):
+            self.proc.wait(timeout=10)
+            raise AssertionError(f"RTSP camera did not start: {(self.workdir / 'rtsp-camera.log').read_text()}")
+
+    def kill(self) -> None:
+        """The camera's power cut: no goodbye on its connections."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def stall(self, on: bool = True) -> None:
+        """Stop sending frames, leaving the RTSP session and its TCP connection open (or resume)."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGUSR1 if on else signal.SIGUSR2)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self.proc is not None and self.proc.stdout is not None:
+            self.proc.stdout.close()
+
+
+@pytest.fixture
+def rtsp_camera_factory(clip_jpegs: Path, tmp_path: Path) -> Iterator[Callable[..., RtspCamera]]:
+    """Make (not start) RTSP cameras; all are stopped at the end of the test."""
+    if not Path(SYSTEM_PYTHON).exists() or subprocess.run(
+        [SYSTEM_PYTHON, "-c", "import gi; gi.require_version('GstRtspServer', '1.0')"], capture_output=True
+    ).returncode:
+        pytest.fail("GStreamer's RTSP server is not installed for /usr/bin/python3: run scripts/setup.sh")
+    made: List[RtspCamera] = []
+
+    def factory(**kwargs: Any) -> RtspCamera:
+        camera = RtspCamera(clip_jpegs, tmp_path, **kwargs)
+        made.append(camera)
+        return camera
+
+    yield factory
+    for camera in made:
+        camera.stop()
+
+
+@pytest.fixture
+def rtsp_camera(rtsp_camera_factory: Callable[..., RtspCamera]) -> RtspCamera:
+    """A started RTSP camera without a password."""
+    camera = rtsp_camera_factory()
+    camera.start()
+    return camera

@@ -100,6 +100,9 @@ class LiveSource(FrameSource):
                 if self.state == "ok":
                     log.warning("%s: camera lost; reconnecting", self.shown)
                 self.state = "reconnecting"
+                if self._latest is not None:  # from before the loss: no longer the camera's view
+                    self._latest = None
+                    self.frames_skipped += 1
             if conn is not None:
                 conn.close()
             self._conn = None

@@ -1,0 +1,172 @@
+"""An IP camera over RTSP: GStreamer's RTSP server on loopback (tests/rtsp_camera.py), as the device
+meets it in the field: windows of counts, the camera's power cut and back, a stream that stalls with
+its connection open, a camera that is not there yet when the device starts, and frames that stay fresh
+when the pipeline is slower than the camera.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import threading
+import time
+from typing import Any, Callable, Dict, Iterator, List
+
+import pytest
+from conftest import RtspCamera, printing_publisher
+
+from appliance.app import build_pipeline
+from appliance.capture import FrameSource, open_source
+from appliance.config import load_config
+from appliance.config.schema import CaptureConfig
+from appliance.pipeline import Pipeline
+
+pytestmark = pytest.mark.slow
+
+FPS = 10  # tests/rtsp_camera.py's default
+LIVE = {"read_timeout_s": 1.5, "reconnect_initial_s": 0.2, "reconnect_max_s": 1.0, "open_timeout_s": 5.0}
+
+
+def wait_for(condition: Callable[[], bool], timeout_s: float = 90.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+@pytest.fixture
+def opened() -> Iterator[List[FrameSource]]:
+    sources: List[FrameSource] = []
+    yield sources
+    for source in sources:
+        source.close()
+
+
+class RunningDevice:
+    """``build_pipeline(...).run()`` in a thread, printing its messages into a buffer."""
+
+    def __init__(self, source: str, device_id: str = "rtsp-1") -> None:
+        cfg = load_config(overrides={"capture": {"source": source, **LIVE},
+                                     "publish": {"health_interval_s": 1.0, "interval_s": 2.0},
+                                     "device_id": device_id})
+        self.out = io.StringIO()
+        self.pipeline: Pipeline = build_pipeline(cfg, publisher=printing_publisher(cfg, self.out))
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.pipeline.run, kwargs={"stop": self.stop}, daemon=True)
+        self.thread.start()
+
+    def messages(self, kind: str) -> List[Dict[str, Any]]:
+        # The pipeline's thread is still writing: only whole lines count.
+        lines = [line for line in self.out.getvalue().splitlines(keepends=True) if line.endswith("\n")]
+        return [m["payload"] for m in map(json.loads, lines) if m["topic"].endswith("/" + kind)]
+
+    def windows(self) -> List[Dict[str, Any]]:
+        return [{"frames_analyzed": c["frames_analyzed"], "camera_ok": c["camera_ok"]} for c in self.messages("counts")]
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(timeout=60)
+        assert not self.thread.is_alive()
+
+
+def test_counts_go_on_through_a_camera_outage_and_a_stalled_stream(rtsp_camera: RtspCamera) -> None:
+    device = RunningDevice(rtsp_camera.url)
+    source = device.pipeline.source
+    try:
+        def working_windows(after: int = 0) -> bool:
+            return any(w["frames_analyzed"] > 0 and w["camera_ok"] for w in device.windows()[after:])
+
+        assert wait_for(working_windows), device.windows()
+
+        # The camera loses power: the window says camera_ok false, health says reconnecting, and
+        # the signal-loss flag (camera_tamper) is raised.
+        rtsp_camera.kill()
+        assert wait_for(lambda: any(not w["camera_ok"] for w in device.windows())), device.windows()
+        assert wait_for(lambda: any(h["camera"]["state"] == "reconnecting" for h in device.messages("health")))
+        assert any(a["type"] == "camera_tamper" and a["state"] == "raised" for a in device.messages("anomalies"))
+
+        # Back: frames again within reconnect_max_s (plus the stream's open) of its return.
+        reconnects = source.reconnects
+        rtsp_camera.start()
+        back = time.monotonic()
+        assert wait_for(lambda: source.reconnects > reconnects and source.state == "ok")
+        back_after_s = time.monotonic() - back
+        outage_end = len(device.windows())
+        assert wait_for(lambda: working_windows(outage_end)), device.windows()
+
+        # The stream stalls with its connection open: lost within read_timeout_s, reopened, and
+        # frames again once it sends.
+        reconnects = source.reconnects
+        rtsp_camera.stall()
+        stalled = time.monotonic()
+        assert wait_for(lambda: source.state != "ok")
+        lost_after_s = time.monotonic() - stalled
+        stall_start = len(device.windows())
+        assert wait_for(lambda: any(not w["camera_ok"] for w in device.windows()[stall_start:]))
+        rtsp_camera.stall(False)
+        assert wait_for(lambda: source.reconnects > reconnects and source.state == "ok")
+        stall_end = len(device.windows())
+        assert wait_for(lambda: working_windows(stall_end)), device.windows()
+    finally:
+        device.close()
+    print(f"\nwindows (2 s each): {device.windows()}")
+    print(f"frames again {back_after_s:.1f} s after the camera's return; stall lost after {lost_after_s:.1f} s")
+    assert device.messages("status")[-1]["state"] == "offline"
+
+
+def test_a_stalled_stream_is_dropped_and_reopened_not_waited_on_forever(
+    rtsp_camera: RtspCamera, opened: List[FrameSource]
+) -> None:
+    """Without OpenCV's read timeout the capture thread would block in FFmpeg for good and the
+    source would never leave 'lost' for 'reconnecting'."""
+    source = open_source(rtsp_camera.url, CaptureConfig(**LIVE), (384, 288))
+    opened.append(source)
+    assert wait_for(lambda: source.read() is not None)
+    reconnects = source.reconnects
+    rtsp_camera.stall()
+    assert wait_for(lambda: source.state == "reconnecting")
+    assert source.read() is None
+    rtsp_camera.stall(False)
+    assert wait_for(lambda: source.reconnects > reconnects and source.read() is not None)
+
+
+def test_a_camera_not_there_at_start_is_retried_inside_the_process(
+    rtsp_camera_factory: Callable[..., RtspCamera],
+) -> None:
+    camera = rtsp_camera_factory()  # not started: nothing listens on its port yet
+    device = RunningDevice(camera.url, device_id="late-camera")
+    source = device.pipeline.source
+    try:
+        assert source.state == "reconnecting"
+        assert wait_for(lambda: any(h["camera"]["state"] == "reconnecting" for h in device.messages("health")))
+        assert wait_for(lambda: any(not w["camera_ok"] for w in device.windows()))
+        camera.start()
+        assert wait_for(lambda: any(w["frames_analyzed"] > 0 and w["camera_ok"] for w in device.windows()))
+        assert device.thread.is_alive()  # the same process: no exit, no restart by the service manager
+    finally:
+        device.close()
+    assert source.reconnects >= 1
+
+
+def test_the_frame_handed_on_is_never_older_than_a_frame_period_plus_the_processing_time(
+    rtsp_camera: RtspCamera, opened: List[FrameSource]
+) -> None:
+    """A pipeline three times slower than the camera gets the newest frame each time, not a queue."""
+    source = open_source(rtsp_camera.url, CaptureConfig(**LIVE), (384, 288))
+    opened.append(source)
+    assert wait_for(lambda: source.read() is not None)
+    processing_s = 3.0 / FPS
+    ages: List[float] = []
+    while len(ages) < 15:
+        asked = time.time()
+        frame = source.read()
+        now = time.time()
+        if frame is not None:
+            ages.append(now - frame.timestamp_s)
+            # One frame period, the processing of the frame before, and however long read() waited.
+            assert ages[-1] <= 1.0 / FPS + processing_s + (now - asked), ages
+        time.sleep(processing_s)  # the pipeline's work on this frame
+    assert source.stats().frames_skipped >= 15  # about two of every three frames were never analysed
+    print(f"\nframe ages at hand-over (s): max {max(ages):.3f}, mean {sum(ages) / len(ages):.3f}")
