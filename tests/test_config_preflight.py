@@ -58,6 +58,21 @@ BROKER = "mqtt: {url: 'mqtts://127.0.0.1:8883'"
             "transparency.audit_log_path",
             "is not a folder",
         ),
+        ("capture: {source: 'libcamera:x'}", "capture.source", "the camera number must be 0, 1, ..."),
+        ("capture: {source: 'rtsp://u@cam/s', password_file: /no/pw}", "capture.password_file", "/no/pw: no such"),
+        (
+            "capture: {source: 'rtsp://u@cam/s', password_env: APPLIANCE_TEST_UNSET_PASSWORD}",
+            "capture.password_env",
+            "is not set",
+        ),
+        ("capture: {source: 'rtsp://cam/s', password_file: TMP/ca.crt}", "capture.password_file", "name the camera's"),
+        (
+            "capture: {source: 'rtsp://u:hunter2@cam/s', password_file: TMP/ca.crt}",
+            "capture.password_file",
+            "rtsp://u:***@cam/s: the URL has a password of its own",
+        ),
+        ("capture: {source: /dev/video0, password_file: TMP/ca.crt}", "capture.password_file", "only used with"),
+        ("capture: {password_file: TMP/ca.crt, password_env: X}", "capture", "password_file or password_env, not"),
         ("board_overrides: {models: {face: no-such-model}}", "models.face", "unknown model 'no-such-model'"),
         ("board_overrides: {models: {face: ssdlite-person-int8}}", "models.face", "is a person model, not a face"),
     ],
@@ -74,6 +89,20 @@ def test_validate_and_run_refuse_the_same_config_with_the_same_line(
     # `run` stops on the same line before loading a model or opening anything.
     run = the_error(*call_main(["run", "--config", str(path), "--max-frames", "1"])[::2])
     assert run == validate
+
+
+@pytest.mark.parametrize(("source", "message"), [("libcamera:0", "rpicam-vid not found"),
+                                               ("argus:1", "gst-launch-1.0 not found")])
+def test_a_board_camera_needs_its_camera_program(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, source: str, message: str
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))  # a board without its camera software
+    path = site(tmp_path, f"capture: {{source: '{source}'}}\n")
+    line = the_error(*call_main(["config", "validate", str(path)])[::2])
+    assert f"{path}: capture.source: {source}: {message}" in line, line
+    (tmp_path / message.split()[0]).write_text("#!/bin/sh\n")
+    (tmp_path / message.split()[0]).chmod(0o755)
+    assert call_main(["config", "validate", str(path)])[0] == 0
 
 
 def test_a_config_that_validates_passes_the_same_checks_at_run_time(tmp_path: Path, monkeypatch) -> None:
