@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import io
 import json
+import socket
 import threading
 import time
+from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List
 
 import pytest
@@ -133,20 +135,29 @@ def test_a_stalled_stream_is_dropped_and_reopened_not_waited_on_forever(
 
 
 def test_a_camera_not_there_at_start_is_retried_inside_the_process(
-    rtsp_camera_factory: Callable[..., RtspCamera],
+    rtsp_camera_factory: Callable[..., RtspCamera], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # systemd's notify socket: the service must say it is up while it waits, or systemd's start
+    # timeout would restart it (the very loop this avoids).
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(str(tmp_path / "notify.sock"))
+    notify.settimeout(120)
+    monkeypatch.setenv("NOTIFY_SOCKET", str(tmp_path / "notify.sock"))
     camera = rtsp_camera_factory()  # not started: nothing listens on its port yet
     device = RunningDevice(camera.url, device_id="late-camera")
     source = device.pipeline.source
     try:
         assert source.state == "reconnecting"
+        assert notify.recv(4096).decode() == "READY=1\nSTATUS=waiting for the camera"
         assert wait_for(lambda: any(h["camera"]["state"] == "reconnecting" for h in device.messages("health")))
         assert wait_for(lambda: any(not w["camera_ok"] for w in device.windows()))
         camera.start()
         assert wait_for(lambda: any(w["frames_analyzed"] > 0 and w["camera_ok"] for w in device.windows()))
         assert device.thread.is_alive()  # the same process: no exit, no restart by the service manager
+        assert notify.recv(4096).decode() == "STATUS=analysing frames"
     finally:
         device.close()
+        notify.close()
     assert source.reconnects >= 1
 
 
