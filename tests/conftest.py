@@ -428,3 +428,39 @@ def rtsp_camera(rtsp_camera_factory: Callable[..., RtspCamera]) -> RtspCamera:
     camera = rtsp_camera_factory()
     camera.start()
     return camera
+
+
+# --------------------------------------------------------------------------- board camera programs
+
+CAMERA_STANDIN = Path(__file__).resolve().parent / "camera_standin.py"
+
+
+class StandIn:
+    """The board camera programs of tests/camera_standin.py, first on PATH: what each run does,
+    and what each run was asked to do."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def behave(self, *runs: str) -> None:
+        (self.folder / "behaviour").write_text("\n".join(runs) + "\n", encoding="utf-8")
+
+    def runs(self) -> List[Dict[str, Any]]:
+        log = self.folder / "runs.log"
+        return [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines()] if log.exists() else []
+
+
+@pytest.fixture
+def standin(tmp_path: Path, clip_jpegs: Path, monkeypatch: pytest.MonkeyPatch) -> StandIn:
+    """``rpicam-vid`` and ``gst-launch-1.0`` stand-ins on PATH, sending the clip's frames."""
+    folder = tmp_path / "camera"
+    shutil.copytree(clip_jpegs, folder / "frames")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name in ("rpicam-vid", "gst-launch-1.0"):
+        wrapper = bin_dir / name
+        wrapper.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{CAMERA_STANDIN}" {name} "$@"\n')
+        wrapper.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("STANDIN_DIR", str(folder))
+    return StandIn(folder)

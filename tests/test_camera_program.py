@@ -8,53 +8,23 @@ die, hang, or send a burst and hang, run by run, so reconnecting is tested again
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
-import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List
+from typing import Callable, Iterator, List
 
 import cv2
 import numpy as np
 import pytest
+from conftest import StandIn
 
 from appliance.capture import FrameSource, open_source
 from appliance.capture.camera_program import split_jpeg
 from appliance.config.schema import CaptureConfig
 from appliance.errors import SourceError
 
-HERE = Path(__file__).resolve().parent
 SIZE = (768, 576)  # the clip's own size: the stand-in does not scale
 FAST = CaptureConfig(reconnect_initial_s=0.1, reconnect_max_s=0.5, read_timeout_s=1.5, camera_fps=20)
-
-
-class StandIn:
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-
-    def behave(self, *runs: str) -> None:
-        (self.folder / "behaviour").write_text("\n".join(runs) + "\n", encoding="utf-8")
-
-    def runs(self) -> List[Dict[str, Any]]:
-        log = self.folder / "runs.log"
-        return [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines()] if log.exists() else []
-
-
-@pytest.fixture
-def standin(tmp_path: Path, clip_jpegs: Path, monkeypatch: pytest.MonkeyPatch) -> StandIn:
-    folder = tmp_path / "camera"
-    shutil.copytree(clip_jpegs, folder / "frames")
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    for name in ("rpicam-vid", "gst-launch-1.0"):
-        wrapper = bin_dir / name
-        wrapper.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{HERE / "camera_standin.py"}" {name} "$@"\n')
-        wrapper.chmod(0o755)
-    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
-    monkeypatch.setenv("STANDIN_DIR", str(folder))
-    return StandIn(folder)
 
 
 @pytest.fixture
