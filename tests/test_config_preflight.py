@@ -73,6 +73,7 @@ BROKER = "mqtt: {url: 'mqtts://127.0.0.1:8883'"
         ),
         ("capture: {source: /dev/video0, password_file: TMP/ca.crt}", "capture.password_file", "only used with"),
         ("capture: {password_file: TMP/ca.crt, password_env: X}", "capture", "password_file or password_env, not"),
+        ("capture: {source: 'libcamerasrc ! videoconvert ! appsink'}", "capture.source", "built without GStreamer"),
         ("board_overrides: {models: {face: no-such-model}}", "models.face", "unknown model 'no-such-model'"),
         ("board_overrides: {models: {face: ssdlite-person-int8}}", "models.face", "is a person model, not a face"),
     ],

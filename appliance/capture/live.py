@@ -135,8 +135,8 @@ class LiveSource(FrameSource):
         conn = self._conn
         if conn is not None:
             conn.interrupt()
-        # A stream's read returns within its read timeout; a camera program's at once (interrupted).
-        self._thread.join(timeout=self.cfg.read_timeout_s + 5)
+        # A stream's open or read returns within its timeout; a camera program's at once (interrupted).
+        self._thread.join(timeout=max(self.cfg.read_timeout_s, self.cfg.open_timeout_s) + 5)
         if self._thread.is_alive():
             log.error("%s: capture thread still in a read; leaving the connection open", self.shown)
             return

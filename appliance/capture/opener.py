@@ -7,11 +7,11 @@ from typing import Optional, Tuple
 
 import cv2
 
-from appliance.capture.camera_program import open_program
+from appliance.capture.camera_program import camera_program_problem, open_program
 from appliance.capture.live import Connection, LiveSource
 from appliance.capture.sources import IMAGE_SUFFIXES, FrameSource, ImageFilesSource, VideoFileSource
-from appliance.capture.spec import CAMERA_PROGRAMS, parse_source, stream_url
-from appliance.capture.stream import open_opencv
+from appliance.capture.spec import CAMERA_PROGRAMS, SourceSpec, parse_source, stream_url
+from appliance.capture.stream import open_opencv, opencv_problem
 from appliance.config.schema import CaptureConfig
 from appliance.errors import InputError
 from appliance.resources import sample_clip
@@ -53,3 +53,10 @@ def open_source(
             raise InputError("cannot read as an image", path=source.shown)
         return ImageFilesSource([path], size)
     return VideoFileSource(path, size, cfg.loop)
+
+
+def source_problem(spec: SourceSpec) -> Optional[str]:
+    """Why a live ``spec`` can never be opened on this machine (its camera program is not
+    installed, OpenCV cannot read it); None when it may be. Retrying would not help: preflight
+    refuses such a config."""
+    return camera_program_problem(spec) or opencv_problem(spec)

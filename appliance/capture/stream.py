@@ -71,8 +71,15 @@ def open_opencv(spec: SourceSpec, url: str, cfg: CaptureConfig) -> OpenCvConnect
         cap = cv2.VideoCapture(url)
     if not cap.isOpened():
         cap.release()
-        hint = ""
-        if spec.kind == "gstreamer" and re.search(r"GStreamer:\s*NO", cv2.getBuildInformation()):
-            hint = " (this OpenCV has no GStreamer: use libcamera:N or argus:N for a board camera)"
-        raise SourceError(f"{spec.shown}: cannot open camera or stream{hint}")
+        raise SourceError(f"{spec.shown}: cannot open camera or stream")
     return OpenCvConnection(cap)
+
+
+def opencv_problem(spec: SourceSpec) -> Optional[str]:
+    """Why OpenCV can never open ``spec`` on this machine; None when it may."""
+    if spec.kind == "gstreamer" and not re.search(r"GStreamer:\s*YES", cv2.getBuildInformation()):
+        return (
+            "a GStreamer pipeline, but this OpenCV is built without GStreamer: use libcamera:N "
+            "(Raspberry Pi camera module) or argus:N (Jetson CSI camera)"
+        )
+    return None

@@ -65,7 +65,7 @@ def preflight(cfg: ApplianceConfig, *, label: str) -> None:
     """Raise a one-line :class:`InputError` (``label: field: ...``) for anything ``run`` would refuse."""
     # Imported here: capture pulls in OpenCV, which `config schema` and friends need not load.
     from appliance.capture import open_source, parse_source
-    from appliance.capture.camera_program import camera_program_problem
+    from appliance.capture.opener import source_problem
     from appliance.capture.spec import stream_url
     from appliance.models.manifest import load_manifest
 
@@ -86,7 +86,7 @@ def preflight(cfg: ApplianceConfig, *, label: str) -> None:
             if problem:
                 fail("capture.password_file", problem, cfg.capture.password_file)
         stream_url(source, cfg.capture)  # the password's setting fits the source (and can be read)
-        problem = camera_program_problem(source)
+        problem = source_problem(source)
         if problem:
             fail("capture.source", problem, source.shown)
 
