@@ -128,7 +128,9 @@ def test_a_stalled_stream_is_dropped_and_reopened_not_waited_on_forever(
     assert wait_for(lambda: source.read() is not None)
     reconnects = source.reconnects
     rtsp_camera.stall()
-    assert wait_for(lambda: source.state == "reconnecting")
+    # The read times out after read_timeout_s (1.5 s) and the connection is dropped; without the
+    # timeout set, OpenCV's own default would take 30 s. 15 s: room for a loaded machine.
+    assert wait_for(lambda: source.state == "reconnecting", timeout_s=15)
     assert source.read() is None
     rtsp_camera.stall(False)
     assert wait_for(lambda: source.reconnects > reconnects and source.read() is not None)
