@@ -39,6 +39,9 @@ log = logging.getLogger(__name__)
 LIBCAMERA_PROGRAMS = ("rpicam-vid", "libcamera-vid")  # the second is the name before Bookworm
 ARGUS_PROGRAM = "gst-launch-1.0"
 READ_CHUNK = 1 << 16
+# Far above any JPEG frame at a working size (a 1280x720 frame is 50-300 kB): bytes that never
+# complete an image are dropped past this, so a garbled stream cannot fill the memory.
+MAX_FRAME_BYTES = 16 << 20
 KILL_WAIT_S = 2.0
 
 
@@ -167,6 +170,10 @@ class ProgramConnection:
                     log.warning("%s: camera program %s", self.shown, self._why())
                 return None
             self._buf += chunk
+            if len(self._buf) > MAX_FRAME_BYTES:
+                log.warning("%s: %d bytes from the camera program without a whole JPEG image; dropped",
+                            self.shown, len(self._buf))
+                self._buf.clear()
             while True:  # every whole frame in the buffer; only the newest is kept
                 frame, used = split_jpeg(self._buf)
                 del self._buf[:used]
