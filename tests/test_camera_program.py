@@ -9,6 +9,7 @@ die, hang, or send a burst and hang, run by run, so reconnecting is tested again
 from __future__ import annotations
 
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Callable, Iterator, List
@@ -19,7 +20,7 @@ import pytest
 from conftest import StandIn
 
 from appliance.capture import FrameSource, open_source
-from appliance.capture.camera_program import split_jpeg
+from appliance.capture.camera_program import MAX_FRAME_BYTES, ProgramConnection, split_jpeg
 from appliance.config.schema import CaptureConfig
 from appliance.errors import SourceError
 
@@ -177,3 +178,20 @@ def test_a_missing_camera_program_fails_a_one_off_command_and_is_retried_by_the_
     source = open_source("libcamera:0", FAST, SIZE, keep_trying=True)
     opened.append(source)
     assert source.state == "reconnecting" and source.read() is None
+
+
+def test_a_garbled_stream_that_never_completes_an_image_does_not_fill_the_memory(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # A JPEG start and scan header, then 20 MiB of entropy-coded-looking bytes with no end marker.
+    script = (
+        "import sys; out = sys.stdout.buffer; out.write(b'\\xff\\xd8\\xff\\xda\\x00\\x02');"
+        "[out.write(b'\\x01' * (1 << 20)) for _ in range(20)]; out.flush()"
+    )
+    conn = ProgramConnection([sys.executable, "-c", script], "garbled", read_timeout_s=30)
+    try:
+        assert conn.read() is None  # the program ended without a whole image
+        assert "without a whole JPEG image; dropped" in caplog.text
+        assert len(conn._buf) <= MAX_FRAME_BYTES
+    finally:
+        conn.close()
