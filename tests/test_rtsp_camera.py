@@ -95,6 +95,9 @@ def test_counts_go_on_through_a_camera_outage_and_a_stalled_stream(rtsp_camera: 
         back = time.monotonic()
         assert wait_for(lambda: source.reconnects > reconnects and source.state == "ok")
         back_after_s = time.monotonic() - back
+        # The next try comes at most reconnect_max_s after the return; opening the stream and its
+        # first frame take at most open_timeout_s and read_timeout_s more.
+        assert back_after_s <= LIVE["reconnect_max_s"] + LIVE["open_timeout_s"] + LIVE["read_timeout_s"]
         outage_end = len(device.windows())
         assert wait_for(lambda: working_windows(outage_end)), device.windows()
 
