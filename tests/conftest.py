@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import getpass
 import importlib.util
+import io
 import json
 import os
 import shutil
@@ -464,3 +465,36 @@ def standin(tmp_path: Path, clip_jpegs: Path, monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.setenv("STANDIN_DIR", str(folder))
     return StandIn(folder)
+
+
+# --------------------------------------------------------------------------- a device running live
+
+
+class RunningDevice:
+    """``build_pipeline(...).run()`` in a thread, printing its messages into a buffer."""
+
+    def __init__(self, source: str, capture: Dict[str, Any], device_id: str = "live-1") -> None:
+        from appliance.app import build_pipeline
+        from appliance.config import load_config
+
+        cfg = load_config(overrides={"capture": {"source": source, **capture},
+                                     "publish": {"health_interval_s": 1.0, "interval_s": 2.0},
+                                     "device_id": device_id})
+        self.out = io.StringIO()
+        self.pipeline = build_pipeline(cfg, publisher=printing_publisher(cfg, self.out))
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.pipeline.run, kwargs={"stop": self.stop}, daemon=True)
+        self.thread.start()
+
+    def messages(self, kind: str) -> List[Dict[str, Any]]:
+        # The pipeline's thread is still writing: only whole lines count.
+        lines = [line for line in self.out.getvalue().splitlines(keepends=True) if line.endswith("\n")]
+        return [m["payload"] for m in map(json.loads, lines) if m["topic"].endswith("/" + kind)]
+
+    def windows(self) -> List[Dict[str, Any]]:
+        return [{"frames_analyzed": c["frames_analyzed"], "camera_ok": c["camera_ok"]} for c in self.messages("counts")]
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(timeout=60)
+        assert not self.thread.is_alive()

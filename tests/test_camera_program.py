@@ -17,7 +17,7 @@ from typing import Callable, Iterator, List
 import cv2
 import numpy as np
 import pytest
-from conftest import StandIn
+from conftest import RunningDevice, StandIn
 
 from appliance.capture import FrameSource, open_source
 from appliance.capture.camera_program import MAX_FRAME_BYTES, ProgramConnection, split_jpeg
@@ -195,3 +195,23 @@ def test_a_garbled_stream_that_never_completes_an_image_does_not_fill_the_memory
         assert len(conn._buf) <= MAX_FRAME_BYTES
     finally:
         conn.close()
+
+
+@pytest.mark.slow
+def test_a_device_on_a_pi_camera_reports_the_program_dying_and_counts_again_after_its_restart(
+    standin: StandIn,
+) -> None:
+    # The program dies after 3 s of frames, then fails at once three times (camera busy), then runs.
+    standin.behave("die-after 30", "die-after 0", "die-after 0", "die-after 0", "play")
+    live = {"read_timeout_s": 1.0, "reconnect_initial_s": 0.5, "reconnect_max_s": 1.0, "camera_fps": 10}
+    device = RunningDevice("libcamera:0", live, device_id="pi-cam")
+    try:
+        assert wait_for(lambda: any(not w["camera_ok"] for w in device.windows()), timeout_s=120), device.windows()
+        assert wait_for(lambda: any(h["camera"]["state"] == "reconnecting" for h in device.messages("health")))
+        assert any(a["type"] == "camera_tamper" and a["state"] == "raised" for a in device.messages("anomalies"))
+        lost_at = next(i for i, w in enumerate(device.windows()) if not w["camera_ok"])
+        assert wait_for(lambda: any(w["frames_analyzed"] > 0 and w["camera_ok"] for w in device.windows()[lost_at:]))
+    finally:
+        device.close()
+    assert len(standin.runs()) == 5 and device.pipeline.source.reconnects == 4
+    print(f"\nwindows (2 s each): {device.windows()}")

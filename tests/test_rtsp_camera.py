@@ -6,22 +6,16 @@ when the pipeline is slower than the camera.
 
 from __future__ import annotations
 
-import io
-import json
 import socket
-import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List
+from typing import Callable, Iterator, List
 
 import pytest
-from conftest import RtspCamera, printing_publisher
+from conftest import RtspCamera, RunningDevice
 
-from appliance.app import build_pipeline
 from appliance.capture import FrameSource, open_source
-from appliance.config import load_config
 from appliance.config.schema import CaptureConfig
-from appliance.pipeline import Pipeline
 
 pytestmark = pytest.mark.slow
 
@@ -46,35 +40,8 @@ def opened() -> Iterator[List[FrameSource]]:
         source.close()
 
 
-class RunningDevice:
-    """``build_pipeline(...).run()`` in a thread, printing its messages into a buffer."""
-
-    def __init__(self, source: str, device_id: str = "rtsp-1") -> None:
-        cfg = load_config(overrides={"capture": {"source": source, **LIVE},
-                                     "publish": {"health_interval_s": 1.0, "interval_s": 2.0},
-                                     "device_id": device_id})
-        self.out = io.StringIO()
-        self.pipeline: Pipeline = build_pipeline(cfg, publisher=printing_publisher(cfg, self.out))
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self.pipeline.run, kwargs={"stop": self.stop}, daemon=True)
-        self.thread.start()
-
-    def messages(self, kind: str) -> List[Dict[str, Any]]:
-        # The pipeline's thread is still writing: only whole lines count.
-        lines = [line for line in self.out.getvalue().splitlines(keepends=True) if line.endswith("\n")]
-        return [m["payload"] for m in map(json.loads, lines) if m["topic"].endswith("/" + kind)]
-
-    def windows(self) -> List[Dict[str, Any]]:
-        return [{"frames_analyzed": c["frames_analyzed"], "camera_ok": c["camera_ok"]} for c in self.messages("counts")]
-
-    def close(self) -> None:
-        self.stop.set()
-        self.thread.join(timeout=60)
-        assert not self.thread.is_alive()
-
-
 def test_counts_go_on_through_a_camera_outage_and_a_stalled_stream(rtsp_camera: RtspCamera) -> None:
-    device = RunningDevice(rtsp_camera.url)
+    device = RunningDevice(rtsp_camera.url, LIVE)
     source = device.pipeline.source
     try:
         def working_windows(after: int = 0) -> bool:
@@ -149,7 +116,7 @@ def test_a_camera_not_there_at_start_is_retried_inside_the_process(
     notify.settimeout(120)
     monkeypatch.setenv("NOTIFY_SOCKET", str(tmp_path / "notify.sock"))
     camera = rtsp_camera_factory()  # not started: nothing listens on its port yet
-    device = RunningDevice(camera.url, device_id="late-camera")
+    device = RunningDevice(camera.url, LIVE, device_id="late-camera")
     source = device.pipeline.source
     try:
         assert source.state == "reconnecting"
