@@ -19,7 +19,7 @@ from appliance.analyze import Analyzer, AnomalyEvent
 from appliance.anonymize import Anonymizer
 from appliance.audit import AnomalyChanged, AuditRecorder, Stopped
 from appliance.capture import CaptureStats, FrameSource
-from appliance.frames import Analysed, Dropped, FrameLoop, FrameResult, StopReason
+from appliance.frames import Analysed, Dropped, FrameLoop, FrameResult, Lost, StopReason
 from appliance.health.clock import WallClock
 from appliance.health.monitor import HealthMonitor
 from appliance.health.watchdog import Watchdog
@@ -162,12 +162,22 @@ class Pipeline:
             # Only this loop proves liveness: a hung model or camera read stops the pings (systemd)
             # or ends the process (internal watchdog), so the broker publishes the last will.
             watchdog = Watchdog(self.watchdog_timeout_s)
+            waiting_for_camera = False
             for result in loop:
                 watchdog.progress()
                 self.publisher.check()  # delivery dead for good: DeliveryFailed, exit 1 (restart)
                 self._handle(result)
-                if not watchdog.is_ready and isinstance(result, Analysed):
-                    watchdog.ready()  # models loaded and the first frame analysed
+                if isinstance(result, Analysed) and (not watchdog.is_ready or waiting_for_camera):
+                    if watchdog.is_ready:
+                        watchdog.status("analysing frames")
+                    else:
+                        watchdog.ready()  # models loaded and the first frame analysed
+                    waiting_for_camera = False
+                elif isinstance(result, Lost) and not watchdog.is_ready:
+                    # A live camera not there (yet) is retried here and reported in health: the
+                    # service is up, and systemd's start timeout must not restart it for that.
+                    watchdog.ready("waiting for the camera")
+                    waiting_for_camera = True
         finally:
             if watchdog is not None:
                 watchdog.stopping()
