@@ -19,7 +19,7 @@ import numpy as np
 from appliance.analyze import Analyzer, FrameAnalysis
 from appliance.anonymize import AnonymizedFrame, Anonymizer
 from appliance.audit import AuditLog, AuditRecorder
-from appliance.capture import FrameSource, open_source
+from appliance.capture import FrameSource, open_source, parse_source
 from appliance.capture.sources import IMAGE_SUFFIXES
 from appliance.config import ApplianceConfig, BoardProfile
 from appliance.config.loader import config_hash
@@ -50,7 +50,7 @@ from appliance.pipeline import Pipeline
 from appliance.progress import Progress
 from appliance.publish import Publisher, RetainedDocument, make_birth, make_publisher
 from appliance.publish.discovery import AnnouncedTopics, discovery_messages
-from appliance.publish.outbox import outbox_path
+from appliance.publish.outbox.store import outbox_path
 from appliance.report import audit_head
 from appliance.schedule import Schedule
 from appliance.transparency import Notice, build_notice, notice_hash, notice_payload
@@ -129,8 +129,9 @@ def build_pipeline(
     progress: Optional[Progress] = None,
 ) -> Pipeline:
     """Everything ``appliance run`` needs. Source and models are opened before the broker, so a
-    bad camera or model fails fast with a clear error instead of a birth followed by silence."""
-    source = source or open_source(cfg.capture.source, cfg.capture, working_size(cfg.profile))
+    bad camera or model fails fast with a clear error instead of a birth followed by silence. A live
+    camera that does not answer yet is retried in the background (health: ``reconnecting``)."""
+    source = source or open_source(cfg.capture.source, cfg.capture, working_size(cfg.profile), keep_trying=True)
     detail = plan_detail(cfg)  # what the anonymizer applies is what the notice states
     anonymizer = build_anonymizer(cfg, live=source.live, detail=detail)
     models = model_infos(cfg.profile)
@@ -371,11 +372,13 @@ def write_preview(cfg: ApplianceConfig, dst: Path, skip_frames: int = 0, *, over
                 seen.append(result.frame.people.boxes)
             elif isinstance(result, Dropped) and i == skip_frames:
                 raise InputError(f"anonymizer dropped the frame ({result}); nothing written")
+            elif isinstance(result, Lost):
+                break  # a live camera that gave nothing within capture.read_timeout_s
     finally:
         source.close()
         anonymizer.close()
     if last is None or last.analysis is None:
-        raise InputError(f"source gave no frame (state {source.state})", path=cfg.capture.source)
+        raise InputError(f"source gave no frame (state {source.state})", path=parse_source(cfg.capture.source).shown)
     h, w = last.frame.image.shape[:2]
     detail = preview_detail(cfg, plan, np.concatenate(seen), (w, h))
     with atomic_output(dst, overwrite=overwrite) as tmp:

@@ -18,7 +18,7 @@ class InputError(ApplianceError):
         parts = [p for p in (path, field) if p]
         prefix = ": ".join(parts)
         super().__init__(f"{prefix}: {message}" if prefix else message)
-        self.message = message
+        self.message = message  # without the path and field
         self.path = path
         self.field = field
 

@@ -28,7 +28,7 @@ from appliance.audit.log import audit_log_path
 from appliance.config import ApplianceConfig
 from appliance.config.transport import state_path
 from appliance.errors import ApplianceError, InputError
-from appliance.publish.outbox import outbox_path
+from appliance.publish.outbox.store import outbox_path
 
 log = logging.getLogger(__name__)
 

@@ -19,12 +19,12 @@ from appliance.analyze import Analyzer, AnomalyEvent
 from appliance.anonymize import Anonymizer
 from appliance.audit import AnomalyChanged, AuditRecorder, Stopped
 from appliance.capture import CaptureStats, FrameSource
-from appliance.frames import Analysed, Dropped, FrameLoop, FrameResult, StopReason
+from appliance.frames import Analysed, Dropped, FrameLoop, FrameResult, Lost, StopReason
 from appliance.health.clock import WallClock
 from appliance.health.monitor import HealthMonitor
 from appliance.health.watchdog import Watchdog
 from appliance.progress import Progress
-from appliance.publish import AuditHead, BrokerUnreachable, Message, Publisher
+from appliance.publish import AuditHead, BrokerError, BrokerUnreachable, Message, Publisher
 from appliance.report import anomaly_message, audit_head, counts_message
 from appliance.schedule import HealthDue, Schedule, WindowDue
 from appliance.vocabulary import ModelInfo
@@ -154,15 +154,30 @@ class Pipeline:
             except BrokerUnreachable as exc:
                 # Store-and-forward: counting goes on, messages wait in the outbox for the broker.
                 log.warning("%s; counting goes on and messages wait in the outbox", exc)
+            except BrokerError as exc:
+                # A refusal (TLS identity, credentials, ACL) needs someone to fix the broker or the
+                # config; exiting would only end in a unit systemd stops restarting. Health shows
+                # it, the publisher retries every mqtt.reconnect_max_s, the outbox keeps everything.
+                log.error("%s; counting goes on, messages wait in the outbox, retrying", exc)
             # Only this loop proves liveness: a hung model or camera read stops the pings (systemd)
             # or ends the process (internal watchdog), so the broker publishes the last will.
             watchdog = Watchdog(self.watchdog_timeout_s)
+            waiting_for_camera = False
             for result in loop:
                 watchdog.progress()
                 self.publisher.check()  # delivery dead for good: DeliveryFailed, exit 1 (restart)
                 self._handle(result)
-                if not watchdog.is_ready and isinstance(result, Analysed):
-                    watchdog.ready()  # models loaded and the first frame analysed
+                if isinstance(result, Analysed) and (not watchdog.is_ready or waiting_for_camera):
+                    if watchdog.is_ready:
+                        watchdog.status("analysing frames")
+                    else:
+                        watchdog.ready()  # models loaded and the first frame analysed
+                    waiting_for_camera = False
+                elif isinstance(result, Lost) and not watchdog.is_ready:
+                    # A live camera not there (yet) is retried here and reported in health: the
+                    # service is up, and systemd's start timeout must not restart it for that.
+                    watchdog.ready("waiting for the camera")
+                    waiting_for_camera = True
         finally:
             if watchdog is not None:
                 watchdog.stopping()

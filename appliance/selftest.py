@@ -27,6 +27,7 @@ import numpy as np
 
 from appliance.config import ApplianceConfig
 from appliance.config.schema import SiteConfig
+from appliance.redaction import redact_url
 from appliance.resources import data_file
 
 if TYPE_CHECKING:
@@ -44,6 +45,7 @@ BLACK_MEAN_LEVEL = 12.0  # grey level: a capped lens or a dead sensor
 UNIFORM_STD = 2.0  # grey-level spread: no picture at all (one colour)
 OUTBOX_FREE_FACTOR = 2  # SQLite needs room for the queue plus its journal
 CERT_WARN_DAYS = 30  # time to get a renewed certificate onto a pole before the broker refuses it
+CAMERA_ADVICE = "set capture.source to this pole's camera (/dev/video0, rtsp://..., libcamera:0, argus:0)"
 
 
 @dataclass
@@ -126,6 +128,8 @@ def _run(report: SelftestReport, name: str, fn: Callable[[], str], advice: str =
         status, detail, hint = "fail", str(failed), failed.advice or advice
     except Exception as exc:  # every failure becomes one red line, never a traceback
         status, detail, hint = "fail", f"{type(exc).__name__}: {exc}".splitlines()[0], advice
+    # Whatever a check found, a password in a URL (a camera's, a broker's) is not printed.
+    detail, hint = redact_url(detail), redact_url(hint)
     report.checks.append(Check(name, status, detail, round((time.monotonic() - start) * 1000, 1), hint))
     return status == "pass"
 
@@ -206,7 +210,9 @@ def read_camera_frames(cfg: ApplianceConfig, timeout_s: float) -> tuple[List[Raw
 
 
 def check_camera(cfg: ApplianceConfig, timeout_s: float) -> str:
-    spec = cfg.capture.source
+    from appliance.capture import parse_source
+
+    spec = parse_source(cfg.capture.source).shown  # a stream's password never reaches the output
     frames, live = read_camera_frames(cfg, timeout_s)
     if not frames:
         raise CheckFailed(
@@ -215,15 +221,15 @@ def check_camera(cfg: ApplianceConfig, timeout_s: float) -> str:
         )
     h, w = frames[0].image.shape[:2]
     found = judge_frames([f.image for f in frames])
-    if spec == "sample":
+    if cfg.capture.source == "sample":
         raise CheckFailed(
             "capture.source is the bundled sample clip, not a camera",
-            "set capture.source to this pole's camera (/dev/video0, rtsp://..., a GStreamer pipeline)",
+            CAMERA_ADVICE,
         )
     if not live:
         raise CheckFailed(
             f"capture.source {spec} is a file, not a camera",
-            "set capture.source to this pole's camera (/dev/video0, rtsp://..., a GStreamer pipeline)",
+            CAMERA_ADVICE,
         )
     return f"{spec}: {w}x{h}, {found}"
 

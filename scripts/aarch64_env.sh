@@ -4,7 +4,7 @@
 #
 # Nothing is installed on the host: Debian packages (qemu-user-static for this host, python3.11
 # for arm64) are fetched with apt-get through a private state folder and unpacked with dpkg -x;
-# the wheels come from the package index with pip. Everything is cached in $AARCH64_SMOKE_CACHE
+# the wheels are an aarch64 release's (`appliance provision release`). Everything is cached in $AARCH64_SMOKE_CACHE
 # (default ~/.cache/crowd-appliance-aarch64), so a second run only runs the command.
 #
 # onnxruntime crashes at import under qemu-user when /proc/cpuinfo describes an x86 CPU, so the
@@ -81,25 +81,26 @@ EOF
         rm -rf "$AARCH64_SYSROOT" && mv "$AARCH64_SYSROOT.tmp" "$AARCH64_SYSROOT"
     fi
 
-    # --- the runtime dependencies (pyproject.toml) as aarch64 wheels, into a separate target
-    local platforms=() tag
-    # pip takes each --platform literally: list the manylinux tags aarch64 wheels are published with.
-    for tag in manylinux_2_28_aarch64 manylinux_2_27_aarch64 manylinux_2_26_aarch64 manylinux_2_24_aarch64 \
-               manylinux_2_17_aarch64 manylinux2014_aarch64; do
-        platforms+=(--platform "$tag")
-    done
+    # --- the runtime dependencies as aarch64 wheels, into a separate target: exactly the wheels of
+    # an aarch64 release (`appliance provision release`, the one a Raspberry Pi installs), less the
+    # appliance's own (this checkout is on the path instead)
     local deps_hash
     deps_hash="$("$HOST_PY" -c 'import hashlib, tomllib; d = tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"]; print(hashlib.sha256("\n".join(d).encode()).hexdigest()[:16])')"
     if [ ! -f "$AARCH64_SITE/.deps-$deps_hash" ]; then
-        step "fetching the runtime dependencies' aarch64 wheels"
-        local deps
-        mapfile -t deps < <("$HOST_PY" -c 'import tomllib; print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"]))')
-        rm -rf "$cache/wheels" "$AARCH64_SITE"
-        PIP_CONSTRAINT="" "$HOST_PY" -m pip download -q --only-binary=:all: "${platforms[@]}" --python-version 3.11 \
-            -d "$cache/wheels" "${deps[@]}" >"$cache/pip.log" 2>&1 \
-            || skip "pip download of aarch64 wheels failed (no network?); see $cache/pip.log"
+        step "building an aarch64 release for its dependencies' wheels (appliance provision release)"
+        rm -rf "$cache/release" "$cache/wheels" "$AARCH64_SITE"
+        "$HOST_PY" -m appliance provision release \
+            -o "$cache/release" --arch aarch64 --python 3.11 --checkout "$REPO" >"$cache/pip.log" 2>&1 \
+            || skip "appliance provision release --arch aarch64 failed (no network?); see $cache/pip.log"
+        local platforms=() tag wheels=() whl
+        for tag in $("$HOST_PY" -c 'import json, sys; print(" ".join(json.load(open(sys.argv[1]))["platform_tags"]))' "$cache/release/release.json"); do
+            platforms+=(--platform "$tag")
+        done
+        for whl in "$cache"/release/*.whl; do
+            case "${whl##*/}" in crowd_appliance-*) ;; *) wheels+=("$whl") ;; esac
+        done
         "$HOST_PY" -m pip install -q --no-deps --no-index --only-binary=:all: "${platforms[@]}" --python-version 3.11 \
-            --target "$AARCH64_SITE" "$cache"/wheels/*.whl >>"$cache/pip.log" 2>&1 \
+            --target "$AARCH64_SITE" "${wheels[@]}" >>"$cache/pip.log" 2>&1 \
             || fail "pip install --target failed; see $cache/pip.log"
         touch "$AARCH64_SITE/.deps-$deps_hash"
     fi

@@ -23,7 +23,7 @@ from support.config_fuzz import call_main, generate
 from appliance.app import build_analyzer
 from appliance.capture import open_source
 from appliance.config import load_config
-from appliance.publish.mqtt_client import MqttLink
+from appliance.publish.client import MqttLink
 
 
 def outcome(code: int, err: str) -> str:

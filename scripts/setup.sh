@@ -12,6 +12,19 @@ command -v pdftoppm >/dev/null 2>&1 || need_apt+=(poppler-utils)
 [ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || need_apt+=(fonts-dejavu-core)
 # systemd-analyze: the tests score and verify systemd/appliance.service with it.
 command -v systemd-analyze >/dev/null 2>&1 || need_apt+=(systemd)
+# unshare (util-linux): the release tests install with no network at all (unshare -n), the aarch64
+# smoke test runs in a private mount namespace (unshare -m); sha256sum (coreutils): install.sh
+# checks every wheel of a release against its lock.
+command -v unshare >/dev/null 2>&1 || need_apt+=(util-linux)
+command -v sha256sum >/dev/null 2>&1 || need_apt+=(coreutils)
+# Camera tests: ffmpeg makes the test cameras' JPEG frames from the sample clip; GStreamer's RTSP
+# server (run with Debian's python3, which has python3-gi) is the IP camera on loopback.
+command -v ffmpeg >/dev/null 2>&1 || need_apt+=(ffmpeg)
+if ! /usr/bin/python3 -c "import gi; gi.require_version('Gst', '1.0'); gi.require_version('GstRtspServer', '1.0'); \
+from gi.repository import Gst; Gst.init(None); assert Gst.ElementFactory.find('jpegparse') \
+and Gst.ElementFactory.find('rtpjpegpay')" >/dev/null 2>&1; then
+    need_apt+=(python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-good gstreamer1.0-plugins-bad)
+fi
 # Test brokers (scripts/test.sh sets SETUP_TEST_BROKERS=1; a field install never gets them):
 # RabbitMQ's MQTT plugin, so the MQTT 3.1.1 path is tested against a broker that is not Mosquitto
 # (tests/test_publish_rabbitmq.py; about 20 s to install, 25 s to run). The test starts its own

@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any, Callable, Iterator, List
 
 import pytest
 from support.brokers import Broker, Pki, Subscriber, free_port, require_mosquitto, run_user_line
+from support.cameras import CAMERA_STANDIN, SYSTEM_PYTHON, RtspCamera, StandIn
 from support.http_camera import serve_sample_clip
 from support.repo import REPO, load_script
 
@@ -144,3 +147,64 @@ def camera_server() -> Iterator[Any]:
     yield server
     server.shutdown()
     server.server_close()
+
+
+@pytest.fixture(scope="session")
+def clip_jpegs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The sample clip's first 60 frames as JPEG files (ffmpeg, from Debian): what the stand-in
+    camera programs and the RTSP test camera send. Standard Huffman tables, as RTP/JPEG needs."""
+    ffmpeg = shutil.which("ffmpeg")
+    if ffmpeg is None:
+        pytest.fail("ffmpeg is not installed: run scripts/setup.sh")
+    from appliance.resources import sample_clip
+
+    folder = tmp_path_factory.mktemp("clip-jpegs")
+    subprocess.run(
+        [ffmpeg, "-v", "error", "-i", str(sample_clip()), "-frames:v", "60", "-q:v", "6", "-huffman", "default",
+         "-start_number", "0", str(folder / "frame_%03d.jpg")],
+        check=True, timeout=120,
+    )
+    return folder
+
+
+@pytest.fixture
+def rtsp_camera_factory(clip_jpegs: Path, tmp_path: Path) -> Iterator[Callable[..., RtspCamera]]:
+    """Make (not start) RTSP cameras; all are stopped at the end of the test."""
+    if not Path(SYSTEM_PYTHON).exists() or subprocess.run(
+        [SYSTEM_PYTHON, "-c", "import gi; gi.require_version('GstRtspServer', '1.0')"], capture_output=True
+    ).returncode:
+        pytest.fail("GStreamer's RTSP server is not installed for /usr/bin/python3: run scripts/setup.sh")
+    made: List[RtspCamera] = []
+
+    def factory(**kwargs: Any) -> RtspCamera:
+        camera = RtspCamera(clip_jpegs, tmp_path, **kwargs)
+        made.append(camera)
+        return camera
+
+    yield factory
+    for camera in made:
+        camera.stop()
+
+
+@pytest.fixture
+def rtsp_camera(rtsp_camera_factory: Callable[..., RtspCamera]) -> RtspCamera:
+    """A started RTSP camera without a password."""
+    camera = rtsp_camera_factory()
+    camera.start()
+    return camera
+
+
+@pytest.fixture
+def standin(tmp_path: Path, clip_jpegs: Path, monkeypatch: pytest.MonkeyPatch) -> StandIn:
+    """``rpicam-vid`` and ``gst-launch-1.0`` stand-ins on PATH, sending the clip's frames."""
+    folder = tmp_path / "camera"
+    shutil.copytree(clip_jpegs, folder / "frames")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name in ("rpicam-vid", "gst-launch-1.0"):
+        wrapper = bin_dir / name
+        wrapper.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{CAMERA_STANDIN}" {name} "$@"\n')
+        wrapper.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("STANDIN_DIR", str(folder))
+    return StandIn(folder)

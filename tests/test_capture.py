@@ -5,17 +5,20 @@ from __future__ import annotations
 import io
 import json
 from pathlib import Path
+from typing import Optional
 
 import cv2
 import numpy as np
 import pytest
+from support.brokers import free_port
 from support.publishing import printing_publisher
 
 from appliance.app import build_pipeline
-from appliance.capture import open_source
+from appliance.capture import open_source, parse_source
+from appliance.capture.spec import stream_url
 from appliance.config import load_config
 from appliance.config.schema import CaptureConfig
-from appliance.errors import InputError
+from appliance.errors import InputError, SourceError
 from appliance.resources import sample_clip
 
 
@@ -103,3 +106,39 @@ def test_a_truncated_clip_marks_its_last_window_and_health(tmp_path: Path) -> No
     assert result.stopped_by == "end_of_source"
     assert counts[-1]["camera_ok"] is False  # the window where the media broke off
     assert health["camera"]["decode_errors"] > 0 and health["state"] == "degraded"
+
+
+@pytest.mark.parametrize(
+    ("spec", "kind", "index"),
+    [
+        ("sample", "sample", None),
+        ("/dev/video2", "device", 2),
+        ("0", "device", 0),
+        ("rtsp://viewer@cam/stream", "stream", None),
+        ("https://cam/mjpeg", "stream", None),
+        ("libcamera:1", "libcamera", 1),
+        ("argus:0", "argus", 0),
+        ("libcamerasrc ! videoconvert ! appsink", "gstreamer", None),
+        ("clips/monday.mp4", "path", None),
+        ("libcamera.mp4", "path", None),
+    ],
+)
+def test_one_classification_of_a_source_spec(spec: str, kind: str, index: Optional[int]) -> None:
+    parsed = parse_source(spec)
+    assert (parsed.kind, parsed.index) == (kind, index)
+    assert parsed.live is (kind not in ("sample", "path"))
+
+
+def test_a_stream_password_from_a_file_is_put_into_the_url_only_when_opening(tmp_path: Path) -> None:
+    (tmp_path / "pw").write_text("p@ss/w:rd\n")
+    cfg = CaptureConfig(source="rtsp://viewer@cam:554/s?x=1", password_file=str(tmp_path / "pw"))
+    spec = parse_source(cfg.source)
+    assert stream_url(spec, cfg) == "rtsp://viewer:p%40ss%2Fw%3Ard@cam:554/s?x=1"  # quoted: '@', '/', ':'
+    assert spec.shown == "rtsp://viewer@cam:554/s?x=1"
+
+
+def test_a_stream_that_cannot_be_opened_is_named_without_its_password() -> None:
+    nobody = f"rtsp://viewer:Secret-9@127.0.0.1:{free_port()}/cam"
+    with pytest.raises(SourceError) as failed:
+        open_source(nobody, CaptureConfig(open_timeout_s=5), None)
+    assert str(failed.value) == nobody.replace("Secret-9", "***") + ": cannot open camera or stream"

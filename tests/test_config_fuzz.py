@@ -19,11 +19,10 @@ import pytest
 from support.config_fuzz import call_main, generate
 
 from appliance.app import build_analyzer
-from appliance.capture import open_source
-from appliance.capture.sources import LIVE_PREFIXES
+from appliance.capture import open_source, parse_source
 from appliance.config import ApplianceConfig
 from appliance.config.preflight import load_runnable_config
-from appliance.publish.mqtt_client import MqttLink
+from appliance.publish.client import MqttLink
 
 ROOT = Path(__file__).resolve().parent.parent
 SEED = 20261123
@@ -55,7 +54,7 @@ def check_outcome(desc: str, code: int, out: str, err: str) -> None:
 def start_stages_without_models(cfg: ApplianceConfig) -> None:
     """What `run` builds from the config before the first frame, except the (slow) model sessions."""
     size = (cfg.profile.working_width, cfg.profile.working_height)
-    if not cfg.capture.source.startswith(LIVE_PREFIXES):  # a live camera is retried, never a config error
+    if not parse_source(cfg.capture.source).live:  # a live camera is retried, never a config error
         open_source(cfg.capture.source, cfg.capture, size).close()
     analyzer = build_analyzer(cfg, size)
     for zone in analyzer.zones:  # densities are finite: no degenerate ground plane got through

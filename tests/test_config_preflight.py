@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import List
 
 import pytest
+from support.brokers import Pki
 from support.config_fuzz import call_main
 
 from appliance.resources import models_dir
@@ -59,6 +60,22 @@ BROKER = "mqtt: {url: 'mqtts://127.0.0.1:8883'"
             "transparency.audit_log_path",
             "is not a folder",
         ),
+        ("capture: {source: 'libcamera:x'}", "capture.source", "the camera number must be 0, 1, ..."),
+        ("capture: {source: 'rtsp://u@cam/s', password_file: /no/pw}", "capture.password_file", "/no/pw: no such"),
+        (
+            "capture: {source: 'rtsp://u@cam/s', password_env: APPLIANCE_TEST_UNSET_PASSWORD}",
+            "capture.password_env",
+            "is not set",
+        ),
+        ("capture: {source: 'rtsp://cam/s', password_file: TMP/ca.crt}", "capture.password_file", "name the camera's"),
+        (
+            "capture: {source: 'rtsp://u:hunter2@cam/s', password_file: TMP/ca.crt}",
+            "capture.password_file",
+            "rtsp://u:***@cam/s: the URL has a password of its own",
+        ),
+        ("capture: {source: /dev/video0, password_file: TMP/ca.crt}", "capture.password_file", "only used with"),
+        ("capture: {password_file: TMP/ca.crt, password_env: X}", "capture", "password_file or password_env, not"),
+        ("capture: {source: 'libcamerasrc ! videoconvert ! appsink'}", "capture.source", "built without GStreamer"),
         ("board_overrides: {models: {face: no-such-model}}", "models.face", "unknown model 'no-such-model'"),
         ("board_overrides: {models: {face: ssdlite-person-int8}}", "models.face", "is a person model, not a face"),
     ],
@@ -77,9 +94,9 @@ def test_validate_and_run_refuse_the_same_config_with_the_same_line(
     assert run == validate
 
 
-def test_a_config_that_validates_passes_the_same_checks_at_run_time(tmp_path: Path, monkeypatch) -> None:
+def test_a_config_that_validates_passes_the_same_checks_at_run_time(tmp_path: Path, monkeypatch, pki: Pki) -> None:
     ca = tmp_path / "ca.crt"
-    ca.write_text("-----BEGIN CERTIFICATE-----\n")
+    ca.write_bytes(pki.ca.read_bytes())
     monkeypatch.setenv("APPLIANCE_TEST_PASSWORD", "secret")
     path = site(
         tmp_path,
@@ -90,6 +107,32 @@ def test_a_config_that_validates_passes_the_same_checks_at_run_time(tmp_path: Pa
     assert code == 0, err
     assert json.loads(out)["ok"] is True
     assert not (tmp_path / "state").exists()  # validating creates nothing
+
+
+@pytest.mark.parametrize(
+    ("tls", "field", "message"),
+    [
+        ("ca_file: TMP/bogus.crt", "mqtt.tls.ca_file", "not a PEM CA certificate"),
+        ("ca_file: CA, cert_file: A_CERT, key_file: B_KEY", "mqtt.tls.key_file", "not the key of"),
+    ],
+)
+def test_validate_and_run_refuse_tls_files_a_connection_could_not_use(
+    tmp_path: Path, pki: Pki, tls: str, field: str, message: str
+) -> None:
+    """What the MQTT client would refuse when it connects, validate refuses with the same line:
+    a CA file that holds no certificate, a device certificate with another device's key."""
+    (tmp_path / "bogus.crt").write_text("-----BEGIN CERTIFICATE-----\n")
+    tls = (
+        tls.replace("TMP", str(tmp_path))
+        .replace("A_CERT", str(pki.clients["device-a"]["cert"]))
+        .replace("B_KEY", str(pki.clients["device-b"]["key"]))
+        .replace("CA", str(pki.ca))
+    )
+    path = site(tmp_path, BROKER + f", tls: {{{tls}}}}}\n")
+    validate = the_error(*call_main(["config", "validate", str(path)])[::2])
+    assert f"{path}: {field}: " in validate and message in validate, validate
+    run = the_error(*call_main(["run", "--config", str(path), "--max-frames", "1"])[::2])
+    assert run == validate
 
 
 @pytest.mark.parametrize(

@@ -1,5 +1,5 @@
 """A bundle from ``appliance provision`` installs with its ``install.sh`` into a temporary root
-(``--root``: no useradd, chown or systemctl), from a wheelhouse built here without the network,
+(``--root``: no useradd, chown or systemctl), from a release built here without the network,
 and the installed appliance passes ``selftest`` with the bundled config and key against a real
 Mosquitto with mutual TLS whose ACL holds only the bundle's ``broker.acl`` lines for the device.
 Installing again upgrades in place and keeps the outbox."""
@@ -15,7 +15,7 @@ from typing import Callable, Iterator
 import pytest
 from support.brokers import Broker, Subscriber, free_port, require_mosquitto, run_user_line
 from support.repo import REPO
-from support.wheelhouse import build_wheelhouse
+from support.wheelhouse import build_local_release
 
 from appliance.cli import main
 
@@ -36,8 +36,8 @@ def test_every_python_package_is_in_the_wheel() -> None:
 
 
 @pytest.fixture(scope="module")
-def wheelhouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_wheelhouse(REPO, tmp_path_factory.mktemp("wheelhouse"))
+def release(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_local_release(REPO, tmp_path_factory.mktemp("release"))
 
 
 @pytest.fixture
@@ -80,9 +80,9 @@ def acl_broker(tmp_path: Path, site: Path) -> Iterator[Callable[[str], Broker]]:
         broker.stop()
 
 
-def install(bundle_dir: Path, root: Path, wheelhouse: Path) -> subprocess.CompletedProcess:
+def install(bundle_dir: Path, root: Path, release: Path) -> subprocess.CompletedProcess:
     return subprocess.run(
-        ["bash", str(bundle_dir / "install.sh"), "--root", str(root), "--wheelhouse", str(wheelhouse),
+        ["bash", str(bundle_dir / "install.sh"), "--root", str(root), "--release", str(release),
          # No camera and no NTP in CI: those two checks are left out (and named SKIP), the rest must pass.
          "--skip", "camera", "--skip", "time"],
         capture_output=True, text=True, timeout=600, cwd=root,
@@ -92,7 +92,7 @@ def install(bundle_dir: Path, root: Path, wheelhouse: Path) -> subprocess.Comple
 @pytest.mark.slow
 @pytest.mark.mqtt
 def test_bundle_installs_into_a_root_and_passes_selftest_over_mtls(
-    tmp_path: Path, site: Path, wheelhouse: Path, acl_broker: Callable[[str], Broker]
+    tmp_path: Path, site: Path, release: Path, acl_broker: Callable[[str], Broker]
 ) -> None:
     # The broker must be up (for its port) before the bundle names it; its ACL is the bundle's.
     out = tmp_path / "bundles"
@@ -112,7 +112,7 @@ def test_bundle_installs_into_a_root_and_passes_selftest_over_mtls(
 
     root = tmp_path / "root"
     root.mkdir()
-    proc = install(bundle_dir, root, wheelhouse)
+    proc = install(bundle_dir, root, release)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "skipping useradd" in proc.stdout
     assert "[PASS] broker" in proc.stdout and "[SKIP] camera" in proc.stdout
@@ -153,7 +153,7 @@ def test_bundle_installs_into_a_root_and_passes_selftest_over_mtls(
     before = outbox.read_bytes()
 
     # Again: upgrades in place, keeps the outbox, still green.
-    again = install(bundle_dir, root, wheelhouse)
+    again = install(bundle_dir, root, release)
     assert again.returncode == 0, again.stdout + again.stderr
     assert f"GREEN, but not ready to deploy: {DEVICE} installed" in again.stdout
     assert outbox.read_bytes() == before
@@ -165,14 +165,16 @@ def test_bundle_installs_into_a_root_and_passes_selftest_over_mtls(
                  "--broker-url", f"mqtts://localhost:{broker.port}", "-o", str(tmp_path / "other")]) == 0
     with tarfile.open(tmp_path / "other" / f"{DEVICE}.tar.gz") as tar:
         tar.extractall(tmp_path / "other-unpacked", filter="data")
-    red = install(tmp_path / "other-unpacked" / DEVICE, root, wheelhouse)
+    red = install(tmp_path / "other-unpacked" / DEVICE, root, release)
     assert red.returncode == 1, red.stdout + red.stderr
     assert "[FAIL] broker" in red.stdout and f"RED: {DEVICE} installed" in red.stdout
 
 
 @pytest.mark.parametrize(
     ("args", "expected"),
-    [(["--bogus"], "unknown option --bogus"), (["--root", "/no/such/root"], "--root /no/such/root: no such folder")],
+    [(["--bogus"], "unknown option --bogus"),
+     (["--release", "/no/such/release", "--root", "/no/such/root"], "--root /no/such/root: no such folder"),
+     (["--release", "/no/such/release"], "--release /no/such/release: no such folder")],
 )
 def test_install_script_usage_errors_exit_2(tmp_path: Path, site: Path, args: list, expected: str) -> None:
     assert main(["provision", "device", "cam-u", "--dir", str(site), "--board", "rpi4", "--source", "sample",

@@ -25,7 +25,7 @@ from support.publishing import (
 from support.waiting import wait_until
 
 from appliance.publish import Outbox
-from appliance.publish.delivery import DELIVERY_WINDOW, PAGE_ROWS
+from appliance.publish.delivery import WINDOW
 
 pytestmark = pytest.mark.mqtt
 
@@ -42,7 +42,7 @@ def stored_seqs(path: Path, kind: str = "counts") -> List[int]:
 def test_a_backlog_drains_in_order_and_each_acked_message_is_deleted_once_in_batches(
     mosquitto: Broker, tmp_path: Path, subscribe, publishers, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    n = 2 * max(DELIVERY_WINDOW, PAGE_ROWS) + 37  # more than one page and one hand-off window
+    n = 2 * WINDOW + 37  # more than one page read and one hand-off window
     sub = subscribe(mosquitto, f"crowdmon/{DEVICE}/#", client_id="control-room", persistent=True)
     mosquitto.stop()
     pub = started(cfg_for(mosquitto.url, tmp_path / "o.db"), publishers)

@@ -15,10 +15,10 @@ from support.publishing import DEVICE, counts, health_of, make_cfg, seqs, starte
 from support.waiting import wait_until
 
 from appliance.config import load_config
+from appliance.config.broker_identity import parse_url
 from appliance.errors import InputError
 from appliance.publish import BrokerRejected, MqttPublisher
 from appliance.publish.brokers import BrokerList
-from appliance.publish.mqtt_client import parse_url
 
 pytestmark = pytest.mark.mqtt
 

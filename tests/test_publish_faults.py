@@ -10,6 +10,7 @@ import json
 import os
 import random
 import signal
+import sqlite3
 import subprocess
 import threading
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import Any, Dict, Iterator, List
 
 import pytest
 from support.brokers import Broker, Received, free_port, require_mosquitto, run_user_line
+from support.clocks import SteppedClock
 from support.publishing import (
     DEVICE,
     LockHolder,
@@ -31,8 +33,16 @@ from support.publishing import (
 )
 from support.waiting import wait_until
 
+from appliance.config import config_hash
 from appliance.errors import ApplianceError, DeliveryFailed, InputError
-from appliance.publish import FullJitterBackoff, MqttPublisher, Outbox
+from appliance.publish import (
+    FullJitterBackoff,
+    MqttPublisher,
+    Outbox,
+    make_birth,
+    make_publisher,
+    utcnow,
+)
 
 pytestmark = pytest.mark.mqtt
 
@@ -85,7 +95,7 @@ def test_storage_that_stays_broken_ends_in_delivery_failed(mosquitto: Broker, tm
     try:
         mosquitto.start()
         assert pub.delivery is not None
-        wait_until(lambda: pub.delivery is not None and pub.delivery.failure is not None, timeout_s=30)
+        wait_until(lambda: pub.delivery is not None and pub.delivery.status.failure is not None, timeout_s=30)
         with pytest.raises(DeliveryFailed, match="outbox storage failing for 1 s: database is locked") as info:
             pub.check()
         assert info.value.exit_code == 1
@@ -306,33 +316,35 @@ def test_health_reports_the_broker_link_and_degrades_during_an_outage(
     assert after["state"] == "ok" and after["link"] == {**after["link"], "connected": True, "last_error": None}
 
 
-def test_a_link_that_just_went_down_is_reported_with_its_reason_before_the_delivery_thread_catches_up(
+def test_a_link_that_just_went_down_is_reported_with_its_reason_in_the_same_snapshot(
     mosquitto: Broker, tmp_path: Path, publishers
 ) -> None:
+    """Health built at any moment never says "disconnected" with no reason: the delivery status is
+    one immutable snapshot, replaced with both at once when paho sees the connection end."""
     pub = started(cfg_for(mosquitto.url, tmp_path / "o.db"), publishers)
     pub.connect(timeout_s=10)
-    delivery = pub.delivery
-    assert delivery is not None
-    # Hold the delivery thread at the point where it would record the lost link: health built in
-    # that moment must not say "disconnected" with no reason.
-    reached, release = threading.Event(), threading.Event()
-    report = delivery._report
+    seen: List[Any] = []
+    done = threading.Event()
 
-    def held_report(exc: Any) -> None:
-        reached.set()
-        release.wait(30)
-        report(exc)
+    def watch() -> None:
+        while not done.is_set():
+            stats = pub.stats()
+            seen.append((stats.connected, stats.last_error))
+            if not stats.connected:
+                return
 
-    delivery._report = held_report  # type: ignore[method-assign]
+    watcher = threading.Thread(target=watch)
+    watcher.start()
     try:
         mosquitto.stop()
-        assert reached.wait(30)
-        stats = pub.stats()
-        assert stats.connected is False
-        assert stats.last_error is not None and "lost" in stats.last_error
+        watcher.join(30)
     finally:
-        release.set()
+        done.set()
         mosquitto.start()
+    connected, error = seen[-1]
+    assert connected is False
+    assert error is not None and "lost" in error
+    assert all(e is None for c, e in seen if c), "while connected, no stale error"
 
 
 # --------------------------------------------------------------------------- reconnect policy
@@ -356,3 +368,76 @@ def test_reconnect_backoff_is_full_jitter_exponential_and_capped() -> None:
             b.next_delay()
     waits = sorted(b.next_delay() for b in fleet)
     assert waits[0] < 3 and waits[-1] > 57 and 20 < waits[500] < 40
+
+
+# --------------------------------------------------------------------------- the clock
+
+
+def test_a_backlog_from_a_1970_boot_survives_ntp_and_says_its_clock_was_unset(
+    mosquitto: Broker, tmp_path: Path, subscribe, publishers
+) -> None:
+    """A board without RTC boots in 1970 with the broker down; NTP steps the clock 56 years forward
+    before the broker is back. Nothing is dropped as "older than 7 days", and what was queued
+    before NTP says its timestamps are not real time."""
+    sub = subscribe(mosquitto, f"crowdmon/{DEVICE}/#", client_id="control-room", persistent=True)
+    mosquitto.stop()
+    clock = SteppedClock(wall_s=120.0)
+    cfg = cfg_for(mosquitto.url, tmp_path / "o.db")
+    birth = make_birth(config_hash=config_hash(cfg), board=cfg.profile.name, models=(), started_at=utcnow())
+    pub = make_publisher(
+        device_id=DEVICE, mqtt=cfg.mqtt, publish=cfg.publish, outbox=cfg.outbox, birth=birth, clock=clock
+    )
+    assert isinstance(pub, MqttPublisher)
+    publishers.append(pub)
+    pub.start()
+    for i in range(3):
+        pub.publish(counts(i))
+        clock.advance(10)
+    clock.wall_s = 1_765_000_000.0  # NTP
+    pub.publish(counts(3))
+    pub.publish(health_of(pub))  # every append applies the age limit
+    assert pub.stats().dropped == {}
+    mosquitto.start()
+    got = sub.wait_for(lambda ms: len(set(seqs(ms))) == 4, timeout_s=60)
+    synced = {m.payload["seq"]: m.payload["clock_synced"] for m in got if m.topic.endswith("/counts")}
+    assert sorted(synced.values()) == [False, False, False, True]
+    assert synced[max(synced)] is True
+
+
+# --------------------------------------------------------------------------- damage on the card
+
+
+def test_a_damaged_byte_in_one_stored_message_costs_that_message_only(
+    mosquitto: Broker, tmp_path: Path, subscribe, publishers
+) -> None:
+    """A backlog stored during an outage; one byte of one row goes bad on the card before the next
+    start (here: the kind, so the row no longer decodes as UTF-8). The next boot delivers its birth
+    and every other message in seq order, reports the damaged one in health, and its seq is a gap."""
+    room = subscribe(mosquitto, f"crowdmon/{DEVICE}/#", client_id="control-room", persistent=True)
+    mosquitto.stop()
+    path = tmp_path / "o.db"
+    first = started(cfg_for(mosquitto.url, path), publishers)
+    for i in range(5):
+        first.publish(counts(i))
+    stored = [row.seq for row in first.outbox.pending(limit=100)]
+    first.close(clean=False)
+    db = sqlite3.connect(str(path))
+    victim = stored[3]
+    db.execute("UPDATE messages SET kind = CAST(X'636f756e74ff' AS TEXT) WHERE seq = ?", (victim,))
+    db.commit()
+    db.close()
+
+    mosquitto.start()
+    second = started(cfg_for(mosquitto.url, path), publishers)
+    wait_until(lambda: second.stats().pending == 0 and second.stats().quarantined == 1, timeout_s=60)
+    second.publish(health_of(second))
+    got = room.wait_for(lambda ms: any(m.topic.endswith("/health") for m in ms), timeout_s=30)
+    delivered = first_occurrences([m.payload["seq"] for m in got])
+    assert victim not in delivered
+    # Boot 1's birth and counts, its death (2, queued by boot 2: it never closed), all but the victim.
+    expected = [s for s in range(1, stored[-1] + 1) if s != victim]
+    assert [s for s in delivered if s <= stored[-1]] == expected, "the rest, in order"
+    births = [m.payload for m in got if m.topic.endswith("/status") and m.payload["state"] == "online"]
+    assert {b["boot_id"] for b in births} == {1, 2}, "both boots' births got out"
+    (report,) = [m.payload for m in got if m.topic.endswith("/health")]
+    assert report["outbox"]["quarantined"] == 1

@@ -9,21 +9,15 @@ from typing import Dict, List
 
 import pytest
 from support.brokers import free_port
+from support.clocks import SteppedClock
 from support.publishing import counts, health_of, publisher_for
 
 from appliance.config import load_config
 from appliance.publish import MqttPublisher, Outbox
 from appliance.publish.egress import EgressError
-from appliance.publish.outbox import Sealed
-from appliance.publish.writer import OutboxWriter
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_700_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
+from appliance.publish.outbox.rows import Sealed
+from appliance.publish.outbox.writer import OutboxWriter
+from appliance.publish.seqs import SeqAllocator
 
 
 def sealed(seq: int, kind: str, size: int = 100) -> Sealed:
@@ -37,7 +31,7 @@ def put(box: Outbox, kind: str, size: int = 100) -> int:
 
 
 def start_boot(box: Outbox) -> tuple:
-    boot_id, first = box.next_boot()
+    boot_id, first = SeqAllocator(last_seq=box.last_seq, last_boot_id=box.boot_id).boot()
     box.begin_boot(sealed(first, "status"), sealed(first + 1, "status"), boot_id)
     return boot_id, first
 
@@ -64,7 +58,7 @@ def test_seq_and_boot_id_persist_across_reopen(tmp_path: Path) -> None:
 
 def test_refused_payload_consumes_no_seq_and_stores_nothing(tmp_path: Path) -> None:
     box = Outbox(tmp_path / "o.db", max_bytes=1 << 20, max_age_s=3600)
-    writer = OutboxWriter(box, max_queued=10)
+    writer = OutboxWriter(box, seqs=SeqAllocator(last_seq=box.last_seq, last_boot_id=box.boot_id), max_queued=10)
 
     def refuse(seq: int) -> Sealed:
         raise EgressError("too_large", "no")
@@ -76,7 +70,7 @@ def test_refused_payload_consumes_no_seq_and_stores_nothing(tmp_path: Path) -> N
 
 
 def test_append_checks_continuity_and_records_declared_losses(tmp_path: Path) -> None:
-    from appliance.publish.outbox import OutboxConflict
+    from appliance.publish.outbox.store import OutboxConflict
 
     box = Outbox(tmp_path / "o.db", max_bytes=1 << 20, max_age_s=3600)
     put(box, "counts")
@@ -119,11 +113,11 @@ def test_cap_drops_health_then_counts_then_anomalies(tmp_path: Path) -> None:
 
 
 def test_age_limit_drops_old_health_and_counts_but_keeps_anomalies(tmp_path: Path) -> None:
-    clock = Clock()
+    clock = SteppedClock()
     box = Outbox(tmp_path / "o.db", max_bytes=1 << 20, max_age_s=3600, clock=clock)
     for kind in ("health", "counts", "anomalies"):
         put(box, kind)
-    clock.now += 3601
+    clock.advance(3601)
     put(box, "counts")
     assert kinds_left(box) == ["anomalies", "counts"]
     assert box.stats().dropped == {"health": 1, "counts": 1}
@@ -231,20 +225,163 @@ def test_a_long_outage_reaches_the_cap_and_health_reports_the_drops(tmp_path: Pa
         pub.close(clean=False)
 
 
-def test_a_file_from_before_the_vouched_column_opens_and_its_rows_are_rechecked(tmp_path: Path) -> None:
+def test_a_file_from_before_row_checksums_and_stamps_opens_and_its_rows_are_read(tmp_path: Path) -> None:
     path = tmp_path / "old.sqlite3"
     db = sqlite3.connect(str(path))
     db.executescript(
         "CREATE TABLE messages (seq INTEGER PRIMARY KEY, kind TEXT NOT NULL, topic TEXT NOT NULL,"
-        " payload BLOB NOT NULL, created REAL NOT NULL);"
-        "INSERT INTO messages VALUES (1, 'counts', 'p/d/counts', X'7B7D', strftime('%s', 'now'));"
+        " payload BLOB NOT NULL, created REAL NOT NULL, vouched BLOB);"
+        "INSERT INTO messages VALUES (1, 'counts', 'p/d/counts', X'7B7D', strftime('%s', 'now'), NULL);"
     )
     db.commit()
     db.close()
     box = Outbox(path, max_bytes=1 << 20, max_age_s=1e9)
     try:
-        assert [(r.seq, r.vouched) for r in box.pending()] == [(1, None)]
-        box.append(Sealed(2, "counts", "p/d/counts", b"{}", vouched=b"t" * 16), lost_before=1)
-        assert [(r.seq, r.vouched) for r in box.pending()] == [(1, None), (2, b"t" * 16)]
+        assert [r.seq for r in box.pending()] == [1]
+        box.append(Sealed(2, "counts", "p/d/counts", b"{}"), lost_before=1)
+        assert [r.seq for r in box.pending()] == [1, 2]
+        assert box.stats().quarantined == 0
+    finally:
+        box.close()
+
+
+# --------------------------------------------------------------------------- damage on disk
+
+
+def flip_in_file(path: Path, old: bytes, new: bytes) -> None:
+    """Change bytes of a closed SQLite file in place, as a worn SD card would."""
+    data = path.read_bytes()
+    assert data.count(old) == 1, f"{old!r} must occur once in the file"
+    assert len(old) == len(new)
+    path.write_bytes(data.replace(old, new))
+
+
+def box_with_rows(path: Path, n: int = 4) -> Outbox:
+    box = Outbox(path, max_bytes=1 << 20, max_age_s=1e9)
+    for seq in range(1, n + 1):
+        payload = json.dumps({"seq": seq, "row": f"R{seq:03d}"}).encode()
+        box.append(Sealed(seq, "counts", f"p/d/counts-{seq:03d}", payload))
+    return box
+
+
+def quarantined_seqs(path: Path) -> List[int]:
+    db = sqlite3.connect(str(path))
+    try:
+        return [int(r[0]) for r in db.execute("SELECT seq FROM quarantine ORDER BY id")]
+    finally:
+        db.close()
+
+
+def test_a_damaged_byte_in_a_payload_quarantines_that_row_and_reading_goes_on(tmp_path: Path) -> None:
+    box_with_rows(tmp_path / "o.db").close()
+    flip_in_file(tmp_path / "o.db", b"R002", b"R992")
+    box = Outbox(tmp_path / "o.db", max_bytes=1 << 20, max_age_s=1e9)
+    try:
+        assert [r.seq for r in box.pending()] == [1, 3, 4]
+        assert box.stats().quarantined == 1 and box.stats().pending == 3
+    finally:
+        box.close()
+    assert quarantined_seqs(tmp_path / "o.db") == [2]
+
+
+def test_a_topic_that_no_longer_decodes_quarantines_that_row_not_the_whole_outbox(tmp_path: Path) -> None:
+    box_with_rows(tmp_path / "o.db").close()
+    flip_in_file(tmp_path / "o.db", b"counts-002", b"counts-\xff02")
+    box = Outbox(tmp_path / "o.db", max_bytes=1 << 20, max_age_s=1e9)
+    try:
+        assert [r.seq for r in box.pending()] == [1, 3, 4]
+        assert box.stats().quarantined == 1
+    finally:
+        box.close()
+
+
+def test_a_changed_seq_is_not_delivered_as_valid_data(tmp_path: Path) -> None:
+    box_with_rows(tmp_path / "o.db").close()
+    db = sqlite3.connect(str(tmp_path / "o.db"))
+    db.execute("UPDATE messages SET seq = 7 WHERE seq = 3")  # one digit of the stored key changed
+    db.commit()
+    db.close()
+    box = Outbox(tmp_path / "o.db", max_bytes=1 << 20, max_age_s=1e9)
+    try:
+        assert [r.seq for r in box.pending()] == [1, 2, 4]
+        assert box.stats().quarantined == 1
+    finally:
+        box.close()
+    assert quarantined_seqs(tmp_path / "o.db") == [7]
+
+
+def test_a_seq_changed_beyond_the_counter_is_quarantined_before_a_new_message_needs_it(tmp_path: Path) -> None:
+    box_with_rows(tmp_path / "o.db").close()
+    db = sqlite3.connect(str(tmp_path / "o.db"))
+    db.execute("UPDATE messages SET seq = 6 WHERE seq = 3")
+    db.commit()
+    db.close()
+    box = Outbox(tmp_path / "o.db", max_bytes=1 << 20, max_age_s=1e9)
+    try:
+        assert box.stats().quarantined == 1
+        assert [put(box, "counts") for _ in range(3)] == [5, 6, 7]
+        assert [r.seq for r in box.pending()] == [1, 2, 4, 5, 6, 7]
+    finally:
+        box.close()
+
+
+@pytest.mark.parametrize("where", ["header", "b-tree page"])
+def test_a_file_sqlite_cannot_use_is_set_aside_and_a_fresh_one_continues_the_seq(tmp_path: Path, where: str) -> None:
+    path = tmp_path / "o.db"
+    box = box_with_rows(path, n=300)
+    boot_id, _ = start_boot(box)
+    last_seq = box.last_seq
+    box.close()
+    data = bytearray(path.read_bytes())
+    assert len(data) > 3 * 4096
+    start = 0 if where == "header" else 2 * 4096  # the third page: part of the messages table
+    data[start : start + 100] = b"\x5a" * 100
+    path.write_bytes(bytes(data))
+
+    box = Outbox(path, max_bytes=1 << 20, max_age_s=1e9)
+    try:
+        assert box.last_seq > last_seq, "the seq goes on above anything the damaged file held"
+        assert box.boot_id == boot_id
+        assert box.stats().files_set_aside == 1 and box.stats().pending == 0
+        put(box, "counts")
+    finally:
+        box.close()
+    aside = [p.name for p in tmp_path.iterdir() if ".damaged-" in p.name]
+    assert len(aside) == 1 and aside[0].startswith("o.db.damaged-")
+
+
+# --------------------------------------------------------------------------- the clock
+
+
+def test_a_backlog_stored_before_ntp_stepped_the_clock_forward_is_not_aged_out(tmp_path: Path) -> None:
+    """A board without RTC boots in 1970; the broker is down; NTP then steps the clock 56 years
+    forward. The backlog is seconds old and must stay."""
+    clock = SteppedClock(wall_s=60.0)
+    box = Outbox(tmp_path / "o.db", max_bytes=1 << 20, max_age_s=7 * 86400, clock=clock)
+    for kind in ("health", "counts", "counts"):
+        put(box, kind)
+    clock.advance(30)
+    clock.wall_s = 1_765_000_000.0  # NTP
+    put(box, "counts")
+    assert kinds_left(box) == ["health", "counts", "counts", "counts"]
+    assert box.stats().dropped == {}
+    assert box.stats().oldest_age_s == pytest.approx(30)
+
+
+def test_after_a_reboot_ages_use_the_wall_clock_only_where_it_was_set(tmp_path: Path) -> None:
+    before = SteppedClock(wall_s=60.0, boot_id="boot-a")  # unset clock
+    box = Outbox(tmp_path / "o.db", max_bytes=1 << 20, max_age_s=3600, clock=before)
+    put(box, "counts")
+    before.wall_s = 1_765_000_000.0
+    put(box, "counts")  # stored with a set clock
+    box.close()
+    after = SteppedClock(wall_s=1_765_000_000.0 + 7200, boot_id="boot-b")
+    box = Outbox(tmp_path / "o.db", max_bytes=1 << 20, max_age_s=3600, clock=after)
+    try:
+        put(box, "counts")
+        # The 1970 row has no age any clock vouches for: kept (the byte cap still bounds it);
+        # the row stored with a set clock is two hours old by the wall clock: dropped.
+        assert [r.seq for r in box.pending()] == [1, 3]
+        assert box.stats().dropped == {"counts": 1}
     finally:
         box.close()

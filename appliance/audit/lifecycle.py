@@ -17,6 +17,7 @@ from appliance.audit.entries import (
 )
 from appliance.audit.log import AuditLog
 from appliance.errors import ApplianceError
+from appliance.redaction import redact_secrets
 
 if TYPE_CHECKING:
     from appliance.config import ApplianceConfig
@@ -73,7 +74,7 @@ def start_events(cfg: ApplianceConfig, state: TailState) -> List[AuditEvent]:
     models = [
         ModelHash(name=n, sha256=manifest.get(n).sha256) for n in (cfg.profile.models.face, cfg.profile.models.person)
     ]
-    config = cfg.model_dump(mode="json")
+    config = redact_secrets(cfg.model_dump(mode="json"))  # a camera password in a URL is not evidence
     new_hash = config_hash(cfg)
     previous = state.last_start
     events: List[AuditEvent] = []

@@ -58,7 +58,7 @@ def audit_log_path(cfg: ApplianceConfig) -> Path:
     """``transparency.audit_log_path``, or ``audit.jsonl`` beside the device's outbox."""
     if cfg.transparency.audit_log_path:
         return state_path(cfg.transparency.audit_log_path, cfg.device_id)
-    from appliance.publish.outbox import outbox_path
+    from appliance.publish.outbox.store import outbox_path
 
     return outbox_path(cfg.outbox, cfg.device_id).parent / "audit.jsonl"
 

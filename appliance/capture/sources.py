@@ -1,26 +1,17 @@
-"""Capture stage: turn a source spec into a stream of ``RawFrame`` at the working resolution.
-
-Source specs (``capture.source`` or ``--source``):
-
-* ``sample``: the bundled clip;
-* a video file; a folder of images (``*.jpg``, ``*.jpeg``, ``*.png``, sorted by name);
-* ``/dev/videoN`` or a bare index ``0``: a V4L2 camera;
-* ``rtsp://``, ``rtsps://``, ``http://``, ``https://``: a network stream;
-* a GStreamer pipeline (anything containing ``!`` and ending in ``appsink``), e.g. libcamera on
-  a Pi or ``nvarguscamerasrc`` on a Jetson.
+"""Frame sources: the interface every source has, and the finite ones (a video file, still images).
 
 Files are finite: the run ends at their end (unless ``loop``) and frames are timestamped on the
 media clock, so a clip analysed faster than real time still gives 10-second windows of video.
-Live sources are read by a background thread that keeps only the newest frame (a slow pipeline
-skips frames instead of falling behind) and reopens a lost source with exponential backoff; their
-frames are timestamped on the monotonic clock, so a wall clock that steps cannot stretch or stop
-a window (the run labels them with wall time when it publishes).
+Live sources (cameras, streams) are in ``appliance.capture.live``: a background thread keeps only
+the newest frame and reopens a lost source with backoff; their frames are timestamped on the
+monotonic clock, so a wall clock that steps cannot stretch or stop a window (the run labels them
+with wall time when it publishes). Which source a spec names is decided in
+``appliance.capture.spec``, and ``appliance.capture.opener`` opens it.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
@@ -32,9 +23,7 @@ import numpy as np
 
 from appliance.capture.frame import RawFrame
 from appliance.capture.limits import check_image, check_pixels, image_size
-from appliance.config.schema import CaptureConfig
-from appliance.errors import InputError, SourceError
-from appliance.resources import sample_clip
+from appliance.errors import InputError
 from appliance.vocabulary import CameraState, SourceState, camera_state
 
 log = logging.getLogger(__name__)
@@ -42,7 +31,6 @@ log = logging.getLogger(__name__)
 # Reads to try past a frame the decoder refuses before giving the file up as truncated.
 DECODE_RETRIES = 30
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
-LIVE_PREFIXES = ("rtsp://", "rtsps://", "http://", "https://")
 
 
 @dataclass
@@ -239,123 +227,3 @@ class ImageFilesSource(FrameSource):
                 self.frames_read += 1
                 return frame
             self.frames_skipped += 1  # unreadable file: skip it, the health counters show it
-
-
-class LiveSource(FrameSource):
-    """A camera or stream, read continuously by a thread; reopened with backoff when lost."""
-
-    def __init__(self, spec: str, size: Optional[Tuple[int, int]], cfg: CaptureConfig) -> None:
-        super().__init__(size)
-        self.spec = spec
-        self.cfg = cfg
-        self._lock = threading.Condition()
-        self._latest: Optional[np.ndarray] = None
-        self._latest_ts = 0.0
-        self._stop = threading.Event()
-        self._cap = self._open()
-        if self._cap is None:
-            raise SourceError(f"{spec}: cannot open camera or stream")
-        try:
-            self._check_size(self._cap)
-        except InputError:
-            self._cap.release()
-            raise
-        self._thread = threading.Thread(target=self._reader, name="capture", daemon=True)
-        self._thread.start()
-
-    @property
-    def live(self) -> bool:
-        return True
-
-    def _open(self) -> Optional[cv2.VideoCapture]:
-        spec = self.spec
-        if spec.isdigit():
-            cap = cv2.VideoCapture(int(spec))
-        elif "!" in spec:
-            cap = cv2.VideoCapture(spec, cv2.CAP_GSTREAMER)
-        else:
-            cap = cv2.VideoCapture(spec)
-        if not cap.isOpened():
-            cap.release()
-            return None
-        return cap
-
-    def _check_size(self, cap: cv2.VideoCapture) -> None:
-        """The size the camera or stream reports (0 where it reports none), before a frame is read."""
-        width, height = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
-        check_pixels(width, height, self.cfg.max_pixels, path=self.spec)
-
-    def _reader(self) -> None:
-        backoff = self.cfg.reconnect_initial_s
-        while not self._stop.is_set():
-            cap = self._cap
-            ok, image = (False, None) if cap is None else cap.read()
-            if ok and image is not None:
-                backoff = self.cfg.reconnect_initial_s
-                with self._lock:
-                    if self._latest is not None:
-                        self.frames_skipped += 1
-                    self._latest = image
-                    self._latest_ts = time.monotonic()
-                    self.state = "ok"
-                    self._lock.notify_all()
-                continue
-            # Lost: release, wait, reopen. The health topic shows 'reconnecting' meanwhile.
-            with self._lock:
-                self.state = "reconnecting"
-            if cap is not None:
-                cap.release()
-            self._cap = None
-            if self._stop.wait(backoff):
-                return
-            backoff = min(backoff * 2, self.cfg.reconnect_max_s)
-            self._cap = self._open()
-            if self._cap is not None:
-                try:
-                    self._check_size(self._cap)
-                except InputError as exc:  # the stream changed its size: not taken, retried as lost
-                    log.error("%s", exc)
-                    self._cap.release()
-                    self._cap = None
-                    continue
-                self.reconnects += 1
-
-    def read(self) -> Optional[RawFrame]:
-        with self._lock:
-            if self._latest is None:
-                self._lock.wait(self.cfg.read_timeout_s)
-            if self._latest is None:
-                if self.state == "ok":
-                    self.state = "lost"
-                return None
-            image, ts = self._latest, self._latest_ts
-            self._latest = None
-        frame = RawFrame(self.frames_read, ts, to_working_size(image, self.size))
-        self.frames_read += 1
-        return frame
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
-        if self._cap is not None:
-            self._cap.release()
-
-
-def open_source(spec: str, cfg: CaptureConfig, size: Optional[Tuple[int, int]]) -> FrameSource:
-    """Open ``spec``; raises InputError (exit 2) for a path that does not exist or cannot be read."""
-    if spec == "sample":
-        return VideoFileSource(sample_clip(), size, cfg.loop, cfg.max_pixels)
-    if spec.startswith(LIVE_PREFIXES) or spec.isdigit() or spec.startswith("/dev/video") or "!" in spec:
-        return LiveSource(spec, size, cfg)
-    path = Path(spec)
-    if not path.exists():
-        raise InputError("no such file or folder", path=spec)
-    if path.is_dir():
-        return ImageFilesSource.from_folder(path, size, cfg.loop, cfg.max_pixels)
-    if path.suffix.lower() in IMAGE_SUFFIXES:
-        check_image(path, cfg.max_pixels)  # from the header, before the decode below
-        if cv2.imread(str(path), cv2.IMREAD_COLOR) is None:
-            raise InputError("cannot read as an image", path=spec)
-        return ImageFilesSource([path], size, max_pixels=cfg.max_pixels)
-    return VideoFileSource(path, size, cfg.loop, cfg.max_pixels)
-

@@ -131,7 +131,7 @@ def add_overwrite(p: argparse.ArgumentParser) -> None:
 def add_parsers(sub: Any) -> None:
     p = sub.add_parser("run", help="the main job: capture, anonymize, count, publish")
     add_config(p)
-    p.add_argument("--source", metavar="SRC", help="camera index, /dev/videoN, URL, GStreamer pipeline, file, folder")
+    p.add_argument("--source", metavar="SRC", help="/dev/videoN, rtsp://..., libcamera:N, argus:N, file, folder")
     p.add_argument("--broker", metavar="URL", help="mqtt://host:port or mqtts://host:port (default: print to stdout)")
     p.add_argument("--device-id", metavar="ID", help="device id in topics and payloads (overrides device_id)")
     p.add_argument("--interval", type=POSITIVE_SECONDS, metavar="S", help="counts window length in seconds")

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from appliance.cli.common import POSITIVE_INT
+from appliance.cli.release import add_release_parser
 
 
 def _provision_modules() -> Any:
@@ -148,3 +149,5 @@ def add_parsers(sub: Any) -> None:
     v.add_argument("--dir", required=True, metavar="PKI", help="the site PKI folder (from 'provision init')")
     v.add_argument("--force", action="store_true", help="replace an existing key")
     v.set_defaults(func=cmd_provision_client)
+
+    add_release_parser(psub)

@@ -24,6 +24,7 @@ from pydantic import BaseModel, ValidationError
 
 from appliance.config.schema import ApplianceConfig, BoardProfile, SiteConfig
 from appliance.errors import InputError
+from appliance.redaction import redact_secrets
 from appliance.resources import firmware_configs_dir
 
 MAX_FILE_BYTES = 1024 * 1024  # a site file is a few KiB; more is a wrong file (or /dev/zero)
@@ -270,8 +271,9 @@ def load_config(path: Optional[str | Path] = None, overrides: Optional[Mapping[s
 
 
 def config_hash(cfg: ApplianceConfig) -> str:
-    """Stable short hash of the resolved config, published in the birth message."""
-    blob = json.dumps(cfg.model_dump(mode="json"), sort_keys=True).encode()
+    """Stable short hash of the resolved config, published in the birth message. Passwords in URLs
+    are left out of it: a published hash of a config would let a guessed password be confirmed."""
+    blob = json.dumps(redact_secrets(cfg.model_dump(mode="json")), sort_keys=True).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
 
 

@@ -12,32 +12,11 @@ import os
 from pathlib import Path
 from typing import Any, Mapping, NoReturn, Optional, Union
 
+from appliance.config.broker_identity import BrokerIdentity, file_problem
 from appliance.config.loader import config_label, load_config
 from appliance.config.schema import ApplianceConfig
 from appliance.config.transport import state_path
 from appliance.errors import InputError, ModelIntegrityError
-
-# What ``capture.source`` values are not paths (see appliance/capture/sources.py: open_source).
-_LIVE_PREFIXES = ("rtsp://", "rtsps://", "http://", "https://", "/dev/video")
-
-
-def _is_path_source(spec: str) -> bool:
-    return not (spec == "sample" or spec.startswith(_LIVE_PREFIXES) or spec.isdigit() or "!" in spec)
-
-
-def _stat_problem(path: str, *, want_dir: bool = False) -> Optional[str]:
-    """None if ``path`` is a readable file (or folder), else what is wrong, in a few words."""
-    try:
-        p = Path(path)
-        if not p.exists():
-            return "no such file or folder" if want_dir else "no such file"
-        if want_dir and p.is_dir():
-            return None if os.access(p, os.R_OK | os.X_OK) else "folder not readable"
-        if not p.is_file() and not want_dir:
-            return "not a regular file"
-        return None if os.access(p, os.R_OK) else "not readable (check owner and mode)"
-    except (OSError, ValueError) as exc:  # ValueError: a NUL byte in the path
-        return f"cannot check: {exc}"
 
 
 def _nearest_existing(path: Path) -> Path:
@@ -71,23 +50,38 @@ def writable_file_problem(path: str) -> Optional[str]:
 def preflight(cfg: ApplianceConfig, *, label: str) -> None:
     """Raise a one-line :class:`InputError` (``label: field: ...``) for anything ``run`` would refuse."""
     # Imported here: capture pulls in OpenCV, which `config schema` and friends need not load.
-    from appliance.capture.sources import open_source
+    from appliance.capture import open_source, parse_source
+    from appliance.capture.opener import source_problem
+    from appliance.capture.spec import stream_url
     from appliance.models.manifest import load_manifest
 
     def fail(field: str, problem: str, value: Optional[str] = None) -> NoReturn:
         detail = f"{value}: {problem}" if value is not None else problem
         raise InputError(" ".join(detail.split()), path=label, field=field)
 
-    source = cfg.capture.source
-    if _is_path_source(source):
-        shown = source if source.isprintable() else repr(source)
-        problem = _stat_problem(source, want_dir=True)
+    def check_source() -> None:
+        source = parse_source(cfg.capture.source)
+        if source.kind == "path":
+            problem = file_problem(source.text, want_dir=True)
+            if problem:
+                fail("capture.source", problem, source.shown)
+            # the same opening `run` does (a folder without images, a file that is not a video)
+            open_source(source.text, cfg.capture, size=None).close()
+        if cfg.capture.password_file is not None:
+            problem = file_problem(cfg.capture.password_file)
+            if problem:
+                fail("capture.password_file", problem, cfg.capture.password_file)
+        stream_url(source, cfg.capture)  # the password's setting fits the source (and can be read)
+        problem = source_problem(source)
         if problem:
-            fail("capture.source", problem, shown)
-        try:  # the same opening `run` does (a folder without images, a file that is not a video)
-            open_source(source, cfg.capture, size=None).close()
-        except InputError as exc:
-            fail("capture.source", str(exc))
+            fail("capture.source", problem, source.shown)
+
+    try:
+        check_source()
+    except InputError as exc:
+        if exc.path == label:
+            raise
+        fail(exc.field or "capture.source", exc.message, exc.path)
 
     manifest = load_manifest()
     for task, name in (("face", cfg.profile.models.face), ("person", cfg.profile.models.person)):
@@ -102,20 +96,9 @@ def preflight(cfg: ApplianceConfig, *, label: str) -> None:
     mqtt = cfg.mqtt
     if mqtt.url is None:
         return  # messages go to stdout: no broker, no TLS files, no outbox
-    tls_files = (("ca_file", mqtt.tls.ca_file), ("cert_file", mqtt.tls.cert_file), ("key_file", mqtt.tls.key_file))
-    for name, path in tls_files:
-        if path is not None:
-            problem = _stat_problem(path)
-            if problem:
-                fail(f"mqtt.tls.{name}", problem, path)
-    if bool(mqtt.tls.cert_file) != bool(mqtt.tls.key_file):
-        fail("mqtt.tls", "mutual TLS needs both cert_file and key_file")
-    if mqtt.password_file is not None:
-        problem = _stat_problem(mqtt.password_file)
-        if problem:
-            fail("mqtt.password_file", problem, mqtt.password_file)
-    if mqtt.password_env is not None and mqtt.password_env not in os.environ:
-        fail("mqtt.password_env", f"environment variable {mqtt.password_env} is not set")
+    # The same checks the MQTT client makes when it starts: TLS files, the certificate's key, the password.
+    for name, value, why in BrokerIdentity.from_config(mqtt).problems():
+        fail(name, why, value)
     outbox = str(state_path(cfg.outbox.path, cfg.device_id)) if cfg.outbox.path.strip() else ""
     problem = writable_file_problem(outbox)
     if problem:

@@ -119,13 +119,30 @@ class BoardProfile(Strict):
 class CaptureConfig(Strict):
     source: str = Field(
         "sample",
-        description="'sample' (bundled clip), a file, a folder of images, /dev/videoN or an index, "
-        "rtsp:// or http(s):// URL, or a GStreamer pipeline ending in appsink",
+        description="'sample' (bundled clip), a file, a folder of images, /dev/videoN or an index (USB camera), "
+        "an rtsp:// or http(s):// URL (IP camera), libcamera:N (Raspberry Pi camera module, via rpicam-vid), "
+        "argus:N (Jetson CSI camera, via gst-launch-1.0 nvarguscamerasrc), or a GStreamer pipeline ending in "
+        "appsink (only with an OpenCV built with GStreamer)",
     )
     loop: bool = Field(False, description="Restart a file source at its end instead of stopping")
-    reconnect_initial_s: float = Field(1.0, gt=0, description="First wait before reopening a lost live source")
+    reconnect_initial_s: float = Field(
+        1.0, gt=0, description="First wait before reopening a lost live source (or one not reachable at start)"
+    )
     reconnect_max_s: float = Field(30.0, gt=0, description="Longest wait between reconnect attempts")
-    read_timeout_s: float = Field(5.0, gt=0, description="A live source with no frame for this long is lost")
+    read_timeout_s: float = Field(
+        5.0, gt=0, description="A live source with no frame for this long is lost (and a stream's read gives up)"
+    )
+    open_timeout_s: float = Field(10.0, gt=0, le=300, description="Opening a stream gives up after this long")
+    rtsp_transport: Literal["tcp", "udp"] = Field(
+        "tcp", description="RTSP over TCP (interleaved: one connection, no lost packets) or UDP"
+    )
+    camera_fps: float = Field(
+        10.0, gt=0, le=60, description="Frame rate asked of a libcamera: or argus: camera (the newest is analysed)"
+    )
+    password_file: Optional[str] = Field(
+        None, description="File holding the stream's password (never logged); the source names the user: rtsp://USER@..."
+    )
+    password_env: Optional[str] = Field(None, description="Environment variable holding the stream's password")
     max_pixels: int = Field(
         24_000_000,
         ge=1,
@@ -133,6 +150,12 @@ class CaptureConfig(Strict):
         "header or the stream's reported size before decoding; larger is refused (exit 2). At 24 MP (a 6000x4000 "
         "photo) blur peaks at about 320 MiB, inside the service's MemoryMax=512M; at 40 MP it reached 443 MiB",
     )
+
+    @model_validator(mode="after")
+    def _one_password_source(self) -> CaptureConfig:
+        if self.password_file is not None and self.password_env is not None:
+            raise ValueError("give password_file or password_env, not both")
+        return self
 
 
 class AnonymizeConfig(Strict):

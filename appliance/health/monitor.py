@@ -56,6 +56,8 @@ def outbox_health(stats: PublisherStats) -> OutboxHealth:
         oldest_age_s=stats.oldest_age_s,
         write_errors=stats.write_errors,
         lost=stats.lost,
+        quarantined=stats.quarantined,
+        files_set_aside=stats.files_set_aside,
     )
 
 
@@ -90,6 +92,7 @@ class HealthMonitor:
         self._period_drops = 0
         self._period_camera_ok = False
         self._decode_errors_seen = 0
+        self._outbox_damage_seen = 0
 
     def record_latency(self, stage: Stage, ms: float) -> None:
         self._latency[stage].append(ms)
@@ -136,6 +139,10 @@ class HealthMonitor:
         # degraded device: counting goes on, the control room sees it.
         if audit is not None and (audit.problem is not None or audit.unacknowledged > 0):
             return "degraded"
+        # A stored message lost to a damaged row or file is a gap the control room should look at:
+        # degraded for the period it happened in, delivery goes on.
+        if publisher.quarantined + publisher.files_set_aside > self._outbox_damage_seen:
+            return "degraded"
         return "degraded" if delivery_stuck(publisher, self._stuck_after_s) else "ok"
 
     def message(
@@ -175,4 +182,5 @@ class HealthMonitor:
         self._period_drops = 0
         self._period_camera_ok = camera.camera_state == "ok"
         self._decode_errors_seen = camera.decode_errors
+        self._outbox_damage_seen = publisher.quarantined + publisher.files_set_aside
         return msg

@@ -77,12 +77,17 @@ class Watchdog:
 
     # ------------------------------------------------------------------ called by the main loop
 
-    def ready(self) -> None:
-        """Models loaded and the first frame analysed: tell systemd the service is up."""
+    def ready(self, status: str = "analysing frames") -> None:
+        """Models loaded and the first frame analysed (or the camera known to be away, and being
+        retried): tell systemd the service is up."""
         with self._lock:
             self._ready = True
-        self.notifier.notify("READY=1", "STATUS=analysing frames")
+        self.notifier.notify("READY=1", f"STATUS={status}")
         self.progress()
+
+    def status(self, text: str) -> None:
+        """What ``systemctl status`` shows as the service's state."""
+        self.notifier.notify(f"STATUS={text}")
 
     @property
     def is_ready(self) -> bool:

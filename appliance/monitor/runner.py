@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import queue
 import re
 import ssl
@@ -22,23 +21,23 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any, List, Optional, TextIO, Tuple
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 from pydantic import ValidationError
 
+from appliance.config.broker_identity import MONITOR_FLAGS, BrokerIdentity, parse_url
 from appliance.config.broker_url import BrokerAddress
 from appliance.errors import InputError
 from appliance.monitor.state import FleetState
 from appliance.monitor.view import fleet_table, json_line
 from appliance.names import TOPIC_PREFIX_PATTERN
 from appliance.publish.brokers import BrokerList
+from appliance.publish.client import BrokerRejected, BrokerUnreachable
 from appliance.publish.discovery import COMPONENTS
 from appliance.publish.egress import PROBE_KIND
 from appliance.publish.messages import MESSAGE_TYPES, parse_payload
-from appliance.publish.mqtt_client import BrokerRejected, BrokerUnreachable, parse_url
 from appliance.transparency.notice import NOTICE_KIND, Notice
 
 log = logging.getLogger(__name__)
@@ -89,12 +88,16 @@ def broker_addresses(urls: str) -> List[BrokerAddress]:
 def _client(opts: MonitorOptions, inbox: queue.Queue[_Received], connack: queue.Queue[Any]) -> paho.Client:
     check_prefix(opts.prefix)
     brokers = BrokerList(broker_addresses(opts.broker_url))
-    address = brokers.current
-    for flag, path in (("--ca-file", opts.ca_file), ("--cert-file", opts.cert_file), ("--key-file", opts.key_file)):
-        if path is not None and not os.access(path, os.R_OK):
-            raise InputError("file not found or not readable", path=path, field=flag)
-    if bool(opts.cert_file) != bool(opts.key_file):
-        raise InputError("mutual TLS needs both --cert-file and --key-file")
+    identity = BrokerIdentity(
+        address=brokers.current,  # one identity for the whole list (one scheme, one set of TLS files)
+        username=opts.username,
+        password_file=opts.password_file,
+        ca_file=opts.ca_file,
+        cert_file=opts.cert_file,
+        key_file=opts.key_file,
+        names=MONITOR_FLAGS,
+    )
+    identity.check()
     client = paho.Client(
         callback_api_version=CallbackAPIVersion.VERSION2,
         client_id=opts.client_id or "",
@@ -102,17 +105,9 @@ def _client(opts: MonitorOptions, inbox: queue.Queue[_Received], connack: queue.
         clean_session=True,
     )
     if opts.username is not None:
-        password = None
-        if opts.password_file:
-            try:
-                password = Path(opts.password_file).read_text(encoding="utf-8").rstrip("\r\n")
-            except OSError as exc:
-                raise InputError(f"cannot read: {exc.strerror}", path=opts.password_file) from None
-        client.username_pw_set(opts.username, password)
-    if address.tls:
-        ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=opts.ca_file)
-        if opts.cert_file and opts.key_file:
-            ctx.load_cert_chain(opts.cert_file, opts.key_file)
+        client.username_pw_set(opts.username, identity.password())
+    ctx = identity.tls_context()
+    if ctx is not None:
         client.tls_set_context(ctx)
     topic = f"{opts.prefix}/+/#"
 

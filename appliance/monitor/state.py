@@ -36,12 +36,12 @@ from typing import Deque, Dict, List, Optional, Tuple
 from appliance.monitor.audit_heads import AuditHeadTracker, AuditSeen
 from appliance.monitor.seq_ranges import MissingRanges
 from appliance.publish.messages import (
-    AnomalyMessage,
-    AnomalyStateMessage,
-    CountsMessage,
-    HealthMessage,
-    Message,
-    StatusMessage,
+    Stamped,
+    StampedAnomalyMessage,
+    StampedAnomalyStateMessage,
+    StampedCountsMessage,
+    StampedHealthMessage,
+    StampedStatusMessage,
 )
 from appliance.transparency.notice import Notice
 
@@ -193,9 +193,9 @@ class _SeqTracker:
     reconnects: int = 0
     resets: int = 0
 
-    def observe(self, msg: Message, retained: bool) -> None:
+    def observe(self, msg: Stamped, retained: bool) -> None:
         self.last_boot = max(self.last_boot or 0, msg.boot_id)
-        if isinstance(msg, StatusMessage) and msg.state == "online":
+        if isinstance(msg, StampedStatusMessage) and msg.state == "online":
             if msg.seq + 1 not in self.reserved:
                 self.reserved.append(msg.seq + 1)
             self.missing.discard(msg.seq + 1)
@@ -235,9 +235,9 @@ class _SeqTracker:
 class _Device:
     device_id: str
     seq: _SeqTracker = field(default_factory=_SeqTracker)
-    status: Optional[StatusMessage] = None
-    counts: Optional[CountsMessage] = None
-    health: Optional[HealthMessage] = None
+    status: Optional[StampedStatusMessage] = None
+    counts: Optional[StampedCountsMessage] = None
+    health: Optional[StampedHealthMessage] = None
     last_seen: Optional[datetime] = None
     anomalies: Dict[Tuple[str, Optional[str]], FlagSeen] = field(default_factory=dict)
     state_at: Tuple[int, int] = (0, 0)  # (boot_id, seq) of the anomaly state the flags were last set from
@@ -256,7 +256,7 @@ class FleetState:
     def __init__(self) -> None:
         self._devices: Dict[str, _Device] = {}
 
-    def observe(self, msg: Message, *, retained: bool, received_at: datetime) -> str:
+    def observe(self, msg: Stamped, *, retained: bool, received_at: datetime) -> str:
         """Take one received message into account; returns its device id."""
         dev = self._devices.setdefault(msg.device_id, _Device(msg.device_id))
         if dev.seq.last_boot is not None and msg.boot_id < dev.seq.last_boot:
@@ -272,7 +272,7 @@ class FleetState:
             dev.audit.observe(head, msg.boot_id, msg.seq)
         if not retained:
             dev.last_seen = received_at
-        if isinstance(msg, StatusMessage):
+        if isinstance(msg, StampedStatusMessage):
             # A late-delivered status of an older boot must not overwrite the current one.
             if dev.status is None or (msg.boot_id, msg.seq) >= (dev.status.boot_id, dev.status.seq):
                 dev.status = msg
@@ -280,13 +280,13 @@ class FleetState:
                 # A new boot starts with no flag raised (anomaly state lives in memory on the device),
                 # and the old boot can no longer clear its own.
                 dev.anomalies = {k: a for k, a in dev.anomalies.items() if a.boot_id >= msg.boot_id}
-        elif isinstance(msg, CountsMessage):
+        elif isinstance(msg, StampedCountsMessage):
             if dev.counts is None or msg.window_end >= dev.counts.window_end:
                 dev.counts = msg
-        elif isinstance(msg, HealthMessage):
+        elif isinstance(msg, StampedHealthMessage):
             if dev.health is None or (msg.boot_id, msg.seq) >= (dev.health.boot_id, dev.health.seq):
                 dev.health = msg
-        elif isinstance(msg, AnomalyStateMessage):
+        elif isinstance(msg, StampedAnomalyStateMessage):
             if (msg.boot_id, msg.seq) > dev.state_at and msg.boot_id >= _newest_birth(dev):
                 dev.state_at = (msg.boot_id, msg.seq)
                 dev.anomalies = {
@@ -295,7 +295,7 @@ class FleetState:
                     )
                     for a in msg.active
                 }
-        elif isinstance(msg, AnomalyMessage) and (msg.boot_id, msg.seq) > dev.state_at:
+        elif isinstance(msg, StampedAnomalyMessage) and (msg.boot_id, msg.seq) > dev.state_at:
             # Paired by event_id. An event older than the state already applied is in that state.
             key: Tuple[str, Optional[str]] = ("event_id", msg.event_id)
             if msg.state == "raised":

@@ -1,28 +1,41 @@
 #!/usr/bin/env bash
 # Installs crowd-appliance @APPLIANCE_VERSION@ as device @DEVICE_ID@ on a 64-bit Raspberry Pi OS,
 # Debian, Ubuntu or Jetson (JetPack) board. Written by `appliance provision`; run from the
-# unpacked bundle:
+# unpacked bundle, with a release folder from `appliance provision release`:
 #
-#   tar xzf @DEVICE_ID@.tar.gz && sudo ./@DEVICE_ID@/install.sh
+#   tar xzf @DEVICE_ID@.tar.gz && sudo ./@DEVICE_ID@/install.sh --release release/
 #
-# Idempotent: running it again (a newer bundle, or the same one) upgrades in place; the outbox
-# in /var/lib/crowd-appliance is never touched. Exit 0: self-test green, 1: red, 2: bad usage.
+# The release is installed with no package index at all: every wheel is checked against the
+# release's lock (sha256) before anything on the board is touched, then pip installs exactly those
+# files (--no-index --require-hashes) into a new venv, which replaces the running one only once it
+# is complete. Idempotent: running it again (a newer bundle or release, or the same) upgrades in
+# place; the outbox in /var/lib/crowd-appliance is never touched. Exit 0: self-test green, 1: red,
+# 2: bad usage or a release that does not verify.
 set -euo pipefail
+# The venv must be readable by the service user whatever umask the caller had (first boot runs
+# with 077); files that must be private get their mode explicitly below.
+umask 022
 
 DEVICE_ID="@DEVICE_ID@"
 VERSION="@APPLIANCE_VERSION@"
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+APPLIANCE_DIST=crowd-appliance
 
 usage() {
     cat <<USAGE
-usage: install.sh [--root DIR] [--wheelhouse DIR] [--python PY] [--source SRC] [--skip CHECK]... [--no-selftest]
+usage: install.sh --release DIR [--online] [--root DIR] [--python PY] [--source SRC] [--skip CHECK]... [--no-selftest]
 
+  --release DIR     the release folder to install from (made on a laptop with
+                    'appliance provision release -o DIR --arch aarch64|x86_64 --python X.Y'):
+                    its wheels, checked against its requirements.lock, and no package index
+  --online          fetch dependency wheels missing from the release from the public index,
+                    still pinned to the lock's sha256; the appliance itself always comes from
+                    the release
   --root DIR        install under DIR instead of / (a test or image build): no user is created,
                     nothing is chowned, systemctl is not called, and the paths in site.yaml are
                     rewritten to point under DIR so the installed appliance runs from there
-  --wheelhouse DIR  install wheels from DIR only (sites without internet); default: the folder
-                    'wheelhouse' beside the bundle if it exists, else PyPI
-  --python PY       the Python 3.9+ to build the venv with (default: python3)
+  --python PY       the Python 3.9+ to build the venv with (default: python3); it must be the
+                    release's version and architecture
   --source SRC      camera source for the self-test only (default: the one in site.yaml)
   --skip CHECK      leave one self-test check out (camera, time, outbox, broker), e.g. on a lab
                     bench; the device is then not reported as ready to deploy
@@ -31,7 +44,8 @@ USAGE
 }
 
 ROOT=/
-WHEELHOUSE=""
+RELEASE=""
+ONLINE=0
 PYTHON=python3
 SELFTEST_SOURCE=""
 SELFTEST=1
@@ -39,7 +53,8 @@ SELFTEST_SKIP=()
 while [ $# -gt 0 ]; do
     case "$1" in
         --root) ROOT="${2:?--root needs a folder}"; shift 2 ;;
-        --wheelhouse) WHEELHOUSE="${2:?--wheelhouse needs a folder}"; shift 2 ;;
+        --release) RELEASE="${2:?--release needs a folder}"; shift 2 ;;
+        --online) ONLINE=1; shift ;;
         --python) PYTHON="${2:?--python needs an interpreter}"; shift 2 ;;
         --source) SELFTEST_SOURCE="${2:?--source needs a source}"; shift 2 ;;
         --skip) SELFTEST_SKIP+=(--skip "${2:?--skip needs a check name}"); shift 2 ;;
@@ -52,6 +67,10 @@ done
 say() { echo "install.sh: $*"; }
 die() { echo "install.sh: error: $*" >&2; exit 2; }
 
+# Before anything else, so that a board without a release (and without network) learns at once
+# what to do instead of waiting on a package index.
+[ -n "$RELEASE" ] || die "no --release DIR: build one on a laptop with 'appliance provision release -o DIR --arch $(uname -m)' and copy it beside the bundle"
+
 if [ "$ROOT" != / ]; then
     [ -d "$ROOT" ] || die "--root $ROOT: no such folder"
     ROOT="$(cd "$ROOT" && pwd)"
@@ -62,16 +81,40 @@ else
     SYSTEM=1
     [ "$(id -u)" -eq 0 ] || die "run as root (sudo ./install.sh), or use --root DIR to install into a folder"
 fi
-if [ -z "$WHEELHOUSE" ] && [ -d "$HERE/../wheelhouse" ]; then
-    WHEELHOUSE="$(cd "$HERE/../wheelhouse" && pwd)"
-fi
-if [ -n "$WHEELHOUSE" ]; then
-    [ -d "$WHEELHOUSE" ] || die "--wheelhouse $WHEELHOUSE: no such folder"
-    WHEELHOUSE="$(cd "$WHEELHOUSE" && pwd)"
-fi
+[ -d "$RELEASE" ] || die "--release $RELEASE: no such folder"
+RELEASE="$(cd "$RELEASE" && pwd)"
+LOCK="$RELEASE/requirements.lock"
+for f in requirements.lock release.json; do
+    [ -f "$RELEASE/$f" ] || die "$RELEASE/$f missing: not a release folder (make one with 'appliance provision release')"
+done
 for f in site.yaml appliance.service "tls/ca.crt" "tls/$DEVICE_ID.crt" "tls/$DEVICE_ID.key"; do
     [ -f "$HERE/$f" ] || die "$HERE/$f missing: unpack the whole bundle and run install.sh from it"
 done
+
+# --- 0. The release, verified before anything on the board changes: every wheel in the folder is
+# in the lock with its sha256 (a changed byte or a foreign wheel refuses the whole release), every
+# locked wheel is there (unless --online may fetch it), and the appliance's own is always there.
+WORK="$(mktemp -d)"
+trap 'rm -rf "$WORK"' EXIT
+grep -E '^[A-Za-z0-9._-]+==[^ ]+ --hash=sha256:[0-9a-f]{64}$' "$LOCK" >"$WORK/lock" || true
+[ -s "$WORK/lock" ] || die "$LOCK: no pinned requirements"
+shopt -s nullglob
+wheels=("$RELEASE"/*.whl)
+shopt -u nullglob
+[ ${#wheels[@]} -gt 0 ] || die "$RELEASE: no wheels"
+(cd "$RELEASE" && sha256sum -- *.whl) >"$WORK/have"
+while read -r sum file; do
+    grep -qF -- "--hash=sha256:$sum" "$WORK/lock" \
+        || die "$RELEASE/${file#\*}: sha256 $sum is not in requirements.lock (changed or foreign wheel); refusing the release"
+done <"$WORK/have"
+while read -r req hash; do
+    grep -q "^${hash#--hash=sha256:} " "$WORK/have" && continue
+    if [ "${req%%==*}" = "$APPLIANCE_DIST" ] || [ "$ONLINE" -eq 0 ]; then
+        die "$RELEASE: no wheel for $req in the folder (incomplete release)"
+    fi
+done <"$WORK/lock"
+grep -q "^$APPLIANCE_DIST==" "$WORK/lock" || die "$LOCK: no $APPLIANCE_DIST line; a release carries the appliance"
+RELEASE_ID="$(sha256sum "$LOCK" | cut -c1-16)"
 
 PREFIX="$ROOT/opt/crowd-appliance"
 ETC="$ROOT/etc/crowd-appliance"
@@ -89,6 +132,17 @@ if ! "$PYTHON" -c 'import sys, venv, ensurepip; sys.exit(sys.version_info < (3, 
         || die "$PYTHON with venv (3.9 or newer) is needed: apt-get install python3-venv"
 fi
 
+# The release must be for this board (its wheels are for one architecture and Python version).
+"$PYTHON" - "$RELEASE/release.json" <<'PY' || exit 2
+import json, platform, sys
+meta = json.load(open(sys.argv[1]))
+here = f"{platform.machine()} Python {sys.version_info[0]}.{sys.version_info[1]}"
+if (meta["arch"], meta["python"]) != (platform.machine(), f"{sys.version_info[0]}.{sys.version_info[1]}"):
+    sys.exit(f"install.sh: error: {sys.argv[1]}: the release is for {meta['arch']} Python {meta['python']}, "
+             f"this board is {here}: build one with 'appliance provision release --arch {platform.machine()} "
+             f"--python {sys.version_info[0]}.{sys.version_info[1]}'")
+PY
+
 # --- 2. The unprivileged user the service runs as (video: V4L2 cameras)
 if [ "$SYSTEM" -eq 1 ] && ! id "$USER_NAME" >/dev/null 2>&1; then
     groups_opt=()
@@ -98,26 +152,60 @@ if [ "$SYSTEM" -eq 1 ] && ! id "$USER_NAME" >/dev/null 2>&1; then
     say "created user $USER_NAME"
 fi
 
-# --- 3. The appliance in a venv under /opt/crowd-appliance (upgraded in place when it exists)
-mkdir -p "$PREFIX"
-[ -x "$PREFIX/.venv/bin/python" ] || "$PYTHON" -m venv "$PREFIX/.venv"
+# --- 3. The appliance in a new venv under /opt/crowd-appliance/venvs/<lock's sha256>; .venv (what
+# the unit runs) is switched to it with one rename only once it is complete, so an install that
+# fails or is cut off half way leaves the previous one running.
+VENVS="$PREFIX/venvs"
+NEW_VENV="$VENVS/$RELEASE_ID"
+mkdir -p "$VENVS"
 pip_log="$PREFIX/install.log"
-pip_args=(install --upgrade --disable-pip-version-check)
-if [ -n "$WHEELHOUSE" ]; then
-    pip_args+=(--no-index --find-links "$WHEELHOUSE")
-    say "installing crowd-appliance $VERSION from $WHEELHOUSE"
+if [ -f "$NEW_VENV/.complete" ]; then
+    say "release $RELEASE_ID is already installed in $NEW_VENV"
 else
-    say "installing crowd-appliance $VERSION from PyPI"
+    rm -rf "$NEW_VENV"
+    "$PYTHON" -m venv "$NEW_VENV"
+    # Nothing from the board's pip configuration or environment (an extra index, find-links, a
+    # constraints file) reaches this pip: only the release and, with --online, the public index.
+    pip=(env -i PATH="$PATH" HOME="$WORK" PIP_CONFIG_FILE=/dev/null
+         ${https_proxy:+https_proxy="$https_proxy"} ${HTTPS_PROXY:+HTTPS_PROXY="$HTTPS_PROXY"}
+         "$NEW_VENV/bin/python" -m pip install
+         --no-cache-dir --disable-pip-version-check --require-hashes --only-binary=:all: --find-links "$RELEASE")
+    if [ "$ONLINE" -eq 0 ]; then
+        say "installing $APPLIANCE_DIST $VERSION from the release $RELEASE (no package index)"
+        install_cmd() { "${pip[@]}" --no-index -r "$LOCK"; }
+    else
+        say "installing $APPLIANCE_DIST $VERSION from $RELEASE, missing dependencies from the public index (hash-pinned)"
+        # The appliance's own name is never looked up on an index (anyone may publish that name).
+        grep -v "^$APPLIANCE_DIST==" "$WORK/lock" >"$WORK/deps.lock" || true
+        grep "^$APPLIANCE_DIST==" "$WORK/lock" >"$WORK/own.lock"
+        # The board's own trust store (Debian's), so that a site's TLS-inspecting proxy it trusts works too.
+        [ ! -f /etc/ssl/certs/ca-certificates.crt ] || pip+=(--cert /etc/ssl/certs/ca-certificates.crt)
+        install_cmd() {
+            # (set -e does not apply inside a function called from a condition: each step says so itself)
+            if [ -s "$WORK/deps.lock" ]; then "${pip[@]}" -r "$WORK/deps.lock" || return 1; fi
+            "${pip[@]}" --no-index --no-deps -r "$WORK/own.lock"
+        }
+    fi
+    if ! install_cmd >"$pip_log" 2>&1; then
+        tail -n 20 "$pip_log" >&2
+        rm -rf "$NEW_VENV"
+        echo "install.sh: error: pip install failed; the previous install is unchanged (full log: $pip_log)" >&2
+        exit 1
+    fi
+    sync  # the venv's files on disk before the mark that says it is complete
+    touch "$NEW_VENV/.complete"
 fi
-# The second step replaces the appliance itself even when its version did not change (a rebuilt
-# wheel); its dependencies are only upgraded when the new version asks for it.
-if ! { "$PREFIX/.venv/bin/python" -m pip "${pip_args[@]}" "crowd-appliance==$VERSION" \
-       && "$PREFIX/.venv/bin/python" -m pip "${pip_args[@]}" --force-reinstall --no-deps "crowd-appliance==$VERSION"; \
-     } >"$pip_log" 2>&1; then
-    tail -n 20 "$pip_log" >&2
-    echo "install.sh: error: pip install failed (full log: $pip_log)" >&2
-    exit 1
+previous="$(readlink "$PREFIX/.venv" 2>/dev/null || true)"
+if [ -d "$PREFIX/.venv" ] && [ ! -L "$PREFIX/.venv" ]; then
+    rm -rf "$PREFIX/.venv"  # a venv from before releases: replaced by the link below
 fi
+ln -sfn "venvs/$RELEASE_ID" "$PREFIX/.venv.next"
+mv -T "$PREFIX/.venv.next" "$PREFIX/.venv"
+sync
+# Keep the running venv and the one before it (to go back by hand); older ones go.
+for old in "$VENVS"/*; do
+    [ "$old" = "$NEW_VENV" ] || [ "venvs/$(basename "$old")" = "$previous" ] || rm -rf "$old"
+done
 
 # --- 4. Config and keys in /etc/crowd-appliance: readable by the service user, nobody else
 install -d -m 0755 "$ETC"

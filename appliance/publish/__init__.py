@@ -6,8 +6,9 @@ calls the pipeline makes, and ``docs/control-room.md`` for what a subscriber rec
 
 from __future__ import annotations
 
-from appliance.errors import AlreadyRunning, DeliveryFailed
+from appliance.errors import AlreadyRunning, BrokerError, DeliveryFailed
 from appliance.publish.backoff import FullJitterBackoff
+from appliance.publish.client import BrokerRejected, BrokerUnreachable, check_broker
 from appliance.publish.egress import ApprovedPayload, EgressError, EgressPolicy, RetainedDocument
 from appliance.publish.lifecycle import make_birth
 from appliance.publish.messages import (
@@ -31,8 +32,8 @@ from appliance.publish.messages import (
     export_schemas,
     utcnow,
 )
-from appliance.publish.mqtt_client import BrokerRejected, BrokerUnreachable, check_broker
-from appliance.publish.outbox import Outbox, OutboxStats, outbox_path
+from appliance.publish.outbox.rows import OutboxStats
+from appliance.publish.outbox.store import Outbox, outbox_path
 from appliance.publish.publisher import MqttPublisher, Publisher, StdoutPublisher, make_publisher
 from appliance.publish.stats import PublisherStats
 
@@ -41,6 +42,7 @@ __all__ = [
     "AnomalyMessage",
     "ApprovedPayload",
     "AuditHead",
+    "BrokerError",
     "BrokerRejected",
     "BrokerUnreachable",
     "CameraHealth",

@@ -104,7 +104,7 @@ def _message_channels(counts_expiry_s: Optional[int]) -> List[_Channel]:
             summary=_summary(cls),
             schema=message_schema(cls),
             retain=cls.retain,
-            expiry_s=counts_expiry_s if kind == "counts" else None,
+            expiry_s=counts_expiry_s if cls.expires else None,
         )
         for kind, cls in MESSAGE_TYPES.items()
     ]

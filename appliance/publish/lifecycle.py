@@ -12,9 +12,9 @@ from datetime import datetime
 from typing import Iterable, Optional, Tuple
 
 from appliance.publish.egress import ApprovedPayload
-from appliance.publish.envelope import Envelope
 from appliance.publish.messages import AuditHead, ModelInfo, StatusMessage, utcnow
-from appliance.publish.outbox import Sealed
+from appliance.publish.outbox.rows import Sealed
+from appliance.publish.stamper import Stamper
 
 
 def make_birth(
@@ -61,11 +61,11 @@ class Boot:
         )
 
 
-def seal_boot(envelope: Envelope, birth: StatusMessage, *, boot_id: int, first_seq: int) -> Boot:
+def seal_boot(stamper: Stamper, birth: StatusMessage, *, boot_id: int, first_seq: int) -> Boot:
     if birth.state != "online":
         raise ValueError("the birth message must be 'online'")
     return Boot(
         boot_id,
-        envelope.approve(birth, boot_id=boot_id, seq=first_seq),
-        envelope.approve(birth.as_offline(), boot_id=boot_id, seq=first_seq + 1),
+        stamper.approve(birth, boot_id=boot_id, seq=first_seq),
+        stamper.approve(birth.as_offline(), boot_id=boot_id, seq=first_seq + 1),
     )

@@ -5,8 +5,9 @@ short names and a few enums. There is no field that can hold bytes, an image, a 
 free-form data, and unknown fields are rejected (``extra="forbid"``), so a change that tries to put
 more on the wire has to change this file (and the schemas in ``docs/schemas/``) first.
 
-The pipeline builds a message from its *content* fields only. The envelope (``device_id``,
-``boot_id``, ``seq``, ``sent_at``) is stamped by the publisher when the message enters the outbox::
+The pipeline builds a message from its *content* fields only. The :class:`Envelope` (``device_id``,
+``boot_id``, ``seq``, ``sent_at``, ``clock_synced``) is stamped by the publisher when the message
+enters the outbox, which makes the kind's wire type (:data:`WIRE_TYPES`)::
 
     CountsMessage(window_start=..., window_end=..., frames_analyzed=..., total=CountStats(...))
 
@@ -32,7 +33,7 @@ from pydantic import (
 from typing_extensions import Annotated
 
 import appliance
-from appliance.names import NAME_PATTERN, OPTIONAL_NAME_PATTERN
+from appliance.names import NAME_PATTERN
 from appliance.vocabulary import (
     AnomalyState,
     AnomalyType,
@@ -119,6 +120,16 @@ class OutboxHealth(Value):
     lost: Count = Field(
         0, description="messages lost: the disk refused them and the memory queue overflowed; their seqs are gaps"
     )
+    quarantined: Count = Field(
+        0,
+        description="stored messages set aside undelivered: damaged on disk (checksum, encoding) or refused by the "
+        "egress re-check; their seqs are gaps",
+    )
+    files_set_aside: Count = Field(
+        0,
+        description="outbox files SQLite could not use, renamed *.damaged-<time> and replaced by a fresh one; "
+        "their undelivered messages are gaps in seq",
+    )
 
 
 class LostChain(Value):
@@ -135,8 +146,8 @@ class AuditHead(Value):
     sha256: Sha256 = Field(description="hash of the last entry (which covers every entry before it)")
     sig: Optional[str] = Field(
         None,
-        max_length=1024,
-        pattern=r"^[A-Za-z0-9+/=]+$",
+        max_length=514,
+        pattern=r"^[A-Za-z0-9+/]+={0,2}$",
         description="base64 signature by the device key over the UTF-8 text 'crowd-appliance-audit-head/1 "
         "{device_id} {length} {sha256}'; null without a device key (docs/control-room.md)",
     )
@@ -172,44 +183,73 @@ class LinkHealth(Value):
 # --------------------------------------------------------------------------- messages
 
 
-class Message(Value):
-    """Envelope shared by every kind. Content classes below add their own fields.
+class Envelope(Value):
+    """What the publisher stamps on every message when it enters the outbox.
 
     ``seq`` is one counter per device across all kinds, persisted in the outbox, so a subscriber to
     ``{prefix}/{device_id}/#`` can detect gaps and drop QoS 1 redeliveries by
-    ``(device_id, boot_id, seq)``. Zero values mean "not stamped yet"; egress refuses them.
+    ``(device_id, boot_id, seq)``.
+    """
+
+    v: Literal[1] = Field(SCHEMA_VERSION, description="payload format version")
+    device_id: str = Field(pattern=NAME_PATTERN, description="the device that sent the message")
+    boot_id: int = Field(ge=1, description="incremented every time the appliance starts")
+    seq: int = Field(ge=1, description="per-device sequence number, monotonic across restarts")
+    sent_at: UtcDatetime = Field(description="when the device queued this message")
+    clock_synced: bool = Field(
+        True,
+        description="false when the device's wall clock had not been set yet (a board without a real-time "
+        "clock before NTP): sent_at and the other timestamps in this message are then not real time",
+    )
+
+
+class Message(Value):
+    """The content of one kind of message, as the pipeline builds it. Content classes below add
+    their fields; :meth:`stamp` makes the wire form (the content and its :class:`Envelope`).
+
+    Per-kind policy is declared here, as class attributes, not as string keys elsewhere:
+    ``retain`` (the broker keeps the last one), ``drop_rank`` (the outbox cap drops lower ranks
+    first; None: never dropped), ``age_limited`` (dropped past ``outbox.max_age_s``) and
+    ``expires`` (carries the MQTT 5 message expiry ``mqtt.counts_expiry_s``).
     """
 
     kind: ClassVar[str]
     retain: ClassVar[bool] = False
+    drop_rank: ClassVar[Optional[int]] = None
+    age_limited: ClassVar[bool] = False
+    expires: ClassVar[bool] = False
 
-    v: Literal[1] = Field(SCHEMA_VERSION, description="payload format version")
-    device_id: str = Field("", pattern=OPTIONAL_NAME_PATTERN, description="the device that sent the message")
-    boot_id: int = Field(0, ge=0, description="incremented every time the appliance starts")
-    seq: int = Field(0, ge=0, description="per-device sequence number, monotonic across restarts")
-    sent_at: Optional[UtcDatetime] = Field(None, description="when the device queued this message")
-
-    @property
-    def stamped(self) -> bool:
-        return bool(self.device_id) and self.boot_id > 0 and self.seq > 0 and self.sent_at is not None
-
-    def stamp(self, *, device_id: str, boot_id: int, seq: int, sent_at: Optional[datetime] = None) -> Message:
-        """A validated copy carrying the envelope (``model_copy`` would skip validation)."""
+    def stamp(
+        self,
+        *,
+        device_id: str,
+        boot_id: int,
+        seq: int,
+        sent_at: Optional[datetime] = None,
+        clock_synced: bool = True,
+    ) -> Stamped:
+        """The wire form: a validated instance of this kind's stamped type (``model_copy`` would skip
+        validation). It is still an instance of this class, and an :class:`Envelope`."""
         data = self.model_dump()
         data.update(device_id=device_id, boot_id=boot_id, seq=seq, sent_at=sent_at or utcnow())
-        return type(self).model_validate(data)
+        data["clock_synced"] = clock_synced
+        return wire_type_of(type(self)).model_validate(data)
 
     def to_json_bytes(self) -> bytes:
         # by_alias: LineCounts.in_ is "in" on the wire. Compact separators: bytes matter on 4G.
         return self.model_dump_json(by_alias=True).encode("utf-8")
 
 
+class Stamped(Message, Envelope):
+    """A message on the wire: its content and its envelope, one flat JSON object (envelope fields
+    first). Each kind has its own subclass (:data:`WIRE_TYPES`); nothing else is published."""
+
 
 class StatusMessage(Message):
     """Birth (``online``, retained, on every connect) and death (``offline``: clean stop or last will)."""
 
     kind: ClassVar[str] = "status"
-    retain: ClassVar[bool] = True
+    retain: ClassVar[bool] = True  # never dropped (drop_rank None), never aged out
 
     state: Literal["online", "offline"] = Field("online", description="online: running; offline: stopped or lost")
     software_version: str = Field(
@@ -226,7 +266,7 @@ class StatusMessage(Message):
 
     def as_offline(self) -> StatusMessage:
         """The death message matching this birth: same content, ``offline``, envelope not yet stamped."""
-        data = self.model_dump(exclude={"device_id", "boot_id", "seq", "sent_at"})
+        data = self.model_dump(exclude=set(Envelope.model_fields))
         data["state"] = "offline"
         return StatusMessage.model_validate(data)
 
@@ -239,6 +279,9 @@ class CountsMessage(Message):
     """Aggregated counts over one window ``[window_start, window_end)``."""
 
     kind: ClassVar[str] = "counts"
+    drop_rank: ClassVar[Optional[int]] = 1
+    age_limited: ClassVar[bool] = True
+    expires: ClassVar[bool] = True
 
     window_start: UtcDatetime = Field(description="start of the counting window (inclusive)")
     window_end: UtcDatetime = Field(description="end of the counting window (exclusive)")
@@ -268,6 +311,7 @@ class AnomalyMessage(Message):
     """An anomaly flag being raised or cleared. ``since`` is when the condition started."""
 
     kind: ClassVar[str] = "anomalies"
+    drop_rank: ClassVar[Optional[int]] = 2  # only when nothing else is left; never by age
 
     type: AnomalyType = Field(description="which flag: overcrowding, rapid_change, abnormal_motion, counterflow, "
                               "camera_tamper")
@@ -297,7 +341,7 @@ MAX_ACTIVE_LISTED = 32  # flags one state lists (the egress policy's array bound
 class ActiveAnomaly(Value):
     """One anomaly flag raised and not cleared: its raise, as the ``anomalies`` message carried it."""
 
-    type: AnomalyType
+    type: AnomalyType = Field(description="what was raised")
     event_id: str = Field(pattern=r"^[0-9a-f]{32}$", description="the event_id of its raise (and of its clear)")
     zone: Optional[Name] = Field(None, description="the zone it concerns; null for a device-wide flag")
     since: UtcDatetime = Field(description="when the condition started")
@@ -316,7 +360,7 @@ class AnomalyStateMessage(Message):
     """
 
     kind: ClassVar[str] = "anomaly_state"
-    retain: ClassVar[bool] = True
+    retain: ClassVar[bool] = True  # never dropped (drop_rank None), never aged out: it is the device's state
 
     active: List[ActiveAnomaly] = Field(default_factory=list, max_length=MAX_ACTIVE_LISTED,
                                         description="every flag raised and not cleared, oldest first")
@@ -325,6 +369,8 @@ class AnomalyStateMessage(Message):
 
 class HealthMessage(Message):
     kind: ClassVar[str] = "health"
+    drop_rank: ClassVar[Optional[int]] = 0  # the first to go: the next health message reports the drops
+    age_limited: ClassVar[bool] = True
 
     state: HealthState = Field(description="ok, degraded or failed")
     fps: NonNegative = Field(description="frames analysed per second over the interval")
@@ -355,28 +401,63 @@ MESSAGE_TYPES: Dict[str, Type[Message]] = {
 }
 
 
-def parse_payload(kind: str, payload: bytes) -> Message:
+# The wire types: envelope fields first (reversed MRO), then the content's, as on the wire.
+
+
+class StampedStatusMessage(StatusMessage, Stamped):
+    __doc__ = StatusMessage.__doc__
+
+
+class StampedCountsMessage(CountsMessage, Stamped):
+    __doc__ = CountsMessage.__doc__
+
+
+class StampedAnomalyMessage(AnomalyMessage, Stamped):
+    __doc__ = AnomalyMessage.__doc__
+
+
+class StampedHealthMessage(HealthMessage, Stamped):
+    __doc__ = HealthMessage.__doc__
+
+
+class StampedAnomalyStateMessage(AnomalyStateMessage, Stamped):
+    __doc__ = AnomalyStateMessage.__doc__
+
+
+WIRE_TYPES: Dict[str, Type[Stamped]] = {
+    cls.kind: cls
+    for cls in (
+        StampedStatusMessage, StampedCountsMessage, StampedAnomalyMessage, StampedHealthMessage,
+        StampedAnomalyStateMessage,
+    )
+}  # fmt: skip
+"""kind -> the stamped wire type: what is published and what a subscriber parses."""
+
+
+def _wire_type(cls: Type[Message]) -> Type[Stamped]:
+    return type(f"Stamped{cls.__name__}", (cls, Stamped), {"__module__": __name__, "__doc__": cls.__doc__})
+
+
+def wire_type_of(cls: Type[Message]) -> Type[Stamped]:
+    """The stamped type for a content class. A class that is not one of the kinds above gets one
+    too, so that the egress policy, not a stamping error, is what refuses it."""
+    if issubclass(cls, Stamped):
+        return cls
+    registered = MESSAGE_TYPES.get(cls.kind)
+    return WIRE_TYPES[cls.kind] if registered is cls else _wire_type(cls)
+
+
+def parse_payload(kind: str, payload: bytes) -> Stamped:
     """Rebuild a message from its wire form (used to re-check what comes out of the outbox)."""
-    return MESSAGE_TYPES[kind].model_validate_json(payload)
+    return WIRE_TYPES[kind].model_validate_json(payload)
 
 
 # --------------------------------------------------------------------------- JSON Schemas
 
-_ENVELOPE_ON_WIRE: Dict[str, Dict[str, Any]] = {
-    "device_id": {"type": "string", "pattern": NAME_PATTERN, "description": "the device that sent the message"},
-    "boot_id": {"type": "integer", "minimum": 1, "description": "incremented every time the appliance starts"},
-    "seq": {"type": "integer", "minimum": 1, "description": "per-device sequence number, monotonic across restarts"},
-    "sent_at": {"type": "string", "format": "date-time", "pattern": r"Z$",
-                "description": "when the device queued this message"},
-}
-
 
 def message_schema(cls: Type[Message]) -> Dict[str, Any]:
-    """JSON Schema of a published payload of this kind (the stamped wire form, not the builder form)."""
-    schema = cls.model_json_schema(mode="serialization", by_alias=True)
-    for name, wire in _ENVELOPE_ON_WIRE.items():
-        # In Python the envelope defaults to "unstamped"; on the wire it is always set.
-        schema["properties"][name] = {**wire, "title": schema["properties"][name].get("title", name)}
+    """JSON Schema of a published payload of this kind: its stamped wire type's."""
+    schema = WIRE_TYPES[cls.kind].model_json_schema(mode="serialization", by_alias=True)
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["$id"] = f"https://crowd-appliance.invalid/schemas/{cls.kind}.json"
     schema["title"] = f"crowd-appliance {cls.kind} message v{SCHEMA_VERSION}"

@@ -31,7 +31,6 @@ import json
 import logging
 import sqlite3
 import sys
-import threading
 import time
 from typing import List, Optional, Protocol, Sequence, TextIO
 
@@ -41,15 +40,18 @@ from appliance.config.schema import MqttConfig, OutboxConfig, PublishConfig
 from appliance.publish.anomaly_state import ActiveAnomalies
 from appliance.publish.backoff import FullJitterBackoff
 from appliance.publish.certificate import client_cert_days_left
-from appliance.publish.delivery import DeliveryLoop
+from appliance.publish.client import BrokerUnreachable, MqttLink
+from appliance.publish.clock import Clock
+from appliance.publish.delivery import DeliveryLoop, DeliveryStatus
 from appliance.publish.egress import ApprovedPayload, EgressError, EgressPolicy, RetainedDocument
-from appliance.publish.envelope import Envelope
 from appliance.publish.lifecycle import Boot, seal_boot
-from appliance.publish.messages import AnomalyMessage, AnomalyStateMessage, Message, StatusMessage, utcnow
-from appliance.publish.mqtt_client import BrokerUnreachable, MqttLink
-from appliance.publish.outbox import Outbox, OutboxStats, Sealed, outbox_path
+from appliance.publish.messages import AnomalyMessage, AnomalyStateMessage, Message, StatusMessage
+from appliance.publish.outbox.rows import OutboxStats, Sealed
+from appliance.publish.outbox.store import Outbox, outbox_path
+from appliance.publish.outbox.writer import OutboxWriter, WriterStatus
+from appliance.publish.seqs import SeqAllocator
+from appliance.publish.stamper import Stamper
 from appliance.publish.stats import PublisherStats
-from appliance.publish.writer import OutboxWriter
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +79,7 @@ class PublisherArgs(TypedDict):
     birth: StatusMessage
     documents: NotRequired[Sequence[RetainedDocument]]
     discovery_prefix: NotRequired[Optional[str]]
+    clock: NotRequired[Optional[Clock]]
 
 
 class _Base:
@@ -91,6 +94,7 @@ class _Base:
         birth: StatusMessage,
         documents: Sequence[RetainedDocument] = (),
         discovery_prefix: Optional[str] = None,
+        clock: Optional[Clock] = None,
     ) -> None:
         if birth.state != "online":
             raise ValueError("the birth message must be 'online'")
@@ -105,7 +109,8 @@ class _Base:
         )
         # Checked now: a document the egress policy refuses stops the start, not the first connect.
         self.documents: List[ApprovedPayload] = [self.policy.approve_document(d) for d in documents]
-        self.envelope = Envelope(self.policy, device_id)
+        self.clock = clock or Clock()
+        self.stamper = Stamper(self.policy, device_id, self.clock)
         self._birth_content = birth
         self.boot: Optional[Boot] = None
         self._closed = False
@@ -148,9 +153,8 @@ class _Base:
     def _fresh_death(self) -> ApprovedPayload:
         """The clean stop's ``offline``: the reserved death seq, stamped now."""
         assert self.boot is not None
-        return self.envelope.approve(
-            self._birth_content.as_offline(), boot_id=self.boot.boot_id, seq=self.boot.death_seq, sent_at=utcnow()
-        )
+        offline = self._birth_content.as_offline()
+        return self.stamper.approve(offline, boot_id=self.boot.boot_id, seq=self.boot.death_seq)
 
     def stats(self) -> PublisherStats:  # pragma: no cover - overridden
         raise NotImplementedError
@@ -165,12 +169,11 @@ class StdoutPublisher(_Base):
     def __init__(self, *, stream: Optional[TextIO] = None, **common: Unpack[PublisherArgs]) -> None:
         super().__init__(**common)
         self.stream = stream if stream is not None else sys.stdout
-        self._seq = 0
-        self._lock = threading.Lock()
+        self.seqs = SeqAllocator(last_seq=0, last_boot_id=0)  # nothing is stored: every run starts at 1
 
     def start(self) -> None:
-        self.boot = seal_boot(self.envelope, self._birth_content, boot_id=1, first_seq=1)
-        self._seq = 2  # 1: birth, 2: death
+        boot_id, first = self.seqs.boot()
+        self.boot = seal_boot(self.stamper, self._birth_content, boot_id=boot_id, first_seq=first)
         self._emit(self.boot.birth)
         for document in self.documents:
             self._emit(document)
@@ -183,10 +186,8 @@ class StdoutPublisher(_Base):
         """Printing cannot fail for good."""
 
     def _submit(self, msg: Message) -> None:
-        with self._lock:
-            approved = self.envelope.approve(msg, boot_id=self.boot_id, seq=self._seq + 1)
-            self._seq += 1
-            self._emit(approved)
+        with self.seqs.next() as seq:
+            self._emit(self.stamper.approve(msg, boot_id=self.boot_id, seq=seq))
 
     def _emit(self, approved: ApprovedPayload) -> None:
         payload = json.loads(approved.payload) if approved.payload else None  # empty: a removed discovery config
@@ -217,6 +218,7 @@ class MqttPublisher(_Base):
             max_age_s=outbox.max_age_s,
             owner=self.device_id,
             busy_timeout_s=outbox.busy_timeout_s,
+            clock=self.clock,
         )
         self.writer: Optional[OutboxWriter] = None
         self.delivery: Optional[DeliveryLoop] = None
@@ -225,12 +227,13 @@ class MqttPublisher(_Base):
     # ------------------------------------------------------------------ pipeline side
 
     def start(self) -> None:
-        boot_id, first = self.outbox.next_boot()
-        boot = seal_boot(self.envelope, self._birth_content, boot_id=boot_id, first_seq=first)
+        seqs = SeqAllocator(last_seq=self.outbox.last_seq, last_boot_id=self.outbox.boot_id)
+        boot_id, first = seqs.boot()
+        boot = seal_boot(self.stamper, self._birth_content, boot_id=boot_id, first_seq=first)
         birth, death = boot.sealed()
         self.outbox.begin_boot(birth, death, boot_id)  # a disk-full here is a runtime error: exit 1
         self.boot = boot
-        self.writer = OutboxWriter(self.outbox, max_queued=self.outbox_cfg.memory_queue_max)
+        self.writer = OutboxWriter(self.outbox, seqs=seqs, max_queued=self.outbox_cfg.memory_queue_max)
         link = MqttLink(self.mqtt, client_id=self.mqtt.client_id or self.device_id, on_ack=self._on_ack)
         link.set_will(boot.death)
         self.delivery = DeliveryLoop(
@@ -243,6 +246,7 @@ class MqttPublisher(_Base):
             close_timeout_s=self.publish_cfg.close_timeout_s,
             storage_give_up_s=self.outbox_cfg.storage_give_up_s,
             backoff=FullJitterBackoff(self.mqtt.reconnect_min_s, self.mqtt.reconnect_max_s),
+            clock=self.clock,
             documents=self.documents,
         )
         self.delivery.start()
@@ -255,14 +259,15 @@ class MqttPublisher(_Base):
     def connect(self, timeout_s: float) -> None:
         """Wait up to ``timeout_s`` for the first connection.
 
-        Raises :class:`BrokerRejected` as soon as the broker or TLS refuses us (it will not fix
-        itself) and :class:`BrokerUnreachable` if no connection was made in time. Either way the
-        publisher keeps running, buffering and retrying; the caller decides whether to exit.
+        Raises :class:`BrokerRejected` as soon as the broker or TLS refuses us and
+        :class:`BrokerUnreachable` if no connection was made in time. Either way the publisher
+        keeps running, buffering and retrying (a refusal every ``mqtt.reconnect_max_s``); the
+        caller decides what to tell the user.
         """
         delivery = self._delivery()
         deadline = time.monotonic() + timeout_s
         while not delivery.connected_event.is_set():
-            err = delivery.last_error
+            err = delivery.status.last_error
             if err is not None and getattr(err, "fatal", False):
                 raise err
             remaining = deadline - time.monotonic()
@@ -273,11 +278,11 @@ class MqttPublisher(_Base):
 
     def _submit(self, msg: Message) -> None:
         boot_id = self.boot_id
-        self._writer().submit(lambda seq: self.envelope.seal(msg, boot_id=boot_id, seq=seq))
+        self._writer().submit(lambda seq: self.stamper.seal(msg, boot_id=boot_id, seq=seq))
 
     def check(self) -> None:
         """Raises :class:`DeliveryFailed` once delivery has failed for good (exit 1, restart)."""
-        failure = self.delivery.failure if self.delivery is not None else None
+        failure = self.delivery.status.failure if self.delivery is not None else None
         if failure is not None:
             raise failure
 
@@ -286,30 +291,29 @@ class MqttPublisher(_Base):
             ob = self._last_outbox_stats = self.outbox.stats()
         except sqlite3.Error:
             ob = self._last_outbox_stats  # the file is locked or failing; health still goes out
-        writer, delivery = self.writer, self.delivery
-        connected = delivery is not None and delivery.link.connected
-        err = delivery.last_error if delivery is not None else None
-        if delivery is not None and not connected and err is None:
-            # The link went down a moment ago and the delivery thread has not reported it yet.
-            err = delivery.link.last_error
-        storage = (delivery.storage_error if delivery is not None else None) or (writer.last_error if writer else None)
-        last_puback = delivery.last_puback if delivery is not None else None
+        writer = self.writer.status() if self.writer is not None else WriterStatus()
+        status = self.delivery.status if self.delivery is not None else DeliveryStatus()
+        err = status.last_error
+        storage = status.storage_error or writer.last_error
+        last_puback = status.last_puback
         return PublisherStats(
-            connected=connected,
+            connected=status.connected,
             last_error=str(err) if err else (f"outbox: {storage}" if storage else None),
             pending=ob.pending,
             pending_bytes=ob.pending_bytes,
             oldest_age_s=ob.oldest_age_s,
             dropped=ob.dropped,
-            rejected=delivery.refused_total if delivery is not None else 0,
+            rejected=status.refused_total,
             egress_refused=self.policy.refused_total,
-            write_errors=(writer.write_errors if writer else 0) + (delivery.storage_errors if delivery else 0),
-            lost=ob.lost + (writer.lost_unrecorded if writer else 0),
-            held_in_memory=writer.queued if writer else 0,
+            write_errors=writer.write_errors + status.storage_errors,
+            lost=ob.lost + writer.lost_unrecorded,
+            held_in_memory=writer.queued,
             seconds_since_puback=None if last_puback is None else time.monotonic() - last_puback,
-            refusing=delivery.refusing if delivery is not None else False,
-            broker=str(delivery.link.address) if delivery is not None else None,
+            refusing=status.refusing,
+            broker=str(self.delivery.link.address) if self.delivery is not None else None,
             cert_days_left=client_cert_days_left(self.mqtt),
+            quarantined=ob.quarantined,
+            files_set_aside=ob.files_set_aside,
         )
 
     def close(self, clean: bool = True) -> None:
@@ -321,16 +325,18 @@ class MqttPublisher(_Base):
         delivery, writer, boot = self.delivery, self.writer, self.boot
         try:
             if writer is not None and not writer.flush():
-                log.error("outbox: %d message(s) held in memory are lost: %s", writer.queued, writer.last_error)
+                held = writer.status()
+                log.error("outbox: %d message(s) held in memory are lost: %s", held.queued, held.last_error)
             if delivery is None or boot is None:
                 return
             death = self._fresh_death() if clean else None
             delivery.stop(
                 clean=clean, death=death, timeout_s=self.publish_cfg.close_timeout_s + self.mqtt.connect_timeout_s + 5
             )
-            if clean and delivery.failure is None:
+            status = delivery.status
+            if clean and status.failure is None:
                 undelivered = None
-                if death is not None and not delivery.death_delivered:
+                if death is not None and not status.death_delivered:
                     undelivered = Sealed(death.seq, "status", death.topic, death.payload)
                 try:
                     self.outbox.close_boot(boot.boot_id, undelivered_death=undelivered)
@@ -360,6 +366,7 @@ def make_publisher(
     stream: Optional[TextIO] = None,
     documents: Sequence[RetainedDocument] = (),
     discovery_prefix: Optional[str] = None,
+    clock: Optional[Clock] = None,
 ) -> Publisher:
     """:class:`MqttPublisher` when ``mqtt.url`` is set, else :class:`StdoutPublisher`. ``documents``
     (the public notice, Home Assistant discovery configs) are published retained at every connect."""
@@ -370,6 +377,7 @@ def make_publisher(
         birth=birth,
         documents=documents,
         discovery_prefix=discovery_prefix,
+        clock=clock,
     )
     if mqtt.url is None:
         return StdoutPublisher(stream=stream, **common)

@@ -25,4 +25,6 @@ class PublisherStats:
     seconds_since_puback: Optional[float] = None
     refusing: bool = False  # the broker refused the last message it was offered
     cert_days_left: Optional[int] = None  # days until the device's TLS client certificate expires
+    quarantined: int = 0  # outbox rows set aside as damaged (their seqs are gaps)
+    files_set_aside: int = 0  # damaged outbox files replaced by a fresh one
     broker: Optional[str] = None  # the broker of mqtt.url in use (or tried next), scheme://host:port

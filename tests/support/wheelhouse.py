@@ -11,6 +11,7 @@ import base64
 import csv
 import hashlib
 import io
+import platform
 import re
 import subprocess
 import sys
@@ -86,3 +87,19 @@ def build_wheelhouse(repo: Path, dest: Path) -> Path:
     for dist in runtime_closure():
         repack(dist, dest)
     return dest
+
+
+_LOCAL_RELEASES: dict = {}
+
+
+def build_local_release(repo: Path, dest: Path) -> Path:
+    """A release folder for this machine (``appliance provision release``'s layout, lock and SBOM)
+    from the wheelhouse above: what install.sh --release takes, without fetching anything.
+    Built once per test session (the first ``dest`` wins)."""
+    from appliance.provision.release import ReleaseTarget, finish_release
+
+    if "release" not in _LOCAL_RELEASES:
+        build_wheelhouse(repo, dest)
+        finish_release(dest, ReleaseTarget(platform.machine(), f"{sys.version_info[0]}.{sys.version_info[1]}"))
+        _LOCAL_RELEASES["release"] = dest
+    return _LOCAL_RELEASES["release"]

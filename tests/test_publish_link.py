@@ -1,9 +1,9 @@
-"""The delivery thread's own paho loop (``appliance/publish/paho_loop.py``) against a real Mosquitto.
+"""The MQTT link on paho's own network loop, against a real Mosquitto: the delivery guarantees.
 
-``drive()`` replaces paho's ``loop()``: publishes, PINGREQs, CONNECT and DISCONNECT are only queued by
-paho and written by ``drive()``. These tests attack what that could break: pings on an idle link, a
-full socket send buffer (big payloads, TLS, a broker that stops reading), a broker killed with our
-publishes unread, the DISCONNECT of a clean stop, and the message expiry packed once."""
+Keepalive pings on an idle link (also at a pace the broker imposes), a broker frozen or killed with
+our publishes unread (everything sent again, in order, with its expiry), big backlogs cut mid-drain,
+the DISCONNECT of a clean stop (the will discarded) and the will of an unclean one, a session taken
+over by our own client id."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ import json
 import os
 import signal
 import threading
-import time
 from collections import Counter
 from datetime import timedelta
 from pathlib import Path
@@ -22,24 +21,19 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
-from support.brokers import Broker, Pki, free_port, require_mosquitto, run_user_line
-from support.publishing import DEVICE, counts, first_occurrences, make_cfg, record_deletes, seqs, started, tls_cfg
+from support.brokers import Broker, free_port, require_mosquitto, run_user_line
+from support.publishing import DEVICE, counts, first_occurrences, make_cfg, record_deletes, seqs, started
 from support.waiting import wait_until
 
-from appliance.config import load_config
 from appliance.publish import (
-    CameraHealth,
     CountsMessage,
     CountStats,
-    HealthMessage,
     MqttPublisher,
     Outbox,
     check_broker,
     utcnow,
 )
-from appliance.publish.messages import FrameCounters
-from appliance.publish.mqtt_client import BROKER_WINDOW
-from appliance.publish.paho_loop import ExpiryProperties
+from appliance.publish.delivery import StoredRow
 from appliance.vocabulary import Heatmap, LineCounts, ZoneStats
 
 pytestmark = pytest.mark.mqtt
@@ -103,31 +97,6 @@ def big_counts(i: int) -> CountsMessage:
     )
 
 
-BIG_HEALTH_LIMIT = 128 * 1024
-
-
-def big_health(i: int) -> HealthMessage:
-    """A health message with 950 drop reasons: about 70 KB of JSON, within the egress checks
-    (at most 1024 numbers) and a ``publish.max_payload_bytes`` of 128 KiB."""
-    dropped = {f"reason-{k:04d}-" + "r" * 52: 100_000 + k + i for k in range(950)}
-    return HealthMessage(
-        state="ok", fps=5, camera=CameraHealth(state="ok"), uptime_s=i, frames=FrameCounters(dropped=dropped)
-    )
-
-
-def require_big_health_to_overflow_loopback() -> None:
-    """The full-socket tests need paho's 64 in-flight big_health payloads (about 4.5 MB) to exceed
-    what an idle loopback connection buffers: our send buffer's ceiling plus the broker's initial
-    receive buffer (4 MiB + 128 KiB with Linux defaults; measured here: 3.9 MB)."""
-    def sysctl(name: str) -> List[int]:
-        return [int(v) for v in Path(f"/proc/sys/net/ipv4/{name}").read_text().split()]
-
-    capacity = sysctl("tcp_wmem")[2] + sysctl("tcp_rmem")[1]
-    in_flight_bytes = BROKER_WINDOW * len(big_health(0).model_dump_json())
-    if in_flight_bytes <= capacity:
-        pytest.skip(f"loopback buffers here ({capacity} bytes) hold all {in_flight_bytes} bytes paho keeps in flight")
-
-
 def queued(pub: MqttPublisher, kind: str) -> List[int]:
     return [row.seq for row in pub.outbox.pending(limit=100_000) if row.kind == kind]
 
@@ -143,23 +112,10 @@ def paho_client(pub: MqttPublisher) -> Optional[paho.Client]:
 
 
 def in_flight(pub: MqttPublisher) -> set:
+    """Seqs of the outbox rows handed to paho and not yet acknowledged."""
     assert pub.delivery is not None
-    return set(pub.delivery._inflight.copy().values())  # dict.copy() is atomic under the GIL
-
-
-def delivery_cpu_s(pub: MqttPublisher) -> float:
-    """CPU time the delivery thread has used so far (its own thread clock)."""
-    assert pub.delivery is not None and pub.delivery._thread is not None
-    ident = pub.delivery._thread.ident
-    assert ident is not None
-    return time.clock_gettime(time.pthread_getcpuclockid(ident))
-
-
-def delivery_cpu_share(pub: MqttPublisher, window_s: float = 3.0) -> float:
-    """The share of one core the delivery thread used over a measuring window (a spin shows ~1)."""
-    cpu0, wall0 = delivery_cpu_s(pub), time.monotonic()
-    time.sleep(window_s)  # a measuring window, not a wait for an event
-    return (delivery_cpu_s(pub) - cpu0) / (time.monotonic() - wall0)
+    items = pub.delivery._inflight.copy().values()  # dict.copy() is atomic under the GIL
+    return {item.seq for item in items if isinstance(item, StoredRow)}
 
 
 class V5Subscriber:
@@ -224,16 +180,6 @@ def counts_seqs(sub: V5Subscriber) -> List[int]:
 # --------------------------------------------------------------------------- message expiry
 
 
-@pytest.mark.parametrize("expiry_s", [1, 60, 127, 128, 3600, 16383, 16384, 2**31, 2**32 - 1])
-def test_expiry_properties_pack_exactly_like_paho_properties(expiry_s: int) -> None:
-    """Packed once, the bytes must be the ones paho would pack for every send."""
-    fresh = Properties(PacketTypes.PUBLISH)
-    fresh.MessageExpiryInterval = expiry_s
-    once = ExpiryProperties(expiry_s)
-    assert once.pack() == fresh.pack()
-    assert once.pack() == once.pack() and once.MessageExpiryInterval == expiry_s
-
-
 @pytest.mark.parametrize("protocol", ["5", "3.1.1"])
 def test_counts_reach_an_mqtt5_subscriber_with_their_expiry_only_over_mqtt5(
     mosquitto: Broker, tmp_path: Path, subscribe5, publishers, protocol: str
@@ -260,7 +206,9 @@ def test_a_counts_expiry_beyond_mqtts_four_byte_limit_goes_out_as_the_longest_ex
     pub = started(make_cfg(mosquitto.url, tmp_path, counts_expiry_s=2**32 + 3600), publishers)
     pub.connect(timeout_s=10)
     pub.publish(counts(0))
-    wait_until(lambda: bool(sub.counts()) or (pub.delivery is not None and pub.delivery.failure is not None), 20)
+    delivery = pub.delivery
+    assert delivery is not None
+    wait_until(lambda: bool(sub.counts()) or delivery.status.failure is not None, 20)
     pub.check()
     (got,) = sub.counts()
     assert got["expiry"] is not None and 2**32 - 3600 < got["expiry"] <= 2**32 - 1
@@ -338,7 +286,7 @@ def test_an_mqtt5_broker_that_shortens_our_keepalive_gets_pinged_at_its_pace(
     strict_keepalive_mosquitto: Broker, tmp_path: Path, publishers
 ) -> None:
     """keepalive_s is 30, the broker allows 10 (CONNACK's ServerKeepAlive): paho adopts it and
-    drive()'s loop_misc must ping at that pace, or the broker drops us after 15 s."""
+    paho's loop must ping at that pace, or the broker drops us after 15 s."""
     broker = strict_keepalive_mosquitto
     pub = started(make_cfg(broker.url, tmp_path, keepalive_s=30, protocol="5"), publishers)
     pub.connect(timeout_s=10)
@@ -403,94 +351,14 @@ def test_an_unclean_close_leaves_the_will(
     assert got[-1].raw == will and got[-1].payload["seq"] == got[0].payload["seq"] + 1
 
 
-# --------------------------------------------------------------------------- full socket buffers
-
-
-@pytest.mark.slow
-def test_a_broker_that_stops_reading_costs_no_cpu_and_loses_nothing(
-    mosquitto: Broker, tmp_path: Path, subscribe, publishers
-) -> None:
-    """SIGSTOP the broker under a stream of 70 KB payloads: paho's socket send buffer fills (64 in
-    flight hold more than loopback buffers take) and writes stay queued. The delivery thread must
-    wait on select(), not spin on EAGAIN; after SIGCONT everything arrives, in order."""
-    require_big_health_to_overflow_loopback()
-    sub = subscribe(mosquitto, f"crowdmon/{DEVICE}/health")
-    cfg = load_config(
-        overrides={
-            "device_id": DEVICE,
-            "mqtt": {"url": mosquitto.url, "reconnect_min_s": 0.1, "reconnect_max_s": 0.5},
-            "publish": {"max_payload_bytes": BIG_HEALTH_LIMIT},
-            "outbox": {"path": str(tmp_path / "outbox.sqlite3")},
-        }
-    )
-    pub = started(cfg, publishers)
-    pub.connect(timeout_s=10)
-    wait_until(lambda: pub.stats().pending == 0, timeout_s=20)
-
-    assert mosquitto.proc is not None
-    n = 150
-    os.kill(mosquitto.proc.pid, signal.SIGSTOP)
-    try:
-        for i in range(n):
-            pub.publish(big_health(i))
-        wait_until(lambda: len(queued(pub, "health")) == n, timeout_s=60)
-        sent = queued(pub, "health")
-        # The socket is full: paho holds bytes it cannot write.
-        wait_until(lambda: (c := paho_client(pub)) is not None and c.want_write(), timeout_s=60)
-        share = delivery_cpu_share(pub)
-        assert share < 0.2, f"the delivery thread used {share:.0%} of a core while the broker was stopped"
-        assert pub.stats().connected
-    finally:
-        os.kill(mosquitto.proc.pid, signal.SIGCONT)
-
-    got = sub.wait_for(lambda ms: len(set(seqs(ms, "health"))) == n, timeout_s=120)
-    assert first_occurrences(seqs(got, "health")) == sent, "every seq, in order"
-    wait_until(lambda: pub.stats().pending == 0, timeout_s=60)
-
-
-@pytest.mark.slow
-def test_a_tls_backlog_through_a_full_socket_arrives_in_order_and_each_is_deleted_once(
-    tls_mosquitto: Broker, tmp_path: Path, pki: Pki, subscribe, publishers, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The same over TLS: a backlog of 70 KB payloads piles up while the broker does not read, so SSL
-    writes do not fit (SSLWantWrite) and drive() must retry the same bytes when the socket drains.
-    No spin meanwhile; every message arrives once in seq order and is deleted once."""
-    require_big_health_to_overflow_loopback()
-    room = subscribe(tls_mosquitto, "crowdmon/device-a/health", tls=pki.clients["control-room"], ca=pki.ca)
-    cfg = tls_cfg(tls_mosquitto, tmp_path, "device-a", pki.ca, pki, cert_of="device-a")
-    cfg.publish.max_payload_bytes = BIG_HEALTH_LIMIT
-    pub = started(cfg, publishers)
-    pub.connect(timeout_s=10)
-    wait_until(lambda: pub.stats().pending == 0, timeout_s=20)
-    deletes = record_deletes(pub, monkeypatch)
-
-    assert tls_mosquitto.proc is not None
-    n = 200
-    # Frozen while idle: loopback buffers have not grown, so the backlog overflows them.
-    os.kill(tls_mosquitto.proc.pid, signal.SIGSTOP)
-    try:
-        for i in range(n):
-            pub.publish(big_health(i))
-        wait_until(lambda: len(queued(pub, "health")) == n, timeout_s=60)
-        backlog = queued(pub, "health")
-        wait_until(lambda: (c := paho_client(pub)) is not None and c.want_write(), timeout_s=60)
-        share = delivery_cpu_share(pub)
-        assert share < 0.2, f"the delivery thread used {share:.0%} of a core while the broker was stopped"
-    finally:
-        os.kill(tls_mosquitto.proc.pid, signal.SIGCONT)
-
-    got = room.wait_for(lambda ms: len(set(seqs(ms, "health"))) == n, timeout_s=120)
-    assert first_occurrences(seqs(got, "health")) == backlog, "every seq, in order"
-    wait_until(lambda: pub.stats().pending == 0, timeout_s=60)
-    deleted = Counter(seq for batch in deletes for seq in batch)
-    assert set(backlog) <= set(deleted) and max(deleted.values()) == 1, "each deleted once, after its PUBACK"
+# --------------------------------------------------------------------------- big backlogs
 
 
 @pytest.mark.slow
 def test_a_broker_stopped_mid_drain_of_big_payloads_and_restarted_loses_nothing(
     mosquitto: Broker, tmp_path: Path, subscribe, publishers, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The broker goes away while drive() has a big backlog partly written; the next connection
+    """The broker goes away while paho has a big backlog partly written; the next connection
     (a fresh paho client) starts again from the oldest unacknowledged row."""
     sub = subscribe(mosquitto, f"crowdmon/{DEVICE}/counts", client_id="control-room", persistent=True)
     mosquitto.stop()
@@ -503,7 +371,7 @@ def test_a_broker_stopped_mid_drain_of_big_payloads_and_restarted_loses_nothing(
     deletes = record_deletes(pub, monkeypatch)
     mosquitto.start()
 
-    wait_until(lambda: pub.delivery is not None and pub.delivery.last_puback is not None, timeout_s=60)
+    wait_until(lambda: pub.delivery is not None and pub.delivery.status.last_puback is not None, timeout_s=60)
     mosquitto.stop()  # graceful: the broker keeps what it acknowledged for the control room
     left = pub.stats().pending
     mosquitto.start()
@@ -521,7 +389,7 @@ def test_a_frozen_broker_is_declared_dead_by_keepalive_and_nothing_is_lost_when_
     mosquitto: Broker, tmp_path: Path, subscribe, publishers
 ) -> None:
     """The broker freezes (SIGSTOP) with our publishes and PINGREQ written but unread: paho's
-    keepalive, run by drive(), must notice the missing PINGRESP and drop the link; reconnects fail
+    keepalive, run by paho's loop, must notice the missing PINGRESP and drop the link; reconnects fail
     while it is frozen; after SIGCONT every seq arrives in order and the device is online."""
     sub = subscribe(mosquitto, f"crowdmon/{DEVICE}/#")
     pub = started(make_cfg(mosquitto.url, tmp_path, keepalive_s=5, connect_timeout_s=2), publishers)
@@ -559,7 +427,7 @@ def test_a_clean_close_right_after_a_big_backlog_drains_it_then_disconnects(
     chatty_mosquitto: Broker, tmp_path: Path, subscribe, publishers, protocol: str
 ) -> None:
     """close(clean=True) with a backlog of big payloads still queued in paho and the socket: the
-    backlog, our 'offline' and the DISCONNECT are all written, in that order, by drive()."""
+    backlog, our 'offline' and the DISCONNECT are all written, in that order."""
     broker = chatty_mosquitto
     sub = subscribe(broker, f"crowdmon/{DEVICE}/#")
     cfg = make_cfg(broker.url, tmp_path, protocol=protocol)
@@ -639,7 +507,7 @@ def test_a_session_taken_over_by_our_client_id_is_taken_back_and_delivery_goes_o
     chatty_mosquitto: Broker, tmp_path: Path, subscribe, publishers
 ) -> None:
     """Another client connects with our id: the broker closes our connection ("already connected,
-    closing old connection"), drive() must report the link lost, and it reconnects; nothing is lost."""
+    closing old connection"), the link must be reported lost, and it reconnects; nothing is lost."""
     broker = chatty_mosquitto
     sub = subscribe(broker, f"crowdmon/{DEVICE}/counts")
     pub = started(make_cfg(broker.url, tmp_path), publishers)

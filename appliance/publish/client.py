@@ -1,28 +1,37 @@
-"""The MQTT link: one paho-mqtt 2.x client, driven by one thread, that only sends approved payloads.
+"""The MQTT link: one paho-mqtt 2.x client per connection, on paho's own network loop, that only
+sends approved payloads.
 
 What it adds over a bare paho client:
 
 * ``protocol: auto`` tries MQTT 5 and falls back to 3.1.1 when the broker does not speak 5.
 * ``mqtts://`` verifies the broker's certificate and host name by default; mutual TLS when a device
   certificate and key are configured.
-* The password comes from a file or an environment variable and is never logged or put in errors.
+* Its identity (password from a file or the environment, never logged or put in errors; TLS
+  files and context) is :class:`~appliance.config.broker_identity.BrokerIdentity`.
 * The last will (``offline``, retained) is registered *before* every connect.
-* Connection failures are one-line errors: :class:`BrokerRejected` (wrong CA, host
-  name, credentials, not authorised: needs a config or broker fix) or :class:`BrokerUnreachable`
-  (network: buffered, retried with backoff, on the next broker of a list: :mod:`brokers`).
-* It subscribes to nothing. Not thread-safe on purpose: the delivery thread owns it.
+* Connection failures are classified into a clear one-line :class:`BrokerError`:
+  :class:`BrokerRejected` (wrong CA, host name mismatch, bad credentials, not authorised; retried
+  only every ``reconnect_max_s`` until someone fixes the config or the broker) and
+  :class:`BrokerUnreachable` (network, a server that closes mid-handshake; store-and-forward keeps
+  buffering and retrying with backoff, on the next broker when ``mqtt.url`` lists several:
+  :mod:`~appliance.publish.brokers`).
+* It subscribes to nothing: the device takes no commands over MQTT.
+
+paho's network thread (``loop_start``) reads, writes and pings; the delivery thread that owns the
+link publishes into it and takes the broker's acknowledgements in its own thread through
+:meth:`MqttLink.wait_for_acks`, so nothing of ours runs in paho's thread but recording an event.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import socket
 import ssl
+import threading
 import time
-from pathlib import Path
-from typing import Callable, Dict, Optional, Tuple
+from collections import deque
+from typing import Callable, Deque, Dict, Optional, Tuple
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
@@ -30,12 +39,12 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from appliance.config.broker_url import BrokerAddress, BrokerUrlError, parse_broker_url
+from appliance.config.broker_identity import BrokerIdentity, parse_url
+from appliance.config.broker_url import BrokerAddress
 from appliance.config.schema import MqttConfig
-from appliance.errors import BrokerError, InputError
+from appliance.errors import BrokerError
 from appliance.publish.brokers import BrokerList
 from appliance.publish.egress import ApprovedPayload, EgressPolicy
-from appliance.publish.paho_loop import ExpiryProperties, drive, queue_writes
 
 log = logging.getLogger(__name__)
 
@@ -52,44 +61,19 @@ class BrokerUnreachable(BrokerError):
     fatal = False
 
 
-def parse_url(url: str, field: str = "mqtt.url") -> BrokerAddress:
-    """The config's one broker-URL parser, its error as one line naming the field."""
-    try:
-        return parse_broker_url(url)
-    except BrokerUrlError as exc:
-        raise InputError(f"{url!r} {exc}", field=field) from None
-
-
-def read_password(cfg: MqttConfig) -> Optional[str]:
-    """The broker password from ``password_file`` or ``password_env``; None when neither is set."""
-    if cfg.password_file:
-        try:
-            return Path(cfg.password_file).read_text(encoding="utf-8").rstrip("\r\n")
-        except OSError as exc:
-            raise InputError(
-                f"cannot read: {exc.strerror}", path=cfg.password_file, field="mqtt.password_file"
-            ) from None
-    if cfg.password_env:
-        value = os.environ.get(cfg.password_env)
-        if value is None:
-            raise InputError(f"environment variable {cfg.password_env} is not set", field="mqtt.password_env")
-        return value
-    return None
-
-
-def _check_readable(path: Optional[str], field: str) -> None:
-    if path is not None and not os.access(path, os.R_OK):
-        raise InputError("file not found or not readable", path=path, field=field)
-
-
-AckCallback = Callable[[int, Optional[str]], None]  # (mid, None) on a PUBACK, (mid, reason) on a refusal
+AckCallback = Callable[[int, Optional[str]], None]
+"""Called with (mid, None) on a successful PUBACK, or (mid, reason) when the broker refused it."""
 
 
 # QoS 1 messages paho keeps in flight at the broker (published, PUBACK not yet received); paho
 # queues any more it is handed and sends them as PUBACKs free the window.
 BROKER_WINDOW = 64
 
-# MQTT 5's message expiry is four bytes (136 years); packing a longer one would raise in the delivery thread.
+# How long a clean DISCONNECT may take to go out before the socket is closed anyway.
+DISCONNECT_WAIT_S = 1.0
+
+# MQTT 5 carries a message expiry as a four-byte integer: 136 years, "never" for any broker. The
+# config accepts longer; packing one would raise in the delivery thread, on every restart.
 MAX_EXPIRY_S = 2**32 - 1
 
 
@@ -102,29 +86,30 @@ class MqttLink:
     """
 
     def __init__(self, cfg: MqttConfig, *, client_id: str, on_ack: AckCallback) -> None:
-        if cfg.url is None:
-            raise InputError("no broker URL configured", field="mqtt.url")
         self.cfg = cfg
+        self.identity = BrokerIdentity.from_config(cfg)
+        self.identity.check()
         self.brokers = BrokerList([parse_url(url) for url in cfg.urls])  # mqtt.url: one, or a list
         self.client_id = client_id
         self._on_ack = on_ack
-        self._password = read_password(cfg)
-        if self.address.tls:
-            _check_readable(cfg.tls.ca_file, "mqtt.tls.ca_file")
-            _check_readable(cfg.tls.cert_file, "mqtt.tls.cert_file")
-            _check_readable(cfg.tls.key_file, "mqtt.tls.key_file")
-            if bool(cfg.tls.cert_file) != bool(cfg.tls.key_file):
-                raise InputError("mutual TLS needs both cert_file and key_file", field="mqtt.tls")
+        self._password = self.identity.password()
         self._will: Optional[ApprovedPayload] = None
         # MQTT 5 first unless pinned; "auto" falls back to 3.1.1 once and sticks to it.
         self.protocol = MQTTProtocolVersion.MQTTv311 if cfg.protocol == "3.1.1" else MQTTProtocolVersion.MQTTv5
         self._client: Optional[paho.Client] = None
         self._connack: Optional[ReasonCode] = None
         self._lost = False
+        self._lost_reason = ""
         self.connected = False
         self.last_error: Optional[BrokerError] = None
+        self._closing = False  # we are ending the connection: its end is no loss
+        # Called in paho's thread when an established connection ends without us ending it.
+        self.on_lost: Optional[Callable[[BrokerError], None]] = None
+        # Written by paho's thread, taken by the owner's: (mid, refusal reason or None).
+        self._acks: Deque[Tuple[int, Optional[str]]] = deque()
+        self._event = threading.Event()  # an ack, the CONNACK or the end of the connection
         # The last expiry's PUBLISH properties: a backlog's counts mostly share one expiry in whole
-        # seconds, and building paho's Properties costs about a third of a publish.
+        # seconds, and paho only reads a message's properties.
         self._expiry_props: Optional[Tuple[int, Properties]] = None
 
     @property
@@ -140,34 +125,33 @@ class MqttLink:
 
     def _new_client(self) -> paho.Client:
         v5 = self.protocol == MQTTProtocolVersion.MQTTv5
-        # Clean session (MQTT 5: clean_start at connect): redelivery across connections is the
-        # outbox's job, so no session state is worth keeping (and none can leak on the broker).
+        # 3.1.1: a clean session. Redelivery across connections is the outbox's job, not the
+        # broker's, so there is no session state worth keeping (and none to leak on the broker).
+        # (MQTT 5 takes clean_start at connect instead.)
         client = paho.Client(
             callback_api_version=CallbackAPIVersion.VERSION2,
             client_id=self.client_id,
             protocol=self.protocol,
             clean_session=None if v5 else True,
+            # One connection per client: a lost connection ends paho's thread, and the owner
+            # reconnects with its own backoff and resends from the outbox.
+            reconnect_on_failure=False,
         )
         client.connect_timeout = self.cfg.connect_timeout_s
         client.max_inflight_messages_set(BROKER_WINDOW)
         client.max_queued_messages_set(0)
         if self.cfg.username is not None:
             client.username_pw_set(self.cfg.username, self._password)
-        if self.address.tls:
-            ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=self.cfg.tls.ca_file)
-            if self.cfg.tls.cert_file and self.cfg.tls.key_file:
-                ctx.load_cert_chain(self.cfg.tls.cert_file, self.cfg.tls.key_file)
-            if self.cfg.tls.insecure_skip_verify:
-                ctx.check_hostname = False
+        ctx = self.identity.tls_context()
+        if ctx is not None:
             client.tls_set_context(ctx)
-            if self.cfg.tls.insecure_skip_verify:
+            if self.identity.insecure_skip_verify:
                 client.tls_insecure_set(True)
         if self._will is not None:
             client.will_set(self._will.topic, self._will.payload, qos=1, retain=self._will.retain)
         client.on_connect = self._handle_connect
         client.on_disconnect = self._handle_disconnect
         client.on_publish = self._handle_publish
-        queue_writes(client)
         return client
 
     # ------------------------------------------------------------------ paho callbacks
@@ -176,11 +160,17 @@ class MqttLink:
         self, client: paho.Client, userdata: object, flags: object, reason: ReasonCode, props: object
     ) -> None:
         self._connack = reason
+        self._event.set()
 
     def _handle_disconnect(
         self, client: paho.Client, userdata: object, flags: object, reason: ReasonCode, props: object
     ) -> None:
+        self._lost_reason = str(reason)
+        was_up, self.connected = self.connected, False
         self._lost = True
+        self._event.set()
+        if was_up and not self._closing and self.on_lost is not None:
+            self.on_lost(BrokerUnreachable(f"{self.address}: connection lost ({self._lost_reason})"))
 
     def _handle_publish(
         self, client: paho.Client, userdata: object, mid: int, reason: ReasonCode, props: object
@@ -188,7 +178,8 @@ class MqttLink:
         # MQTT 5 brokers say why a publish was refused (mosquitto: "Not authorized" for an ACL
         # denial); 3.1.1 brokers ack it silently and drop it.
         failed = reason is not None and reason.is_failure
-        self._on_ack(mid, str(reason) if failed else None)
+        self._acks.append((mid, str(reason) if failed else None))
+        self._event.set()
 
     # ------------------------------------------------------------------ connecting
 
@@ -223,6 +214,9 @@ class MqttLink:
         self._client = client = self._new_client()
         self._connack = None
         self._lost = False
+        self._closing = False
+        self._acks.clear()
+        self._event.clear()
         where = str(self.address)
         try:
             if self.protocol == MQTTProtocolVersion.MQTTv5:
@@ -236,18 +230,24 @@ class MqttLink:
                     "check mqtt.tls.ca_file and that the URL host matches the certificate"
                 )
             ) from None
+        except (ssl.SSLEOFError, ssl.SSLZeroReturnError, ssl.SSLSyscallError) as exc:
+            # The server went away mid-handshake (a load balancer with no backend, a broker
+            # restarting): an outage, not a verdict on our identity.
+            raise self._fail(
+                BrokerUnreachable(f"{where}: connection closed during the TLS handshake ({_ssl_reason(exc)})")
+            ) from None
         except ssl.SSLError as exc:
             raise self._fail(BrokerRejected(f"{where}: TLS handshake failed: {_ssl_reason(exc)}")) from None
         except (socket.timeout, TimeoutError):
             raise self._fail(BrokerUnreachable(f"{where}: connection timed out after {timeout_s:g} s")) from None
         except OSError as exc:
             raise self._fail(BrokerUnreachable(f"{where}: cannot connect: {exc.strerror or exc}")) from None
+        client.loop_start()
 
         deadline = time.monotonic() + timeout_s
         while self._connack is None and not self._lost and time.monotonic() < deadline:
-            rc = drive(client, 0.05)
-            if rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_AGAIN):
-                self._lost = True
+            self._event.wait(min(0.05, max(0.0, deadline - time.monotonic())))
+            self._event.clear()
         if self._connack is None:
             self.close_socket()
             if self._lost and self.address.tls:
@@ -269,8 +269,9 @@ class MqttLink:
             if "protocol version" in reason.lower():
                 raise self._fail(BrokerUnreachable(f"{where}: broker refused the connection: {reason}"))
             raise self._fail(BrokerRejected(f"{where}: broker refused the connection: {reason}"))
-        self.connected = True
-        self.last_error = None
+        self.connected = not self._lost
+        if self.connected:
+            self.last_error = None
 
     def _fail(self, exc: BrokerError) -> BrokerError:
         # The error first: a reader on another thread that sees the link down also sees why.
@@ -280,13 +281,19 @@ class MqttLink:
 
     # ------------------------------------------------------------------ running
 
-    def loop(self, timeout_s: float) -> bool:
-        """Do network I/O for up to ``timeout_s``; returns whether the connection is still up."""
-        if self._client is None or not self.connected:
+    def wait_for_acks(self, timeout_s: float) -> bool:
+        """Wait up to ``timeout_s`` for the broker (an ack, or the connection ending), hand every ack
+        that came to ``on_ack`` in this thread, and return whether the connection is still up."""
+        if self._client is None:
             return False
-        rc = drive(self._client, timeout_s)
-        if self._lost or rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_AGAIN):
-            self._fail(BrokerUnreachable(f"{self.address}: connection lost ({paho.error_string(rc)})"))
+        if not self._acks and not self._lost:
+            self._event.wait(timeout_s)
+        self._event.clear()
+        while self._acks:
+            mid, refused = self._acks.popleft()
+            self._on_ack(mid, refused)
+        if self._lost and self._client is not None:
+            self._fail(BrokerUnreachable(f"{self.address}: connection lost ({self._lost_reason})"))
             self.close_socket()
             self.brokers.unreachable()
         return self.connected
@@ -317,7 +324,9 @@ class MqttLink:
         # paho only reads a message's properties (to pack them, again on a resend): one object can
         # serve every message with the same expiry.
         if self._expiry_props is None or self._expiry_props[0] != expiry_s:
-            self._expiry_props = (expiry_s, ExpiryProperties(expiry_s))
+            props = Properties(PacketTypes.PUBLISH)
+            props.MessageExpiryInterval = expiry_s
+            self._expiry_props = (expiry_s, props)
         return self._expiry_props[1]
 
     def disconnect(self, *, send_will: bool = False) -> None:
@@ -325,29 +334,35 @@ class MqttLink:
         client = self._client
         if client is None:
             return
-        if self.connected and not send_will:
-            client.disconnect()
-            # Let the DISCONNECT packet go out before the socket closes.
-            for _ in range(10):
-                if drive(client, 0.02) != MQTTErrorCode.MQTT_ERR_SUCCESS:
-                    break
-        elif self.connected and self.protocol == MQTTProtocolVersion.MQTTv5:
-            client.disconnect(reasoncode=ReasonCode(PacketTypes.DISCONNECT, "Disconnect with will message"))
-            for _ in range(10):
-                if drive(client, 0.02) != MQTTErrorCode.MQTT_ERR_SUCCESS:
-                    break
+        self._closing = True
+        if self.connected and (not send_will or self.protocol == MQTTProtocolVersion.MQTTv5):
+            if send_will:
+                client.disconnect(reasoncode=ReasonCode(PacketTypes.DISCONNECT, "Disconnect with will message"))
+            else:
+                client.disconnect()
+            # paho's thread writes the DISCONNECT and ends; a broker that does not read gets the
+            # socket closed after a moment instead.
+            deadline = time.monotonic() + DISCONNECT_WAIT_S
+            while not self._lost and time.monotonic() < deadline:
+                self._event.wait(0.02)
         self.close_socket()
-        self.connected = False
 
     def close_socket(self) -> None:
+        """Drop the connection without a DISCONNECT (the broker publishes the will), and end
+        paho's thread for it."""
         client, self._client = self._client, None
+        self._closing = True
+        self.connected = False
         if client is None:
             return
-        # Closing the socket now makes the broker see the connection end at once (no wake-up pair: no loop()).
         sock = client.socket()
         if sock is not None:
+            # Only shut down here (paho's thread may be in select() on it): it reads the end of the
+            # stream, closes the socket itself and its thread ends (no reconnect on failure). The
+            # plain socket's shutdown: SSLSocket.shutdown would drop the TLS state under that thread.
             with contextlib.suppress(OSError):
-                sock.close()
+                socket.socket.shutdown(sock, socket.SHUT_RDWR)  # type: ignore[arg-type]
+        client.loop_stop()
 
 
 def _ssl_reason(exc: ssl.SSLError) -> str:
@@ -384,7 +399,7 @@ def check_broker(mqtt: MqttConfig, device_id: str, timeout_s: float = 10.0) -> s
         mid = link.publish(probe)
         deadline = time.monotonic() + timeout_s
         while mid not in result and link.connected and time.monotonic() < deadline:
-            link.loop(0.05)
+            link.wait_for_acks(0.05)
     finally:
         link.disconnect()
     if mid not in result:

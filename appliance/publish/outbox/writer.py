@@ -1,7 +1,8 @@
-"""The write side of the outbox: seq allocation and a bounded memory queue for when the disk refuses.
+"""The write side of the outbox: a bounded memory queue for when the disk refuses.
 
-``submit`` peeks the next seq under this object's lock, has the caller seal the payload for it
-(an egress refusal raises and consumes nothing), then appends it to the outbox. When SQLite
+``submit`` takes the next seq from the publisher's :class:`~appliance.publish.seqs.SeqAllocator`,
+has the caller seal the payload for it (an egress refusal raises and consumes nothing), then
+appends it to the outbox. When SQLite
 refuses the write (disk full, file locked past the busy timeout), the sealed message waits here,
 in seq order, and is appended as soon as the disk accepts again (on the next submit or the
 delivery thread's next :meth:`flush`). If more than ``max_queued`` wait, the oldest is lost: it is
@@ -16,33 +17,47 @@ import sqlite3
 import threading
 import time
 from collections import deque
+from dataclasses import dataclass
 from typing import Callable, Deque, Optional
 
-from appliance.publish.outbox import Outbox, Sealed, is_transient
+from appliance.publish.outbox.rows import Sealed
+from appliance.publish.outbox.store import Outbox, is_transient
+from appliance.publish.seqs import SeqAllocator
 
 log = logging.getLogger(__name__)
 
 RETRY_S = 0.5
 
 
+@dataclass(frozen=True)
+class WriterStatus:
+    """What the writer shows other threads, taken under its lock."""
+
+    queued: int = 0  # sealed messages held in memory while the disk refuses them
+    lost_unrecorded: int = 0  # lost seqs not yet recorded in the outbox file
+    write_errors: int = 0
+    last_error: Optional[str] = None
+    fatal: Optional[sqlite3.Error] = None  # the file is unusable (not a passing error)
+
+
 class OutboxWriter:
-    def __init__(self, outbox: Outbox, *, max_queued: int) -> None:
+    def __init__(self, outbox: Outbox, *, seqs: SeqAllocator, max_queued: int) -> None:
         self.outbox = outbox
+        self.seqs = seqs
         self.max_queued = max_queued
         self._lock = threading.Lock()
         self._queue: Deque[Sealed] = deque()
-        self._next_seq = outbox.last_seq + 1
         self._lost_unrecorded = 0  # lost seqs not yet recorded in the file (they precede the queue)
-        self.write_errors = 0
-        self.last_error: Optional[str] = None
-        self.fatal: Optional[sqlite3.Error] = None
+        self._write_errors = 0
+        self._last_error: Optional[str] = None
+        self._fatal: Optional[sqlite3.Error] = None
         self._last_attempt = 0.0
 
     def submit(self, seal: Callable[[int], Sealed]) -> int:
         """Seal the next message with ``seal(seq)`` and store it (or hold it); returns its seq."""
         with self._lock:
-            sealed = seal(self._next_seq)
-            self._next_seq += 1
+            with self.seqs.next() as seq:
+                sealed = seal(seq)
             self._queue.append(sealed)
             if len(self._queue) > self.max_queued:
                 gone = self._queue.popleft()
@@ -67,26 +82,22 @@ class OutboxWriter:
             try:
                 self.outbox.append(head, lost_before=self._lost_unrecorded)
             except sqlite3.Error as exc:
-                self.write_errors += 1
-                if self.last_error != str(exc):
+                self._write_errors += 1
+                if self._last_error != str(exc):
                     log.error("outbox write failed: %s (holding %d message(s) in memory)", exc, len(self._queue))
-                self.last_error = str(exc)
+                self._last_error = str(exc)
                 if not is_transient(exc):
-                    self.fatal = exc
+                    self._fatal = exc
                 return False
             self._queue.popleft()
             self._lost_unrecorded = 0
-            if self.last_error is not None:
+            if self._last_error is not None:
                 log.warning("outbox accepts writes again")
-                self.last_error = None
+                self._last_error = None
         return True
 
-    @property
-    def queued(self) -> int:
+    def status(self) -> WriterStatus:
         with self._lock:
-            return len(self._queue)
-
-    @property
-    def lost_unrecorded(self) -> int:
-        with self._lock:
-            return self._lost_unrecorded
+            return WriterStatus(
+                len(self._queue), self._lost_unrecorded, self._write_errors, self._last_error, self._fatal
+            )
