@@ -208,3 +208,12 @@ def standin(tmp_path: Path, clip_jpegs: Path, monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.setenv("STANDIN_DIR", str(folder))
     return StandIn(folder)
+
+
+@pytest.fixture
+def opened() -> Iterator[List[Any]]:
+    """Frame sources a test opened, closed at its end whatever happens."""
+    sources: List[Any] = []
+    yield sources
+    for source in sources:
+        source.close()

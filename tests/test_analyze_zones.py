@@ -140,7 +140,7 @@ def test_a_window_summary_is_published_with_the_documented_field_names() -> None
     printed = [json.loads(line) for line in out.getvalue().splitlines()]
     (d,) = [line["payload"] for line in printed if line["topic"].endswith("/counts")]
     assert set(d) == {
-        "v", "device_id", "boot_id", "seq", "sent_at",
+        "v", "device_id", "boot_id", "seq", "sent_at", "clock_synced",
         "window_start", "window_end", "frames_analyzed", "frames_dropped", "total", "zones", "lines",
         "heatmap", "camera_ok", "privacy",
     }

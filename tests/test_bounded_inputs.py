@@ -126,3 +126,16 @@ def test_a_live_stream_reporting_frames_above_max_pixels_is_refused_at_open(came
     # The sample clip served over HTTP, read by the same OpenCV path as an IP camera: 768x576.
     with pytest.raises(InputError, match=r"768x576"):
         open_source(stream_url(camera_server), CaptureConfig(max_pixels=100_000), None)
+
+
+def test_the_service_keeps_running_and_retrying_a_stream_above_max_pixels(camera_server: Any) -> None:
+    """What run does (keep_trying): the device stays up and says 'reconnecting' (the log names the
+    size), instead of an exit the service manager would not restart; a camera set back to a size
+    that fits is taken at the next try."""
+    source = open_source(stream_url(camera_server), CaptureConfig(max_pixels=100_000, read_timeout_s=0.5), None,
+                         keep_trying=True)
+    try:
+        assert source.live and source.state == "reconnecting"
+        assert source.read() is None
+    finally:
+        source.close()

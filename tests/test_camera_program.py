@@ -12,12 +12,13 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Callable, Iterator, List
+from typing import List
 
 import cv2
 import numpy as np
 import pytest
 from support.cameras import RunningDevice, StandIn
+from support.waiting import eventually
 
 from appliance.capture import FrameSource, open_source
 from appliance.capture.camera_program import MAX_FRAME_BYTES, ProgramConnection, split_jpeg
@@ -28,21 +29,8 @@ SIZE = (768, 576)  # the clip's own size: the stand-in does not scale
 FAST = CaptureConfig(reconnect_initial_s=0.1, reconnect_max_s=0.5, read_timeout_s=1.5, camera_fps=20)
 
 
-@pytest.fixture
-def opened() -> Iterator[List[FrameSource]]:
-    sources: List[FrameSource] = []
-    yield sources
-    for source in sources:
-        source.close()
 
 
-def wait_for(condition: Callable[[], bool], timeout_s: float = 60.0) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
 
 
 def frames_from(source: FrameSource, n: int, timeout_s: float = 60.0) -> List[np.ndarray]:
@@ -127,7 +115,7 @@ def test_a_camera_program_that_dies_is_restarted_and_frames_come_again(
     standin.behave("die-after 5", "play")
     source = open_source("libcamera:0", FAST, SIZE)
     opened.append(source)
-    assert wait_for(lambda: len(standin.runs()) == 2 and source.state == "ok" and source.reconnects == 1)
+    assert eventually(lambda: len(standin.runs()) == 2 and source.state == "ok" and source.reconnects == 1)
     assert len(frames_from(source, 3)) == 3
     assert not alive(standin.runs()[0]["pid"])
 
@@ -138,9 +126,9 @@ def test_a_hung_camera_program_is_killed_and_restarted(standin: StandIn, opened:
     opened.append(source)
     assert len(frames_from(source, 1)) == 1
     # Nothing comes for read_timeout_s: the source says so, kills the program and starts it again.
-    assert wait_for(lambda: source.read() is None and source.state in ("lost", "reconnecting"))
-    assert wait_for(lambda: len(standin.runs()) == 2)
-    assert wait_for(lambda: not alive(standin.runs()[0]["pid"]))
+    assert eventually(lambda: source.read() is None and source.state in ("lost", "reconnecting"))
+    assert eventually(lambda: len(standin.runs()) == 2)
+    assert eventually(lambda: not alive(standin.runs()[0]["pid"]))
     assert len(frames_from(source, 3)) == 3 and source.state == "ok" and source.reconnects == 1
 
 
@@ -149,7 +137,7 @@ def test_only_the_newest_frame_is_handed_on(standin: StandIn, clip_jpegs: Path, 
     standin.behave("burst-then-hang 10", "hang-after 0")
     source = open_source("libcamera:0", CaptureConfig(read_timeout_s=30), SIZE)
     opened.append(source)
-    assert wait_for(lambda: source.stats().frames_skipped == 9)
+    assert eventually(lambda: source.stats().frames_skipped == 9)
     frame = source.read()
     assert frame is not None
     tenth = cv2.imread(str(sorted(clip_jpegs.glob("*.jpg"))[9]), cv2.IMREAD_COLOR)
@@ -206,11 +194,11 @@ def test_a_device_on_a_pi_camera_reports_the_program_dying_and_counts_again_afte
     live = {"read_timeout_s": 1.0, "reconnect_initial_s": 0.5, "reconnect_max_s": 1.0, "camera_fps": 10}
     device = RunningDevice("libcamera:0", live, device_id="pi-cam")
     try:
-        assert wait_for(lambda: any(not w["camera_ok"] for w in device.windows()), timeout_s=120), device.windows()
-        assert wait_for(lambda: any(h["camera"]["state"] == "reconnecting" for h in device.messages("health")))
+        assert eventually(lambda: any(not w["camera_ok"] for w in device.windows()), timeout_s=120), device.windows()
+        assert eventually(lambda: any(h["camera"]["state"] == "reconnecting" for h in device.messages("health")))
         assert any(a["type"] == "camera_tamper" and a["state"] == "raised" for a in device.messages("anomalies"))
         lost_at = next(i for i, w in enumerate(device.windows()) if not w["camera_ok"])
-        assert wait_for(lambda: any(w["frames_analyzed"] > 0 and w["camera_ok"] for w in device.windows()[lost_at:]))
+        assert eventually(lambda: any(w["frames_analyzed"] > 0 and w["camera_ok"] for w in device.windows()[lost_at:]))
     finally:
         device.close()
     assert len(standin.runs()) == 5 and device.pipeline.source.reconnects == 4

@@ -10,10 +10,11 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Callable, Iterator, List, Optional
+from typing import Iterator, List, Optional
 
 import pytest
 from support.brokers import free_port
+from support.waiting import eventually
 
 from appliance.capture import FrameSource, open_source
 from appliance.config.schema import CaptureConfig
@@ -83,33 +84,20 @@ def mjpeg_camera(clip_jpegs: Path) -> Iterator[MjpegCamera]:
     camera.stop()
 
 
-@pytest.fixture
-def opened() -> Iterator[List[FrameSource]]:
-    sources: List[FrameSource] = []
-    yield sources
-    for source in sources:
-        source.close()
 
 
-def wait_for(condition: Callable[[], bool], timeout_s: float = 60.0) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
 
 
 def test_a_stalled_http_stream_is_dropped_and_reopened(mjpeg_camera: MjpegCamera, opened: List[FrameSource]) -> None:
     source = open_source(mjpeg_camera.url, LIVE, (384, 288))
     opened.append(source)
-    assert wait_for(lambda: source.read() is not None)
+    assert eventually(lambda: source.read() is not None)
     mjpeg_camera.stalled.set()
     # The read times out after read_timeout_s (1.5 s) and the connection is dropped; without the
     # timeout set, OpenCV's own default would take 30 s. 15 s: room for a loaded machine.
-    assert wait_for(lambda: source.state == "reconnecting", timeout_s=15)
+    assert eventually(lambda: source.state == "reconnecting", timeout_s=15)
     mjpeg_camera.stalled.clear()
-    assert wait_for(lambda: source.reconnects >= 1 and source.read() is not None)
+    assert eventually(lambda: source.reconnects >= 1 and source.read() is not None)
     assert source.state == "ok"
 
 
@@ -118,10 +106,10 @@ def test_an_http_camera_that_goes_away_gives_frames_again_when_it_is_back(
 ) -> None:
     source = open_source(mjpeg_camera.url, LIVE, (384, 288))
     opened.append(source)
-    assert wait_for(lambda: source.read() is not None)
+    assert eventually(lambda: source.read() is not None)
     mjpeg_camera.stop()
-    assert wait_for(lambda: source.state == "reconnecting")
+    assert eventually(lambda: source.state == "reconnecting")
     assert source.read() is None
     mjpeg_camera.start()
-    assert wait_for(lambda: source.read() is not None and source.state == "ok")
+    assert eventually(lambda: source.read() is not None and source.state == "ok")
     assert source.reconnects >= 1

@@ -9,10 +9,11 @@ from __future__ import annotations
 import socket
 import time
 from pathlib import Path
-from typing import Callable, Iterator, List
+from typing import Callable, List
 
 import pytest
 from support.cameras import RtspCamera, RunningDevice
+from support.waiting import eventually
 
 from appliance.capture import FrameSource, open_source
 from appliance.config.schema import CaptureConfig
@@ -23,21 +24,8 @@ FPS = 10  # tests/rtsp_camera.py's default
 LIVE = {"read_timeout_s": 1.5, "reconnect_initial_s": 0.2, "reconnect_max_s": 1.0, "open_timeout_s": 5.0}
 
 
-def wait_for(condition: Callable[[], bool], timeout_s: float = 90.0) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
 
 
-@pytest.fixture
-def opened() -> Iterator[List[FrameSource]]:
-    sources: List[FrameSource] = []
-    yield sources
-    for source in sources:
-        source.close()
 
 
 def test_counts_go_on_through_a_camera_outage_and_a_stalled_stream(rtsp_camera: RtspCamera) -> None:
@@ -47,40 +35,42 @@ def test_counts_go_on_through_a_camera_outage_and_a_stalled_stream(rtsp_camera: 
         def working_windows(after: int = 0) -> bool:
             return any(w["frames_analyzed"] > 0 and w["camera_ok"] for w in device.windows()[after:])
 
-        assert wait_for(working_windows), device.windows()
+        assert eventually(working_windows, timeout_s=90.0), device.windows()
 
         # The camera loses power: the window says camera_ok false, health says reconnecting, and
         # the signal-loss flag (camera_tamper) is raised.
         rtsp_camera.kill()
-        assert wait_for(lambda: any(not w["camera_ok"] for w in device.windows())), device.windows()
-        assert wait_for(lambda: any(h["camera"]["state"] == "reconnecting" for h in device.messages("health")))
+        assert eventually(lambda: any(not w["camera_ok"] for w in device.windows()), timeout_s=90.0), device.windows()
+        assert eventually(
+            lambda: any(h["camera"]["state"] == "reconnecting" for h in device.messages("health")), timeout_s=90.0
+        )
         assert any(a["type"] == "camera_tamper" and a["state"] == "raised" for a in device.messages("anomalies"))
 
         # Back: frames again within reconnect_max_s (plus the stream's open) of its return.
         reconnects = source.reconnects
         rtsp_camera.start()
         back = time.monotonic()
-        assert wait_for(lambda: source.reconnects > reconnects and source.state == "ok")
+        assert eventually(lambda: source.reconnects > reconnects and source.state == "ok", timeout_s=90.0)
         back_after_s = time.monotonic() - back
         # The next try comes at most reconnect_max_s after the return; opening the stream and its
         # first frame take at most open_timeout_s and read_timeout_s more.
         assert back_after_s <= LIVE["reconnect_max_s"] + LIVE["open_timeout_s"] + LIVE["read_timeout_s"]
         outage_end = len(device.windows())
-        assert wait_for(lambda: working_windows(outage_end)), device.windows()
+        assert eventually(lambda: working_windows(outage_end), timeout_s=90.0), device.windows()
 
         # The stream stalls with its connection open: lost within read_timeout_s, reopened, and
         # frames again once it sends.
         reconnects = source.reconnects
         rtsp_camera.stall()
         stalled = time.monotonic()
-        assert wait_for(lambda: source.state != "ok")
+        assert eventually(lambda: source.state != "ok", timeout_s=90.0)
         lost_after_s = time.monotonic() - stalled
         stall_start = len(device.windows())
-        assert wait_for(lambda: any(not w["camera_ok"] for w in device.windows()[stall_start:]))
+        assert eventually(lambda: any(not w["camera_ok"] for w in device.windows()[stall_start:]), timeout_s=90.0)
         rtsp_camera.stall(False)
-        assert wait_for(lambda: source.reconnects > reconnects and source.state == "ok")
+        assert eventually(lambda: source.reconnects > reconnects and source.state == "ok", timeout_s=90.0)
         stall_end = len(device.windows())
-        assert wait_for(lambda: working_windows(stall_end)), device.windows()
+        assert eventually(lambda: working_windows(stall_end), timeout_s=90.0), device.windows()
     finally:
         device.close()
     print(f"\nwindows (2 s each): {device.windows()}")
@@ -95,15 +85,15 @@ def test_a_stalled_stream_is_dropped_and_reopened_not_waited_on_forever(
     source would never leave 'lost' for 'reconnecting'."""
     source = open_source(rtsp_camera.url, CaptureConfig(**LIVE), (384, 288))
     opened.append(source)
-    assert wait_for(lambda: source.read() is not None)
+    assert eventually(lambda: source.read() is not None, timeout_s=90.0)
     reconnects = source.reconnects
     rtsp_camera.stall()
     # The read times out after read_timeout_s (1.5 s) and the connection is dropped; without the
     # timeout set, OpenCV's own default would take 30 s. 15 s: room for a loaded machine.
-    assert wait_for(lambda: source.state == "reconnecting", timeout_s=15)
+    assert eventually(lambda: source.state == "reconnecting", timeout_s=15)
     assert source.read() is None
     rtsp_camera.stall(False)
-    assert wait_for(lambda: source.reconnects > reconnects and source.read() is not None)
+    assert eventually(lambda: source.reconnects > reconnects and source.read() is not None, timeout_s=90.0)
 
 
 def test_a_camera_not_there_at_start_is_retried_inside_the_process(
@@ -121,10 +111,14 @@ def test_a_camera_not_there_at_start_is_retried_inside_the_process(
     try:
         assert source.state == "reconnecting"
         assert notify.recv(4096).decode() == "READY=1\nSTATUS=waiting for the camera"
-        assert wait_for(lambda: any(h["camera"]["state"] == "reconnecting" for h in device.messages("health")))
-        assert wait_for(lambda: any(not w["camera_ok"] for w in device.windows()))
+        assert eventually(
+            lambda: any(h["camera"]["state"] == "reconnecting" for h in device.messages("health")), timeout_s=90.0
+        )
+        assert eventually(lambda: any(not w["camera_ok"] for w in device.windows()), timeout_s=90.0)
         camera.start()
-        assert wait_for(lambda: any(w["frames_analyzed"] > 0 and w["camera_ok"] for w in device.windows()))
+        assert eventually(
+            lambda: any(w["frames_analyzed"] > 0 and w["camera_ok"] for w in device.windows()), timeout_s=90.0
+        )
         assert device.thread.is_alive()  # the same process: no exit, no restart by the service manager
         assert notify.recv(4096).decode() == "STATUS=analysing frames"
     finally:
@@ -139,7 +133,7 @@ def test_the_frame_handed_on_is_never_older_than_a_frame_period_plus_the_process
     """A pipeline three times slower than the camera gets the newest frame each time, not a queue."""
     source = open_source(rtsp_camera.url, CaptureConfig(**LIVE), (384, 288))
     opened.append(source)
-    assert wait_for(lambda: source.read() is not None)
+    assert eventually(lambda: source.read() is not None, timeout_s=90.0)
     processing_s = 3.0 / FPS
     ages: List[float] = []
     while len(ages) < 15:

@@ -43,7 +43,8 @@ def _history(path: Path, windows: int = 30) -> Path:
         end = start + timedelta(seconds=10 * (i + 1))
         counts = CountsMessage(window_start=end - timedelta(seconds=10), window_end=end, frames_analyzed=100,
                                total=CountStats(min=i % 3, mean=2.5 + (i % 7), max=4 + (i % 7), last=3))
-        payload = json.loads(counts.stamp(device_id="campus-square-01", boot_id=1, seq=i, sent_at=end).to_json_bytes())
+        stamped = counts.stamp(device_id="campus-square-01", boot_id=1, seq=i + 1, sent_at=end)
+        payload = json.loads(stamped.to_json_bytes())
         lines.append(json.dumps({"topic": "crowdmon/campus-square-01/counts", "payload": payload}))
     lines.append(json.dumps({"topic": "crowdmon/campus-square-01/health", "payload": {"state": "ok"}}))
     path.write_text("\n".join(lines) + "\n")

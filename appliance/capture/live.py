@@ -63,10 +63,12 @@ class LiveSource(FrameSource):
         self._conn: Optional[Connection] = None
         try:
             self._conn = connect()
-        except SourceError as exc:
+        except (SourceError, InputError) as exc:
             if not keep_trying:
                 raise
-            # Not reachable at start: retried below, with backoff, while health reports it.
+            # Not reachable at start, or sending frames larger than capture.max_pixels: retried
+            # below, with backoff, while health reports it. The service stays up to say so; an exit
+            # here would be restarted into the same refusal, or not restarted at all.
             self.state = "reconnecting"
             log.warning("%s; retrying, every %g s at most", exc, cfg.reconnect_max_s)
         self._thread = threading.Thread(target=self._reader, name="capture", daemon=True)

@@ -11,3 +11,14 @@ def wait_until(condition: Callable[[], bool], timeout_s: float = 10.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, "condition not met in time"
         time.sleep(0.05)
+
+
+def eventually(condition: Callable[[], bool], timeout_s: float = 60.0) -> bool:
+    """Whether ``condition`` came true within ``timeout_s`` (for ``assert eventually(...)`` with a message
+    of the test's own)."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
