@@ -420,3 +420,21 @@ def test_table_caption_shows_an_operator_name_as_written() -> None:
     console = Console(width=80, record=True, color_system=None)
     console.print(fleet_table(fleet.snapshots(), T0))
     assert "Parks [north] & Co (crowd_safety): 1 device" in " ".join(console.export_text().split())
+
+
+def test_with_devices_named_the_monitor_subscribes_to_their_exact_topics_only() -> None:
+    from appliance.monitor.runner import MonitorOptions, subscriptions
+
+    assert subscriptions(MonitorOptions(broker_url="mqtt://b")) == ["crowdmon/+/#"]
+    topics = subscriptions(MonitorOptions(broker_url="mqtt://b", devices="cam-a, cam-b"))
+    assert "crowdmon/cam-a/anomaly_state" in topics and "crowdmon/cam-b/notice" in topics
+    assert len(topics) == 2 * 6 and not any("+" in t or "#" in t for t in topics)
+
+
+def test_monitor_refuses_a_device_id_that_is_not_one_with_one_line_and_exit_2() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "appliance", "monitor", "--broker", f"mqtt://127.0.0.1:{free_port()}",
+         "--device", "a/#"],
+        capture_output=True, text=True, timeout=60, cwd=str(REPO),
+    )  # fmt: skip
+    assert proc.returncode == 2 and "--device" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1

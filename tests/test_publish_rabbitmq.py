@@ -95,3 +95,36 @@ def test_the_311_path_keeps_the_outbox_guarantees_through_a_rabbitmq_restart(
         assert order == first
     finally:
         control.close()
+
+
+def test_a_late_monitor_reads_retained_state_on_rabbitmq_only_on_exact_topics(
+    rabbitmq: RabbitMq, tmp_path: Path, publishers: List[MqttPublisher]
+) -> None:
+    """RabbitMQ (3.10) hands retained messages only to subscriptions without a wildcard: a monitor on
+    ``{prefix}/+/#`` started after the device went quiet sees nothing of it; with ``--device`` it
+    subscribes to the device's exact topics and gets its birth and the flags active now."""
+    import json
+    import subprocess
+    import sys
+
+    from support.repo import REPO
+
+    from appliance.publish import AnomalyMessage, utcnow
+
+    pub = started(make_cfg(rabbitmq.url, tmp_path, protocol="3.1.1"), publishers)
+    pub.connect(timeout_s=30)
+    pub.publish(AnomalyMessage(type="overcrowding", event_id="e" * 32, zone="hall", state="raised", value=31,
+                               threshold=30, since=utcnow()))  # fmt: skip
+    wait_until(lambda: pub.stats().pending == 0, timeout_s=30)
+
+    def monitor(*extra: str) -> List[dict]:
+        proc = subprocess.run(
+            [sys.executable, "-m", "appliance", "monitor", "--broker", rabbitmq.url, "--json", "--once", *extra],
+            capture_output=True, text=True, timeout=60, cwd=str(REPO),
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        return [json.loads(line) for line in proc.stdout.splitlines()]
+
+    assert monitor() == [], "a wildcard subscription gets no retained message from RabbitMQ"
+    (seen,) = monitor("--device", "cam-07")
+    assert seen["online"] is True and [(a["type"], a["zone"]) for a in seen["anomalies"]] == [("overcrowding", "hall")]

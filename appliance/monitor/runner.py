@@ -32,7 +32,7 @@ from appliance.config.broker_url import BrokerAddress
 from appliance.errors import InputError
 from appliance.monitor.state import FleetState
 from appliance.monitor.view import fleet_table, json_line
-from appliance.names import TOPIC_PREFIX_PATTERN
+from appliance.names import NAME_PATTERN, TOPIC_PREFIX_PATTERN
 from appliance.publish.brokers import BrokerList
 from appliance.publish.client import BrokerRejected, BrokerUnreachable
 from appliance.publish.discovery import COMPONENTS
@@ -60,6 +60,20 @@ class MonitorOptions:
     cert_file: Optional[str] = None
     key_file: Optional[str] = None
     connect_timeout_s: float = 10.0
+    # Watch only these devices, on their exact topics (no wildcard): RabbitMQ hands retained
+    # messages only to subscriptions without one. Comma-separated; empty: every device, {prefix}/+/#.
+    devices: str = ""
+
+
+def subscriptions(opts: MonitorOptions) -> List[str]:
+    """The topic filters the monitor subscribes to: ``{prefix}/+/#``, or each listed device's topics."""
+    devices = [d.strip() for d in opts.devices.split(",") if d.strip()]
+    for device in devices:
+        if not re.fullmatch(NAME_PATTERN, device):
+            raise InputError(f"{device[:40]!r} is not a device id ([A-Za-z0-9_-]{{1,64}})", field="--device")
+    if not devices:
+        return [f"{opts.prefix}/+/#"]
+    return [f"{opts.prefix}/{d}/{kind}" for d in devices for kind in (*MESSAGE_TYPES, NOTICE_KIND)]
 
 
 def check_prefix(prefix: str) -> str:
@@ -109,11 +123,12 @@ def _client(opts: MonitorOptions, inbox: queue.Queue[_Received], connack: queue.
     ctx = identity.tls_context()
     if ctx is not None:
         client.tls_set_context(ctx)
-    topic = f"{opts.prefix}/+/#"
+    topics = subscriptions(opts)
 
     def on_connect(c: paho.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
         if not reason.is_failure:
-            c.subscribe(topic, qos=1)
+            for first in range(0, len(topics), 100):  # a few SUBSCRIBE packets, not one per topic
+                c.subscribe([(t, 1) for t in topics[first : first + 100]])
         connack.put(reason)
 
     def on_message(c: paho.Client, userdata: Any, msg: Any) -> None:
@@ -294,4 +309,5 @@ def _now() -> datetime:
 
 
 def _title(opts: MonitorOptions) -> str:
-    return f"{opts.broker_url} {opts.prefix}/+/#"
+    watched = len([d for d in opts.devices.split(",") if d.strip()])
+    return f"{opts.broker_url} {opts.prefix}/" + (f"<{watched} devices>/+" if watched else "+/#")
