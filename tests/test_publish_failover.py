@@ -146,3 +146,11 @@ def test_the_monitor_takes_a_list_and_reads_the_broker_that_answers(
     assert proc.returncode == 0, proc.stderr
     assert [json.loads(line)["device_id"] for line in proc.stdout.splitlines()] == [DEVICE]
     assert f"{dead}: cannot connect" in proc.stderr and "trying the next broker" in proc.stderr
+
+
+def test_selftest_checks_the_broker_the_device_would_use(other_mosquitto: Broker) -> None:
+    from appliance.publish import check_broker
+
+    dead = f"mqtt://127.0.0.1:{free_port()}"
+    cfg = load_config(overrides={"device_id": DEVICE, "mqtt": {"url": [dead, other_mosquitto.url]}})
+    assert check_broker(cfg.mqtt, DEVICE, timeout_s=10).startswith(f"{other_mosquitto.url}: connected")

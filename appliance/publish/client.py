@@ -391,7 +391,13 @@ def check_broker(mqtt: MqttConfig, device_id: str, timeout_s: float = 10.0) -> s
         client_id=f"{mqtt.client_id or device_id}-selftest",
         on_ack=lambda mid, refused: result.__setitem__(mid, refused),
     )
-    link.connect(timeout_s)
+    for tried in range(1, len(link.brokers.addresses) + 1):
+        try:
+            link.connect(timeout_s)  # the device's own order: the next broker of a list when one is unreachable
+            break
+        except BrokerUnreachable:
+            if tried == len(link.brokers.addresses):
+                raise
     v5 = link.protocol == MQTTProtocolVersion.MQTTv5
     where = f"{link.address}: connected (MQTT {'5' if v5 else '3.1.1'}{', TLS' if link.address.tls else ''})"
     probe = EgressPolicy(topic_prefix=mqtt.topic_prefix, device_id=device_id, max_payload_bytes=1024).probe()
