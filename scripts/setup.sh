@@ -29,8 +29,13 @@ fi
 # RabbitMQ's MQTT plugin, so the MQTT 3.1.1 path is tested against a broker that is not Mosquitto
 # (tests/test_publish_rabbitmq.py; about 20 s to install, 25 s to run). The test starts its own
 # node on loopback ports; the package's own service, where systemd starts it, is not used.
+# The cluster test runs three such nodes, and HAProxy in front of them for the comparison with the
+# device's own list of broker URLs (tests/test_broker_cluster.py, scripts/simulate_fleet.py --cluster).
 if [ "${SETUP_TEST_BROKERS:-0}" = 1 ] && [ ! -x /usr/lib/rabbitmq/bin/rabbitmq-server ]; then
     need_apt+=(rabbitmq-server)
+fi
+if [ "${SETUP_TEST_BROKERS:-0}" = 1 ] && ! command -v haproxy >/dev/null 2>&1 && [ ! -x /usr/sbin/haproxy ]; then
+    need_apt+=(haproxy)
 fi
 # The public page is checked as a person sees it: real headless Chromium driven through chromedriver
 # (tests/test_transparency_page.py), with axe-core from npm injected for the accessibility check.

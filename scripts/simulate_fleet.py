@@ -47,7 +47,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import timedelta
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Set, Tuple
+from typing import Any, Callable, Dict, List, Literal, Optional, Set, Tuple
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
@@ -56,10 +56,12 @@ from paho.mqtt.properties import Properties
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from appliance.config import load_config
 from appliance.config.transport import MqttConfig, OutboxConfig, PublishConfig
-from appliance.publish import CountsMessage, MqttPublisher, make_birth, make_publisher
+from appliance.publish import CountsMessage, MqttPublisher, RetainedDocument, make_birth, make_publisher
 from appliance.publish.backoff import FullJitterBackoff
 from appliance.publish.messages import utcnow
+from appliance.transparency import build_notice, notice_payload
 from appliance.vocabulary import CountStats
 
 PREFIX = "crowdmon"
@@ -149,25 +151,33 @@ class FleetBroker:
 
 
 class ControlRoom:
-    """A persistent MQTT 5 subscriber that records every counts message by (device, boot, seq)."""
+    """A persistent subscriber that records every counts message by (device, boot, seq): MQTT 5 with
+    a session expiry, or (``mqtt311``, for RabbitMQ) 3.1.1 with clean session off."""
 
-    def __init__(self, broker: FleetBroker, topic: str, client_id: str) -> None:
+    def __init__(self, port: int, topic: str, client_id: str, mqtt311: bool = False) -> None:
         self._lock = threading.Lock()
         self.received: List[Key] = []
         self.distinct: Dict[str, Set[int]] = defaultdict(set)
         self.topic = topic
         self._subscribed = threading.Event()
         self.client = paho.Client(
-            callback_api_version=CallbackAPIVersion.VERSION2, client_id=client_id, protocol=paho.MQTTv5
+            callback_api_version=CallbackAPIVersion.VERSION2,
+            client_id=client_id,
+            protocol=paho.MQTTv311 if mqtt311 else paho.MQTTv5,
+            clean_session=False if mqtt311 else None,
         )
+        self.order: Dict[str, List[int]] = defaultdict(list)  # per device, seqs in arrival order
         self.client.on_connect = self._on_connect
         self.client.on_message = self._on_message
         self.client.on_subscribe = lambda *a: self._subscribed.set()
         self.client.reconnect_delay_set(1, 2)
         self.client.max_inflight_messages_set(100)
-        props = Properties(PacketTypes.CONNECT)
-        props.SessionExpiryInterval = 3600  # the session (and what is queued for it) outlives a restart
-        self.client.connect("127.0.0.1", broker.port, keepalive=30, clean_start=False, properties=props)
+        if mqtt311:
+            self.client.connect("127.0.0.1", port, keepalive=30)
+        else:
+            props = Properties(PacketTypes.CONNECT)
+            props.SessionExpiryInterval = 3600  # the session (and what is queued for it) outlives a restart
+            self.client.connect("127.0.0.1", port, keepalive=30, clean_start=False, properties=props)
         self.client.loop_start()
         if not self._subscribed.wait(30):
             raise RuntimeError(f"{client_id}: could not subscribe to {topic}")
@@ -181,6 +191,7 @@ class ControlRoom:
         with self._lock:
             self.received.append(key)
             self.distinct[key[0]].add(key[2])
+            self.order[key[0]].append(key[2])
 
     def distinct_count(self, device_id: str) -> int:
         with self._lock:
@@ -208,20 +219,43 @@ class Attempts:
         return next((at for at, ok in list(self.log) if ok and at >= t), None)
 
 
+@dataclass(frozen=True)
+class DeviceLink:
+    """How each simulated device reaches the broker: ``urls`` rotated by the device's index (so with
+    a cluster's nodes, a third of the fleet starts on each), its MQTT version, and whether it
+    publishes a public notice (retained, like a real device) beside its birth."""
+
+    urls: Tuple[str, ...]
+    protocol: Literal["auto", "5", "3.1.1"] = "5"
+    notice: bool = False
+
+    def urls_for(self, index: int) -> List[str]:
+        first = index % len(self.urls)
+        return list(self.urls[first:] + self.urls[:first])
+
+
 class SimDevice:
     """One appliance's publish stack with synthetic counts."""
 
-    def __init__(self, index: int, broker_url: str, workdir: Path, policy: ReconnectPolicy, jitter: bool) -> None:
+    def __init__(self, index: int, link: DeviceLink, workdir: Path, policy: ReconnectPolicy, jitter: bool) -> None:
         self.device_id = f"sim-{index:04d}"
+        urls = link.urls_for(index)
         mqtt = MqttConfig(
-            url=broker_url,
-            protocol="5",
+            url=urls[0] if len(urls) == 1 else urls,
+            protocol=link.protocol,
             reconnect_min_s=policy.min_s,
             reconnect_max_s=policy.max_s,
         )
         outbox = OutboxConfig(path=str(workdir / "{device_id}" / "outbox.sqlite3"))
+        documents = []
+        if link.notice:
+            notice = build_notice(load_config(overrides={"device_id": self.device_id, "mqtt": {"url": mqtt.url}}))
+            documents.append(RetainedDocument("notice", notice_payload(notice)))
         birth = make_birth(config_hash="5151" * 4, board="sim", models=[])
-        pub = make_publisher(device_id=self.device_id, mqtt=mqtt, publish=PublishConfig(), outbox=outbox, birth=birth)
+        pub = make_publisher(
+            device_id=self.device_id, mqtt=mqtt, publish=PublishConfig(), outbox=outbox, birth=birth,
+            documents=documents,
+        )  # fmt: skip
         assert isinstance(pub, MqttPublisher)
         self.pub = pub
         self.jitter = jitter
@@ -252,6 +286,11 @@ class SimDevice:
     def connected(self) -> bool:
         delivery = self.pub.delivery
         return delivery is not None and delivery.link.connected
+
+    def broker(self) -> Optional[str]:
+        """The broker of its list the device is connected to now (None: not connected)."""
+        delivery = self.pub.delivery
+        return str(delivery.link.address) if delivery is not None and delivery.link.connected else None
 
     def publish_counts(self) -> None:
         end = utcnow()
@@ -319,7 +358,7 @@ DEVICES_PER_PROCESS = 100
 def _worker(
     conn: Connection,
     indices: List[int],
-    broker_url: str,
+    link: DeviceLink,
     workdir: str,
     policy: ReconnectPolicy,
     jitter: bool,
@@ -328,7 +367,7 @@ def _worker(
     """One process's share of the fleet, answering the coordinator's requests over ``conn``."""
     logging.basicConfig(level=logging.ERROR)
     threading.stack_size(512 * 1024)  # one delivery thread per device; paho needs little stack
-    fleet = [SimDevice(i, broker_url, Path(workdir), policy, jitter) for i in indices]
+    fleet = [SimDevice(i, link, Path(workdir), policy, jitter) for i in indices]
     clock = Clock(fleet, interval_s)
     try:
         for device in fleet:
@@ -350,6 +389,8 @@ def _worker(
                 conn.send([d.attempts.first_success_after(arg) for d in fleet])
             elif request == "attempts_since":
                 conn.send([at for d in fleet for at, _ in list(d.attempts.log) if at >= arg])
+            elif request == "connected_to":
+                conn.send({d.device_id: d.broker() for d in fleet})
             elif request == "close":
                 break
     finally:
@@ -364,7 +405,7 @@ class Fleet:
     """The coordinator's handle on the worker processes (CLOCK_MONOTONIC is shared by all of them)."""
 
     def __init__(
-        self, devices: int, broker_url: str, workdir: Path, policy: ReconnectPolicy, jitter: bool, interval_s: float
+        self, devices: int, link: DeviceLink, workdir: Path, policy: ReconnectPolicy, jitter: bool, interval_s: float
     ) -> None:
         ctx = multiprocessing.get_context("fork")  # no threads yet in this process; the script need not be importable
         self.conns: List[Connection] = []
@@ -374,7 +415,7 @@ class Fleet:
             indices = list(range(first, min(devices, first + DEVICES_PER_PROCESS)))
             proc = ctx.Process(
                 target=_worker,
-                args=(theirs, indices, broker_url, str(workdir), policy, jitter, interval_s),
+                args=(theirs, indices, link, str(workdir), policy, jitter, interval_s),
                 daemon=True,
             )
             proc.start()
@@ -389,6 +430,12 @@ class Fleet:
 
     def connected(self) -> int:
         return sum(self.ask("connected"))
+
+    def connected_to(self) -> Dict[str, Optional[str]]:
+        merged: Dict[str, Optional[str]] = {}
+        for part in self.ask("connected_to"):
+            merged.update(part)
+        return merged
 
     def published(self, request: str = "published") -> Dict[str, int]:
         merged: Dict[str, int] = {}
@@ -489,9 +536,9 @@ def run_scenario(
     broker.start()
     tag = "on" if jitter else "off"
     # The control room subscribes before any device publishes; the workers are forked first.
-    fleet = Fleet(devices, broker.url, workdir / "outboxes", policy, jitter, interval_s)
-    control = ControlRoom(broker, f"{PREFIX}/+/counts", f"control-room-{tag}")
-    shared = [ControlRoom(broker, f"$share/{SHARE_GROUP}/{PREFIX}/+/counts", f"ctl-{i}-{tag}") for i in (1, 2)]
+    fleet = Fleet(devices, DeviceLink((broker.url,)), workdir / "outboxes", policy, jitter, interval_s)
+    control = ControlRoom(broker.port, f"{PREFIX}/+/counts", f"control-room-{tag}")
+    shared = [ControlRoom(broker.port, f"$share/{SHARE_GROUP}/{PREFIX}/+/counts", f"ctl-{i}-{tag}") for i in (1, 2)]
     try:
         if not wait_for(lambda: fleet.connected() == devices, timeout_s, poll_s=0.5):
             raise RuntimeError(f"only {fleet.connected()} of {devices} devices connected within {timeout_s:g} s")
@@ -626,7 +673,16 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--jitter", choices=["both", "on", "off"], default="both", help="run with jitter, without, or both")
     ap.add_argument("--workdir", type=Path, default=None, help="outboxes and broker files (default: under /dev/shm)")
     ap.add_argument("--json", action="store_true", help="also print each result as a JSON line")
+    cl = ap.add_argument_group("a RabbitMQ cluster instead of one Mosquitto (scripts/fleet_cluster.py)")
+    cl.add_argument("--cluster", type=int, metavar="N", help="N RabbitMQ nodes on loopback; a node is killed mid-run")
+    cl.add_argument("--kill-node-at", type=float, default=5.0, metavar="S", help="kill a node S s into the run")
+    cl.add_argument("--restart-after-s", type=float, default=5.0, help="restart the killed node this much later")
+    cl.add_argument("--run-after-s", type=float, default=5.0, help="keep publishing this long after the restart")
+    cl.add_argument("--via", choices=["list", "haproxy", "both"], default="list",
+                    help="devices get every node's URL (list) or one HAProxy in front of the nodes")  # fmt: skip
     args = ap.parse_args(argv)
+    if args.cluster is not None:
+        return cluster_main(args)
     if args.devices < 1 or args.outage_s < 0 or args.interval_s <= 0:
         print("simulate_fleet: --devices must be >= 1, --outage-s >= 0, --interval-s > 0", file=sys.stderr)
         return 2
@@ -669,6 +725,44 @@ def main(argv: Optional[List[str]] = None) -> int:
         shutil.rmtree(root, ignore_errors=True)
     print(report(results))
     return 0 if all(r.lost == 0 and r.reconnected == r.devices for r in results) else 1
+
+
+def cluster_main(args: argparse.Namespace) -> int:
+    from fleet_cluster import cluster_report, run_cluster_scenario
+    from rabbitmq_nodes import rabbitmq_missing
+
+    missing = rabbitmq_missing()
+    if missing is not None or args.cluster < 2 or args.devices < 1:
+        why = missing or "--cluster needs 2 or more nodes and --devices 1 or more"
+        print(f"simulate_fleet: {why}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=logging.ERROR)
+    raise_fd_limit()
+    base = Path("/dev/shm") if args.workdir is None and Path("/dev/shm").is_dir() else args.workdir
+    root = Path(tempfile.mkdtemp(prefix="fleet-cluster-", dir=base))
+    ok = True
+    try:
+        for via in {"both": ("list", "haproxy"), "list": ("list",), "haproxy": ("haproxy",)}[args.via]:
+            result = run_cluster_scenario(
+                devices=args.devices,
+                nodes=args.cluster,
+                kill_at_s=args.kill_node_at,
+                restart_after_s=args.restart_after_s,
+                run_after_s=args.run_after_s,
+                via=via,
+                policy=ReconnectPolicy(args.reconnect_min_s, args.reconnect_max_s),
+                interval_s=args.interval_s,
+                workdir=root / via,
+                timeout_s=args.timeout_s,
+                say=lambda s: print(s, file=sys.stderr, flush=True),
+            )
+            if args.json:
+                print(json.dumps(asdict(result)), flush=True)
+            print(cluster_report(result), flush=True)
+            ok = ok and result.lost == 0 and result.in_seq_order
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

@@ -9,16 +9,16 @@ payloads of the appliance's own message classes.
 from __future__ import annotations
 
 import json
-import threading
-import time
 from datetime import datetime, timezone
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import pytest
 from jinja2.sandbox import ImmutableSandboxedEnvironment
+from support.home_assistant import RawSubscriber, ha_binary_state
 
 from appliance.config.schema import HomeAssistantConfig, LineConfig, ZoneConfig
 from appliance.publish import AnomalyMessage, CountsMessage, CountStats, HealthMessage, LineCounts, ZoneStats
+from appliance.publish.anomaly_state import ActiveAnomalies
 from appliance.publish.discovery import DiscoveryMessage, discovery_messages, removal_messages
 from appliance.publish.messages import CameraHealth, Message
 
@@ -63,53 +63,6 @@ HA_ON = HomeAssistantConfig(enabled=True)
 
 
 # --------------------------------------------------------------------------- real MQTT helpers
-
-
-class RawSubscriber:
-    """Keeps the last payload per topic (bytes, possibly empty) and every (topic, payload, retain)."""
-
-    def __init__(self, broker: Any, topic: str) -> None:
-        import paho.mqtt.client as paho
-        from paho.mqtt.enums import CallbackAPIVersion
-
-        self.log: List[Tuple[str, bytes, bool]] = []
-        self._lock = threading.Lock()
-        subscribed = threading.Event()
-        self.client = paho.Client(callback_api_version=CallbackAPIVersion.VERSION2, protocol=paho.MQTTv311)
-        self.client.on_connect = lambda c, *a: c.subscribe(topic, qos=1)
-        self.client.on_subscribe = lambda *a: subscribed.set()
-        self.client.on_message = self._on_message
-        self.client.connect(broker.host, broker.port, keepalive=30)
-        self.client.loop_start()
-        assert subscribed.wait(10), "could not subscribe"
-
-    def _on_message(self, client: Any, userdata: Any, msg: Any) -> None:
-        with self._lock:
-            self.log.append((msg.topic, bytes(msg.payload), bool(msg.retain)))
-
-    def wait_for(self, predicate: Callable[[List[Tuple[str, bytes, bool]]], bool], timeout_s: float = 10.0) -> None:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            with self._lock:
-                if predicate(list(self.log)):
-                    return
-            time.sleep(0.02)
-        raise AssertionError(f"timed out; got {[t for t, _, _ in self.log]}")
-
-    def configs(self) -> Dict[str, Dict[str, Any]]:
-        """The current config per topic (a later empty payload removes it), as Home Assistant sees it."""
-        out: Dict[str, Dict[str, Any]] = {}
-        with self._lock:
-            for topic, payload, _ in self.log:
-                if payload:
-                    out[topic] = json.loads(payload)
-                else:
-                    out.pop(topic, None)
-        return out
-
-    def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
 
 
 def publish_all(broker: Any, messages: List[DiscoveryMessage]) -> None:
@@ -182,7 +135,8 @@ def test_home_assistant_reads_retained_discovery_configs_with_only_documented_ke
         assert set(config["origin"]) <= HA_ORIGIN_KEYS
         assert config.get("state_class", "measurement") in HA_SENSOR_STATE_CLASSES
         if component == "binary_sensor":
-            assert (config["payload_on"], config["payload_off"]) == ("raised", "cleared")
+            assert (config["payload_on"], config["payload_off"]) == ("ON", "OFF")
+            assert config["state_topic"] == "crowdmon/cam-0001/anomaly_state"
             assert config["device_class"] in HA_BINARY_DEVICE_CLASSES
         unique_ids.add(config["unique_id"])
     assert len(unique_ids) == len(configs)
@@ -284,21 +238,25 @@ def test_sensor_templates_read_the_appliance_payloads() -> None:
     assert _render(configs["fps"], health) == "4.5"
 
 
-def _anomaly(kind: str, zone: Optional[str], state: str) -> Message:
-    return _stamp(AnomalyMessage(type=kind, event_id="b" * 32, zone=zone, state=state, value=1.0, since=T0), 6)  # type: ignore[arg-type]
+def _state(*raised: Tuple[str, Optional[str]], seq: int = 7) -> bytes:
+    tracker = ActiveAnomalies()
+    tracker.reset()
+    state = tracker.state()
+    for n, (kind, zone) in enumerate(raised):
+        event = AnomalyMessage(type=kind, event_id=f"{n:032x}", zone=zone, state="raised", value=12.0, since=T0)  # type: ignore[arg-type]
+        state = tracker.apply(event)
+    return _stamp(state, seq).to_json_bytes()
 
 
 def test_anomaly_binary_sensors_follow_their_own_type_and_zone_only() -> None:
     configs = _configs()
-    crowd = configs["anomaly_overcrowding_entrance"]
-    assert _render(crowd, _anomaly("overcrowding", "entrance", "raised")) == crowd["payload_on"]
-    assert _render(crowd, _anomaly("overcrowding", "entrance", "cleared")) == crowd["payload_off"]
-    # Another zone's or another type's event renders nothing, which Home Assistant ignores.
-    assert _render(crowd, _anomaly("overcrowding", "hall", "raised")).strip() == ""
-    assert _render(crowd, _anomaly("camera_tamper", None, "raised")).strip() == ""
-    tamper = configs["anomaly_camera_tamper"]
-    assert _render(tamper, _anomaly("camera_tamper", None, "raised")) == "raised"
-    assert _render(tamper, _anomaly("rapid_change", None, "raised")).strip() == ""
+    crowd, tamper = configs["anomaly_overcrowding_entrance"], configs["anomaly_camera_tamper"]
+    assert ha_binary_state(crowd, _state(("overcrowding", "entrance"))) == "on"
+    assert ha_binary_state(crowd, _state(("overcrowding", "hall"), ("camera_tamper", None))) == "off"
+    assert ha_binary_state(tamper, _state(("overcrowding", "hall"), ("camera_tamper", None))) == "on"
+    assert ha_binary_state(tamper, _state(("rapid_change", None))) == "off"
+    # Every state sets every sensor: the empty state after a birth turns a flag left on by the old boot off.
+    assert ha_binary_state(crowd, _state(), previous="on") == "off"
 
 
 @pytest.mark.mqtt

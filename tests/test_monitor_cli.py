@@ -345,8 +345,54 @@ def test_table_fits_a_small_terminal_and_names_what_matters() -> None:
     console.print(fleet_table(fleet.snapshots(), now))
     text = console.export_text()
     assert max(len(line) for line in text.splitlines()) <= 80
-    for expected in ("cam-a", "online", "entrance=5", "missing 2", "cam-b", "OFFLINE"):
+    for expected in ("cam-a", "online", "entrance=5", "miss 2", "cam-b", "OFFLINE"):
         assert expected in text
+
+
+def _anomaly(dev: str, boot: int, seq: int, kind: str, zone: Optional[str], severity: str) -> Message:
+    return AnomalyMessage(
+        type=kind, event_id=f"{seq:032x}", zone=zone, state="raised", value=42.0, threshold=30.0,  # type: ignore[arg-type]
+        since=T0 + timedelta(seconds=30), severity=severity,  # type: ignore[arg-type]
+    ).stamp(device_id=dev, boot_id=boot, seq=seq, sent_at=T0)
+
+
+def _health(dev: str, boot: int, seq: int, state: str) -> Message:
+    return HealthMessage(state=state, fps=4.2, camera=CameraHealth(state="ok"), uptime_s=100).stamp(  # type: ignore[arg-type]
+        device_id=dev, boot_id=boot, seq=seq
+    )
+
+
+def test_at_80_columns_every_column_shows_and_an_offline_row_says_its_figures_are_stale() -> None:
+    fleet = FleetState()
+    now = T0 + timedelta(minutes=12)
+    live = now - timedelta(seconds=4)
+    for m in (
+        _status("campus-square-01", 3, 100), _counts("campus-square-01", 3, 102, total=38, entrance=32),
+        _health("campus-square-01", 3, 103, "degraded"),
+        _anomaly("campus-square-01", 3, 104, "overcrowding", "entrance", "critical"),
+        _anomaly("campus-square-01", 3, 105, "counterflow", "entrance", "warning"),
+        _counts("campus-square-01", 3, 109, 38, 32),
+    ):  # fmt: skip
+        fleet.observe(m, retained=False, received_at=live)
+    gone = now - timedelta(minutes=8)
+    for m in (_status("station-hall-02", 12, 5000), _counts("station-hall-02", 12, 5002, 120, 80),
+              _anomaly("station-hall-02", 12, 5003, "camera_tamper", None, "critical")):  # fmt: skip
+        fleet.observe(m, retained=False, received_at=gone - timedelta(minutes=1))
+    fleet.observe(_status("station-hall-02", 12, 5001, offline=True), retained=False, received_at=gone)
+
+    console = Console(width=80, record=True, color_system=None)  # no colour: the words must say it all
+    console.print(fleet_table(fleet.snapshots(), now))
+    text = console.export_text()
+    lines = text.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    assert lines[0].split() == ["device", "status", "health", "people", "anomalies", "seq"]
+    for expected in ("boot 3, 4s ago", "degraded", "4.2fps", "entrance=32", "CRIT crowd@entrance 11m",
+                     "WARN cflow@entrance 11m", "miss 3", "gaps 1", "crowd=overcrowding"):  # fmt: skip
+        assert expected in text, expected
+    offline = text[text.index("station-hall-02") :]
+    assert "OFFLINE" in offline and "stale 8m" in offline, "the offline row's figures are marked stale, with their age"
+    # Its flag's timer stopped at its last message (T0 + 4 min; raised at T0 + 30 s), not 11m and counting.
+    assert "CRIT tamper 3m" in offline
 
 
 def test_table_shows_each_notice_hash_as_on_the_sign_and_who_runs_the_devices_in_the_caption() -> None:
@@ -374,3 +420,21 @@ def test_table_caption_shows_an_operator_name_as_written() -> None:
     console = Console(width=80, record=True, color_system=None)
     console.print(fleet_table(fleet.snapshots(), T0))
     assert "Parks [north] & Co (crowd_safety): 1 device" in " ".join(console.export_text().split())
+
+
+def test_with_devices_named_the_monitor_subscribes_to_their_exact_topics_only() -> None:
+    from appliance.monitor.runner import MonitorOptions, subscriptions
+
+    assert subscriptions(MonitorOptions(broker_url="mqtt://b")) == ["crowdmon/+/#"]
+    topics = subscriptions(MonitorOptions(broker_url="mqtt://b", devices="cam-a, cam-b"))
+    assert "crowdmon/cam-a/anomaly_state" in topics and "crowdmon/cam-b/notice" in topics
+    assert len(topics) == 2 * 6 and not any("+" in t or "#" in t for t in topics)
+
+
+def test_monitor_refuses_a_device_id_that_is_not_one_with_one_line_and_exit_2() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "appliance", "monitor", "--broker", f"mqtt://127.0.0.1:{free_port()}",
+         "--device", "a/#"],
+        capture_output=True, text=True, timeout=60, cwd=str(REPO),
+    )  # fmt: skip
+    assert proc.returncode == 2 and "--device" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1

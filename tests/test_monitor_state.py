@@ -152,6 +152,8 @@ def test_to_dict_is_plain_json_data() -> None:
             "raised_for_s": 30.0,
             "severity": "warning",
             "value": 12.0,
+            "threshold": 10.0,
+            "event_id": data["anomalies"][0]["event_id"],
         }
     ]
     assert data["seq"] == {

@@ -88,7 +88,7 @@ def test_a_server_that_drops_the_tls_handshake_is_an_outage_not_a_refusal(
     pub.publish(counts(0))
     wait_until(lambda: dropping_server.accepted >= 4, timeout_s=30)  # retried with backoff
     stats = pub.stats()
-    assert not stats.connected and stats.pending == 2  # the birth and the counts wait
+    assert not stats.connected and stats.pending == 3  # the birth, the anomaly state and the counts wait
     assert pub.delivery is not None and not isinstance(pub.delivery.status.last_error, BrokerRejected)
     pub.check()  # delivery has not given up
 

@@ -48,14 +48,14 @@ def test_a_backlog_drains_in_order_and_each_acked_message_is_deleted_once_in_bat
     pub = started(cfg_for(mosquitto.url, tmp_path / "o.db"), publishers)
     for i in range(n):
         pub.publish(counts(i))
-    queued = [row.seq for row in pub.outbox.pending(limit=100_000)]  # the birth and the counts
-    assert len(queued) == n + 1
+    queued = [row.seq for row in pub.outbox.pending(limit=100_000)]  # the birth, the anomaly state, the counts
+    assert len(queued) == n + 2
 
     deletes = record_deletes(pub, monkeypatch)
     mosquitto.start()
 
     got = sub.wait_for(lambda ms: len(set(seqs(ms))) == n, timeout_s=60)
-    data = queued[1:]
+    data = queued[2:]  # after the birth and the anomaly state
     assert first_occurrences(seqs(got)) == data, "every seq, in order"
     wait_until(lambda: pub.stats().pending == 0, timeout_s=30)
     deleted = Counter(seq for batch in deletes for seq in batch)

@@ -7,7 +7,7 @@ import io
 import json
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 import jsonschema
 import pytest
@@ -34,7 +34,7 @@ from appliance.publish import (
     export_schemas,
 )
 from appliance.publish.egress import ApprovedPayload, check_json_payload
-from appliance.publish.messages import MESSAGE_TYPES, message_schema
+from appliance.publish.messages import MESSAGE_TYPES, AnomalyStateMessage, message_schema
 
 REPO = Path(__file__).resolve().parent.parent
 NOW = datetime(2024, 5, 1, 12, 0, 0, tzinfo=timezone.utc)
@@ -300,13 +300,15 @@ def test_stdout_publisher_prints_one_json_line_per_message(cfg: ApplianceConfig)
 
     lines = [json.loads(line) for line in out.getvalue().splitlines()]
     assert [line["topic"] for line in lines] == [
-        "site/a/cam-01/status", "site/a/cam-01/counts", "site/a/cam-01/health", "site/a/cam-01/status",
-    ]
-    birth, counts, health, death = (line["payload"] for line in lines)
+        "site/a/cam-01/status", "site/a/cam-01/anomaly_state", "site/a/cam-01/counts", "site/a/cam-01/health",
+        "site/a/cam-01/status",
+    ]  # fmt: skip
+    birth, state, counts, health, death = (line["payload"] for line in lines)
     assert (birth["state"], death["state"]) == ("online", "offline")
     assert birth["models"] == [{"name": "centerface-int8", "sha256": SHA}]
-    # Birth and death take the two seqs reserved at start; data follows.
-    assert [birth["seq"], death["seq"], counts["seq"], health["seq"]] == [1, 2, 3, 4]
+    # Birth and death take the two seqs reserved at start; the boot's empty anomaly state and data follow.
+    assert [birth["seq"], death["seq"], state["seq"], counts["seq"], health["seq"]] == [1, 2, 3, 4, 5]
+    assert (state["active"], state["not_listed"]) == ([], 0)
     assert health["outbox"]["pending"] == 0 and health["state"] == "ok", "nothing waits: printed at once"
     for line in lines:
         kind = line["topic"].rsplit("/", 1)[1]
@@ -318,9 +320,44 @@ def test_stdout_publisher_refuses_status_from_the_pipeline(cfg: ApplianceConfig)
     pub.start()
     with pytest.raises(EgressError, match="status_managed"):
         pub.publish(StatusMessage(config_hash="abcdef01", board="x", started_at=NOW, state="offline"))
+    with pytest.raises(EgressError, match="state_managed"):
+        pub.publish(AnomalyStateMessage())
     assert pub.stats().egress_refused == 0  # a programming error, caught before the policy
 
 
 def test_publish_before_start_is_an_error(cfg: ApplianceConfig) -> None:
     with pytest.raises(RuntimeError, match="before start"):
         publisher_for(cfg, stream=io.StringIO()).publish(sample_counts())
+
+
+def test_each_raise_and_clear_is_followed_by_the_flags_active_now(cfg: ApplianceConfig) -> None:
+    out = io.StringIO()
+    pub = publisher_for(cfg, stream=out)
+    pub.start()
+
+    def event(kind: str, zone: Optional[str], state: str, event_id: str) -> AnomalyMessage:
+        return AnomalyMessage(
+            type=kind, event_id=event_id * 32, zone=zone, state=state, value=12.0, threshold=10.0, since=NOW  # type: ignore[arg-type]
+        )
+
+    pub.publish(event("overcrowding", "entrance", "raised", "a"))
+    pub.publish(event("camera_tamper", None, "raised", "b"))
+    pub.publish(event("overcrowding", "entrance", "cleared", "a"))
+    pub.close(clean=True)
+    states = [json.loads(line)["payload"] for line in out.getvalue().splitlines() if "anomaly_state" in line]
+    for state in states:
+        jsonschema.validate(state, message_schema(AnomalyStateMessage))
+    active = [[(a["type"], a["zone"], a["event_id"][0]) for a in s["active"]] for s in states]
+    assert active == [
+        [],  # right after the birth: a new boot has nothing raised
+        [("overcrowding", "entrance", "a")],
+        [("overcrowding", "entrance", "a"), ("camera_tamper", None, "b")],
+        [("camera_tamper", None, "b")],
+    ]
+    assert states[1]["active"][0] | {"event_id": "", "since": ""} == {
+        "type": "overcrowding", "event_id": "", "zone": "entrance", "since": "", "severity": "warning",
+        "value": 12.0, "threshold": 10.0, "baseline": None, "reason": "",
+    }  # fmt: skip
+    # Each state directly follows the event it reflects.
+    seqs = [json.loads(line)["payload"]["seq"] for line in out.getvalue().splitlines()]
+    assert seqs == [1, 3, 4, 5, 6, 7, 8, 9, 2]  # birth, state, (event, state) x 3, death at its reserved seq

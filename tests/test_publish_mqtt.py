@@ -8,10 +8,11 @@ import signal
 import sqlite3
 import time
 from pathlib import Path
+from typing import List
 
 import jsonschema
 import pytest
-from support.brokers import Broker, free_port
+from support.brokers import Broker, Received, free_port
 from support.publishing import (
     DEVICE,
     SHA,
@@ -61,7 +62,9 @@ def test_counts_arrive_and_parse_and_status_is_retained_online(
     birth = next(m for m in got if m.topic.endswith("/status")).payload
     assert birth["state"] == "online" and birth["models"] == [{"name": "ssdlite-person-int8", "sha256": SHA}]
     data = first_occurrences([m.payload["seq"] for m in got if not m.topic.endswith("/status")])
-    assert data == sorted(data) and data == list(range(birth["seq"] + 2, birth["seq"] + 7))
+    # After the birth and its reserved death seq: the boot's empty anomaly state, 3 counts, the
+    # anomaly, the state listing it, health.
+    assert data == sorted(data) and data == list(range(birth["seq"] + 2, birth["seq"] + 9))
     assert seqs(got, "health") and got[-1].payload["outbox"]["egress_refused"] == 0
 
     # A control room connecting later is told the device is online by the retained birth.
@@ -114,8 +117,8 @@ def test_unreachable_broker_keeps_buffering_and_reports_it(tmp_path: Path, publi
         pub.connect(timeout_s=1)
     pub.publish(counts(0))
     stats = pub.stats()
-    # The birth waits too: it is the first row of this boot's backlog.
-    assert stats.pending == 2 and not stats.connected and "cannot connect" in (stats.last_error or "")
+    # The birth and the boot's empty anomaly state wait too: the first rows of this boot's backlog.
+    assert stats.pending == 3 and not stats.connected and "cannot connect" in (stats.last_error or "")
 
 
 def test_refused_credentials_give_a_clear_error(locked_mosquitto: Broker, tmp_path: Path, publishers) -> None:
@@ -232,9 +235,13 @@ def test_sigkill_at_random_points_loses_no_seq(mosquitto: Broker, tmp_path: Path
         boot_id = box.boot_id
     finally:
         box.close()
-    data_expected = [s for s in range(1, last_seq + 1) if s not in reserved]
-    got = sub.wait_for(lambda ms: set(seqs(ms)) >= set(data_expected), timeout_s=30)
-    received = seqs(got)
+    data_expected = [s for s in range(1, last_seq + 1) if s not in reserved]  # counts and anomaly states
+
+    def data(ms: List[Received]) -> List[int]:
+        return [m.payload["seq"] for m in ms if not m.topic.endswith("/status")]
+
+    got = sub.wait_for(lambda ms: set(data(ms)) >= set(data_expected), timeout_s=30)
+    received = data(got)
     assert sorted(set(received)) == data_expected, "no seq lost and none invented"
     assert first_occurrences(received) == data_expected, "delivered in seq order across restarts"
     # Kills before start() leave no boot behind; every boot that started announced itself.

@@ -6,110 +6,49 @@ every counts message delivered, in seq order, and a broker restart loses nothing
 resends what was not acknowledged; the control room's durable session keeps what was routed).
 
 The broker runs as its own Erlang node on loopback only (AMQP, MQTT, distribution and epmd ports
-all free ports on 127.0.0.1), with its data in the test's tmp_path. Skipped where
+all free ports on 127.0.0.1), with its data in the test's tmp_path, started by the same helper as
+the three-node cluster (scripts/rabbitmq_nodes.py). Skipped where
 ``rabbitmq-server`` is not installed.
 """
 
 from __future__ import annotations
 
-import os
-import shutil
-import signal
-import socket
-import subprocess
-import time
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional
+from typing import Iterator, List
 
 import pytest
-from support.brokers import Broker, Subscriber, free_port
+from support.brokers import Broker, Subscriber
 from support.publishing import counts, make_cfg, seqs, started
+from support.repo import load_script
 from support.waiting import wait_until
 
 from appliance.publish import MqttPublisher
 
-RABBITMQ = Path("/usr/lib/rabbitmq/bin/rabbitmq-server")
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(
-        not RABBITMQ.exists() or shutil.which("erl") is None,
-        reason="rabbitmq-server is not installed (apt-get install -y rabbitmq-server)",
-    ),
-]
+nodes = load_script("rabbitmq_nodes")
+MISSING = nodes.rabbitmq_missing()
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(MISSING is not None, reason=str(MISSING))]
 
 
 class RabbitMq:
-    """One RabbitMQ node with the MQTT plugin, bound to 127.0.0.1; stoppable and restartable."""
+    """One RabbitMQ node (scripts/rabbitmq_nodes.py) as the shared fixtures' helpers expect it."""
 
     def __init__(self, work: Path) -> None:
-        self.work = work
-        self.mqtt_port = free_port()
-        self.log = work / "rabbitmq.out"
-        amqp_port, dist_port, epmd_port = free_port(), free_port(), free_port()
-        (work / "rabbitmq.conf").write_text(
-            f"listeners.tcp.1 = 127.0.0.1:{amqp_port}\n"
-            f"mqtt.listeners.tcp.1 = 127.0.0.1:{self.mqtt_port}\n"
-            "mqtt.allow_anonymous = true\n"
-            "loopback_users = none\n"
-        )
-        (work / "enabled_plugins").write_text("[rabbitmq_mqtt].\n")
-        self.env: Dict[str, str] = {
-            **os.environ,
-            "HOME": str(work),  # the Erlang cookie lives here
-            "RABBITMQ_CONFIG_FILE": str(work / "rabbitmq.conf"),
-            "RABBITMQ_ENABLED_PLUGINS_FILE": str(work / "enabled_plugins"),
-            "RABBITMQ_MNESIA_BASE": str(work / "mnesia"),
-            "RABBITMQ_LOG_BASE": str(work / "log"),
-            "RABBITMQ_PLUGINS_EXPAND_DIR": str(work / "plugins-expand"),
-            "RABBITMQ_PID_FILE": str(work / "rabbitmq.pid"),
-            "RABBITMQ_NODENAME": f"crowdtest{self.mqtt_port}@localhost",
-            "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1",
-            "RABBITMQ_NODE_PORT": str(amqp_port),
-            "RABBITMQ_DIST_PORT": str(dist_port),
-            "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": "-kernel inet_dist_use_interface {127,0,0,1}",
-            "ERL_EPMD_ADDRESS": "127.0.0.1",
-            "ERL_EPMD_PORT": str(epmd_port),
-        }
-        self.proc: Optional[subprocess.Popen[bytes]] = None
+        self.cluster = nodes.RabbitCluster(work, size=1)
+        self.node = self.cluster.nodes[0]
 
     @property
     def broker(self) -> Broker:
-        """The address as the shared fixtures' Subscriber expects it."""
-        return Broker(self.mqtt_port, self.work / "rabbitmq.conf", self.work)
+        return Broker(self.node.mqtt_port, self.node.work / "rabbitmq.conf", self.node.work)
 
     @property
     def url(self) -> str:
-        return f"mqtt://127.0.0.1:{self.mqtt_port}"
+        return str(self.node.url)
 
-    def start(self, timeout_s: float = 120.0) -> None:
-        with open(self.log, "ab") as out:
-            self.proc = subprocess.Popen(
-                [str(RABBITMQ)], env=self.env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-            )
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"rabbitmq-server exited: {self.log.read_text()[-3000:]}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.mqtt_port), timeout=0.5):
-                    return
-            except OSError:
-                time.sleep(0.2)
-        tail = self.log.read_text()[-3000:]
-        raise RuntimeError(f"RabbitMQ's MQTT listener did not open within {timeout_s} s: {tail}")
+    def start(self) -> None:
+        self.node.start()
 
     def stop(self) -> None:
-        """SIGTERM to the node: an orderly shutdown that keeps durable queues. Then its epmd goes."""
-        if self.proc is None:
-            return
-        os.killpg(self.proc.pid, signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
-        subprocess.run(["epmd", "-kill"], env=self.env, capture_output=True, check=False)
-        self.proc = None
+        self.node.stop()
 
 
 @pytest.fixture
@@ -117,9 +56,9 @@ def rabbitmq(tmp_path: Path) -> Iterator[RabbitMq]:
     work = tmp_path / "rabbitmq"
     work.mkdir()
     node = RabbitMq(work)
-    node.start()
+    node.cluster.start()
     yield node
-    node.stop()
+    node.cluster.stop()
 
 
 def counts_seqs(sub: Subscriber) -> List[int]:
@@ -156,3 +95,36 @@ def test_the_311_path_keeps_the_outbox_guarantees_through_a_rabbitmq_restart(
         assert order == first
     finally:
         control.close()
+
+
+def test_a_late_monitor_reads_retained_state_on_rabbitmq_only_on_exact_topics(
+    rabbitmq: RabbitMq, tmp_path: Path, publishers: List[MqttPublisher]
+) -> None:
+    """RabbitMQ (3.10) hands retained messages only to subscriptions without a wildcard: a monitor on
+    ``{prefix}/+/#`` started after the device went quiet sees nothing of it; with ``--device`` it
+    subscribes to the device's exact topics and gets its birth and the flags active now."""
+    import json
+    import subprocess
+    import sys
+
+    from support.repo import REPO
+
+    from appliance.publish import AnomalyMessage, utcnow
+
+    pub = started(make_cfg(rabbitmq.url, tmp_path, protocol="3.1.1"), publishers)
+    pub.connect(timeout_s=30)
+    pub.publish(AnomalyMessage(type="overcrowding", event_id="e" * 32, zone="hall", state="raised", value=31,
+                               threshold=30, since=utcnow()))  # fmt: skip
+    wait_until(lambda: pub.stats().pending == 0, timeout_s=30)
+
+    def monitor(*extra: str) -> List[dict]:
+        proc = subprocess.run(
+            [sys.executable, "-m", "appliance", "monitor", "--broker", rabbitmq.url, "--json", "--once", *extra],
+            capture_output=True, text=True, timeout=60, cwd=str(REPO),
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        return [json.loads(line) for line in proc.stdout.splitlines()]
+
+    assert monitor() == [], "a wildcard subscription gets no retained message from RabbitMQ"
+    (seen,) = monitor("--device", "cam-07")
+    assert seen["online"] is True and [(a["type"], a["zone"]) for a in seen["anomalies"]] == [("overcrowding", "hall")]

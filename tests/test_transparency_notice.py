@@ -20,7 +20,9 @@ from appliance.publish.messages import (
     MAX_LINES,
     MAX_ZONES,
     MESSAGE_TYPES,
+    ActiveAnomaly,
     AnomalyMessage,
+    AnomalyStateMessage,
     CameraHealth,
     CountsMessage,
     CountStats,
@@ -69,6 +71,9 @@ def _full_messages() -> Dict[str, Message]:
         "counts": counts,
         "anomalies": AnomalyMessage(type="overcrowding", event_id="d" * 32, zone="walkway", state="raised",
                                     value=13, threshold=12, baseline=4, since=NOW),
+        "anomaly_state": AnomalyStateMessage(active=[ActiveAnomaly(
+            type="overcrowding", event_id="d" * 32, zone="walkway", since=NOW, value=13, threshold=12, baseline=4,
+        )]),
         "health": HealthMessage(
             state="ok", fps=5, latency_ms={"anonymize": LatencyStats(p50=1, p95=2)},
             frames=FrameCounters(captured=3, analyzed=2, dropped={"too_slow": 1}),

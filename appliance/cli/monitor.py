@@ -12,7 +12,8 @@ def cmd_monitor(args: argparse.Namespace) -> int:
     from appliance.monitor.runner import MonitorOptions, run_monitor
 
     opts = MonitorOptions(
-        broker_url=args.broker,
+        broker_url=",".join(args.broker),
+        devices=",".join(args.device),
         prefix=args.prefix,
         json=args.json,
         once=args.once,
@@ -39,8 +40,23 @@ def _positive_seconds(text: str) -> float:
 
 def add_parsers(sub: Any) -> None:
     p = sub.add_parser("monitor", help="live read-only view of a fleet: status, counts, anomalies, health, seq gaps")
-    p.add_argument("--broker", metavar="URL", required=True, help="mqtt://host:port or mqtts://host:port")
+    p.add_argument(
+        "--broker",
+        metavar="URL",
+        required=True,
+        action="append",
+        help="mqtt://host:port or mqtts://host:port; several (repeated, or comma-separated) for the nodes of one "
+        "cluster: tried in order, the next one when the one in use is lost",
+    )
     p.add_argument("--prefix", default="crowdmon", metavar="P", help="the devices' mqtt.topic_prefix")
+    p.add_argument(
+        "--device",
+        metavar="ID",
+        action="append",
+        default=[],
+        help="watch only this device (repeated, or comma-separated), on its exact topics: needed for retained "
+        "messages on RabbitMQ, which hands none to a wildcard subscription",
+    )
     p.add_argument("--json", action="store_true", help="one JSON line per device update instead of the table")
     p.add_argument("--once", action="store_true", help="print one fleet snapshot after --duration (3 s), then exit")
     p.add_argument("--duration", type=_positive_seconds, metavar="S", help="stop after S seconds (default: Ctrl-C)")

@@ -93,7 +93,7 @@ class BrokerIdentity:
         if cfg.url is None:
             raise InputError("no broker URL configured", field="mqtt.url")
         return cls(
-            address=parse_url(cfg.url),
+            address=parse_url(cfg.urls[0]),  # a list shares one identity (and scheme): its first
             username=cfg.username,
             password_file=cfg.password_file,
             password_env=cfg.password_env,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal, Optional
+from typing import List, Literal, Optional, Union
 
 from pydantic import Field, field_validator
 
@@ -20,9 +20,16 @@ class MqttTlsConfig(Strict):
     insecure_skip_verify: bool = Field(False, description="Never in production: skips hostname checks")
 
 
+# Brokers one device may be given (the nodes of one cluster, or a primary and its standby).
+MAX_BROKER_URLS = 8
+
+
 class MqttConfig(Strict):
-    url: Optional[str] = Field(
-        None, description="mqtt://host:port or mqtts://host:port. None: print messages on stdout instead"
+    url: Optional[Union[str, List[str]]] = Field(
+        None,
+        description="mqtt://host:port or mqtts://host:port, or a list of them: the nodes of one broker cluster, "
+        "all with the same TLS identity, tried in order; the device stays on one while it works. "
+        "None: print messages on stdout instead",
     )
     topic_prefix: str = Field(
         "crowdmon", pattern=TOPIC_PREFIX_PATTERN, description="Topics are {prefix}/{device_id}/..."
@@ -50,13 +57,35 @@ class MqttConfig(Strict):
 
     @field_validator("url")
     @classmethod
-    def _broker_address(cls, v: Optional[str]) -> Optional[str]:
-        if v is not None:
+    def _broker_address(cls, v: Optional[Union[str, List[str]]]) -> Optional[Union[str, List[str]]]:
+        if v is None:
+            return v
+        if isinstance(v, str):
             try:
                 parse_broker_url(v)
             except BrokerUrlError as exc:
                 raise ValueError(str(exc)) from None
+            return v
+        if not v:
+            raise ValueError("is an empty list: give at least one broker URL, or leave mqtt.url out")
+        if len(v) > MAX_BROKER_URLS:
+            raise ValueError(f"lists {len(v)} brokers; at most {MAX_BROKER_URLS}")
+        schemes = set()
+        for i, url in enumerate(v):
+            try:
+                schemes.add(parse_broker_url(url).scheme)
+            except BrokerUrlError as exc:
+                raise ValueError(f"[{i}] {url!r} {exc}") from None
+        if len(schemes) > 1:
+            raise ValueError("mixes mqtt:// and mqtts://: every broker of the list uses the same TLS identity")
+        if len({parse_broker_url(url) for url in v}) < len(v):
+            raise ValueError("names one broker twice")
         return v
+
+    @property
+    def urls(self) -> List[str]:
+        """Every configured broker URL, in the order the device tries them (empty: none)."""
+        return [] if self.url is None else [self.url] if isinstance(self.url, str) else list(self.url)
 
     @field_validator("qos", mode="before")
     @classmethod

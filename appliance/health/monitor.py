@@ -65,7 +65,12 @@ def link_health(stats: PublisherStats) -> LinkHealth:
     error = stats.last_error
     if error is not None and len(error) > MAX_ERROR_CHARS:
         error = error[: MAX_ERROR_CHARS - 3] + "..."
-    return LinkHealth(connected=stats.connected, last_error=error, seconds_since_puback=stats.seconds_since_puback)
+    return LinkHealth(
+        connected=stats.connected,
+        last_error=error,
+        seconds_since_puback=stats.seconds_since_puback,
+        broker=stats.broker,
+    )
 
 
 class HealthMonitor:

@@ -21,17 +21,19 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Optional, TextIO, Tuple
+from typing import Any, List, Optional, TextIO, Tuple
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 from pydantic import ValidationError
 
 from appliance.config.broker_identity import MONITOR_FLAGS, BrokerIdentity, parse_url
+from appliance.config.broker_url import BrokerAddress
 from appliance.errors import InputError
 from appliance.monitor.state import FleetState
 from appliance.monitor.view import fleet_table, json_line
-from appliance.names import TOPIC_PREFIX_PATTERN
+from appliance.names import NAME_PATTERN, TOPIC_PREFIX_PATTERN
+from appliance.publish.brokers import BrokerList
 from appliance.publish.client import BrokerRejected, BrokerUnreachable
 from appliance.publish.discovery import COMPONENTS
 from appliance.publish.egress import PROBE_KIND
@@ -46,7 +48,7 @@ _Received = Tuple[str, bytes, bool, datetime]
 
 @dataclass(frozen=True)
 class MonitorOptions:
-    broker_url: str
+    broker_url: str  # one URL, or several separated by commas: the nodes of one cluster, tried in order
     prefix: str = "crowdmon"
     json: bool = False
     once: bool = False
@@ -58,6 +60,20 @@ class MonitorOptions:
     cert_file: Optional[str] = None
     key_file: Optional[str] = None
     connect_timeout_s: float = 10.0
+    # Watch only these devices, on their exact topics (no wildcard): RabbitMQ hands retained
+    # messages only to subscriptions without one. Comma-separated; empty: every device, {prefix}/+/#.
+    devices: str = ""
+
+
+def subscriptions(opts: MonitorOptions) -> List[str]:
+    """The topic filters the monitor subscribes to: ``{prefix}/+/#``, or each listed device's topics."""
+    devices = [d.strip() for d in opts.devices.split(",") if d.strip()]
+    for device in devices:
+        if not re.fullmatch(NAME_PATTERN, device):
+            raise InputError(f"{device[:40]!r} is not a device id ([A-Za-z0-9_-]{{1,64}})", field="--device")
+    if not devices:
+        return [f"{opts.prefix}/+/#"]
+    return [f"{opts.prefix}/{d}/{kind}" for d in devices for kind in (*MESSAGE_TYPES, NOTICE_KIND)]
 
 
 def check_prefix(prefix: str) -> str:
@@ -73,10 +89,21 @@ def check_prefix(prefix: str) -> str:
     return prefix
 
 
+def broker_addresses(urls: str) -> List[BrokerAddress]:
+    """``--broker``: one URL or a comma-separated list, one TLS identity for all (as ``mqtt.url``)."""
+    addresses = [parse_url(url.strip(), field="--broker") for url in urls.split(",") if url.strip()]
+    if not addresses:
+        raise InputError("needs a broker URL", field="--broker")
+    if len({a.tls for a in addresses}) > 1:
+        raise InputError("mixes mqtt:// and mqtts://: one list, one set of TLS files", field="--broker")
+    return addresses
+
+
 def _client(opts: MonitorOptions, inbox: queue.Queue[_Received], connack: queue.Queue[Any]) -> paho.Client:
     check_prefix(opts.prefix)
+    brokers = BrokerList(broker_addresses(opts.broker_url))
     identity = BrokerIdentity(
-        address=parse_url(opts.broker_url, field="--broker"),
+        address=brokers.current,  # one identity for the whole list (one scheme, one set of TLS files)
         username=opts.username,
         password_file=opts.password_file,
         ca_file=opts.ca_file,
@@ -96,24 +123,48 @@ def _client(opts: MonitorOptions, inbox: queue.Queue[_Received], connack: queue.
     ctx = identity.tls_context()
     if ctx is not None:
         client.tls_set_context(ctx)
-    topic = f"{opts.prefix}/+/#"
+    topics = subscriptions(opts)
 
     def on_connect(c: paho.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
         if not reason.is_failure:
-            c.subscribe(topic, qos=1)
+            for first in range(0, len(topics), 100):  # a few SUBSCRIBE packets, not one per topic
+                c.subscribe([(t, 1) for t in topics[first : first + 100]])
         connack.put(reason)
 
     def on_message(c: paho.Client, userdata: Any, msg: Any) -> None:
         inbox.put((msg.topic, bytes(msg.payload), bool(msg.retain), datetime.now(timezone.utc)))
 
+    def on_disconnect(c: paho.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
+        # Lost: paho's loop reconnects, to the next broker of the list (a cluster's other node).
+        if len(brokers.addresses) > 1 and getattr(reason, "is_failure", False):  # not our own disconnect()
+            lost = brokers.current
+            brokers.unreachable()
+            log.warning("lost %s; reconnecting to %s", lost, brokers.current)
+            c.connect_async(brokers.current.host, brokers.current.port, keepalive=30)
+
     client.on_connect = on_connect
     client.on_message = on_message
+    client.on_disconnect = on_disconnect
+    client.user_data_set(brokers)
     client.reconnect_delay_set(1, 30)
     return client
 
 
 def _connect(client: paho.Client, opts: MonitorOptions, connack: queue.Queue[Any]) -> None:
-    address = parse_url(opts.broker_url, field="--broker")
+    """The first broker of the list that answers; a refusal ends it (every node would refuse)."""
+    brokers = client.user_data_get()
+    assert isinstance(brokers, BrokerList)
+    for _ in brokers.addresses:
+        try:
+            return _connect_to(client, brokers.current, opts, connack)
+        except BrokerUnreachable as exc:
+            if len(brokers.addresses) == 1 or brokers.hops + 1 >= len(brokers.addresses):
+                raise
+            log.warning("%s; trying the next broker", exc)
+            brokers.unreachable()
+
+
+def _connect_to(client: paho.Client, address: BrokerAddress, opts: MonitorOptions, connack: queue.Queue[Any]) -> None:
     try:
         client.connect(address.host, address.port, keepalive=30)
     except ssl.SSLError as exc:
@@ -258,4 +309,5 @@ def _now() -> datetime:
 
 
 def _title(opts: MonitorOptions) -> str:
-    return f"{opts.broker_url} {opts.prefix}/+/#"
+    watched = len([d for d in opts.devices.split(",") if d.strip()])
+    return f"{opts.broker_url} {opts.prefix}/" + (f"<{watched} devices>/+" if watched else "+/#")

@@ -17,6 +17,11 @@ Feed every parsed message with :meth:`FleetState.observe` (in arrival order) and
   and reserve its death seq, but do not start the seq baseline, or a monitor started mid-stream
   would report everything between the stored birth and the first live message as a gap.
 
+Anomaly flags: the retained ``anomaly_state`` (every flag active now) replaces what the monitor
+holds for the device, so flags raised before the monitor started are shown; ``anomalies`` events
+newer than the last state update it in between (and are all there is from older devices). States
+and events of an older boot than the device's newest birth are old news.
+
 The retained public notice has no envelope and no seq: :meth:`FleetState.observe_notice` keeps who
 runs the device, why, and the sha256 of the payload, which the birth's ``notice_hash`` must name.
 """
@@ -33,6 +38,7 @@ from appliance.monitor.seq_ranges import MissingRanges
 from appliance.publish.messages import (
     Stamped,
     StampedAnomalyMessage,
+    StampedAnomalyStateMessage,
     StampedCountsMessage,
     StampedHealthMessage,
     StampedStatusMessage,
@@ -54,13 +60,17 @@ def _iso(t: datetime) -> str:
 
 
 @dataclass(frozen=True)
-class ActiveAnomaly:
+class FlagSeen:
+    """An anomaly flag the monitor holds as raised (from an event or the retained state)."""
+
     type: str
     zone: Optional[str]
     since: datetime
     severity: str
     value: float
     boot_id: int
+    event_id: Optional[str] = None
+    threshold: Optional[float] = None
 
     def raised_for_s(self, now: datetime) -> float:
         return max(0.0, (now - self.since).total_seconds())
@@ -104,7 +114,7 @@ class DeviceSnapshot:
     camera_ok: Optional[bool]
     health: Optional[str]
     fps: Optional[float]
-    anomalies: List[ActiveAnomaly]
+    anomalies: List[FlagSeen]
     seq: SeqStats
     notice: Optional[NoticeSeen] = None
     # False: the birth names another notice than the one received (for an instant after a restart
@@ -140,6 +150,8 @@ class DeviceSnapshot:
                     "raised_for_s": round(a.raised_for_s(now), 1),
                     "severity": a.severity,
                     "value": a.value,
+                    "threshold": a.threshold,
+                    "event_id": a.event_id,
                 }
                 for a in self.anomalies
             ],
@@ -227,9 +239,15 @@ class _Device:
     counts: Optional[StampedCountsMessage] = None
     health: Optional[StampedHealthMessage] = None
     last_seen: Optional[datetime] = None
-    anomalies: Dict[Tuple[str, Optional[str]], ActiveAnomaly] = field(default_factory=dict)
+    anomalies: Dict[Tuple[str, Optional[str]], FlagSeen] = field(default_factory=dict)
+    state_at: Tuple[int, int] = (0, 0)  # (boot_id, seq) of the anomaly state the flags were last set from
     notice: Optional[NoticeSeen] = None
     audit: AuditHeadTracker = field(default_factory=AuditHeadTracker)
+
+
+def _newest_birth(dev: _Device) -> int:
+    status = dev.status
+    return 0 if status is None or status.state != "online" else status.boot_id
 
 
 class FleetState:
@@ -268,13 +286,22 @@ class FleetState:
         elif isinstance(msg, StampedHealthMessage):
             if dev.health is None or (msg.boot_id, msg.seq) >= (dev.health.boot_id, dev.health.seq):
                 dev.health = msg
-        elif isinstance(msg, StampedAnomalyMessage):
-            # Paired by event_id where the payload carries one (devices from before it was added do
-            # not), else by (type, zone).
-            event_id = getattr(msg, "event_id", None)
-            key: Tuple[str, Optional[str]] = ("event_id", str(event_id)) if event_id else (msg.type, msg.zone)
+        elif isinstance(msg, StampedAnomalyStateMessage):
+            if (msg.boot_id, msg.seq) > dev.state_at and msg.boot_id >= _newest_birth(dev):
+                dev.state_at = (msg.boot_id, msg.seq)
+                dev.anomalies = {
+                    ("event_id", a.event_id): FlagSeen(
+                        a.type, a.zone, a.since, a.severity, a.value, msg.boot_id, a.event_id, a.threshold
+                    )
+                    for a in msg.active
+                }
+        elif isinstance(msg, StampedAnomalyMessage) and (msg.boot_id, msg.seq) > dev.state_at:
+            # Paired by event_id. An event older than the state already applied is in that state.
+            key: Tuple[str, Optional[str]] = ("event_id", msg.event_id)
             if msg.state == "raised":
-                dev.anomalies[key] = ActiveAnomaly(msg.type, msg.zone, msg.since, msg.severity, msg.value, msg.boot_id)
+                dev.anomalies[key] = FlagSeen(
+                    msg.type, msg.zone, msg.since, msg.severity, msg.value, msg.boot_id, msg.event_id, msg.threshold
+                )
             else:
                 dev.anomalies.pop(key, None)
         return msg.device_id

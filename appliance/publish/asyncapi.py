@@ -8,7 +8,7 @@ MQTT 5 expiry on counts from the config schema's default. A test keeps the commi
 :func:`render` and validates it against the AsyncAPI 3.0.0 specification's own JSON Schema.
 Regenerate with ``python -m appliance.publish.asyncapi > docs/asyncapi.yaml``.
 
-The document describes the appliance as the application: it *sends* on the four message channels
+The document describes the appliance as the application: it *sends* on the five message channels
 ``{prefix}/{device_id}/{kind}``, its retained ``notice``, the ``selftest`` probe and, when enabled,
 the Home Assistant discovery configs (everything a broker ACL must let it write), and receives nothing.
 """
@@ -63,6 +63,8 @@ def _when(kind: str) -> str:
         "counts": f"Every `publish.interval_s` (default {publish['interval_s'].default:g} s): "
         "aggregated counts over one window.",
         "anomalies": "When an anomaly flag is raised or cleared.",
+        "anomaly_state": "After every raise and clear, and (empty) right after every birth: the flags active now, "
+        "for late subscribers; replaces the last one.",
         "health": f"Every `publish.health_interval_s` (default {publish['health_interval_s'].default:g} s).",
     }[kind]
 
@@ -217,7 +219,8 @@ def build_document(counts_expiry_s: Optional[int] = None) -> Dict[str, Any]:
             "version": appliance.__version__,
             "description": (
                 "What a crowd-appliance publishes: anonymized aggregates only (counts, anomaly flags, health, "
-                "status), as JSON over MQTT at QoS 1. Every message of these four kinds carries the envelope "
+                "status, the anomaly flags active now), as JSON over MQTT at QoS 1. Every message of these five "
+                "kinds carries the envelope "
                 "`device_id`, `boot_id`, `seq`, `sent_at`; deduplicate by `(device_id, boot_id, seq)`. Besides "
                 "them the device writes its retained public notice, the empty probe of `appliance selftest` and, "
                 "when enabled, Home Assistant discovery configs. The appliance subscribes to nothing. Generated "

@@ -13,7 +13,8 @@ What it adds over a bare paho client:
   :class:`BrokerRejected` (wrong CA, host name mismatch, bad credentials, not authorised; retried
   only every ``reconnect_max_s`` until someone fixes the config or the broker) and
   :class:`BrokerUnreachable` (network, a server that closes mid-handshake; store-and-forward keeps
-  buffering and retrying with backoff).
+  buffering and retrying with backoff, on the next broker when ``mqtt.url`` lists several:
+  :mod:`~appliance.publish.brokers`).
 * It subscribes to nothing: the device takes no commands over MQTT.
 
 paho's network thread (``loop_start``) reads, writes and pings; the delivery thread that owns the
@@ -38,9 +39,11 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from appliance.config.broker_identity import BrokerIdentity
+from appliance.config.broker_identity import BrokerIdentity, parse_url
+from appliance.config.broker_url import BrokerAddress
 from appliance.config.schema import MqttConfig
 from appliance.errors import BrokerError
+from appliance.publish.brokers import BrokerList
 from appliance.publish.egress import ApprovedPayload, EgressPolicy
 
 log = logging.getLogger(__name__)
@@ -86,7 +89,7 @@ class MqttLink:
         self.cfg = cfg
         self.identity = BrokerIdentity.from_config(cfg)
         self.identity.check()
-        self.address = self.identity.address
+        self.brokers = BrokerList([parse_url(url) for url in cfg.urls])  # mqtt.url: one, or a list
         self.client_id = client_id
         self._on_ack = on_ack
         self._password = self.identity.password()
@@ -108,6 +111,11 @@ class MqttLink:
         # The last expiry's PUBLISH properties: a backlog's counts mostly share one expiry in whole
         # seconds, and paho only reads a message's properties.
         self._expiry_props: Optional[Tuple[int, Properties]] = None
+
+    @property
+    def address(self) -> BrokerAddress:
+        """The broker this link connects to now (the next in the list after it was unreachable)."""
+        return self.brokers.current
 
     # ------------------------------------------------------------------ setup
 
@@ -177,7 +185,13 @@ class MqttLink:
 
     def connect(self, timeout_s: Optional[float] = None) -> None:
         """One connection attempt: TCP, TLS, CONNECT, CONNACK. Raises a classified BrokerError."""
-        timeout_s = timeout_s or self.cfg.connect_timeout_s
+        try:
+            self._connect(timeout_s or self.cfg.connect_timeout_s)
+        except BrokerUnreachable:
+            self.brokers.unreachable()  # a refusal (BrokerRejected) stays: every node would refuse us
+            raise
+
+    def _connect(self, timeout_s: float) -> None:
         try:
             self._connect_once(timeout_s)
         except BrokerError as exc:
@@ -281,6 +295,7 @@ class MqttLink:
         if self._lost and self._client is not None:
             self._fail(BrokerUnreachable(f"{self.address}: connection lost ({self._lost_reason})"))
             self.close_socket()
+            self.brokers.unreachable()
         return self.connected
 
     def publish(
@@ -376,7 +391,13 @@ def check_broker(mqtt: MqttConfig, device_id: str, timeout_s: float = 10.0) -> s
         client_id=f"{mqtt.client_id or device_id}-selftest",
         on_ack=lambda mid, refused: result.__setitem__(mid, refused),
     )
-    link.connect(timeout_s)
+    for tried in range(1, len(link.brokers.addresses) + 1):
+        try:
+            link.connect(timeout_s)  # the device's own order: the next broker of a list when one is unreachable
+            break
+        except BrokerUnreachable:
+            if tried == len(link.brokers.addresses):
+                raise
     v5 = link.protocol == MQTTProtocolVersion.MQTTv5
     where = f"{link.address}: connected (MQTT {'5' if v5 else '3.1.1'}{', TLS' if link.address.tls else ''})"
     probe = EgressPolicy(topic_prefix=mqtt.topic_prefix, device_id=device_id, max_payload_bytes=1024).probe()

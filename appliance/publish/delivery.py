@@ -24,8 +24,8 @@ Other threads see this thread's state only as :class:`DeliveryStatus`, an immuta
 replaces under one lock.
 
 Order: the current boot's birth is a row of the backlog at its own seq, so it never overtakes an
-older backlog; once delivered it is republished (retained) first on every later reconnect. Status
-rows of earlier boots (births and deaths recovered from an outage) are history, sent unretained.
+older backlog; once delivered it is republished (retained) first on every later reconnect, and so
+is the last acknowledged anomaly state (:mod:`anomaly_state`). Earlier boots' status rows are history.
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ from paho.mqtt.enums import MQTTProtocolVersion
 
 from appliance.config.schema import MqttConfig
 from appliance.errors import BrokerError, DeliveryFailed
+from appliance.publish.anomaly_state import LatestState
 from appliance.publish.backoff import FullJitterBackoff
 from appliance.publish.client import BrokerRejected, MqttLink
 from appliance.publish.clock import Clock
@@ -172,6 +173,7 @@ class DeliveryLoop:
         self._storage_failing_since: Optional[float] = None
         self._refused_now = False
         self._connected_at: Optional[float] = None
+        self._state = LatestState()
 
     # ------------------------------------------------------------------ status (any thread)
 
@@ -278,9 +280,9 @@ class DeliveryLoop:
         republish: List[tuple[ApprovedPayload, InFlight]] = []
         if status.birth_delivered:
             republish.append((self.boot.birth, RepublishedBirth()))
-        # Retained state (the notice, discovery configs) is re-published at every connect: a broker
-        # restarted without persistence would otherwise have forgotten it.
-        republish += [(document, Document(document.kind)) for document in self.documents]
+        # Retained state (notice, discovery configs, anomaly state) is re-published at every connect: a
+        # broker restarted without persistence, or another node of a cluster, would otherwise not have it.
+        republish += [(document, Document(document.kind)) for document in [*self.documents, *self._state.republish()]]
         for payload, item in republish:
             try:
                 self._inflight[self.link.publish(payload)] = item
@@ -367,7 +369,7 @@ class DeliveryLoop:
                 age = self.clock.age_s(row.stamp) or 0.0
                 expiry = int(self.mqtt.counts_expiry_s - age)
             # Only this boot's birth is the device's state; earlier boots' status rows are history.
-            retain = approved.retain and row.seq == self.boot.birth_seq
+            retain = self._state.retain(approved) or (approved.retain and row.seq == self.boot.birth_seq)
             try:
                 mid = self.link.publish(approved, expiry_s=expiry, retain=retain)
             except BrokerError:
@@ -401,6 +403,7 @@ class DeliveryLoop:
             changes["death_delivered"] = True
         elif isinstance(item, StoredRow):
             self._acked.append(item.seq)
+            self._state.acked(item.seq)
             if item.seq == self.boot.birth_seq:
                 changes["birth_delivered"] = True
         self._update(**changes)

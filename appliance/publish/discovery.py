@@ -11,16 +11,18 @@ goes on the wire but these config messages):
 * sensors: people in view (``counts.total.last``), per zone people (``last``) and density
   (``density_per_m2``), per line crossings in and out per window, health state and fps;
 * binary sensors, one per anomaly type (per zone for the zone-scoped types: overcrowding where the
-  zone has a limit, counterflow where it has a flow direction), ``on`` while raised;
+  zone has a limit, counterflow where it has a flow direction), ``on`` while raised, read from the
+  retained ``anomaly_state`` (the flags active now);
 * availability from the retained ``status`` topic (``online``/``offline``).
 
 No camera, image or any other component: only ``sensor`` and ``binary_sensor`` can be produced,
 and the payload classes below reject keys Home Assistant does not document for them.
 
 Keys follow https://www.home-assistant.io/integrations/mqtt/ (discovery) and the
-``sensor.mqtt``/``binary_sensor.mqtt`` pages. Anomaly templates key on ``type``, ``zone`` and
-``state`` of the anomalies payload; anomaly messages are not retained, so after a Home Assistant
-restart a binary sensor is ``unknown`` until the next raise or clear.
+``sensor.mqtt``/``binary_sensor.mqtt`` pages. Anomaly templates look for their ``type`` (and
+``zone``) in the ``active`` list of the retained anomaly state, so every state message sets every
+binary sensor ``ON`` or ``OFF``: a Home Assistant that starts late gets the flags active now, and
+the empty state a device publishes right after each birth turns the old boot's flags ``OFF``.
 """
 
 from __future__ import annotations
@@ -106,8 +108,8 @@ class HaSensor(_HaEntity):
 
 
 class HaBinarySensor(_HaEntity):
-    payload_on: str = "raised"
-    payload_off: str = "cleared"
+    payload_on: str = "ON"
+    payload_off: str = "OFF"
     device_class: Optional[Literal["safety", "tamper", "problem"]] = None
 
 
@@ -127,6 +129,14 @@ def _topic(ha: HomeAssistantConfig, component: str, device_id: str, key: str) ->
 
 def _component(entity: HaEntity) -> str:
     return next(name for name, cls in ENTITY_CLASSES.items() if isinstance(entity, cls))
+
+
+def _flag(kind: str, zone: Optional[str]) -> str:
+    """``ON`` while the state's ``active`` list holds a flag of this type (and zone), else ``OFF``."""
+    match = f"selectattr('type', 'equalto', '{kind}')"
+    if zone is not None:
+        match += f" | selectattr('zone', 'equalto', '{zone}')"
+    return f"{{{{ 'ON' if value_json.active | {match} | list | length > 0 else 'OFF' }}}}"
 
 
 def _optional(path: str, guard: str) -> str:
@@ -222,9 +232,8 @@ def build_entities(
         binary(
             f"anomaly_{kind}",
             name=kind.replace("_", " ").capitalize(),
-            state_topic=f"{base}/anomalies",
-            # Other types' events render nothing, which Home Assistant ignores (state unchanged).
-            value_template=f"{{% if value_json.type == '{kind}' %}}{{{{ value_json.state }}}}{{% endif %}}",
+            state_topic=f"{base}/anomaly_state",
+            value_template=_flag(kind, None),
             device_class=_ANOMALY_DEVICE_CLASS[kind],
         )
     for zone in zones:
@@ -238,11 +247,8 @@ def build_entities(
             binary(
                 f"anomaly_{kind}_{zone.name}",
                 name=f"{kind.capitalize()} {zone.name}",
-                state_topic=f"{base}/anomalies",
-                value_template=(
-                    f"{{% if value_json.type == '{kind}' and value_json.zone == '{zone.name}' %}}"
-                    "{{ value_json.state }}{% endif %}"
-                ),
+                state_topic=f"{base}/anomaly_state",
+                value_template=_flag(kind, zone.name),
                 device_class=_ANOMALY_DEVICE_CLASS[kind],
             )
     return out

@@ -177,6 +177,7 @@ class LinkHealth(Value):
     seconds_since_puback: Optional[NonNegative] = Field(
         None, description="since the broker last acknowledged a message; null before the first"
     )
+    broker: Optional[str] = Field(None, max_length=300, description="the broker of mqtt.url in use, or tried next")
 
 
 # --------------------------------------------------------------------------- messages
@@ -334,6 +335,38 @@ class AnomalyMessage(Message):
         return v
 
 
+MAX_ACTIVE_LISTED = 32  # flags one state lists (the egress policy's array bound); more are counted
+
+
+class ActiveAnomaly(Value):
+    """One anomaly flag raised and not cleared: its raise, as the ``anomalies`` message carried it."""
+
+    type: AnomalyType = Field(description="what was raised")
+    event_id: str = Field(pattern=r"^[0-9a-f]{32}$", description="the event_id of its raise (and of its clear)")
+    zone: Optional[Name] = Field(None, description="the zone it concerns; null for a device-wide flag")
+    since: UtcDatetime = Field(description="when the condition started")
+    severity: Severity = Field("warning", description="severity of the raise")
+    value: float = Field(description="the measured value that raised it (people, people/m², a ratio, ...)")
+    threshold: Optional[float] = Field(None, description="the configured limit it crossed; null when none applies")
+    baseline: Optional[float] = Field(None, description="the learned baseline it was compared with; null when none")
+    reason: str = Field("", max_length=160, description="the raise's short human-readable explanation")
+
+
+class AnomalyStateMessage(Message):
+    """The anomaly flags active now on one device, retained: what a late subscriber needs.
+
+    Sent after every raise and clear, and empty right after each birth (a new boot has nothing
+    raised), so a restart clears the old boot's flags everywhere. A lower (boot_id, seq) is old news.
+    """
+
+    kind: ClassVar[str] = "anomaly_state"
+    retain: ClassVar[bool] = True  # never dropped (drop_rank None), never aged out: it is the device's state
+
+    active: List[ActiveAnomaly] = Field(default_factory=list, max_length=MAX_ACTIVE_LISTED,
+                                        description="every flag raised and not cleared, oldest first")
+    not_listed: Count = Field(0, description=f"active flags beyond the {MAX_ACTIVE_LISTED} listed (the newest ones)")
+
+
 class HealthMessage(Message):
     kind: ClassVar[str] = "health"
     drop_rank: ClassVar[Optional[int]] = 0  # the first to go: the next health message reports the drops
@@ -364,7 +397,7 @@ class HealthMessage(Message):
 
 
 MESSAGE_TYPES: Dict[str, Type[Message]] = {
-    cls.kind: cls for cls in (StatusMessage, CountsMessage, AnomalyMessage, HealthMessage)
+    cls.kind: cls for cls in (StatusMessage, CountsMessage, AnomalyMessage, HealthMessage, AnomalyStateMessage)
 }
 
 
@@ -387,9 +420,17 @@ class StampedHealthMessage(HealthMessage, Stamped):
     __doc__ = HealthMessage.__doc__
 
 
+class StampedAnomalyStateMessage(AnomalyStateMessage, Stamped):
+    __doc__ = AnomalyStateMessage.__doc__
+
+
 WIRE_TYPES: Dict[str, Type[Stamped]] = {
-    cls.kind: cls for cls in (StampedStatusMessage, StampedCountsMessage, StampedAnomalyMessage, StampedHealthMessage)
-}
+    cls.kind: cls
+    for cls in (
+        StampedStatusMessage, StampedCountsMessage, StampedAnomalyMessage, StampedHealthMessage,
+        StampedAnomalyStateMessage,
+    )
+}  # fmt: skip
 """kind -> the stamped wire type: what is published and what a subscriber parses."""
 
 

@@ -37,6 +37,7 @@ from typing import List, Optional, Protocol, Sequence, TextIO
 from typing_extensions import NotRequired, TypedDict, Unpack
 
 from appliance.config.schema import MqttConfig, OutboxConfig, PublishConfig
+from appliance.publish.anomaly_state import ActiveAnomalies
 from appliance.publish.backoff import FullJitterBackoff
 from appliance.publish.certificate import client_cert_days_left
 from appliance.publish.client import BrokerUnreachable, MqttLink
@@ -44,7 +45,7 @@ from appliance.publish.clock import Clock
 from appliance.publish.delivery import DeliveryLoop, DeliveryStatus
 from appliance.publish.egress import ApprovedPayload, EgressError, EgressPolicy, RetainedDocument
 from appliance.publish.lifecycle import Boot, seal_boot
-from appliance.publish.messages import Message, StatusMessage
+from appliance.publish.messages import AnomalyMessage, AnomalyStateMessage, Message, StatusMessage
 from appliance.publish.outbox.rows import OutboxStats, Sealed
 from appliance.publish.outbox.store import Outbox, outbox_path
 from appliance.publish.outbox.writer import OutboxWriter, WriterStatus
@@ -113,6 +114,25 @@ class _Base:
         self._birth_content = birth
         self.boot: Optional[Boot] = None
         self._closed = False
+        self.anomalies = ActiveAnomalies()
+
+    def publish(self, msg: Message) -> None:
+        msg = self._prepare(msg)
+        if not isinstance(msg, AnomalyMessage):
+            self._submit(msg)
+            return
+        # The event, then the state it leads to: one lock, so states are stored in the order made.
+        with self.anomalies.lock:
+            self._submit(msg)
+            self._submit(self.anomalies.apply(msg))
+
+    def _begin_anomaly_state(self) -> None:
+        """Right after the birth: nothing is raised in a new boot (retained, replacing the last boot's)."""
+        with self.anomalies.lock:
+            self._submit(self.anomalies.reset())
+
+    def _submit(self, msg: Message) -> None:  # pragma: no cover - overridden
+        raise NotImplementedError
 
     @property
     def boot_id(self) -> int:
@@ -126,6 +146,8 @@ class _Base:
         if isinstance(msg, StatusMessage):
             # Birth and death are the publisher's: one per boot, with seqs reserved at start.
             raise EgressError("status_managed", "status is published by start() and close() only")
+        if isinstance(msg, AnomalyStateMessage):
+            raise EgressError("state_managed", "anomaly_state is published by the publisher with each anomaly")
         return msg
 
     def _fresh_death(self) -> ApprovedPayload:
@@ -155,6 +177,7 @@ class StdoutPublisher(_Base):
         self._emit(self.boot.birth)
         for document in self.documents:
             self._emit(document)
+        self._begin_anomaly_state()
 
     def connect(self, timeout_s: float) -> None:
         """Nothing to connect to."""
@@ -162,8 +185,7 @@ class StdoutPublisher(_Base):
     def check(self) -> None:
         """Printing cannot fail for good."""
 
-    def publish(self, msg: Message) -> None:
-        msg = self._prepare(msg)
+    def _submit(self, msg: Message) -> None:
         with self.seqs.next() as seq:
             self._emit(self.stamper.approve(msg, boot_id=self.boot_id, seq=seq))
 
@@ -228,6 +250,7 @@ class MqttPublisher(_Base):
             documents=self.documents,
         )
         self.delivery.start()
+        self._begin_anomaly_state()
 
     def _on_ack(self, mid: int, refused: Optional[str]) -> None:
         if self.delivery is not None:
@@ -253,8 +276,7 @@ class MqttPublisher(_Base):
             delivery.error_event.wait(min(remaining, 0.1))
             delivery.error_event.clear()
 
-    def publish(self, msg: Message) -> None:
-        msg = self._prepare(msg)
+    def _submit(self, msg: Message) -> None:
         boot_id = self.boot_id
         self._writer().submit(lambda seq: self.stamper.seal(msg, boot_id=boot_id, seq=seq))
 
@@ -288,6 +310,7 @@ class MqttPublisher(_Base):
             held_in_memory=writer.queued,
             seconds_since_puback=None if last_puback is None else time.monotonic() - last_puback,
             refusing=status.refusing,
+            broker=str(self.delivery.link.address) if self.delivery is not None else None,
             cert_days_left=client_cert_days_left(self.mqtt),
             quarantined=ob.quarantined,
             files_set_aside=ob.files_set_aside,

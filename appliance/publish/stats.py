@@ -27,3 +27,4 @@ class PublisherStats:
     cert_days_left: Optional[int] = None  # days until the device's TLS client certificate expires
     quarantined: int = 0  # outbox rows set aside as damaged (their seqs are gaps)
     files_set_aside: int = 0  # damaged outbox files replaced by a fresh one
+    broker: Optional[str] = None  # the broker of mqtt.url in use (or tried next), scheme://host:port

@@ -62,6 +62,7 @@ def _topic_notices(cfg: ApplianceConfig) -> List[TopicNotice]:
         "status": ("on every connect (online) and on stop or loss of connection (offline)", None),
         "counts": ("once per counting window", cfg.publish.interval_s),
         "anomalies": ("when an anomaly flag is raised or cleared", None),
+        "anomaly_state": ("after each anomaly flag raised or cleared, and empty at every start", None),
         "health": ("periodically", cfg.publish.health_interval_s),
     }
     out = []
