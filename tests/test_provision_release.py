@@ -19,6 +19,7 @@ from support.releases import (
     make_bundle,
     offline,
     real_release,
+    release_without,
     require_unshare_n,
     unpack_bundle,
 )
@@ -121,11 +122,7 @@ def test_release_lock_pins_every_wheel_and_the_sbom_lists_wheels_and_models(loca
 def test_install_refuses_a_release_without_the_appliance_even_online(tmp_path: Path, local_release: Path) -> None:
     make_bundle(tmp_path, DEVICE)
     bundle_dir = unpack_bundle(tmp_path, DEVICE)
-    thin = tmp_path / "thin"
-    thin.mkdir()
-    for f in local_release.iterdir():
-        if not f.name.startswith("crowd_appliance-"):
-            (thin / f.name).symlink_to(f)
+    thin = release_without(local_release, tmp_path / "thin", "crowd_appliance-")
     root = tmp_path / "root"
     root.mkdir()
     proc = install(bundle_dir, "--release", str(thin), "--online", "--root", str(root), no_network=False)
@@ -207,11 +204,7 @@ def test_online_fetches_only_what_the_release_lacks_and_only_by_its_hash(
     make_bundle(tmp_path, DEVICE)
     bundle_dir = unpack_bundle(tmp_path, DEVICE)
     # A release without one small dependency's wheel: refused offline, fetched by its hash online.
-    thin = tmp_path / "thin"
-    thin.mkdir()
-    for f in release.iterdir():
-        if not f.name.startswith("mdurl-"):
-            (thin / f.name).symlink_to(f)
+    thin = release_without(release, tmp_path / "thin", "mdurl-")
     root = tmp_path / "root"
     root.mkdir()
     proc = install(bundle_dir, "--release", str(thin), "--root", str(root), "--no-selftest")

@@ -59,6 +59,15 @@ def real_release(tmp_path_factory: pytest.TempPathFactory, arch: str = "x86_64",
     return _REAL[key]
 
 
+def release_without(release: Path, dest: Path, file_prefix: str) -> Path:
+    """The release in ``dest`` (links to the original files) less the files named ``file_prefix*``."""
+    dest.mkdir()
+    for f in release.iterdir():
+        if not f.name.startswith(file_prefix):
+            (dest / f.name).symlink_to(f)
+    return dest
+
+
 def copy_with_one_byte_changed(release: Path, dest: Path, wheel_prefix: str) -> Path:
     """The release in ``dest`` (links to the original files) with one byte of one wheel flipped."""
     dest.mkdir()
